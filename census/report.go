@@ -1,0 +1,397 @@
+// Package census collects what an agent reports about itself to its proxy
+// (DESIGN §7, Teleport RFD 108 "Agent Census" plus updater state), decodes
+// such reports strictly on the proxy side, and sends them.
+//
+// Nothing in a report identifies a person or a host: host_id is a keyed hash
+// of the machine id with a per-install random salt, and there is no hostname,
+// IP address or user name anywhere.
+package census
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/Masterminds/semver/v3"
+)
+
+// Size limits of a report.
+const (
+	// MaxReportSize is the largest report body accepted, in bytes.
+	MaxReportSize = 64 << 10
+	// MaxFieldLen is the longest accepted string field, in bytes.
+	MaxFieldLen = 256
+	// MaxListLen is the most entries accepted in services or install_methods.
+	MaxListLen = 32
+	// maxDepth is the deepest JSON nesting a valid report has (report →
+	// last_update_result, or report → list).
+	maxDepth = 2
+)
+
+// Updater status values (Report.UpdaterStatus).
+const (
+	StatusEnabled  = "enabled"  // the host follows its proxy
+	StatusDisabled = "disabled" // automatic updates are turned off
+	StatusPinned   = "pinned"   // the host stays on a version its admin chose
+)
+
+// Install methods (Report.InstallMethods). The first three come from
+// TELEPORT_INSTALL_METHOD_* environment variables recorded at install time
+// (RFD 108); systemctl means the agent's unit is active; teleport-update is
+// this updater itself.
+const (
+	InstallMethodDockerfile     = "dockerfile"
+	InstallMethodHelmKubeAgent  = "helm_kube_agent"
+	InstallMethodNodeScript     = "node_script"
+	InstallMethodSystemctl      = "systemctl"
+	InstallMethodTeleportUpdate = "teleport-update"
+)
+
+// Container runtimes (Report.ContainerRuntime).
+const (
+	RuntimeDocker = "docker"
+	RuntimePodman = "podman"
+)
+
+// Cloud environments (Report.CloudEnvironment).
+const (
+	CloudAWS   = "aws"
+	CloudGCP   = "gcp"
+	CloudAzure = "azure"
+)
+
+// OrchestratorKubernetesPrefix starts Report.ContainerOrchestrator when the
+// agent runs in a Kubernetes pod: "kubernetes-v1.29.4-eks-036c24b".
+const OrchestratorKubernetesPrefix = "kubernetes-"
+
+// ErrInvalidReport is wrapped by every error that refuses a report body:
+// malformed or non-strict JSON, oversized, a field out of its limits or
+// outside its allowed values.
+var ErrInvalidReport = errors.New("invalid census report")
+
+// Report is what an agent POSTs to /v1/webapi/census. Field names follow
+// RFD 108 (AgentMetadataEvent) plus the updater's own state.
+type Report struct {
+	// HostID is hex(HMAC-SHA256(salt, machine-id)) with a per-install random
+	// salt: stable for one installation, never the raw machine id. Empty
+	// when the host has no machine id (the proxy refuses such reports).
+	HostID string `json:"host_id"`
+	// Version is the agent (teleport) version that is active, semver
+	// without a leading "v"; empty before the first install.
+	Version string `json:"version"`
+	// Services are the Teleport services the agent runs (node, kube, app,
+	// db, windows_desktop, ...), when known.
+	Services []string `json:"services"`
+	// OS is GOOS ("linux"), as in RFD 108.
+	OS string `json:"os"`
+	// OSVersion is the distribution and its version, /etc/os-release
+	// NAME + " " + VERSION_ID ("Ubuntu 22.04"), as in RFD 108.
+	OSVersion string `json:"os_version"`
+	// HostArchitecture is GOARCH ("amd64", "arm64").
+	HostArchitecture string `json:"host_architecture"`
+	// GlibcVersion is "2.36"; empty on musl or when unknown.
+	GlibcVersion string `json:"glibc_version"`
+	// InstallMethods are sorted, distinct InstallMethod* values.
+	InstallMethods []string `json:"install_methods"`
+	// ContainerRuntime is "docker", "podman" or empty.
+	ContainerRuntime string `json:"container_runtime"`
+	// ContainerOrchestrator is "kubernetes-<git version>" or empty.
+	ContainerOrchestrator string `json:"container_orchestrator"`
+	// CloudEnvironment is "aws", "gcp", "azure" or empty.
+	CloudEnvironment string `json:"cloud_environment"`
+	// UpdateGroup is the group the host believes it is in. The proxy
+	// replaces it with the group of the token the report came with.
+	UpdateGroup string `json:"update_group"`
+	// UpdaterStatus is one of StatusEnabled, StatusDisabled, StatusPinned.
+	UpdaterStatus string `json:"updater_status"`
+	// LastUpdateResult is the outcome of the last update attempt, nil when
+	// the updater has not tried one yet.
+	LastUpdateResult *UpdateResult `json:"last_update_result"`
+	// ReportedAt is the agent's clock when it built the report. The proxy
+	// keeps its own receive time for staleness.
+	ReportedAt time.Time `json:"reported_at"`
+}
+
+// UpdateResult is the outcome of one update attempt.
+type UpdateResult struct {
+	Time    time.Time `json:"time"`
+	Target  string    `json:"target"` // the version the updater tried to reach
+	Success bool      `json:"success"`
+	// ErrorCode names why a failed attempt failed, a short machine-readable
+	// word such as "verification" or "health_check"; empty on success.
+	ErrorCode string `json:"error_code"`
+}
+
+// reportFields and resultFields are the exact JSON keys allowed in a report
+// and in its last_update_result. encoding/json matches keys without regard
+// to case and keeps the last of duplicate keys; the strict pre-pass refuses
+// both so what is stored is exactly what was sent.
+var (
+	reportFields = []string{
+		"host_id", "version", "services", "os", "os_version", "host_architecture",
+		"glibc_version", "install_methods", "container_runtime", "container_orchestrator",
+		"cloud_environment", "update_group", "updater_status", "last_update_result", "reported_at",
+	}
+	resultFields = []string{"time", "target", "success", "error_code"}
+)
+
+// DecodeReport parses and validates one report body.
+//
+// Outcomes: the report and nil; or an error wrapping ErrInvalidReport when the
+// body is larger than MaxReportSize, is not exactly one JSON object, has an
+// unknown, duplicate or wrongly cased key, a value of the wrong type, or a
+// field outside its limits (see Report.Validate).
+func DecodeReport(body []byte) (Report, error) {
+	if len(body) > MaxReportSize {
+		return Report{}, fmt.Errorf("%w: body is %d bytes, more than the %d byte limit", ErrInvalidReport, len(body), MaxReportSize)
+	}
+	if err := checkKeys(body); err != nil {
+		return Report{}, fmt.Errorf("%w: %v", ErrInvalidReport, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var r Report
+	if err := dec.Decode(&r); err != nil {
+		return Report{}, fmt.Errorf("%w: decode JSON: %v", ErrInvalidReport, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Report{}, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidReport)
+	}
+	if err := r.Validate(); err != nil {
+		return Report{}, err
+	}
+	return r, nil
+}
+
+// checkKeys walks the JSON tokens of body and refuses anything that is not a
+// single object whose keys (and those of last_update_result) are known,
+// exactly cased and not repeated, nested no deeper than a valid report.
+func checkKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("read JSON: %v", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("body is not a JSON object")
+	}
+	return checkObject(dec, reportFields, 1)
+}
+
+// checkObject checks the rest of an object whose '{' has been read.
+func checkObject(dec *json.Decoder, allowed []string, depth int) error {
+	seen := make(map[string]bool, len(allowed))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("read JSON: %v", err)
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return fmt.Errorf("unexpected token %v", tok)
+		}
+		if !slices.Contains(allowed, key) {
+			return fmt.Errorf("unknown field %q", truncate(key))
+		}
+		if seen[key] {
+			return fmt.Errorf("duplicate field %q", key)
+		}
+		seen[key] = true
+		next := []string(nil)
+		if key == "last_update_result" {
+			next = resultFields
+		}
+		if err := checkValue(dec, next, depth); err != nil {
+			return fmt.Errorf("field %q: %w", key, err)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return fmt.Errorf("read JSON: %v", err)
+	}
+	return nil
+}
+
+// checkValue skips one value, checking nested objects against fields.
+func checkValue(dec *json.Decoder, fields []string, depth int) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("read JSON: %v", err)
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	if depth+1 > maxDepth {
+		return errors.New("nested too deeply")
+	}
+	switch d {
+	case '{':
+		if fields == nil {
+			return errors.New("unexpected object")
+		}
+		return checkObject(dec, fields, depth+1)
+	case '[':
+		for dec.More() {
+			if err := checkValue(dec, nil, depth+1); err != nil {
+				return err
+			}
+		}
+		_, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("read JSON: %v", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("unexpected token %v", d)
+}
+
+var (
+	hostIDPattern  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	wordPattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9_]{0,31}$`)
+	archPattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9_]{0,31}$`)
+	glibcPattern   = regexp.MustCompile(`^[0-9]{1,3}\.[0-9]{1,4}(\.[0-9]{1,4})?$`)
+	k8sPattern     = regexp.MustCompile(`^kubernetes-[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$`)
+	codePattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+	installMethods = []string{InstallMethodDockerfile, InstallMethodHelmKubeAgent, InstallMethodNodeScript, InstallMethodSystemctl, InstallMethodTeleportUpdate}
+	statuses       = []string{StatusEnabled, StatusDisabled, StatusPinned}
+	runtimes       = []string{RuntimeDocker, RuntimePodman}
+	clouds         = []string{CloudAWS, CloudGCP, CloudAzure}
+)
+
+// Validate checks every field against its limits and allowed values and
+// returns an error wrapping ErrInvalidReport naming the first bad field.
+// HostID may be empty here; the store refuses reports without one.
+func (r *Report) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalidReport, field, fmt.Sprintf(format, args...))
+	}
+	if r.HostID != "" && !hostIDPattern.MatchString(r.HostID) {
+		return bad("host_id", "want 64 lowercase hex digits")
+	}
+	if err := checkVersion(r.Version, true); err != nil {
+		return bad("version", "%v", err)
+	}
+	if err := checkList(r.Services, nil); err != nil {
+		return bad("services", "%v", err)
+	}
+	if r.OS != "" && !wordPattern.MatchString(r.OS) {
+		return bad("os", "want a GOOS-like word")
+	}
+	if err := checkText(r.OSVersion); err != nil {
+		return bad("os_version", "%v", err)
+	}
+	if r.HostArchitecture != "" && !archPattern.MatchString(r.HostArchitecture) {
+		return bad("host_architecture", "want a GOARCH-like word")
+	}
+	if r.GlibcVersion != "" && !glibcPattern.MatchString(r.GlibcVersion) {
+		return bad("glibc_version", "want a version like 2.36")
+	}
+	if err := checkList(r.InstallMethods, installMethods); err != nil {
+		return bad("install_methods", "%v", err)
+	}
+	if r.ContainerRuntime != "" && !slices.Contains(runtimes, r.ContainerRuntime) {
+		return bad("container_runtime", "want one of %v or empty", runtimes)
+	}
+	if r.ContainerOrchestrator != "" && !k8sPattern.MatchString(r.ContainerOrchestrator) {
+		return bad("container_orchestrator", "want kubernetes-<version> or empty")
+	}
+	if r.CloudEnvironment != "" && !slices.Contains(clouds, r.CloudEnvironment) {
+		return bad("cloud_environment", "want one of %v or empty", clouds)
+	}
+	if err := checkText(r.UpdateGroup); err != nil {
+		return bad("update_group", "%v", err)
+	}
+	if !slices.Contains(statuses, r.UpdaterStatus) {
+		return bad("updater_status", "want one of %v", statuses)
+	}
+	if u := r.LastUpdateResult; u != nil {
+		if u.Time.IsZero() {
+			return bad("last_update_result.time", "missing")
+		}
+		if err := checkVersion(u.Target, false); err != nil {
+			return bad("last_update_result.target", "%v", err)
+		}
+		if u.Success && u.ErrorCode != "" {
+			return bad("last_update_result.error_code", "set on a successful update")
+		}
+		if u.ErrorCode != "" && !codePattern.MatchString(u.ErrorCode) {
+			return bad("last_update_result.error_code", "want a short lowercase word")
+		}
+	}
+	if r.ReportedAt.IsZero() {
+		return bad("reported_at", "missing")
+	}
+	return nil
+}
+
+// checkVersion accepts semver without a leading "v" (and empty when
+// emptyOK).
+func checkVersion(v string, emptyOK bool) error {
+	if v == "" {
+		if emptyOK {
+			return nil
+		}
+		return errors.New("missing")
+	}
+	if len(v) > 64 {
+		return errors.New("longer than 64 bytes")
+	}
+	if _, err := semver.StrictNewVersion(v); err != nil {
+		return fmt.Errorf("want semver like 16.4.6: %v", err)
+	}
+	return nil
+}
+
+// checkList checks a list of distinct words, each in allowed when allowed is
+// not nil.
+func checkList(list, allowed []string) error {
+	if len(list) > MaxListLen {
+		return fmt.Errorf("%d entries, more than %d", len(list), MaxListLen)
+	}
+	for i, s := range list {
+		if allowed != nil && !slices.Contains(allowed, s) {
+			return fmt.Errorf("%q is not one of %v", truncate(s), allowed)
+		}
+		if allowed == nil && !wordPattern.MatchString(s) {
+			return fmt.Errorf("%q is not a lowercase word", truncate(s))
+		}
+		if slices.Contains(list[:i], s) {
+			return fmt.Errorf("%q listed twice", s)
+		}
+	}
+	return nil
+}
+
+// checkText accepts short printable UTF-8 without control characters.
+func checkText(s string) error {
+	if len(s) > MaxFieldLen {
+		return fmt.Errorf("%d bytes, more than %d", len(s), MaxFieldLen)
+	}
+	if !utf8.ValidString(s) {
+		return errors.New("not valid UTF-8")
+	}
+	for _, c := range s {
+		if !unicode.IsPrint(c) {
+			return fmt.Errorf("contains the non-printable character %U", c)
+		}
+	}
+	return nil
+}
+
+// truncate shortens untrusted text quoted in an error.
+func truncate(s string) string {
+	const maxQuoted = 40
+	if len(s) <= maxQuoted {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxQuoted], "") + "…"
+}

@@ -1,0 +1,362 @@
+// Package store keeps census reports on the proxy in an embedded SQLite
+// database (modernc.org/sqlite, pure Go, so the binary stays static): the
+// latest report of every host plus a bounded history of update results.
+//
+// Writes are durable (WAL with synchronous=FULL: a report is on disk before
+// Ingest returns) and group-committed: one writer goroutine commits whatever
+// reports have queued up in one transaction, so a fleet reporting at once
+// shares each fsync instead of waiting for one fsync apiece.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/gravitational/teleport-update/census"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultHistoryPerHost = 20
+	DefaultBatchSize      = 512
+	DefaultBatchDelay     = time.Millisecond
+	// busyTimeout bounds how long a connection waits for another writer
+	// (another process, or IngestOneTx racing the batch writer).
+	busyTimeout = 10 * time.Second
+	// maxReaders bounds the read connections Summary and Export use.
+	maxReaders = 4
+	// maxGroupLen bounds the group name a caller passes to Ingest.
+	maxGroupLen = 256
+)
+
+// ErrClosed is returned by Ingest after Close.
+var ErrClosed = errors.New("census store is closed")
+
+// Options tune a Store. Zero values take the defaults.
+type Options struct {
+	// HistoryPerHost is how many update results are kept per host
+	// (default DefaultHistoryPerHost).
+	HistoryPerHost int
+	// BatchSize is the most reports committed in one transaction
+	// (default DefaultBatchSize).
+	BatchSize int
+	// BatchDelay is how long the writer waits for more reports to join a
+	// batch that is not full (default DefaultBatchDelay; negative means do
+	// not wait, commit whatever has queued).
+	BatchDelay time.Duration
+	// Logger receives operational messages (default: discard).
+	Logger *slog.Logger
+}
+
+// Store is a census database. It is safe for concurrent use.
+type Store struct {
+	db      *sql.DB
+	wconn   *sql.Conn // the one write connection, used under writeMu
+	writeMu sync.Mutex
+	upsert  *sql.Stmt
+	history *sql.Stmt
+	prune   *sql.Stmt
+
+	opts   Options
+	logger *slog.Logger
+
+	queue     chan *request
+	closeMu   sync.RWMutex // guards closed against sends on queue
+	closed    bool
+	writerEnd chan struct{}
+}
+
+// request is one report waiting for the batch writer.
+type request struct {
+	row  hostRow
+	done chan error
+}
+
+// Open opens (creating and migrating when needed) the database at path.
+// The database runs in WAL mode with synchronous=FULL.
+//
+// Outcomes: a Store; or an error when path cannot be opened, is not a
+// census database, or has a schema newer than this binary understands.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("open census database %q: path must be non-empty and contain no '?' or '#'", path)
+	}
+	if opts.HistoryPerHost <= 0 {
+		opts.HistoryPerHost = DefaultHistoryPerHost
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.BatchDelay == 0 {
+		opts.BatchDelay = DefaultBatchDelay
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)",
+		path, busyTimeout.Milliseconds())
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open census database %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(maxReaders + 1)
+	db.SetMaxIdleConns(maxReaders + 1)
+	s := &Store{db: db, opts: opts, logger: logger}
+	if err := s.init(ctx, path); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.queue = make(chan *request, opts.BatchSize)
+	s.writerEnd = make(chan struct{})
+	go s.writer()
+	logger.InfoContext(ctx, "Census database opened.", "path", path,
+		"history_per_host", opts.HistoryPerHost, "batch_size", opts.BatchSize, "batch_delay", opts.BatchDelay)
+	return s, nil
+}
+
+// init checks the pragmas took effect, migrates the schema and prepares the
+// write statements on the write connection.
+func (s *Store) init(ctx context.Context, path string) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("open census database %s: %w", path, err)
+	}
+	s.wconn = conn
+	var mode string
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("open census database %s: read journal mode: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("open census database %s: journal mode is %q, want wal", path, mode)
+	}
+	if err := migrate(ctx, conn); err != nil {
+		return fmt.Errorf("open census database %s: %w", path, err)
+	}
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{{&s.upsert, upsertSQL}, {&s.history, historySQL}, {&s.prune, pruneSQL}} {
+		if *p.stmt, err = conn.PrepareContext(ctx, p.sql); err != nil {
+			return fmt.Errorf("open census database %s: prepare statement: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// Close commits the reports already queued, stops the writer and closes the
+// database. Ingest calls after Close return ErrClosed.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.queue)
+	s.closeMu.Unlock()
+	<-s.writerEnd
+	var errs []error
+	for _, st := range []*sql.Stmt{s.upsert, s.history, s.prune} {
+		errs = append(errs, st.Close())
+	}
+	errs = append(errs, s.wconn.Close(), s.db.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close census database: %w", err)
+	}
+	return nil
+}
+
+// Ingest decodes body (census.DecodeReport), sets its update group to group
+// (the group of the enrollment token it came with, which wins over what the
+// body claims), and stores it as the host's latest report, adding its last
+// update result to the host's history. It returns once the transaction that
+// holds the report has committed to disk.
+//
+// Outcomes: nil when stored; an error wrapping census.ErrInvalidReport when
+// the body is refused (nothing is stored); ErrClosed after Close; ctx's error
+// when ctx ends first (the report may still be committed); otherwise a
+// database error.
+func (s *Store) Ingest(ctx context.Context, group string, body []byte, now time.Time) error {
+	row, err := prepare(group, body, now)
+	if err != nil {
+		return err
+	}
+	req := &request{row: row, done: make(chan error, 1)}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.queue <- req:
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return fmt.Errorf("store census report: %w", ctx.Err())
+	}
+	s.closeMu.RUnlock()
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("store census report: %w", ctx.Err())
+	}
+}
+
+// IngestOneTx is Ingest with one transaction (and so one fsync) per report,
+// without the batch writer: the baseline the group commit is measured
+// against.
+func (s *Store) IngestOneTx(ctx context.Context, group string, body []byte, now time.Time) error {
+	row, err := prepare(group, body, now)
+	if err != nil {
+		return err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.commit(ctx, []hostRow{row})
+}
+
+// prepare decodes and checks one report for storage.
+func prepare(group string, body []byte, now time.Time) (hostRow, error) {
+	r, err := census.DecodeReport(body)
+	if err != nil {
+		return hostRow{}, err
+	}
+	if r.HostID == "" {
+		return hostRow{}, fmt.Errorf("%w: host_id: missing", census.ErrInvalidReport)
+	}
+	if group == "" || len(group) > maxGroupLen {
+		return hostRow{}, fmt.Errorf("store census report: group name must be 1 to %d bytes, got %d", maxGroupLen, len(group))
+	}
+	r.UpdateGroup = group
+	return newHostRow(r, now), nil
+}
+
+// writer is the group-commit loop: it takes the first queued report, gathers
+// more until BatchSize or BatchDelay, commits them in one transaction and
+// answers every request with the outcome.
+func (s *Store) writer() {
+	defer close(s.writerEnd)
+	batch := make([]*request, 0, s.opts.BatchSize)
+	rows := make([]hostRow, 0, s.opts.BatchSize)
+	var timer *time.Timer
+	for {
+		first, ok := <-s.queue
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], first)
+		open := s.gather(&batch, &timer)
+		rows = rows[:0]
+		for _, r := range batch {
+			rows = append(rows, r.row)
+		}
+		s.writeMu.Lock()
+		err := s.commit(context.Background(), rows)
+		if err != nil && len(rows) > 1 {
+			// One bad row must not fail its neighbours: retry them apart.
+			s.logger.Warn("Census batch failed, retrying its reports one by one.", "reports", len(rows), "error", err)
+			for _, r := range batch {
+				r.done <- s.commit(context.Background(), []hostRow{r.row})
+			}
+		} else {
+			for _, r := range batch {
+				r.done <- err
+			}
+		}
+		s.writeMu.Unlock()
+		if !open {
+			return
+		}
+	}
+}
+
+// gather adds queued requests to batch until it holds BatchSize, the queue is
+// empty and BatchDelay has passed, or the queue is closed (then it reports
+// false).
+func (s *Store) gather(batch *[]*request, timer **time.Timer) bool {
+	for len(*batch) < s.opts.BatchSize {
+		select {
+		case r, ok := <-s.queue:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, r)
+			continue
+		default:
+		}
+		if s.opts.BatchDelay < 0 {
+			return true
+		}
+		if *timer == nil {
+			*timer = time.NewTimer(s.opts.BatchDelay)
+		} else {
+			(*timer).Reset(s.opts.BatchDelay)
+		}
+	wait:
+		for len(*batch) < s.opts.BatchSize {
+			select {
+			case r, ok := <-s.queue:
+				if !ok {
+					(*timer).Stop()
+					return false
+				}
+				*batch = append(*batch, r)
+			case <-(*timer).C:
+				break wait
+			}
+		}
+		(*timer).Stop()
+		return true
+	}
+	return true
+}
+
+// commit writes rows in one transaction on the write connection. The caller
+// holds writeMu.
+func (s *Store) commit(ctx context.Context, rows []hostRow) error {
+	tx, err := s.wconn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store census reports: begin transaction: %w", err)
+	}
+	upsert, history, prune := tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.history), tx.StmtContext(ctx, s.prune)
+	for i := range rows {
+		if err := s.write(ctx, upsert, history, prune, &rows[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("store census report of host %s: %w", rows[i].HostID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store census reports: commit %d reports: %w", len(rows), err)
+	}
+	return nil
+}
+
+// write upserts one host and records its last update result.
+func (s *Store) write(ctx context.Context, upsert, history, prune *sql.Stmt, r *hostRow) error {
+	if _, err := upsert.ExecContext(ctx, r.args()...); err != nil {
+		return fmt.Errorf("upsert host: %w", err)
+	}
+	if !r.hasResult {
+		return nil
+	}
+	res, err := history.ExecContext(ctx, r.HostID, r.resultTime, r.resultTarget, r.resultSuccess, r.resultError, r.lastSeen)
+	if err != nil {
+		return fmt.Errorf("record update result: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err // already recorded: a repeat of the same result
+	}
+	if _, err := prune.ExecContext(ctx, r.HostID, s.opts.HistoryPerHost); err != nil {
+		return fmt.Errorf("prune update history: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,357 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gravitational/teleport-update/census"
+)
+
+// censusBackend is the interface proxyapi declares; *Store must satisfy it.
+type censusBackend interface {
+	Ingest(ctx context.Context, group string, body []byte, now time.Time) error
+	Summary(ctx context.Context, now time.Time, staleAfter time.Duration) (*census.Summary, error)
+}
+
+var _ censusBackend = (*Store)(nil)
+
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+// hostID returns a valid host id for host n.
+func hostID(n int) string { return fmt.Sprintf("%064x", n+1) }
+
+// report returns a valid report of host n; edit tweaks it.
+func report(n int, edit func(*census.Report)) census.Report {
+	r := census.Report{
+		HostID:           hostID(n),
+		Version:          "16.4.6",
+		Services:         []string{"node"},
+		OS:               "linux",
+		OSVersion:        "Ubuntu 22.04",
+		HostArchitecture: "amd64",
+		GlibcVersion:     "2.35",
+		InstallMethods:   []string{"systemctl", "teleport-update"},
+		UpdateGroup:      "staging",
+		UpdaterStatus:    census.StatusEnabled,
+		ReportedAt:       t0,
+	}
+	if edit != nil {
+		edit(&r)
+	}
+	return r
+}
+
+func body(t testing.TB, r census.Report) []byte {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func openStore(t testing.TB, opts Options) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "census.db")
+	s, err := Open(context.Background(), path, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s, path
+}
+
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openStore(t, Options{})
+	ingest := func(group string, r census.Report, now time.Time) {
+		t.Helper()
+		if err := s.Ingest(ctx, group, body(t, r), now); err != nil {
+			t.Fatalf("Ingest host %s: %v", r.HostID, err)
+		}
+	}
+	// Host 0: reports twice; the second report replaces the first.
+	ingest("staging", report(0, func(r *census.Report) { r.Version = "16.4.5" }), t0)
+	ingest("staging", report(0, func(r *census.Report) {
+		r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "16.4.6", Success: true}
+	}), t0.Add(time.Hour))
+	// Host 1: claims "staging" but its token says "production"; docker on aws; failed update.
+	ingest("production", report(1, func(r *census.Report) {
+		r.ContainerRuntime = census.RuntimeDocker
+		r.CloudEnvironment = census.CloudAWS
+		r.InstallMethods = []string{"dockerfile", "teleport-update"}
+		r.HostArchitecture = "arm64"
+		r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "16.4.7", ErrorCode: "health_check"}
+	}), t0.Add(time.Hour))
+	// Host 2: last seen long ago, pinned, nothing optional.
+	ingest("production", report(2, func(r *census.Report) {
+		r.Version = ""
+		r.OSVersion = ""
+		r.InstallMethods = nil
+		r.Services = nil
+		r.UpdaterStatus = census.StatusPinned
+	}), t0.Add(-48*time.Hour))
+
+	now := t0.Add(2 * time.Hour)
+	sum, err := s.Summary(ctx, now, 24*time.Hour)
+	if err != nil {
+		t.Fatalf("Summary: %v", err)
+	}
+	want := census.NewSummary(now, 24*time.Hour)
+	want.TotalHosts = 3
+	want.ByVersion = map[string]int{"16.4.6": 2, "unknown": 1}
+	want.ByGroup = map[string]int{"staging": 1, "production": 2}
+	want.ByOS = map[string]int{"Ubuntu 22.04": 2, "linux": 1}
+	want.ByArchitecture = map[string]int{"amd64": 2, "arm64": 1}
+	want.ByInstallMethod = map[string]int{"systemctl": 1, "teleport-update": 2, "dockerfile": 1, "none": 1}
+	want.ByContainerRuntime = map[string]int{"none": 2, "docker": 1}
+	want.ByCloud = map[string]int{"none": 2, "aws": 1}
+	want.ByUpdaterStatus = map[string]int{"enabled": 2, "pinned": 1}
+	want.ByLastUpdateResult = map[string]int{"success": 1, "failure": 1, "none": 1}
+	want.StaleHosts = 1
+	want.Stale = []census.StaleHost{{HostID: hostID(2), Group: "production", LastSeen: t0.Add(-48 * time.Hour)}}
+	got, _ := json.MarshalIndent(sum, "", " ")
+	exp, _ := json.MarshalIndent(want, "", " ")
+	if !bytes.Equal(got, exp) {
+		t.Errorf("Summary:\n%s\nwant:\n%s", got, exp)
+	}
+
+	// Export gives back exactly what was stored, with the token's group.
+	var out bytes.Buffer
+	if err := s.Export(ctx, &out, FormatJSON); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("Export wrote %d lines, want 3:\n%s", len(lines), out.String())
+	}
+	var h1 ExportedHost
+	if err := json.Unmarshal([]byte(lines[1]), &h1); err != nil {
+		t.Fatal(err)
+	}
+	w1 := report(1, func(r *census.Report) {
+		r.UpdateGroup = "production"
+		r.ContainerRuntime = census.RuntimeDocker
+		r.CloudEnvironment = census.CloudAWS
+		r.InstallMethods = []string{"dockerfile", "teleport-update"}
+		r.HostArchitecture = "arm64"
+		r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "16.4.7", ErrorCode: "health_check"}
+	})
+	if g, w := string(body(t, h1.Report)), string(body(t, w1)); g != w {
+		t.Errorf("exported host 1:\n%s\nwant:\n%s", g, w)
+	}
+	if !h1.LastSeen.Equal(t0.Add(time.Hour)) || !h1.FirstSeen.Equal(t0.Add(time.Hour)) {
+		t.Errorf("host 1 seen %v..%v, want %v", h1.FirstSeen, h1.LastSeen, t0.Add(time.Hour))
+	}
+	var h0 ExportedHost
+	if err := json.Unmarshal([]byte(lines[0]), &h0); err != nil {
+		t.Fatal(err)
+	}
+	if !h0.FirstSeen.Equal(t0) || !h0.LastSeen.Equal(t0.Add(time.Hour)) || h0.Version != "16.4.6" {
+		t.Errorf("host 0 = %+v, want first seen %v, last seen %v, version 16.4.6", h0, t0, t0.Add(time.Hour))
+	}
+}
+
+func TestInvalidReportsNotStored(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openStore(t, Options{})
+	valid := body(t, report(0, nil))
+	tests := []struct {
+		name  string
+		group string
+		body  []byte
+		want  error
+	}{
+		{"no host id", "staging", body(t, report(0, func(r *census.Report) { r.HostID = "" })), census.ErrInvalidReport},
+		{"unknown field", "staging", []byte(strings.Replace(string(valid), `{`, `{"hostname":"db1",`, 1)), census.ErrInvalidReport},
+		{"wrong type", "staging", []byte(strings.Replace(string(valid), `"version":"16.4.6"`, `"version":16`, 1)), census.ErrInvalidReport},
+		{"oversized", "staging", append(valid, bytes.Repeat([]byte(" "), census.MaxReportSize)...), census.ErrInvalidReport},
+		{"bad enum", "staging", body(t, report(0, func(r *census.Report) { r.CloudEnvironment = "digitalocean" })), census.ErrInvalidReport},
+		{"not json", "staging", []byte("hello"), census.ErrInvalidReport},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.Ingest(ctx, tt.group, tt.body, t0)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Ingest = %v, want %v", err, tt.want)
+			}
+			err = s.IngestOneTx(ctx, tt.group, tt.body, t0)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("IngestOneTx = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if err := s.Ingest(ctx, "", valid, t0); err == nil {
+		t.Errorf("Ingest with an empty group succeeded")
+	}
+	sum, err := s.Summary(ctx, t0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.TotalHosts != 0 {
+		t.Errorf("after refused reports the store holds %d hosts, want 0", sum.TotalHosts)
+	}
+}
+
+// historyLen returns the stored update results of host n, newest first.
+func history(t *testing.T, s *Store, n int) []string {
+	t.Helper()
+	rows, err := s.db.Query(`SELECT target FROM update_history WHERE host_id = ? ORDER BY time DESC`, hostID(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var target string
+		if err := rows.Scan(&target); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, target)
+	}
+	return out
+}
+
+func TestHistoryBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openStore(t, Options{HistoryPerHost: 3})
+	for i := range 6 {
+		r := report(0, func(r *census.Report) {
+			r.LastUpdateResult = &census.UpdateResult{Time: t0.Add(time.Duration(i) * time.Hour), Target: fmt.Sprintf("16.4.%d", i), Success: true}
+		})
+		// Every run reports; a repeated result must not add a history entry.
+		for range 2 {
+			if err := s.Ingest(ctx, "staging", body(t, r), t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Another host's history is separate.
+	r := report(1, func(r *census.Report) {
+		r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "15.0.0", Success: true}
+	})
+	if err := s.IngestOneTx(ctx, "staging", body(t, r), t0); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(history(t, s, 0), ","), "16.4.5,16.4.4,16.4.3"; got != want {
+		t.Errorf("history of host 0 = %s, want %s", got, want)
+	}
+	if got, want := strings.Join(history(t, s, 1), ","), "15.0.0"; got != want {
+		t.Errorf("history of host 1 = %s, want %s", got, want)
+	}
+}
+
+func TestConcurrentIngestDurable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "census.db")
+	s, err := Open(ctx, path, Options{BatchSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hosts = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, hosts)
+	for i := range hosts {
+		wg.Go(func() {
+			ingest := s.Ingest
+			if i%5 == 0 {
+				ingest = s.IngestOneTx
+			}
+			errs <- ingest(ctx, "staging", body(t, report(i, nil)), t0)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("Ingest: %v", err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ingest(ctx, "staging", body(t, report(0, nil)), t0); !errors.Is(err, ErrClosed) {
+		t.Errorf("Ingest after Close = %v, want ErrClosed", err)
+	}
+	// Reopen: everything acknowledged is there.
+	s2, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	sum, err := s2.Summary(ctx, t0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.TotalHosts != hosts {
+		t.Errorf("after reopen TotalHosts = %d, want %d", sum.TotalHosts, hosts)
+	}
+	var sync int
+	if err := s2.db.QueryRow("PRAGMA synchronous").Scan(&sync); err != nil {
+		t.Fatal(err)
+	}
+	if sync != 2 {
+		t.Errorf("PRAGMA synchronous = %d, want 2 (FULL)", sync)
+	}
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, path := openStore(t, Options{})
+	if _, err := s.db.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion+1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, path, Options{}); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("Open of a newer schema = %v, want a schema version error", err)
+	}
+	if _, err := Open(ctx, filepath.Join(t.TempDir(), "a?b"), Options{}); err == nil {
+		t.Errorf("Open of a path with '?' succeeded")
+	}
+}
+
+func TestSummaryStaleListBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openStore(t, Options{})
+	if _, err := s.Summary(ctx, t0, 0); err == nil {
+		t.Errorf("Summary with stale-after 0 succeeded")
+	}
+	// Insert more stale hosts than are listed, oldest last_seen first.
+	const hosts = census.MaxStaleListed + 5
+	var wg sync.WaitGroup
+	for i := range hosts {
+		wg.Go(func() {
+			if err := s.Ingest(ctx, "g", body(t, report(i, nil)), t0.Add(time.Duration(i)*time.Second)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	sum, err := s.Summary(ctx, t0.Add(30*24*time.Hour), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.StaleHosts != hosts || len(sum.Stale) != census.MaxStaleListed {
+		t.Fatalf("StaleHosts = %d, listed %d; want %d, %d", sum.StaleHosts, len(sum.Stale), hosts, census.MaxStaleListed)
+	}
+	if sum.Stale[0].HostID != hostID(0) || !sum.Stale[0].LastSeen.Equal(t0) {
+		t.Errorf("first stale host = %+v, want host 0 seen at %v", sum.Stale[0], t0)
+	}
+}

@@ -1,0 +1,509 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/gravitational/teleport-update/keys"
+	"github.com/gravitational/teleport-update/updater"
+	"github.com/gravitational/teleport-update/updater/download"
+	"github.com/gravitational/teleport-update/updater/install"
+	"github.com/gravitational/teleport-update/updater/verify"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.0.0-dev"
+
+// interactiveLockWait is how long interactive commands wait for another
+// teleport-update run; the timer's update waits as long as it takes.
+const interactiveLockWait = 30 * time.Second
+
+func init() {
+	commands = append(commands,
+		newInstallCmd, newUpdateCmd, newStatusCmd, newEnableCmd, newDisableCmd,
+		newPinCmd, newUnpinCmd, newRollbackCmd, newUninstallCmd, newVersionCmd)
+}
+
+// agentFlags are the flags shared by the commands that switch versions.
+type agentFlags struct {
+	healthWindow time.Duration
+	healthMax    time.Duration
+	maxSize      int64
+}
+
+func (f *agentFlags) register(cmd *cobra.Command) {
+	cmd.Flags().DurationVar(&f.healthWindow, "health-window", 10*time.Second, "how long the new version must stay up (stable PID, no restarts) to count as healthy")
+	cmd.Flags().DurationVar(&f.healthMax, "health-timeout", 60*time.Second, "give up on the health check after this long")
+	cmd.Flags().Int64Var(&f.maxSize, "max-download-size", download.DefaultMaxArtifactSize, "largest release tarball accepted, in bytes")
+}
+
+// afterStep is set by a build-tagged test hook to kill the process at a step.
+var afterStep func(step string)
+
+// newUpdater wires the updater for this host from the CLI settings.
+func (c *cli) newUpdater(f *agentFlags, lockWait time.Duration) *updater.Updater {
+	log := c.logger()
+	u := &updater.Updater{
+		Tree:         install.New(c.root),
+		HTTP:         download.New(download.Options{Logger: log}),
+		Log:          log,
+		EmbeddedKeys: keys.FS,
+		Systemd:      install.NewDBus,
+		Limits:       install.DefaultLimits,
+		Units: install.UnitOptions{
+			UpdaterPath: "/" + updater.UpdaterBinPath,
+		},
+		LockWait:  lockWait,
+		AfterStep: afterStep,
+		Report:    c.reportCensus,
+	}
+	if f != nil {
+		u.Health = install.HealthOptions{Window: f.healthWindow, Max: f.healthMax}
+		u.MaxArtifactSize = f.maxSize
+	}
+	if isTerminal(c.stderr) {
+		u.Progress = newProgressBar(c.stderr)
+	}
+	return u
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// newProgressBar draws a one-line progress bar on a terminal.
+func newProgressBar(w io.Writer) func(done, total int64) {
+	var last time.Time
+	return func(done, total int64) {
+		now := time.Now()
+		finished := total > 0 && done >= total
+		if !finished && now.Sub(last) < 100*time.Millisecond {
+			return
+		}
+		last = now
+		if total <= 0 {
+			fmt.Fprintf(w, "\rDownloading: %s", humanBytes(done))
+			return
+		}
+		const width = 30
+		n := int(done * width / total)
+		fmt.Fprintf(w, "\rDownloading: [%s%s] %3d%% %s / %s", strings.Repeat("=", n), strings.Repeat(" ", width-n), done*100/total, humanBytes(done), humanBytes(total))
+		if finished {
+			fmt.Fprintln(w)
+		}
+	}
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// explain turns an updater error into one line that says what failed and
+// what happens next.
+func explain(err error, cfg *updater.Config, proxy string) error {
+	running := "nothing"
+	if cfg != nil && cfg.Status.Active != "" {
+		running = cfg.Status.Active
+	}
+	switch {
+	case errors.Is(err, updater.ErrNotInstalled):
+		return fmt.Errorf("%w; run `teleport-update install --proxy HOST` first", err)
+	case errors.Is(err, install.ErrLocked):
+		return fmt.Errorf("%w; try again when it finishes", err)
+	case errors.Is(err, updater.ErrProxy):
+		return fmt.Errorf("%w; the agent keeps running %s; the timer will retry", err, running)
+	case errors.Is(err, verify.ErrVerification):
+		return fmt.Errorf("%w; nothing was installed; the agent keeps running %s", err, running)
+	case errors.Is(err, updater.ErrRolledBack):
+		return fmt.Errorf("%w; the failed version is skipped until an admin runs install --version or pin --version", err)
+	case errors.Is(err, updater.ErrDowngrade):
+		return err
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("interrupted; the agent keeps running %s", running)
+	}
+	var hs *download.HTTPStatusError
+	if errors.As(err, &hs) {
+		return fmt.Errorf("%w; the agent keeps running %s; the timer will retry", err, running)
+	}
+	return err
+}
+
+func newInstallCmd(c *cli) *cobra.Command {
+	var req updater.InstallRequest
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "install --proxy HOST[:PORT]",
+		Short: "Install the agent and the update timer",
+		Long: `Install asks the proxy which version this host's group runs (or takes
+--version), downloads and verifies it, installs it under
+/var/lib/teleport/versions, links its binaries into /usr/local/bin, writes the
+systemd units, starts the agent and enables the update timer.
+
+Re-running install with new flags changes the settings; settings are saved only
+when the install succeeds. Installing a version takes it off the skip list.
+
+Exit codes: 0 installed and healthy; 1 refused or failed (reason on stderr);
+2 usage error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req.InstallMethods = installMethodsFromEnv(os.Environ())
+			u := c.newUpdater(&f, interactiveLockWait)
+			if err := installSelf(c.root); err != nil {
+				u.Log.Warn("Could not copy teleport-update into place; the timer needs it there.", "error", err)
+			}
+			cfg, err := u.Install(cmd.Context(), req)
+			if err != nil {
+				return explain(err, cfg, req.Proxy)
+			}
+			fmt.Fprintf(c.stdout, "Installed Teleport %s (proxy %s, group %q).\n", cfg.Status.Active, cfg.Spec.Proxy, cfg.Spec.Group)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&req.Proxy, "proxy", "", "proxy address HOST[:PORT] that serves the update policy")
+	cmd.Flags().StringVar(&req.Group, "group", "", "update group of this host")
+	cmd.Flags().StringVar(&req.Token, "token", "", "enrollment token for census reports")
+	cmd.Flags().StringVar(&req.BaseURL, "base-url", "", "CDN base URL (https only), default "+download.DefaultBaseURL)
+	cmd.Flags().StringVar(&req.Version, "version", "", "install exactly this version instead of the proxy's target")
+	cmd.Flags().BoolVar(&req.Overwrite, "overwrite", false, "replace files in /usr/local/bin that teleport-update did not create")
+	cmd.Flags().BoolVar(&req.DisableCensus, "no-census", false, "do not send census reports to the proxy")
+	f.register(cmd)
+	return cmd
+}
+
+// installSelf copies the running executable to <root>/usr/local/bin/teleport-update
+// (atomically), unless it already runs from there.
+func installSelf(root string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dst := filepath.Join(root, updater.UpdaterBinPath)
+	if same, _ := filepath.EvalSymlinks(exe); same == dst {
+		return nil
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		return err
+	}
+	if cur, err := os.ReadFile(dst); err == nil && string(cur) == string(data) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return install.WriteFileAtomic(dst, data, 0o755)
+}
+
+// installMethodsFromEnv lists the TELEPORT_INSTALL_METHOD_* variables set to
+// a true value, lower-cased without the prefix (e.g. "node_script").
+func installMethodsFromEnv(environ []string) []string {
+	const prefix = "TELEPORT_INSTALL_METHOD_"
+	var out []string
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		switch strings.ToLower(v) {
+		case "true", "1", "yes":
+			out = append(out, strings.ToLower(strings.TrimPrefix(k, prefix)))
+		}
+	}
+	return out
+}
+
+func newUpdateCmd(c *cli) *cobra.Command {
+	var now bool
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "update [--now]",
+		Short: "Update the agent if the proxy says so (the timer runs this)",
+		Long: `Update asks the proxy for this host's group's target version and window.
+It does nothing unless the window is open (or --now), sleeps a random jitter,
+then downloads, verifies, installs and switches to the target; if the new
+version fails its health check it rolls back and skips that version.
+
+A disabled host never contacts the proxy or the CDN; a pinned host never
+follows the proxy. The timer's run waits for a concurrent run to finish.
+
+Exit codes: 0 when the host ends in the intended state (updated, up to date,
+window closed, disabled, pinned); 1 when something was refused or failed,
+including a rollback; 2 usage error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			lockWait := time.Duration(-1)
+			if now {
+				lockWait = interactiveLockWait
+			}
+			u := c.newUpdater(&f, lockWait)
+			c.logCensusNotice(u)
+			res, err := u.Update(cmd.Context(), now)
+			if err != nil {
+				cfg, _, _ := updater.LoadConfig(u.Tree.StatePath())
+				proxy := ""
+				if cfg != nil {
+					proxy = cfg.Spec.Proxy
+				}
+				return explain(err, cfg, proxy)
+			}
+			switch res.Outcome {
+			case updater.OutcomeUpdated:
+				fmt.Fprintf(c.stdout, "Updated Teleport from %s to %s.\n", orNone(res.From), res.Target)
+			case updater.OutcomeWindowClosed:
+				fmt.Fprintf(c.stdout, "Maintenance window is closed; staying on %s (target %s).\n", orNone(res.From), res.Target)
+			default:
+				fmt.Fprintf(c.stdout, "Nothing to do (%s); running %s.\n", res.Outcome, orNone(res.From))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&now, "now", false, "update now, even outside the maintenance window, without jitter")
+	f.register(cmd)
+	return cmd
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nothing"
+	}
+	return s
+}
+
+func newStatusCmd(c *cli) *cobra.Command {
+	var asJSON, offline bool
+	cmd := &cobra.Command{
+		Use:   "status [--json]",
+		Short: "Show versions, settings, the proxy's target and the last update",
+		Long: `Status prints the host's update settings and state and asks the proxy for
+the current target and window (skip that with --offline).
+
+Exit codes: 0 shown; 1 not installed or update.yaml unreadable.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			u := c.newUpdater(nil, 0)
+			st, err := u.Status(cmd.Context(), !offline)
+			if err != nil {
+				return explain(err, nil, "")
+			}
+			if asJSON {
+				enc := json.NewEncoder(c.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStatus(c.stdout, st)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (a stable interface for scripts)")
+	cmd.Flags().BoolVar(&offline, "offline", false, "do not ask the proxy")
+	return cmd
+}
+
+func printStatus(w io.Writer, st *updater.StatusReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	base := st.BaseURL
+	if base == "" {
+		base = download.DefaultBaseURL + " (built-in)"
+	}
+	row("Proxy", st.Proxy)
+	row("Group", orDefault(st.Group, "(default)"))
+	row("Base URL", base)
+	row("Enabled", yesNo(st.Enabled))
+	pinned := yesNo(st.Pinned)
+	if st.Pinned && st.PinnedVersion != "" {
+		pinned += " (" + st.PinnedVersion + ")"
+	}
+	row("Pinned", pinned)
+	row("Active", orNone(st.Active))
+	row("Backup", orNone(st.Backup))
+	row("Skipped", orDefault(strings.Join(st.Skip, ", "), "none"))
+	if st.ProxyError != "" {
+		row("Proxy target", "unknown: "+st.ProxyError)
+	} else if st.Target != "" {
+		row("Proxy target", st.Target)
+		window := "closed"
+		if st.WindowOpen {
+			window = "open"
+		}
+		if st.NextWindow != nil {
+			window += fmt.Sprintf(" (window %s – %s)", st.NextWindow.Start.UTC().Format(time.RFC3339), st.NextWindow.End.UTC().Format(time.RFC3339))
+		}
+		row("Window", window)
+	}
+	if lu := st.LastUpdate; lu != nil {
+		res := "succeeded"
+		if !lu.Success {
+			res = "failed: " + lu.Error
+		}
+		row("Last update", fmt.Sprintf("%s to %s %s", lu.Time.UTC().Format(time.RFC3339), lu.Target, res))
+	} else {
+		row("Last update", "never")
+	}
+	row("Census", map[bool]string{true: "on", false: "off"}[st.Census])
+	tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func newEnableCmd(c *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "enable",
+		Short: "Turn automatic updates on (starts the timer)",
+		Long:  "Enable turns automatic updates back on and starts the timer.\n\nExit codes: 0 done; 1 failed.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := c.newUpdater(nil, interactiveLockWait).SetEnabled(cmd.Context(), true); err != nil {
+				return explain(err, nil, "")
+			}
+			fmt.Fprintln(c.stdout, "Automatic updates enabled.")
+			return nil
+		},
+	}
+}
+
+func newDisableCmd(c *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "disable",
+		Short: "Turn automatic updates off (stops the timer)",
+		Long:  "Disable stops the timer; a disabled host never contacts the proxy or the CDN.\n\nExit codes: 0 done; 1 failed.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := c.newUpdater(nil, interactiveLockWait).SetEnabled(cmd.Context(), false); err != nil {
+				return explain(err, nil, "")
+			}
+			fmt.Fprintln(c.stdout, "Automatic updates disabled.")
+			return nil
+		},
+	}
+}
+
+func newPinCmd(c *cli) *cobra.Command {
+	var ver string
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "pin [--version V]",
+		Short: "Hold the agent at a version (installing it if needed)",
+		Long: `Pin holds this host at --version (or the active version): the host stops
+following the proxy. Pinning a version installs it if needed (downgrades
+included) and takes it off the skip list.
+
+Exit codes: 0 pinned; 1 failed (the previous version keeps running).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := c.newUpdater(&f, interactiveLockWait).Pin(cmd.Context(), ver)
+			if err != nil {
+				return explain(err, cfg, "")
+			}
+			fmt.Fprintf(c.stdout, "Pinned to %s.\n", cfg.Spec.PinnedVersion)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&ver, "version", "", "version to pin (default: the active version)")
+	f.register(cmd)
+	return cmd
+}
+
+func newUnpinCmd(c *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "unpin",
+		Short: "Follow the proxy's target again",
+		Long:  "Unpin lets the next update run follow the proxy again.\n\nExit codes: 0 done; 1 failed.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := c.newUpdater(nil, interactiveLockWait).Unpin(cmd.Context()); err != nil {
+				return explain(err, nil, "")
+			}
+			fmt.Fprintln(c.stdout, "Unpinned; the host follows the proxy again.")
+			return nil
+		},
+	}
+}
+
+func newRollbackCmd(c *cli) *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "rollback",
+		Short: "Switch to the backup version now",
+		Long: `Rollback switches to the backup version with a health check. The version
+rolled back from is skipped, so the timer does not reinstall it until an
+admin runs install --version or pin --version.
+
+Exit codes: 0 rolled back and healthy; 1 failed or no backup.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := c.newUpdater(&f, interactiveLockWait).Rollback(cmd.Context())
+			if err != nil {
+				return explain(err, cfg, "")
+			}
+			fmt.Fprintf(c.stdout, "Rolled back to %s.\n", cfg.Status.Active)
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newUninstallCmd(c *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "uninstall",
+		Short: "Remove units, links, versions and update.yaml (the agent's data stays)",
+		Long:  "Uninstall stops the agent and the timer and removes everything teleport-update put on the host,\nexcept the agent's data directory. It lists what it removed.\n\nExit codes: 0 removed; 1 failed.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			removed, err := c.newUpdater(nil, interactiveLockWait).Uninstall(cmd.Context())
+			for _, r := range removed {
+				fmt.Fprintf(c.stdout, "Removed %s\n", r)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.stdout, "Uninstalled; the agent's data directory was kept.")
+			return nil
+		},
+	}
+}
+
+func newVersionCmd(c *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of teleport-update",
+		Args:  cobra.NoArgs,
+		Run: func(*cobra.Command, []string) {
+			fmt.Fprintf(c.stdout, "teleport-update v%s %s/%s %s\n", version, runtime.GOOS, runtime.GOARCH, runtime.Version())
+		},
+	}
+}

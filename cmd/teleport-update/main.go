@@ -1,0 +1,107 @@
+// Command teleport-update installs, updates and rolls back the Teleport agent
+// from signed releases, serves the proxy-side update API, and signs releases.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes shared by every command.
+const (
+	exitOK      = 0 // the host ends in the intended state
+	exitFailure = 1 // refused or failed; the reason is on stderr
+	exitUsage   = 2 // bad flags or arguments
+)
+
+// exitError carries a specific exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageError marks an error as a usage problem (exit 2).
+func usageError(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// cli holds what every command shares.
+type cli struct {
+	root   string // filesystem root, "/" in production
+	debug  bool
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// logger returns the structured logger for this run: plain slog text lines
+// on stderr (no escape codes), debug level with --debug.
+func (c *cli) logger() *slog.Logger {
+	level := slog.LevelInfo
+	if c.debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// Run executes teleport-update with args and returns the process exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := &cli{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "teleport-update",
+		Short: "Secure auto-updater for the Teleport agent",
+		Long: `teleport-update keeps the Teleport agent on the version its proxy asks for,
+inside the group's maintenance window, installing only releases whose SHA-256
+and Sigstore signature verify against pinned keys.
+
+Exit codes: 0 when the host ends in the intended state (including "nothing to
+do" and "window closed"), 1 when something was refused or failed (the reason
+is printed on stderr), 2 for usage errors.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVar(&c.root, "root", "/", "filesystem root to operate under (tests and demos)")
+	root.PersistentFlags().BoolVar(&c.debug, "debug", false, "verbose logging")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: exitUsage, err: err}
+	})
+	for _, add := range commands {
+		root.AddCommand(add(c))
+	}
+
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "teleport-update: %v\n", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return exitFailure
+}
+
+// commands lists the constructors of the top-level commands. Each command
+// file appends its constructor in an init function, so command files do not
+// need to edit this one.
+var commands []func(*cli) *cobra.Command

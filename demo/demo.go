@@ -1,0 +1,663 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Limits and pacing of the demo's own HTTP checks.
+const (
+	policyReloadTimeout = 30 * time.Second
+	pollInterval        = 200 * time.Millisecond
+	maxFindBytes        = 1 << 20
+	healthWindow        = "1s"
+	group               = "staging"
+)
+
+// agentRelease is one release of the demo agent.
+type agentRelease struct {
+	version string
+	broken  bool
+}
+
+var releases = []agentRelease{
+	{version: "1.0.0"},
+	{version: "2.0.0"},
+	{version: "3.0.0", broken: true},
+}
+
+// demo holds the state of one run.
+type demo struct {
+	out  io.Writer
+	repo string // module root
+	work string // scratch directory
+	step int
+
+	updater string   // the built teleport-update
+	env     []string // environment of teleport-update commands
+	arch    string
+	ca      *demoCA
+	client  *http.Client // trusts only the demo CA
+
+	cdnDir      string
+	cdnURL      string
+	cdnRequests atomic.Int64
+	cdn         *http.Server
+
+	proxy      *proxyProc
+	policyPath string
+	token      string // enrollment token for the demo group
+	censusDB   string
+	root       string // the host's filesystem root
+}
+
+// cleanup stops everything the demo started. It is safe to call twice.
+func (d *demo) cleanup() {
+	if d.proxy != nil {
+		_ = d.proxy.stop()
+		d.proxy = nil
+	}
+	if d.cdn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.cdn.Shutdown(ctx)
+		cancel()
+		d.cdn = nil
+	}
+}
+
+func (d *demo) play(ctx context.Context) error {
+	d.printf("teleport-update demo: the whole product on loopback, in %s ($DEMO).\n", d.work)
+	d.arch = runtime.GOARCH
+	d.cdnDir = filepath.Join(d.work, "cdn")
+	d.root = filepath.Join(d.work, "host")
+	d.policyPath = filepath.Join(d.work, "proxy", "autoupdate_version.yaml")
+	for _, dir := range []string{"bin", "cdn", "keys", "proxy", "build"} {
+		if err := os.MkdirAll(filepath.Join(d.work, dir), 0o755); err != nil {
+			return fmt.Errorf("create the demo directory %s: %w", dir, err)
+		}
+	}
+
+	if err := d.build(ctx); err != nil {
+		return err
+	}
+	pubKey, err := d.sign(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.startServers(ctx); err != nil {
+		return err
+	}
+	if err := d.prepareHost(pubKey); err != nil {
+		return err
+	}
+	if err := d.installV1(ctx); err != nil {
+		return err
+	}
+	if err := d.updateToV2(ctx); err != nil {
+		return err
+	}
+	if err := d.updateToBrokenV3(ctx); err != nil {
+		return err
+	}
+	if err := d.showStatus(ctx); err != nil {
+		return err
+	}
+	if err := d.showCensus(ctx); err != nil {
+		return err
+	}
+	d.stepf("Clean up.")
+	d.cleanup()
+	d.sayf("Stopped the proxy and the CDN; the demo's files go with them.")
+	d.printf("\nThe demo finished: every step behaved as expected.\n")
+	return nil
+}
+
+// build compiles teleport-update and the three agent releases, and packs
+// the agent releases as CDN tarballs.
+func (d *demo) build(ctx context.Context) error {
+	d.stepf("Build teleport-update and the demo agent (releases 1.0.0, 2.0.0 and a broken 3.0.0).")
+	d.updater = filepath.Join(d.work, "bin", "teleport-update")
+	if err := d.goBuild(ctx, d.updater, "./cmd/teleport-update"); err != nil {
+		return err
+	}
+	for _, r := range releases {
+		dir := filepath.Join(d.work, "build", r.version)
+		bin := filepath.Join(dir, "bin", "teleport")
+		ldflags := fmt.Sprintf("-X main.version=%s -X main.broken=%t", r.version, r.broken)
+		if err := d.goBuild(ctx, bin, "./demo/agent", "-ldflags", ldflags); err != nil {
+			return err
+		}
+		tarball := filepath.Join(d.cdnDir, agentTarballName(r.version, d.arch))
+		if err := packTarball(tarball, dir); err != nil {
+			return err
+		}
+		if r.broken {
+			d.sayf("Packed %s: its `teleport version` fails, so it can never pass a health check.", filepath.Base(tarball))
+		} else {
+			d.sayf("Packed %s.", filepath.Base(tarball))
+		}
+	}
+	return nil
+}
+
+func agentTarballName(version, arch string) string {
+	return fmt.Sprintf("teleport-v%s-linux-%s-bin.tar.gz", version, arch)
+}
+
+// goBuild runs `go build -o out [flags] pkg` in the module root.
+func (d *demo) goBuild(ctx context.Context, out, pkg string, flags ...string) error {
+	args := append([]string{"build", "-o", out}, flags...)
+	args = append(args, pkg)
+	d.printf("  $ go %s\n", d.shorten(strings.Join(args, " ")))
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = d.repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+	}
+	return nil
+}
+
+// packTarball writes dir's bin/ tree as a gzipped release tarball.
+func packTarball(path, dir string) error {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		hdr, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		hdr.Name = filepath.ToSlash(rel)
+		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "root", "root"
+		if e.IsDir() {
+			hdr.Name += "/"
+			return tw.WriteHeader(hdr)
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		_, err = tw.Write(data)
+		return err
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = gz.Close()
+	}
+	if err == nil {
+		err = os.WriteFile(path, buf.Bytes(), 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("pack %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+// sign generates the throwaway release key and signs every agent release
+// with teleport-update itself. It returns the public key (PEM).
+func (d *demo) sign(ctx context.Context) ([]byte, error) {
+	d.stepf("Generate a throwaway signing key and sign the three releases.")
+	d.env = d.childEnv()
+	keyDir := filepath.Join(d.work, "keys")
+	if _, err := d.tu(ctx, "release", "keygen", "--out", keyDir); err != nil {
+		return nil, err
+	}
+	privKey, pubKey, err := findKeyPair(keyDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range releases {
+		tarball := filepath.Join(d.cdnDir, agentTarballName(r.version, d.arch))
+		if _, err := d.tu(ctx, "release", "sign", "--key", privKey, tarball); err != nil {
+			return nil, err
+		}
+		for _, ext := range []string{".sha256", ".sha256.sigstore.json", ".sha256.sig"} {
+			if _, err := os.Stat(tarball + ext); err != nil {
+				return nil, fmt.Errorf("release sign did not write %s: %w", filepath.Base(tarball+ext), err)
+			}
+		}
+	}
+	d.sayf("Each release now has a .sha256, a Sigstore bundle (.sigstore.json) and a plain signature (.sig).")
+	pub, err := os.ReadFile(pubKey)
+	if err != nil {
+		return nil, fmt.Errorf("read the public key: %w", err)
+	}
+	return pub, nil
+}
+
+// findKeyPair locates the private and public key keygen wrote into dir.
+func findKeyPair(dir string) (priv, pub string, err error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", "", fmt.Errorf("read the key directory: %w", err)
+	}
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case strings.HasSuffix(name, ".pub"):
+			pub = filepath.Join(dir, name)
+		case strings.HasSuffix(name, ".key"):
+			priv = filepath.Join(dir, name)
+		}
+	}
+	if priv == "" || pub == "" {
+		return "", "", fmt.Errorf("release keygen wrote no .key/.pub pair into %s", dir)
+	}
+	return priv, pub, nil
+}
+
+// childEnv is the environment of teleport-update commands: the demo CA is
+// their only trusted root.
+func (d *demo) childEnv() []string {
+	env := []string{}
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "SSL_CERT_FILE" || k == "SSL_CERT_DIR" || strings.HasPrefix(k, "TELEPORT_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "SSL_CERT_FILE="+filepath.Join(d.work, "ca.pem"))
+}
+
+// startServers starts the HTTPS CDN and the proxy.
+func (d *demo) startServers(ctx context.Context) error {
+	d.stepf("Start a local HTTPS CDN and the proxy (`teleport-update proxy serve`), with a throwaway CA.")
+	now := time.Now()
+	ca, err := newDemoCA(now)
+	if err != nil {
+		return err
+	}
+	d.ca = ca
+	if err := os.WriteFile(filepath.Join(d.work, "ca.pem"), ca.pem, 0o644); err != nil {
+		return fmt.Errorf("write the CA certificate: %w", err)
+	}
+	d.client = &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12}},
+	}
+
+	cdnTLS, err := ca.tlsConfig(now, 2, "demo CDN")
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen for the CDN: %w", err)
+	}
+	files := http.FileServer(http.Dir(d.cdnDir))
+	d.cdn = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d.cdnRequests.Add(1)
+			files.ServeHTTP(w, r)
+		}),
+		TLSConfig:         cdnTLS,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() { _ = d.cdn.ServeTLS(ln, "", "") }()
+	d.cdnURL = "https://" + ln.Addr().String()
+	d.sayf("The CDN serves $DEMO/cdn at %s; only the demo's processes trust its certificate (SSL_CERT_FILE).", d.cdnURL)
+
+	certPath := filepath.Join(d.work, "proxy", "tls.crt")
+	keyPath := filepath.Join(d.work, "proxy", "tls.key")
+	if err := ca.issueFiles(now, 3, "demo proxy", certPath, keyPath); err != nil {
+		return err
+	}
+	if err := d.writePolicy("1.0.0"); err != nil {
+		return err
+	}
+	d.printf("  The policy file %s:\n", d.shorten(d.policyPath))
+	policy, err := os.ReadFile(d.policyPath)
+	if err != nil {
+		return fmt.Errorf("read the policy: %w", err)
+	}
+	d.echo(string(policy))
+	d.token, err = randomToken()
+	if err != nil {
+		return err
+	}
+	tokensPath := filepath.Join(d.work, "proxy", "tokens.yaml")
+	if err := writeTokens(tokensPath, d.token); err != nil {
+		return err
+	}
+	d.censusDB = filepath.Join(d.work, "proxy", "census.db")
+	d.proxy, err = d.startProxy(ctx, "proxy", "serve",
+		"--resource", d.policyPath,
+		"--listen", "127.0.0.1:0",
+		"--tls-cert", certPath,
+		"--tls-key", keyPath,
+		"--tokens", tokensPath,
+		"--census-db", d.censusDB,
+	)
+	if err != nil {
+		return err
+	}
+	return d.waitForTarget(ctx, "1.0.0")
+}
+
+// writePolicy writes the autoupdate_version resource with target version,
+// atomically so the proxy never reads half a file.
+func (d *demo) writePolicy(version string) error {
+	policy := fmt.Sprintf(`kind: autoupdate_version
+version: v1
+spec:
+  agents:
+    target_version: %s
+    mode: enabled
+    schedule: immediate
+    jitter_seconds: 0
+    groups:
+      - name: %s
+        window: "0 2 * * *"
+        duration: 1h
+`, version, group)
+	tmp := d.policyPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(policy), 0o644); err != nil {
+		return fmt.Errorf("write the policy: %w", err)
+	}
+	if err := os.Rename(tmp, d.policyPath); err != nil {
+		return fmt.Errorf("write the policy: %w", err)
+	}
+	return nil
+}
+
+// randomToken returns a fresh enrollment token (64 hex characters).
+func randomToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate a token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// writeTokens writes the proxy's static enrollment tokens file, binding
+// token to the demo group.
+func writeTokens(path, token string) error {
+	body := fmt.Sprintf("tokens:\n  - token: %s\n    group: %s\n", token, group)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		return fmt.Errorf("write the tokens file: %w", err)
+	}
+	return nil
+}
+
+// findAnswer is the part of the proxy's find answer the demo looks at.
+type findAnswer struct {
+	AutoUpdate struct {
+		AgentVersion    string `json:"agent_version"`
+		AgentAutoUpdate bool   `json:"agent_auto_update"`
+	} `json:"auto_update"`
+}
+
+// waitForTarget polls the proxy's find endpoint until it serves version.
+func (d *demo) waitForTarget(ctx context.Context, version string) error {
+	u := url.URL{Scheme: "https", Host: d.proxy.addr, Path: "/v1/webapi/find", RawQuery: url.Values{"group": {group}}.Encode()}
+	ctx, cancel := context.WithTimeout(ctx, policyReloadTimeout)
+	defer cancel()
+	ticker := time.NewTicker(pollInterval)
+	defer ticker.Stop()
+	var last string
+	for {
+		got, err := d.find(ctx, u.String())
+		if err == nil && got.AutoUpdate.AgentVersion == version {
+			d.sayf("The proxy now tells group %q to run %s.", group, version)
+			return nil
+		}
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = "it still answers " + got.AutoUpdate.AgentVersion
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the proxy did not serve target version %s within %s (%s); its log:\n%s",
+				version, policyReloadTimeout, last, d.proxy.logText())
+		case <-ticker.C:
+		}
+	}
+}
+
+func (d *demo) find(ctx context.Context, u string) (*findAnswer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxFindBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read the find answer: %w", err)
+	}
+	if len(body) > maxFindBytes {
+		return nil, fmt.Errorf("the find answer exceeds %d bytes", maxFindBytes)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("find answered %s", resp.Status)
+	}
+	var a findAnswer
+	if err := json.Unmarshal(body, &a); err != nil {
+		return nil, fmt.Errorf("decode the find answer: %w", err)
+	}
+	return &a, nil
+}
+
+// prepareHost creates the temporary host root and pins the demo key in it.
+func (d *demo) prepareHost(pubKey []byte) error {
+	keysDir := filepath.Join(d.root, "etc", "teleport-update", "keys.d")
+	if err := os.MkdirAll(keysDir, 0o755); err != nil {
+		return fmt.Errorf("create the host root: %w", err)
+	}
+	// MkdirAll honours the umask; the updater insists on 0755 or stricter
+	// anyway, so set it explicitly from the root down.
+	for dir := keysDir; ; dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return fmt.Errorf("chmod %s: %w", dir, err)
+		}
+		if dir == d.root {
+			break
+		}
+	}
+	if err := os.WriteFile(filepath.Join(keysDir, "demo.pub"), pubKey, 0o644); err != nil {
+		return fmt.Errorf("pin the demo key: %w", err)
+	}
+	return nil
+}
+
+// statusJSON is the part of `teleport-update status --json` the demo checks.
+type statusJSON struct {
+	Proxy      string   `json:"proxy"`
+	Group      string   `json:"group"`
+	BaseURL    string   `json:"base_url"`
+	Active     string   `json:"active"`
+	Backup     string   `json:"backup"`
+	Skip       []string `json:"skip"`
+	Target     string   `json:"target"`
+	LastUpdate *struct {
+		Target  string `json:"target"`
+		Success bool   `json:"success"`
+		Error   string `json:"error"`
+	} `json:"last_update"`
+}
+
+func (d *demo) status(ctx context.Context) (*statusJSON, error) {
+	res, err := d.tu(ctx, "--root", d.root, "status", "--json")
+	if err != nil {
+		return nil, err
+	}
+	var s statusJSON
+	if err := json.Unmarshal([]byte(res.stdout), &s); err != nil {
+		return nil, fmt.Errorf("decode status --json: %w", err)
+	}
+	return &s, nil
+}
+
+// linkedVersion runs the agent through /usr/local/bin/teleport in the host
+// root and returns what it says.
+func (d *demo) linkedVersion(ctx context.Context) (string, error) {
+	res, err := d.runCmd(ctx, filepath.Join(d.root, "usr", "local", "bin", "teleport"), "version")
+	if err != nil {
+		return "", err
+	}
+	if res.exitCode != 0 {
+		return "", fmt.Errorf("the linked teleport version exited %d", res.exitCode)
+	}
+	return res.stdout, nil
+}
+
+// expectHost checks status --json and the linked binary.
+func (d *demo) expectHost(ctx context.Context, active, backup string, skipped ...string) error {
+	s, err := d.status(ctx)
+	if err != nil {
+		return err
+	}
+	var problems []string
+	if s.Active != active {
+		problems = append(problems, fmt.Sprintf("active is %q, want %q", s.Active, active))
+	}
+	if s.Backup != backup {
+		problems = append(problems, fmt.Sprintf("backup is %q, want %q", s.Backup, backup))
+	}
+	for _, v := range skipped {
+		if !slices.Contains(s.Skip, v) {
+			problems = append(problems, fmt.Sprintf("skip list %q lacks %s", s.Skip, v))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("unexpected host state: %s", strings.Join(problems, "; "))
+	}
+	out, err := d.linkedVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "v"+active+" ") {
+		return fmt.Errorf("/usr/local/bin/teleport says %q, want version %s", strings.TrimSpace(out), active)
+	}
+	return nil
+}
+
+func (d *demo) installV1(ctx context.Context) error {
+	d.stepf("Install the agent on a new host (a temporary root, with the demo key pinned in etc/teleport-update/keys.d).")
+	_, err := d.tu(ctx, "--root", d.root, "install",
+		"--proxy", d.proxy.addr,
+		"--group", group,
+		"--token", d.token,
+		"--base-url", d.cdnURL,
+		"--health-window", healthWindow,
+	)
+	if err != nil {
+		return err
+	}
+	if err := d.expectHost(ctx, "1.0.0", ""); err != nil {
+		return err
+	}
+	d.sayf("The host runs 1.0.0, downloaded from the CDN and verified against the pinned key.")
+	return nil
+}
+
+func (d *demo) updateToV2(ctx context.Context) error {
+	d.stepf("Move the policy to 2.0.0 and run the updater.")
+	if err := d.writePolicy("2.0.0"); err != nil {
+		return err
+	}
+	if err := d.waitForTarget(ctx, "2.0.0"); err != nil {
+		return err
+	}
+	if _, err := d.tu(ctx, "--root", d.root, "update", "--now", "--health-window", healthWindow); err != nil {
+		return err
+	}
+	if err := d.expectHost(ctx, "2.0.0", "1.0.0"); err != nil {
+		return err
+	}
+	d.sayf("2.0.0 is active and passed its health check; 1.0.0 is kept as the backup.")
+	return nil
+}
+
+func (d *demo) updateToBrokenV3(ctx context.Context) error {
+	d.stepf("Move the policy to the broken 3.0.0 and run the updater: it must fail its health check and roll back.")
+	if err := d.writePolicy("3.0.0"); err != nil {
+		return err
+	}
+	if err := d.waitForTarget(ctx, "3.0.0"); err != nil {
+		return err
+	}
+	res, err := d.runCmd(ctx, d.updater, "--root", d.root, "update", "--now", "--health-window", healthWindow)
+	if err != nil {
+		return err
+	}
+	if res.exitCode == 0 {
+		return errors.New("teleport-update update to the broken 3.0.0 exited 0, want a failure")
+	}
+	d.sayf("The update failed as expected (exit %d).", res.exitCode)
+	if err := d.expectHost(ctx, "2.0.0", "1.0.0", "3.0.0"); err != nil {
+		return err
+	}
+	d.sayf("The host rolled back to 2.0.0 and put 3.0.0 on its skip list, so it will not try it again.")
+	return nil
+}
+
+func (d *demo) showStatus(ctx context.Context) error {
+	d.stepf("Show the host's status.")
+	_, err := d.tu(ctx, "--root", d.root, "status")
+	return err
+}
+
+func (d *demo) showCensus(ctx context.Context) error {
+	d.stepf("Stop the proxy and show its census summary (what the fleet reported).")
+	if err := d.proxy.stop(); err != nil {
+		return fmt.Errorf("stop the proxy: %w; its log:\n%s", err, d.proxy.logText())
+	}
+	d.proxy = nil
+	_, err := d.tu(ctx, "proxy", "census", "--db", d.censusDB)
+	return err
+}
+
+// moduleRoot returns the directory of the teleport-update module.
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("find the module root with go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("run the demo from inside the teleport-update module (go run ./demo)")
+	}
+	return filepath.Dir(gomod), nil
+}

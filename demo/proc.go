@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Limits on how long the demo waits for its child processes.
+const (
+	proxyStartTimeout = 30 * time.Second
+	proxyStopTimeout  = 10 * time.Second
+	commandTimeout    = 2 * time.Minute
+)
+
+// cmdResult is what a finished teleport-update command left behind.
+type cmdResult struct {
+	stdout   string
+	stderr   string
+	exitCode int
+}
+
+// runCmd runs name with args in the demo environment, echoing the command
+// line and its output (indented) to the demo's output.
+func (d *demo) runCmd(ctx context.Context, name string, args ...string) (cmdResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	d.printf("  $ %s\n", d.shorten(strings.Join(append([]string{displayName(name)}, args...), " ")))
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = d.env
+	cmd.Dir = d.work
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	res := cmdResult{stdout: stdout.String(), stderr: stderr.String()}
+	d.echo(res.stdout)
+	d.echo(res.stderr)
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return res, fmt.Errorf("run %s: %w", displayName(name), err)
+		}
+		res.exitCode = ee.ExitCode()
+	}
+	return res, nil
+}
+
+// tu runs teleport-update and fails unless it exits 0.
+func (d *demo) tu(ctx context.Context, args ...string) (cmdResult, error) {
+	res, err := d.runCmd(ctx, d.updater, args...)
+	if err != nil {
+		return res, err
+	}
+	if res.exitCode != 0 {
+		return res, fmt.Errorf("teleport-update %s exited %d, want 0", strings.Join(args, " "), res.exitCode)
+	}
+	return res, nil
+}
+
+func displayName(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		return path[i+1:]
+	}
+	return path
+}
+
+// echo prints s indented under the command that produced it.
+func (d *demo) echo(s string) {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return
+	}
+	for line := range strings.SplitSeq(s, "\n") {
+		d.printf("    %s\n", d.shorten(line))
+	}
+}
+
+// proxyProc is the `teleport-update proxy serve` child process.
+type proxyProc struct {
+	cmd  *exec.Cmd
+	addr string
+	done chan struct{} // closed when the process has exited
+	mu   sync.Mutex
+	log  bytes.Buffer // everything the proxy logged
+	err  error        // Wait's result, valid after done
+}
+
+// listenRE finds the address in the proxy's "Proxy listening." log line.
+var listenRE = regexp.MustCompile(`(?:127\.0\.0\.1|\[::1\]|localhost):[0-9]+`)
+
+// startProxy starts `teleport-update proxy serve` and waits for its
+// "Proxy listening." line.
+func (d *demo) startProxy(ctx context.Context, args ...string) (*proxyProc, error) {
+	d.printf("  $ %s &\n", d.shorten(strings.Join(append([]string{"teleport-update"}, args...), " ")))
+	cmd := exec.Command(d.updater, args...)
+	cmd.Env = d.env
+	cmd.Dir = d.work
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, fmt.Errorf("start proxy: %w", err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start proxy: %w", err)
+	}
+	p := &proxyProc{cmd: cmd, done: make(chan struct{})}
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		found := false
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.log.WriteString(line + "\n")
+			p.mu.Unlock()
+			if !found && strings.Contains(line, "Proxy listening.") {
+				if m := listenRE.FindString(line); m != "" {
+					found = true
+					addrc <- m
+				}
+			}
+		}
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	timer := time.NewTimer(proxyStartTimeout)
+	defer timer.Stop()
+	select {
+	case p.addr = <-addrc:
+		d.printf("    (the proxy is listening on %s)\n", p.addr)
+		return p, nil
+	case <-p.done:
+		return nil, fmt.Errorf("the proxy exited before it listened (%v); its log:\n%s", p.err, p.logText())
+	case <-timer.C:
+		p.stop()
+		return nil, fmt.Errorf("the proxy did not log \"Proxy listening.\" within %s; its log:\n%s", proxyStartTimeout, p.logText())
+	case <-ctx.Done():
+		p.stop()
+		return nil, fmt.Errorf("wait for the proxy: %w", ctx.Err())
+	}
+}
+
+func (p *proxyProc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// stop sends SIGTERM (SIGKILL after proxyStopTimeout) and waits for the
+// process to exit. It reports whether the proxy stopped cleanly.
+func (p *proxyProc) stop() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	timer := time.NewTimer(proxyStopTimeout)
+	defer timer.Stop()
+	select {
+	case <-p.done:
+		return p.err
+	case <-timer.C:
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		return fmt.Errorf("the proxy ignored SIGTERM for %s and was killed", proxyStopTimeout)
+	}
+}
+
+// copyFile copies src to dst with mode perm.
+func copyFile(src, dst string, perm os.FileMode) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	if err := os.WriteFile(dst, data, perm); err != nil {
+		return fmt.Errorf("copy to %s: %w", dst, err)
+	}
+	return nil
+}

@@ -1,0 +1,474 @@
+package proxyapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"text/template"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gravitational/teleport-update/census"
+)
+
+// CensusBackend stores census reports. census/store.Store implements it.
+type CensusBackend interface {
+	// Ingest decodes body strictly and stores it under group (the token's
+	// group wins over the body's). Bad input returns an error wrapping
+	// census.ErrInvalidReport (answered 400); nothing is stored then.
+	Ingest(ctx context.Context, group string, body []byte, now time.Time) error
+	// Summary aggregates the stored reports; hosts not seen for staleAfter
+	// are listed as stale.
+	Summary(ctx context.Context, now time.Time, staleAfter time.Duration) (*census.Summary, error)
+}
+
+// Server limits and defaults.
+const (
+	// MaxCensusBody caps a census report; larger bodies get 413.
+	MaxCensusBody = 64 << 10
+	// DefaultReloadInterval is how often Watch looks at the policy file.
+	DefaultReloadInterval = 500 * time.Millisecond
+	// DefaultStaleAfter is the census summary's default silence limit.
+	DefaultStaleAfter = 24 * time.Hour
+	// maxInstallScript caps the install script template.
+	maxInstallScript = 1 << 20
+	// maxQueryLen caps the raw query string of find and install.sh.
+	maxQueryLen = 1024
+)
+
+// Config configures a Server.
+type Config struct {
+	// PolicyFile is the autoupdate_version resource (required). It must be
+	// valid at New; later changes are picked up by Watch or Reload.
+	PolicyFile string
+	// Tokens are the static enrollment tokens (see LoadTokens). Without
+	// tokens every census request is refused.
+	Tokens []Token
+	// Census stores census reports; nil disables census (404).
+	Census CensusBackend
+	// CensusStaleAfter is the default silence after which the summary lists
+	// a host as stale (default DefaultStaleAfter); the summary's
+	// stale_after query parameter overrides it.
+	CensusStaleAfter time.Duration
+	// InstallScript is the text/template of install.sh (fields ProxyAddr,
+	// Group, Version, BaseURL, PublicKey; each placed inside single quotes).
+	// Empty: install.sh is not served (404).
+	InstallScript []byte
+	// InstallPublicKeyPEM is the PEM public key filled into install.sh.
+	InstallPublicKeyPEM []byte
+	// PublicAddr is the proxy's host:port as agents reach it, filled into
+	// install.sh. Empty: the request's Host.
+	PublicAddr string
+	// BaseURL is the https:// CDN base filled into install.sh; empty means
+	// the script's built-in default.
+	BaseURL string
+	// Logger receives access logs and reload messages (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Registry receives the metrics and is served at /metrics. Nil: a new
+	// registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	// ReloadInterval is how often Watch polls the policy file (default
+	// DefaultReloadInterval).
+	ReloadInterval time.Duration
+}
+
+// Server is the proxy API. It is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	logger  *slog.Logger
+	now     func() time.Time
+	tokens  []tokenEntry
+	limiter *failLimiter
+	metrics *metrics
+	reg     *prometheus.Registry
+	script  *template.Template
+	handler http.Handler
+
+	state atomic.Pointer[state]
+
+	// reloadMu serializes Reload; seen is the hash of the file content
+	// last acted on (accepted or rejected), pending the hash of an invalid
+	// content seen once and not yet reported (it may be half written).
+	reloadMu sync.Mutex
+	seen     [sha256.Size]byte
+	pending  [sha256.Size]byte
+}
+
+// state is one accepted policy with its precomputed answers.
+type state struct {
+	policy *Policy
+	hash   [sha256.Size]byte
+	// groups maps each group name to its cached answer; def is the answer
+	// for empty or unknown groups (the last group).
+	groups map[string]*groupAnswer
+	def    *groupAnswer
+}
+
+// groupAnswer caches the JSON find answer of one group until it changes.
+type groupAnswer struct {
+	policy *Policy
+	group  *Group
+	cached atomic.Pointer[answer]
+}
+
+type answer struct {
+	body  []byte
+	until time.Time // zero: valid as long as the policy
+}
+
+// New builds a Server. It fails when the policy file is missing or invalid,
+// a token is invalid (see CheckTokens), the install script template does
+// not parse, the public key is not PEM, or BaseURL is not https.
+func New(cfg Config) (*Server, error) {
+	s := &Server{cfg: cfg, logger: cfg.Logger, now: cfg.Now, limiter: newFailLimiter()}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.cfg.ReloadInterval <= 0 {
+		s.cfg.ReloadInterval = DefaultReloadInterval
+	}
+	if s.cfg.CensusStaleAfter <= 0 {
+		s.cfg.CensusStaleAfter = DefaultStaleAfter
+	}
+	if cfg.PolicyFile == "" {
+		return nil, errors.New("new proxy API: no policy file configured")
+	}
+	p, data, err := LoadPolicy(cfg.PolicyFile)
+	if err != nil {
+		return nil, fmt.Errorf("new proxy API: %w", err)
+	}
+	if s.tokens, err = compileTokens(cfg.Tokens); err != nil {
+		return nil, fmt.Errorf("new proxy API: %w", err)
+	}
+	if cfg.BaseURL != "" {
+		u, err := url.Parse(cfg.BaseURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("new proxy API: base URL %q must be an https:// URL without query, fragment or user info", cfg.BaseURL)
+		}
+	}
+	if cfg.PublicAddr != "" {
+		if err := checkHostPort(cfg.PublicAddr); err != nil {
+			return nil, fmt.Errorf("new proxy API: public address: %w", err)
+		}
+	}
+	if len(cfg.InstallScript) > 0 {
+		if len(cfg.InstallScript) > maxInstallScript {
+			return nil, fmt.Errorf("new proxy API: install script is larger than %d bytes", maxInstallScript)
+		}
+		if s.script, err = template.New("install.sh").Option("missingkey=error").Parse(string(cfg.InstallScript)); err != nil {
+			return nil, fmt.Errorf("new proxy API: parse install script template: %w", err)
+		}
+		block, rest := pem.Decode(cfg.InstallPublicKeyPEM)
+		if block == nil || block.Type != "PUBLIC KEY" || len(bytesTrimSpace(rest)) > 0 {
+			return nil, errors.New("new proxy API: the install script needs exactly one PEM PUBLIC KEY block")
+		}
+	}
+	s.reg = cfg.Registry
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+		s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if s.metrics, err = newMetrics(s.reg); err != nil {
+		return nil, fmt.Errorf("new proxy API: register metrics: %w", err)
+	}
+	s.install(p, sha256.Sum256(data))
+	s.handler = s.routes()
+	return s, nil
+}
+
+// install makes p the policy in effect.
+func (s *Server) install(p *Policy, hash [sha256.Size]byte) {
+	st := &state{policy: p, hash: hash, groups: make(map[string]*groupAnswer, len(p.Groups))}
+	for i := range p.Groups {
+		st.groups[p.Groups[i].Name] = &groupAnswer{policy: p, group: &p.Groups[i]}
+	}
+	if len(p.Groups) > 0 {
+		st.def = st.groups[p.Groups[len(p.Groups)-1].Name]
+	} else {
+		st.def = &groupAnswer{policy: p}
+	}
+	s.seen = hash
+	s.state.Store(st)
+	s.metrics.setPolicy(p)
+}
+
+// Policy returns the policy in effect.
+func (s *Server) Policy() *Policy { return s.state.Load().policy }
+
+// Reload reads the policy file and, if its content changed, parses it. A
+// valid policy takes effect at once (requests in flight finish with the
+// old one); an invalid one is refused: the error is logged, counted in
+// teleport_update_policy_rejects_total, returned, and the last good policy
+// keeps serving. Reload returns nil when the content is unchanged.
+func (s *Server) Reload() error {
+	return s.reload(false)
+}
+
+// reload implements Reload. With debounce, an invalid content is reported
+// only when it is seen twice in a row, so a file caught half written by a
+// non-atomic save does not count as a reject.
+func (s *Server) reload(debounce bool) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	data, err := readCapped(s.cfg.PolicyFile, MaxPolicySize)
+	if err != nil {
+		hash := sha256.Sum256([]byte("unreadable: " + err.Error()))
+		return s.reject(hash, debounce, fmt.Errorf("read policy: %w", err))
+	}
+	hash := sha256.Sum256(data)
+	if hash == s.seen {
+		s.pending = [sha256.Size]byte{}
+		return nil
+	}
+	p, err := ParsePolicy(data)
+	if err != nil {
+		return s.reject(hash, debounce, fmt.Errorf("parse policy %s: %w", s.cfg.PolicyFile, err))
+	}
+	old := s.state.Load().policy
+	s.install(p, hash)
+	s.pending = [sha256.Size]byte{}
+	s.metrics.reloads.Inc()
+	s.logger.Info("Policy reloaded.",
+		"path", s.cfg.PolicyFile,
+		"target_version", p.TargetVersion.String(),
+		"previous_version", old.TargetVersion.String(),
+		"mode", string(p.Mode),
+		"schedule", string(p.Schedule),
+		"groups", len(p.Groups))
+	return nil
+}
+
+func (s *Server) reject(hash [sha256.Size]byte, debounce bool, err error) error {
+	if hash == s.seen {
+		return nil // already reported
+	}
+	if debounce && hash != s.pending {
+		s.pending = hash
+		return nil // report it if it is still there on the next look
+	}
+	s.seen = hash
+	s.pending = [sha256.Size]byte{}
+	s.metrics.rejects.Inc()
+	s.logger.Error("Policy file refused; the last good policy keeps serving.",
+		"path", s.cfg.PolicyFile,
+		"error", err.Error(),
+		"target_version", s.state.Load().policy.TargetVersion.String())
+	return err
+}
+
+// Watch polls the policy file every ReloadInterval and reloads it when its
+// content changes, until ctx is done; then it returns nil. Problems are
+// logged and counted (see Reload), never returned.
+func (s *Server) Watch(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.ReloadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			_ = s.reload(true) // logged and counted by reload
+		}
+	}
+}
+
+// Handler returns the HTTP handler of the API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Registry returns the registry the metrics are registered with.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// routedFunc serves a request and returns the status code it wrote.
+type routedFunc func(w http.ResponseWriter, r *http.Request) int
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern, route string, f routedFunc) {
+		mux.Handle(pattern, s.instrument(route, f))
+	}
+	handle(FindPath, routeFind, s.serveFind)
+	handle(LegacyFindPath, routeFind, s.serveFind)
+	handle(InstallScriptPath, routeInstallScript, s.serveInstallScript)
+	handle(CensusPath, routeCensus, s.serveCensus)
+	handle(CensusSummaryPath, routeCensusSummary, s.serveCensusSummary)
+	handle(HealthPath, routeHealth, s.serveHealth)
+	prom := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})
+	handle(MetricsPath, routeMetrics, func(w http.ResponseWriter, r *http.Request) int {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		prom.ServeHTTP(rec, r)
+		return rec.code
+	})
+	handle("/", routeOther, func(w http.ResponseWriter, r *http.Request) int {
+		return writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	})
+	return mux
+}
+
+// instrument records metrics and the access log of every request. Routine
+// successful polls (find, healthz, metrics) are logged at debug level, so a
+// large fleet does not flood the log; everything else at info.
+func (s *Server) instrument(route string, f routedFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		code := f(w, r)
+		d := time.Since(start)
+		s.metrics.record(route, code, d)
+		level := slog.LevelInfo
+		if code < 400 && (route == routeFind || route == routeHealth || route == routeMetrics) {
+			level = slog.LevelDebug
+		}
+		if !s.logger.Enabled(r.Context(), level) {
+			return
+		}
+		s.logger.LogAttrs(r.Context(), level, "Request served.",
+			slog.String("method", r.Method),
+			slog.String("route", route),
+			slog.Int("code", code),
+			slog.Duration("duration", d),
+			slog.String("remote", r.RemoteAddr))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// writeJSON writes v as JSON with code.
+func writeJSON(w http.ResponseWriter, code int, v any) int {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return writeError(w, http.StatusInternalServerError, "encode response: "+err.Error())
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(body, '\n'))
+	return code
+}
+
+// writeError writes {"error": msg} with code.
+func writeError(w http.ResponseWriter, code int, msg string) int {
+	body, _ := json.Marshal(ErrorResponse{Error: msg})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(body, '\n'))
+	return code
+}
+
+// allowMethods answers 405 unless r's method is one of methods.
+func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) (int, bool) {
+	for _, m := range methods {
+		if r.Method == m {
+			return 0, true
+		}
+	}
+	allow := ""
+	for i, m := range methods {
+		if i > 0 {
+			allow += ", "
+		}
+		allow += m
+	}
+	w.Header().Set("Allow", allow)
+	return writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed; use "+allow), false
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) int {
+	if code, ok := allowMethods(w, r, http.MethodGet, http.MethodHead); !ok {
+		return code
+	}
+	p := s.Policy()
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "target_version": p.TargetVersion.String()})
+}
+
+// remoteAddr returns the client address of r (the TCP peer; forwarding
+// headers are not trusted).
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err == nil {
+		return ap.Addr().Unmap()
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+// checkHostPort validates a host[:port] as filled into install.sh.
+func checkHostPort(s string) error {
+	if len(s) > 255 {
+		return fmt.Errorf("%q is longer than 255 characters", s)
+	}
+	host, port := s, ""
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		host, port = h, p
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q has an invalid port", s)
+		}
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", s)
+	}
+	for _, c := range []byte(host) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return fmt.Errorf("%q is not a host name or IP address", s)
+		}
+	}
+	return nil
+}
+
+func bytesTrimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\n' || b[0] == '\r' || b[0] == '\t') {
+		b = b[1:]
+	}
+	return b
+}
+
+// drain discards up to a small amount of an unread request body so the
+// connection can be reused.
+func drain(r *http.Request) {
+	_, _ = io.CopyN(io.Discard, r.Body, 4<<10)
+}

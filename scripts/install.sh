@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# teleport-update installer, served by a Teleport proxy at /scripts/install.sh.
+#
+#   curl -fsSL https://PROXY/scripts/install.sh | sudo bash
+#   curl -fsSL https://PROXY/scripts/install.sh | sudo bash -s -- --token TOKEN
+#
+# It downloads the teleport-update release for this host from the CDN,
+# checks its SHA-256 and its signature against the public key embedded below,
+# and runs `teleport-update install`, which installs the agent version the
+# proxy asks for. Extra arguments are passed to `teleport-update install`.
+# Re-running it is safe.
+#
+# Environment:
+#   TELEPORT_UPDATE_ROOT                     install under this directory instead of /
+#                                            (tests and demos; no root needed)
+#   TELEPORT_UPDATE_INSECURE_SKIP_SIGNATURE  "yes" installs without a signature check
+#                                            when openssl is missing. INSECURE.
+#
+# The whole body is inside main, called on the last line, so a truncated
+# download executes nothing.
+set -euo pipefail
+
+# Filled in by the proxy. Each value sits inside single quotes.
+readonly PROXY_ADDR='{{.ProxyAddr}}'
+readonly GROUP='{{.Group}}'
+readonly VERSION='{{.Version}}'
+readonly FILLED_BASE_URL='{{.BaseURL}}'
+readonly PUBLIC_KEY='{{.PublicKey}}'
+
+readonly DEFAULT_BASE_URL='https://cdn.teleport.dev'
+# Size caps for what the CDN sends (bytes).
+readonly MAX_CHECKSUM_BYTES=4096
+readonly MAX_SIGNATURE_BYTES=4096
+readonly MAX_TARBALL_BYTES=1073741824
+
+readonly LOG_PREFIX='teleport-update install.sh:'
+WORK_DIR=''
+
+say() {
+	printf '%s %s\n' "$LOG_PREFIX" "$*" >&2
+}
+
+die() {
+	printf '%s ERROR: %s\n' "$LOG_PREFIX" "$*" >&2
+	exit 1
+}
+
+cleanup() {
+	if [[ -n $WORK_DIR ]]; then
+		rm -rf -- "$WORK_DIR"
+	fi
+}
+
+need() {
+	local tool
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' is not installed."
+	done
+}
+
+# check_inputs refuses values the proxy should never have filled in.
+check_inputs() {
+	local semver='^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$'
+	local hostport='^[]A-Za-z0-9.:[-]+$'
+	local group_re='^[A-Za-z0-9._-]*$'
+	[[ -n $PROXY_ADDR ]] || die "the proxy address is empty; download this script from your proxy's /scripts/install.sh."
+	[[ $PROXY_ADDR =~ $hostport ]] || die "the proxy address '$PROXY_ADDR' is not a host[:port]."
+	[[ $GROUP =~ $group_re ]] || die "the update group '$GROUP' contains characters other than letters, digits, '.', '_' and '-'."
+	[[ $VERSION =~ $semver ]] || die "the teleport-update version '$VERSION' is not a semantic version."
+	[[ $PUBLIC_KEY == *'-----BEGIN PUBLIC KEY-----'* ]] || die "the embedded public key is not a PEM public key."
+}
+
+# base_url prints the CDN base: the one the proxy filled in, or the default.
+base_url() {
+	local base="${FILLED_BASE_URL%/}"
+	if [[ -z $base ]]; then
+		base="$DEFAULT_BASE_URL"
+	fi
+	[[ $base == https://* ]] || die "the CDN base URL '$base' is not https://."
+	printf '%s\n' "$base"
+}
+
+detect_arch() {
+	local os machine
+	os="$(uname -s)"
+	[[ $os == Linux ]] || die "unsupported operating system '$os': teleport-update runs on Linux only."
+	machine="$(uname -m)"
+	case "$machine" in
+	x86_64 | amd64) echo amd64 ;;
+	aarch64 | arm64) echo arm64 ;;
+	*) die "unsupported CPU architecture '$machine': teleport-update is built for x86_64 (amd64) and aarch64 (arm64)." ;;
+	esac
+}
+
+# fetch URL DEST MAX_BYTES downloads over HTTPS only, with TLS 1.2+, giving up
+# on transfers slower than 1 KiB/s for 10 s.
+fetch() {
+	local url="$1" dest="$2" max="$3"
+	curl --proto '=https' --proto-redir '=https' --tlsv1.2 -fsSL \
+		--connect-timeout 10 --speed-limit 1024 --speed-time 10 \
+		--max-filesize "$max" -o "$dest" -- "$url" ||
+		die "download of $url failed (curl exit $?)."
+	local size
+	size="$(wc -c <"$dest")"
+	((size <= max)) || die "$url is larger than $max bytes."
+}
+
+# sha256_of FILE prints the lowercase hex SHA-256 of FILE.
+sha256_of() {
+	local sum
+	if command -v sha256sum >/dev/null 2>&1; then
+		sum="$(sha256sum -- "$1")"
+	elif command -v shasum >/dev/null 2>&1; then
+		sum="$(shasum -a 256 -- "$1")"
+	else
+		die "neither sha256sum nor shasum is installed."
+	fi
+	printf '%s\n' "${sum%% *}"
+}
+
+# verify_checksum SUMFILE TARBALL NAME: SUMFILE must be exactly one sha256sum
+# line naming NAME, and TARBALL's SHA-256 must match it.
+verify_checksum() {
+	local sumfile="$1" tarball="$2" name="$3"
+	local lines line want got
+	lines="$(wc -l <"$sumfile")"
+	((lines == 1)) || die "checksum file $name.sha256 must hold exactly one line; it holds $lines."
+	IFS= read -r line <"$sumfile" || die "checksum file $name.sha256 is unreadable."
+	[[ $line =~ ^([0-9a-f]{64})\ \ (.+)$ ]] || die "checksum file $name.sha256 is not in sha256sum format."
+	want="${BASH_REMATCH[1]}"
+	[[ ${BASH_REMATCH[2]} == "$name" ]] ||
+		die "checksum file $name.sha256 names '${BASH_REMATCH[2]}', not '$name'."
+	got="$(sha256_of "$tarball")"
+	[[ $got == "$want" ]] ||
+		die "SHA-256 mismatch for $name: the CDN sent a file hashing to $got, the checksum file says $want. Refusing to install."
+	say "SHA-256 of $name matches its checksum file."
+}
+
+# verify_signature SUMFILE SIGFILE KEYFILE NAME: SIGFILE is a base64 DER ECDSA
+# signature over the exact bytes of SUMFILE by KEYFILE.
+verify_signature() {
+	local sumfile="$1" sigfile="$2" keyfile="$3" name="$4"
+	local der="$WORK_DIR/signature.der"
+	base64 -d <"$sigfile" >"$der" 2>/dev/null ||
+		die "signature file $name.sha256.sig is not valid base64. Refusing to install."
+	if ! openssl dgst -sha256 -verify "$keyfile" -signature "$der" "$sumfile" >/dev/null 2>&1; then
+		die "signature check FAILED for $name.sha256: it was not signed by the release key this proxy trusts. Refusing to install."
+	fi
+	say "Signature on $name.sha256 verified with the embedded release key."
+}
+
+main() {
+	need uname curl tar mktemp wc base64
+	check_inputs
+
+	local base arch name
+	base="$(base_url)"
+	arch="$(detect_arch)"
+	name="teleport-update-v${VERSION}-linux-${arch}-bin.tar.gz"
+
+	local have_openssl=yes
+	if ! command -v openssl >/dev/null 2>&1; then
+		have_openssl=no
+		if [[ ${TELEPORT_UPDATE_INSECURE_SKIP_SIGNATURE:-} != yes ]]; then
+			die "openssl is not installed, so the signature on $name cannot be checked. Install openssl and re-run, or set TELEPORT_UPDATE_INSECURE_SKIP_SIGNATURE=yes to install WITHOUT a signature check (insecure)."
+		fi
+	fi
+
+	if [[ -z ${TELEPORT_UPDATE_ROOT:-} && $EUID -ne 0 ]]; then
+		die "teleport-update installs system-wide and must run as root; pipe this script to 'sudo bash'."
+	fi
+
+	WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/teleport-update-install.XXXXXXXX")"
+	trap cleanup EXIT
+
+	say "Downloading teleport-update $VERSION for linux/$arch from $base."
+	fetch "$base/$name.sha256" "$WORK_DIR/$name.sha256" "$MAX_CHECKSUM_BYTES"
+	fetch "$base/$name.sha256.sig" "$WORK_DIR/$name.sha256.sig" "$MAX_SIGNATURE_BYTES"
+	fetch "$base/$name" "$WORK_DIR/$name" "$MAX_TARBALL_BYTES"
+
+	if [[ $have_openssl == yes ]]; then
+		printf '%s\n' "$PUBLIC_KEY" >"$WORK_DIR/release-key.pem"
+		verify_signature "$WORK_DIR/$name.sha256" "$WORK_DIR/$name.sha256.sig" "$WORK_DIR/release-key.pem" "$name"
+	else
+		say "WARNING: openssl is not installed and TELEPORT_UPDATE_INSECURE_SKIP_SIGNATURE=yes is set."
+		say "WARNING: the signature on $name is NOT being checked. Anyone who controls the CDN or the network path can run code on this host as root."
+	fi
+	verify_checksum "$WORK_DIR/$name.sha256" "$WORK_DIR/$name" "$name"
+
+	mkdir -p -- "$WORK_DIR/pkg"
+	tar -xzf "$WORK_DIR/$name" -C "$WORK_DIR/pkg" --no-same-owner ||
+		die "unpacking $name failed."
+	local updater="$WORK_DIR/pkg/bin/teleport-update"
+	[[ -f $updater && -x $updater ]] || die "$name has no executable bin/teleport-update."
+
+	local args=(install --proxy "$PROXY_ADDR")
+	if [[ -n $GROUP ]]; then
+		args+=(--group "$GROUP")
+	fi
+	if [[ -n ${TELEPORT_UPDATE_ROOT:-} ]]; then
+		args+=(--root "$TELEPORT_UPDATE_ROOT")
+	fi
+	if [[ $base != "$DEFAULT_BASE_URL" ]]; then
+		args+=(--base-url "$base")
+	fi
+	args+=("$@")
+
+	say "Running teleport-update ${args[*]}"
+	local rc=0
+	TELEPORT_INSTALL_METHOD_NODE_SCRIPT=true "$updater" "${args[@]}" || rc=$?
+	if ((rc != 0)); then
+		die "teleport-update install failed (exit $rc); see its message above. Re-run this script once the cause is fixed."
+	fi
+	say "Done: teleport-update is installed and keeps the Teleport agent up to date."
+}
+
+main "$@"

@@ -1,0 +1,198 @@
+package updater
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/gravitational/teleport-update/updater/install"
+)
+
+// Config kind and version of update.yaml.
+const (
+	ConfigKind    = "update_config"
+	ConfigVersion = "v1"
+	// MaxConfigSize bounds update.yaml; anything larger is not ours.
+	MaxConfigSize = 1 << 20
+	// maxKnownGood bounds status.known_good.
+	maxKnownGood = 20
+)
+
+// ErrConfig is the category of errors in update.yaml.
+var ErrConfig = errors.New("invalid update.yaml")
+
+// Config is update.yaml: the host's settings (spec) and what the updater
+// did (status). It is written atomically; the file on disk is the commit
+// point of every operation.
+type Config struct {
+	Kind    string `yaml:"kind"`
+	Version string `yaml:"version"`
+	Spec    Spec   `yaml:"spec"`
+	Status  Status `yaml:"status"`
+}
+
+// Spec is what the admin chose.
+type Spec struct {
+	// Proxy is HOST[:PORT] of the Teleport proxy that serves policy.
+	Proxy string `yaml:"proxy,omitempty"`
+	// Group is the update group sent to the proxy.
+	Group string `yaml:"group,omitempty"`
+	// BaseURL overrides the built-in CDN base; empty means the default.
+	BaseURL string `yaml:"base_url,omitempty"`
+	// Enabled is false when the admin disabled automatic updates.
+	Enabled bool `yaml:"enabled"`
+	// Pinned holds the host at PinnedVersion (or the active version).
+	Pinned        bool   `yaml:"pinned"`
+	PinnedVersion string `yaml:"pinned_version,omitempty"`
+	// Token is the enrollment token used for census reports.
+	Token string `yaml:"token,omitempty"`
+	// InstallMethods are the TELEPORT_INSTALL_METHOD_* seen at install time.
+	InstallMethods []string `yaml:"install_methods,omitempty"`
+	// CensusDisabled turns census reporting off.
+	CensusDisabled bool `yaml:"census_disabled,omitempty"`
+	// CensusSalt keys the host_id hash; random per install, never sent.
+	CensusSalt string `yaml:"census_salt,omitempty"`
+}
+
+// Status is what the updater did.
+type Status struct {
+	Active string   `yaml:"active,omitempty"`
+	Backup string   `yaml:"backup,omitempty"`
+	Skip   []string `yaml:"skip,omitempty"`
+	// KnownGood lists versions that passed a health check on this host,
+	// newest last; the proxy may downgrade a host only to one of them.
+	KnownGood  []string    `yaml:"known_good,omitempty"`
+	LastUpdate *LastUpdate `yaml:"last_update,omitempty"`
+	// CensusPending is true when the last census report was not delivered.
+	CensusPending bool `yaml:"census_pending,omitempty"`
+}
+
+// LastUpdate records the outcome of the last install, update or rollback.
+type LastUpdate struct {
+	Time    time.Time `yaml:"time" json:"time"`
+	Target  string    `yaml:"target" json:"target"`
+	Success bool      `yaml:"success" json:"success"`
+	Error   string    `yaml:"error,omitempty" json:"error,omitempty"`
+	// ErrorCode classifies Error in one word (see ErrorCode).
+	ErrorCode string `yaml:"error_code,omitempty" json:"error_code,omitempty"`
+}
+
+// NewConfig returns the configuration of a host that has never been installed.
+func NewConfig() *Config {
+	return &Config{Kind: ConfigKind, Version: ConfigVersion, Spec: Spec{Enabled: true}}
+}
+
+// ParseConfig decodes update.yaml strictly: unknown fields, another kind or
+// version, and trailing documents are errors wrapping ErrConfig.
+func ParseConfig(data []byte) (*Config, error) {
+	if len(data) > MaxConfigSize {
+		return nil, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrConfig, len(data), MaxConfigSize)
+	}
+	cfg := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: the file is empty", ErrConfig)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: more than one YAML document", ErrConfig)
+	}
+	if cfg.Kind != ConfigKind {
+		return nil, fmt.Errorf("%w: kind is %q, want %q", ErrConfig, cfg.Kind, ConfigKind)
+	}
+	if cfg.Version != ConfigVersion {
+		return nil, fmt.Errorf("%w: version is %q, want %q", ErrConfig, cfg.Version, ConfigVersion)
+	}
+	return cfg, nil
+}
+
+// LoadConfig reads update.yaml at path. A missing file yields NewConfig and
+// exists=false.
+func LoadConfig(path string) (cfg *Config, exists bool, err error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return NewConfig(), false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading update config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, false, fmt.Errorf("reading update config %s: %w", path, err)
+	}
+	cfg, err = ParseConfig(data)
+	if err != nil {
+		return nil, true, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, true, nil
+}
+
+// Marshal encodes cfg as YAML.
+func (c *Config) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("encoding update config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encoding update config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// SaveConfig writes cfg atomically (temp file, fsync, rename, fsync dir) with
+// mode 0600, since it holds the enrollment token.
+func SaveConfig(path string, cfg *Config) error {
+	data, err := cfg.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("saving update config: %w", err)
+	}
+	if err := install.WriteFileAtomic(path, data, 0o600); err != nil {
+		return fmt.Errorf("saving update config: %w", err)
+	}
+	return nil
+}
+
+// IsSkipped reports whether v is on the skip list.
+func (s *Status) IsSkipped(v string) bool { return slices.Contains(s.Skip, v) }
+
+// addSkip puts v on the skip list once.
+func (s *Status) addSkip(v string) {
+	if v != "" && !s.IsSkipped(v) {
+		s.Skip = append(s.Skip, v)
+	}
+}
+
+// removeSkip takes v off the skip list (an admin installed or pinned it).
+func (s *Status) removeSkip(v string) {
+	s.Skip = slices.DeleteFunc(s.Skip, func(x string) bool { return x == v })
+	if len(s.Skip) == 0 {
+		s.Skip = nil
+	}
+}
+
+// addKnownGood records that v passed its health check on this host.
+func (s *Status) addKnownGood(v string) {
+	s.KnownGood = slices.DeleteFunc(s.KnownGood, func(x string) bool { return x == v })
+	s.KnownGood = append(s.KnownGood, v)
+	if n := len(s.KnownGood); n > maxKnownGood {
+		s.KnownGood = s.KnownGood[n-maxKnownGood:]
+	}
+}

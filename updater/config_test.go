@@ -1,0 +1,133 @@
+package updater
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "var/lib/teleport/update.yaml")
+	cfg := NewConfig()
+	cfg.Spec.Proxy = "proxy.example.com:443"
+	cfg.Spec.Group = "staging"
+	cfg.Status.Active = "16.4.6"
+	cfg.Status.Skip = []string{"16.5.0"}
+	cfg.Status.LastUpdate = &LastUpdate{Time: time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC), Target: "16.5.0", Error: "x", ErrorCode: "health_check"}
+	if err := SaveConfig(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode: %v %v", fi.Mode(), err)
+	}
+	got, exists, err := LoadConfig(path)
+	if err != nil || !exists {
+		t.Fatal(exists, err)
+	}
+	if got.Spec.Proxy != cfg.Spec.Proxy || got.Status.Active != "16.4.6" || !got.Status.IsSkipped("16.5.0") || got.Status.LastUpdate.ErrorCode != "health_check" {
+		t.Fatalf("round trip: %+v", got)
+	}
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "*"))
+	if len(left) != 1 {
+		t.Fatalf("temp files left: %v", left)
+	}
+}
+
+func TestParseConfigStrict(t *testing.T) {
+	cases := []struct{ name, in, want string }{
+		{"empty", "", "empty"},
+		{"wrong kind", "kind: other\nversion: v1\n", `kind is "other"`},
+		{"wrong version", "kind: update_config\nversion: v2\n", `version is "v2"`},
+		{"unknown field", "kind: update_config\nversion: v1\nspec:\n  proxyy: x\n", "proxyy"},
+		{"two docs", "kind: update_config\nversion: v1\n---\nkind: update_config\nversion: v1\n", "more than one"},
+		{"not yaml", "{{{", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.in))
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("got %v, want ErrConfig", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+	if _, exists, err := LoadConfig(filepath.Join(t.TempDir(), "missing.yaml")); err != nil || exists {
+		t.Fatalf("missing file: %v %v", exists, err)
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	cfg := NewConfig()
+	cfg.Spec.Proxy = "p:443"
+	cfg.Status.Skip = []string{"1.0.0"}
+	b, _ := cfg.Marshal()
+	f.Add(b)
+	f.Add([]byte("kind: update_config\nversion: v1\n"))
+	f.Add([]byte("kind: update_config\nversion: v1\nstatus:\n  skip: [a, b]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseConfig(data)
+		if err != nil {
+			return
+		}
+		// Whatever parses must survive a round trip.
+		out, err := cfg.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseConfig(out); err != nil {
+			t.Fatalf("re-parse of marshalled config: %v\n%s", err, out)
+		}
+	})
+}
+
+func TestParseFindResponse(t *testing.T) {
+	p, err := ParseFindResponse([]byte(`{"auto_update":{"agent_version":"16.4.6","agent_auto_update":true,"agent_update_jitter_seconds":99999,"agent_update_window":{"start":"2026-11-22T02:00:00Z","end":"2026-11-22T03:00:00Z"}},"extra":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Version.String() != "16.4.6" || !p.AutoUpdate || p.Jitter != MaxJitter || p.Window == nil {
+		t.Fatalf("%+v", p)
+	}
+}
+
+func FuzzParseFindResponse(f *testing.F) {
+	f.Add([]byte(`{"auto_update":{"agent_version":"16.4.6","agent_auto_update":true,"agent_update_jitter_seconds":60}}`))
+	f.Add([]byte(`{"auto_update":{"agent_version":"1.2.3-rc.1+b5","agent_update_jitter_seconds":-1}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParseFindResponse(data)
+		if err != nil {
+			if !errors.Is(err, ErrProxy) {
+				t.Fatalf("error not categorised: %v", err)
+			}
+			return
+		}
+		if p.Jitter < 0 || p.Jitter > MaxJitter {
+			t.Fatalf("jitter out of range: %v", p.Jitter)
+		}
+		if strings.ContainsAny(p.Version.String(), "/?#% \\") {
+			t.Fatalf("version carries URL characters: %q", p.Version)
+		}
+	})
+}
+
+func TestValidateProxyAddr(t *testing.T) {
+	good := []string{"proxy.example.com", "proxy.example.com:443", "127.0.0.1:3080", "[::1]:443"}
+	bad := []string{"", "https://proxy", "proxy/path", "user@proxy", "proxy:99999", "proxy:0", "pro xy", strings.Repeat("a", 300)}
+	for _, s := range good {
+		if err := ValidateProxyAddr(s); err != nil {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+	for _, s := range bad {
+		if err := ValidateProxyAddr(s); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+}

@@ -1,0 +1,199 @@
+package download
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
+)
+
+// DefaultBaseURL is the built-in CDN base. A host may override it with
+// --base-url, which must pass ValidateBaseURL.
+const DefaultBaseURL = "https://cdn.teleport.dev"
+
+// Limits on names built into URLs.
+const (
+	// MaxVersionLength bounds a version string; Teleport's longest real
+	// versions ("17.0.0-dev.abcdef.123") are far below it.
+	MaxVersionLength = 128
+	// MaxBaseURLLength bounds a configured base URL.
+	MaxBaseURLLength = 2048
+	// maxQuoted bounds how much of a bad input an error message repeats.
+	maxQuoted = 64
+)
+
+// Products whose artifacts the updater fetches.
+const (
+	ProductTeleport = "teleport"
+	ProductUpdater  = "teleport-update"
+)
+
+var (
+	// ErrInvalidVersion means a version string is not strict semver.
+	ErrInvalidVersion = errors.New("invalid version")
+	// ErrInvalidArtifact means an Artifact has an unknown product, a missing
+	// version, or an OS/arch outside [a-z0-9]+.
+	ErrInvalidArtifact = errors.New("invalid artifact")
+	// ErrInvalidBaseURL means a base URL is malformed or carries parts the
+	// updater refuses (user info, query, fragment).
+	ErrInvalidBaseURL = errors.New("invalid base URL")
+	// ErrInsecureURL means a URL is not https://.
+	ErrInsecureURL = errors.New("URL is not https")
+)
+
+// quote returns s quoted for an error message, truncated to a readable length.
+func quote(s string) string {
+	if len(s) > maxQuoted {
+		return fmt.Sprintf("%q…(%d bytes)", s[:maxQuoted], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// ParseVersion parses s as a strict semantic version ("16.4.6",
+// "17.0.0-beta.1"): no leading "v", no missing parts, no characters other
+// than semver's [0-9A-Za-z.+-], so a parsed version can never carry path or
+// URL syntax. The error wraps ErrInvalidVersion and quotes s.
+func ParseVersion(s string) (*semver.Version, error) {
+	if len(s) > MaxVersionLength {
+		return nil, fmt.Errorf("%w %s: longer than %d bytes", ErrInvalidVersion, quote(s), MaxVersionLength)
+	}
+	v, err := semver.StrictNewVersion(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %v", ErrInvalidVersion, quote(s), err)
+	}
+	// Belt and braces: the canonical form must be the input, and contain
+	// nothing but semver characters.
+	if v.String() != s || strings.ContainsFunc(s, func(r rune) bool { return !isSemverRune(r) }) {
+		return nil, fmt.Errorf("%w %s: not in canonical form", ErrInvalidVersion, quote(s))
+	}
+	return v, nil
+}
+
+func isSemverRune(r rune) bool {
+	return r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '.' || r == '-' || r == '+'
+}
+
+// Artifact names one release tarball on the CDN.
+type Artifact struct {
+	Product string // ProductTeleport or ProductUpdater
+	Version *semver.Version
+	OS      string // GOOS, e.g. "linux"
+	Arch    string // GOARCH, e.g. "amd64"
+}
+
+// Validate reports whether a can be turned into file names: a known product,
+// a version, and OS/arch made of [a-z0-9]+. Errors wrap ErrInvalidArtifact.
+func (a Artifact) Validate() error {
+	switch a.Product {
+	case ProductTeleport, ProductUpdater:
+	default:
+		return fmt.Errorf("%w: unknown product %s", ErrInvalidArtifact, quote(a.Product))
+	}
+	if a.Version == nil {
+		return fmt.Errorf("%w: no version", ErrInvalidArtifact)
+	}
+	if _, err := ParseVersion(a.Version.String()); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidArtifact, err)
+	}
+	if !isLowerAlnum(a.OS) {
+		return fmt.Errorf("%w: OS %s is not [a-z0-9]+", ErrInvalidArtifact, quote(a.OS))
+	}
+	if !isLowerAlnum(a.Arch) {
+		return fmt.Errorf("%w: arch %s is not [a-z0-9]+", ErrInvalidArtifact, quote(a.Arch))
+	}
+	return nil
+}
+
+func isLowerAlnum(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// TarballName returns "{product}-v{ver}-{os}-{arch}-bin.tar.gz". Call
+// Validate first; the name of an invalid artifact is meaningless.
+func (a Artifact) TarballName() string {
+	ver := ""
+	if a.Version != nil {
+		ver = a.Version.String()
+	}
+	return a.Product + "-v" + ver + "-" + a.OS + "-" + a.Arch + "-bin.tar.gz"
+}
+
+// ChecksumName returns the name of the tarball's sha256sum-format file.
+func (a Artifact) ChecksumName() string { return a.TarballName() + ".sha256" }
+
+// BundleName returns the name of the Sigstore bundle over the checksum file.
+func (a Artifact) BundleName() string { return a.ChecksumName() + ".sigstore.json" }
+
+// SignatureName returns the name of the base64 DER signature over the
+// checksum file (for install.sh's openssl check).
+func (a Artifact) SignatureName() string { return a.ChecksumName() + ".sig" }
+
+// URL returns the URL of file (one of a's names) under base. base keeps its
+// path prefix, so a mirror at https://mirror.example/teleport/ works. The
+// artifact and base are validated; file must be a plain name.
+func (a Artifact) URL(base, file string) (string, error) {
+	if err := a.Validate(); err != nil {
+		return "", err
+	}
+	switch file {
+	case a.TarballName(), a.ChecksumName(), a.BundleName(), a.SignatureName():
+	default:
+		return "", fmt.Errorf("%w: %s is not a file of %s", ErrInvalidArtifact, quote(file), a.TarballName())
+	}
+	u, err := parseBaseURL(base)
+	if err != nil {
+		return "", err
+	}
+	return u.JoinPath(file).String(), nil
+}
+
+// ValidateBaseURL checks a CDN or mirror base URL: it must parse, use
+// https, name a host, and carry no user info, query or fragment. An http://
+// URL yields an error wrapping ErrInsecureURL; anything else wrong wraps
+// ErrInvalidBaseURL.
+func ValidateBaseURL(s string) error {
+	_, err := parseBaseURL(s)
+	return err
+}
+
+func parseBaseURL(s string) (*url.URL, error) {
+	if len(s) > MaxBaseURLLength {
+		return nil, fmt.Errorf("%w %s: longer than %d bytes", ErrInvalidBaseURL, quote(s), MaxBaseURLLength)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %v", ErrInvalidBaseURL, quote(s), err)
+	}
+	switch {
+	case u.Scheme == "http":
+		return nil, fmt.Errorf("base URL %s: %w", quote(s), ErrInsecureURL)
+	case u.Scheme != "https":
+		return nil, fmt.Errorf("%w %s: scheme must be https", ErrInvalidBaseURL, quote(s))
+	case u.Opaque != "":
+		return nil, fmt.Errorf("%w %s: not a hierarchical URL", ErrInvalidBaseURL, quote(s))
+	case u.Host == "" || u.Hostname() == "":
+		return nil, fmt.Errorf("%w %s: no host", ErrInvalidBaseURL, quote(s))
+	case u.User != nil:
+		return nil, fmt.Errorf("%w %s: user info is not allowed", ErrInvalidBaseURL, quote(s))
+	case u.RawQuery != "" || u.ForceQuery:
+		return nil, fmt.Errorf("%w %s: a query is not allowed", ErrInvalidBaseURL, quote(s))
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return nil, fmt.Errorf("%w %s: a fragment is not allowed", ErrInvalidBaseURL, quote(s))
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		if seg == "." || seg == ".." {
+			return nil, fmt.Errorf("%w %s: dot segments are not allowed", ErrInvalidBaseURL, quote(s))
+		}
+	}
+	return u, nil
+}

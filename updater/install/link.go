@@ -1,0 +1,323 @@
+package install
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// linkPrefix is how every link of ours in /usr/local/bin starts: relative,
+// so the tree stays valid under any root.
+const linkPrefix = "../../../" + versionsRel + "/"
+
+// linkTarget is the symlink target for binary name of version v.
+func linkTarget(v, name string) string {
+	return linkPrefix + v + "/bin/" + name
+}
+
+// ourLinkVersion returns the version a symlink target points to when it is
+// a link of ours for binary name.
+func ourLinkVersion(name, target string) (string, bool) {
+	rest, ok := strings.CutPrefix(target, linkPrefix)
+	if !ok {
+		return "", false
+	}
+	v, tail, ok := strings.Cut(rest, "/")
+	if !ok || tail != "bin/"+name || ValidateVersion(v) != nil {
+		return "", false
+	}
+	return v, true
+}
+
+// Binaries lists the executables in versions/<v>/bin (regular files, or
+// symlinks to them inside the version, with an exec bit), sorted. Hidden
+// names are skipped.
+func (t *Tree) Binaries(v string) ([]string, error) {
+	if err := ValidateVersion(v); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(t.VersionDir(v), "bin")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list binaries of version %s: %w", v, err)
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // dangling symlink
+		}
+		if fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// ourLinks maps binary name to version for every link of ours in BinDir.
+func (t *Tree) ourLinks() (map[string]string, error) {
+	entries, err := os.ReadDir(t.BinDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	links := make(map[string]string)
+	for _, e := range entries {
+		if e.Type()&fs.ModeSymlink == 0 || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		target, err := os.Readlink(filepath.Join(t.BinDir(), e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("read link: %w", err)
+		}
+		if v, ok := ourLinkVersion(e.Name(), target); ok {
+			links[e.Name()] = v
+		}
+	}
+	return links, nil
+}
+
+// LinkedVersion returns the version /usr/local/bin/teleport links to, or,
+// when that is not a link of ours, the lowest version any link of ours
+// points to; "" when there is no link of ours.
+func (t *Tree) LinkedVersion() (string, error) {
+	links, err := t.ourLinks()
+	if err != nil {
+		return "", err
+	}
+	if v, ok := links["teleport"]; ok {
+		return v, nil
+	}
+	vs, err := t.LinkedVersions()
+	if err != nil || len(vs) == 0 {
+		return "", err
+	}
+	return vs[0], nil
+}
+
+// LinkedVersions returns every version any link of ours points to, sorted.
+// More than one means a link swap was interrupted.
+func (t *Tree) LinkedVersions() ([]string, error) {
+	links, err := t.ourLinks()
+	if err != nil {
+		return nil, err
+	}
+	var vs []string
+	for _, v := range links {
+		if !slices.Contains(vs, v) {
+			vs = append(vs, v)
+		}
+	}
+	sortVersions(vs)
+	return vs, nil
+}
+
+// linkStep records one change in BinDir and how to undo it.
+type linkStep struct {
+	path       string
+	prevTarget string // symlink target before, "" if none
+	backup     string // hard link holding an overwritten regular file
+}
+
+// Link points /usr/local/bin/<name> at versions/<v>/bin/<name> for every
+// binary of version v, replacing each link atomically (a new symlink under
+// a temporary name renamed over the old one), and removes links of ours
+// for binaries v lacks.
+//
+// Before changing anything, every path is checked: a regular file or a
+// symlink that is not ours fails with ErrNotOurs unless overwrite; a
+// directory always fails. An overwritten regular file is kept as a hidden
+// hard link next to it until revert or the next CleanLeftovers.
+//
+// revert restores BinDir exactly as it was (links, their targets and
+// overwritten files). If Link fails midway it reverts what it did itself.
+// Outcomes: ErrInvalidVersion, ErrNotInstalled, ErrNotOurs.
+func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
+	if err := ValidateVersion(v); err != nil {
+		return nil, fmt.Errorf("link: %w", err)
+	}
+	if _, ok, err := t.Installed(v); err != nil {
+		return nil, fmt.Errorf("link: %w", err)
+	} else if !ok {
+		return nil, fmt.Errorf("link version %s: %w", v, ErrNotInstalled)
+	}
+	bins, err := t.Binaries(v)
+	if err != nil {
+		return nil, fmt.Errorf("link: %w", err)
+	}
+	if !slices.Contains(bins, "teleport") {
+		return nil, fmt.Errorf("link version %s: %w: no bin/teleport", v, ErrNotInstalled)
+	}
+	if err := os.MkdirAll(t.BinDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("link version %s: %w", v, err)
+	}
+	old, err := t.ourLinks()
+	if err != nil {
+		return nil, fmt.Errorf("link version %s: %w", v, err)
+	}
+
+	// Plan and check everything before touching anything.
+	type change struct {
+		name, target string // target "" means remove
+		step         linkStep
+		replaceFile  bool
+	}
+	var plan []change
+	for _, name := range bins {
+		p := filepath.Join(t.BinDir(), name)
+		c := change{name: name, target: linkTarget(v, name), step: linkStep{path: p}}
+		fi, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return nil, fmt.Errorf("link version %s: %w", v, err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return nil, fmt.Errorf("link version %s: %w", v, err)
+			}
+			if target == c.target {
+				continue // already there
+			}
+			if _, ours := ourLinkVersion(name, target); !ours && !overwrite {
+				return nil, fmt.Errorf("link version %s: %s is a symlink to %q: %w (use overwrite to replace it)", v, p, target, ErrNotOurs)
+			}
+			c.step.prevTarget = target
+		case fi.Mode().IsRegular():
+			if !overwrite {
+				return nil, fmt.Errorf("link version %s: %s is a regular file: %w (use overwrite to replace it)", v, p, ErrNotOurs)
+			}
+			c.replaceFile = true
+		default:
+			return nil, fmt.Errorf("link version %s: %s is a %s: %w", v, p, fi.Mode().Type(), ErrNotOurs)
+		}
+		plan = append(plan, c)
+	}
+	for name, ov := range old {
+		if slices.Contains(bins, name) {
+			continue
+		}
+		p := filepath.Join(t.BinDir(), name)
+		plan = append(plan, change{name: name, step: linkStep{path: p, prevTarget: linkTarget(ov, name)}})
+	}
+
+	var done []linkStep
+	revert = func() error {
+		var errs []error
+		for i := len(done) - 1; i >= 0; i-- {
+			if err := undoLinkStep(done[i]); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		done = nil
+		if err := syncDir(t.BinDir()); err != nil {
+			errs = append(errs, err)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("revert links: %w", err)
+		}
+		return nil
+	}
+	fail := func(err error) (func() error, error) {
+		if rerr := revert(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return nil, fmt.Errorf("link version %s: %w", v, err)
+	}
+	for _, c := range plan {
+		if c.replaceFile {
+			c.step.backup = tmpSibling(c.step.path, "replaced")
+			_ = os.Remove(c.step.backup)
+			if err := os.Link(c.step.path, c.step.backup); err != nil {
+				return fail(fmt.Errorf("keep %s for revert: %w", c.step.path, err))
+			}
+		}
+		if c.target == "" {
+			if err := os.Remove(c.step.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fail(err)
+			}
+		} else if err := swapSymlink(c.step.path, c.target); err != nil {
+			if c.step.backup != "" {
+				_ = os.Remove(c.step.backup)
+			}
+			return fail(err)
+		}
+		done = append(done, c.step)
+	}
+	if err := syncDir(t.BinDir()); err != nil {
+		return fail(err)
+	}
+	return revert, nil
+}
+
+func undoLinkStep(s linkStep) error {
+	switch {
+	case s.backup != "":
+		if err := os.Rename(s.backup, s.path); err != nil {
+			return fmt.Errorf("restore %s: %w", s.path, err)
+		}
+	case s.prevTarget != "":
+		return swapSymlink(s.path, s.prevTarget)
+	default:
+		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", s.path, err)
+		}
+	}
+	return nil
+}
+
+// tmpSibling names a hidden temporary file next to p that CleanLeftovers
+// recognises.
+func tmpSibling(p, what string) string {
+	return filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+tmpMarker+"-"+what)
+}
+
+// swapSymlink atomically makes p a symlink to target.
+func swapSymlink(p, target string) error {
+	tmp := tmpSibling(p, "link")
+	_ = os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("create link %s: %w", p, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("swap link %s: %w", p, err)
+	}
+	return nil
+}
+
+// Unlink removes every link of ours from /usr/local/bin and returns the
+// removed paths. Files and links that are not ours are left alone.
+func (t *Tree) Unlink() (removed []string, err error) {
+	links, err := t.ourLinks()
+	if err != nil {
+		return nil, fmt.Errorf("unlink: %w", err)
+	}
+	names := make([]string, 0, len(links))
+	for name := range links {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		p := filepath.Join(t.BinDir(), name)
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("unlink: %w", err)
+		}
+		removed = append(removed, p)
+	}
+	if len(removed) > 0 {
+		if err := syncDir(t.BinDir()); err != nil {
+			return removed, fmt.Errorf("unlink: %w", err)
+		}
+	}
+	return removed, nil
+}

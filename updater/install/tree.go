@@ -1,0 +1,357 @@
+// Package install manages the host side of an update (DESIGN §4): the
+// side-by-side version tree under /var/lib/teleport, safe extraction of
+// release tarballs, the atomic symlink swap in /usr/local/bin, the systemd
+// units, the health check, the update lock and atomic file writes.
+//
+// Every path is under an injectable root directory: "/" in production,
+// t.TempDir() in tests. Paths rendered into systemd units are always the
+// paths as systemd on that host sees them (without the root prefix).
+package install
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
+)
+
+// Sentinel errors for the decisions callers make. Errors returned by this
+// package wrap them with the operation that failed and what was seen.
+var (
+	// ErrNotOurs: a file in the way (a link target, a unit) was not created
+	// by teleport-update and is left alone unless the caller overwrites.
+	ErrNotOurs = errors.New("file not managed by teleport-update")
+	// ErrUnhealthy: the new version did not pass its health check.
+	ErrUnhealthy = errors.New("unhealthy")
+	// ErrLocked: another teleport-update holds the update lock.
+	ErrLocked = errors.New("update lock is held")
+	// ErrUnsafeArchive: the tarball holds an entry that could escape the
+	// version directory or is otherwise refused; the entry is named.
+	ErrUnsafeArchive = errors.New("unsafe archive")
+	// ErrNoSpace: not enough free space to extract; says needed and free.
+	ErrNoSpace = errors.New("not enough free disk space")
+	// ErrInvalidVersion: a version string is not a safe directory name.
+	ErrInvalidVersion = errors.New("invalid version")
+	// ErrChecksumMismatch: the tarball's SHA-256 is not the expected one,
+	// or a version directory already holds a different tarball.
+	ErrChecksumMismatch = errors.New("checksum mismatch")
+	// ErrInUse: the version is linked from /usr/local/bin and is kept.
+	ErrInUse = errors.New("version is linked")
+	// ErrNotInstalled: the version directory is missing or incomplete.
+	ErrNotInstalled = errors.New("version not installed")
+)
+
+// Paths relative to the root (DESIGN §4).
+const (
+	dataDirRel   = "var/lib/teleport"
+	versionsRel  = "var/lib/teleport/versions"
+	stagingRel   = "var/lib/teleport/.staging"
+	stateRel     = "var/lib/teleport/update.yaml"
+	lockRel      = "var/lib/teleport/update.lock"
+	binDirRel    = "usr/local/bin"
+	unitDirRel   = "etc/systemd/system"
+	systemdRunRel = "run/systemd/system"
+
+	// verifiedName marks a version directory complete; it holds the
+	// tarball's SHA-256 as lowercase hex and is written last.
+	verifiedName = ".verified"
+	// tmpMarker is part of every temporary name this package creates next
+	// to a final path, so CleanLeftovers can recognise them.
+	tmpMarker = ".teleport-update-tmp"
+	// maxVersionLen bounds a version string (semver allows arbitrary length).
+	maxVersionLen = 128
+)
+
+// Tree is the install tree under one root directory.
+type Tree struct {
+	// Root is the filesystem root ("/" in production).
+	Root string
+}
+
+// New returns the install tree under root.
+func New(root string) *Tree {
+	return &Tree{Root: root}
+}
+
+func (t *Tree) path(rel string) string { return filepath.Join(t.Root, rel) }
+
+// DataDir is <root>/var/lib/teleport.
+func (t *Tree) DataDir() string { return t.path(dataDirRel) }
+
+// VersionsDir is <root>/var/lib/teleport/versions.
+func (t *Tree) VersionsDir() string { return t.path(versionsRel) }
+
+// VersionDir is <root>/var/lib/teleport/versions/<v>. v is not validated
+// here; every method that touches the directory validates it.
+func (t *Tree) VersionDir(v string) string { return filepath.Join(t.VersionsDir(), v) }
+
+// StagingDir is <root>/var/lib/teleport/.staging, the parent of every
+// staging directory; it lives on the same filesystem as the versions.
+func (t *Tree) StagingDir() string { return t.path(stagingRel) }
+
+// StatePath is <root>/var/lib/teleport/update.yaml.
+func (t *Tree) StatePath() string { return t.path(stateRel) }
+
+// LockPath is <root>/var/lib/teleport/update.lock.
+func (t *Tree) LockPath() string { return t.path(lockRel) }
+
+// BinDir is <root>/usr/local/bin, where the links live.
+func (t *Tree) BinDir() string { return t.path(binDirRel) }
+
+// UnitDir is <root>/etc/systemd/system.
+func (t *Tree) UnitDir() string { return t.path(unitDirRel) }
+
+// HasSystemd reports whether <root>/run/systemd/system exists, the test
+// systemd itself documents (sd_booted(3)).
+func (t *Tree) HasSystemd() bool {
+	fi, err := os.Stat(t.path(systemdRunRel))
+	return err == nil && fi.IsDir()
+}
+
+// ValidateVersion checks that v can name a version directory: a semantic
+// version without a leading "v", at most maxVersionLen bytes.
+func ValidateVersion(v string) error {
+	if v == "" || len(v) > maxVersionLen {
+		return fmt.Errorf("%w: %q: empty or longer than %d bytes", ErrInvalidVersion, v, maxVersionLen)
+	}
+	if strings.HasPrefix(v, "v") {
+		return fmt.Errorf("%w: %q: leading \"v\"", ErrInvalidVersion, v)
+	}
+	if _, err := semver.StrictNewVersion(v); err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrInvalidVersion, v, err)
+	}
+	return nil
+}
+
+// NewStaging creates a fresh private directory (mode 0700) under
+// StagingDir. The caller removes it; CleanLeftovers removes any left by a
+// killed run.
+func (t *Tree) NewStaging() (string, error) {
+	if err := os.MkdirAll(t.StagingDir(), 0o700); err != nil {
+		return "", fmt.Errorf("create staging area: %w", err)
+	}
+	dir, err := os.MkdirTemp(t.StagingDir(), "stage-")
+	if err != nil {
+		return "", fmt.Errorf("create staging directory: %w", err)
+	}
+	return dir, nil
+}
+
+// Installed reports whether version v is completely installed and returns
+// the SHA-256 recorded in its .verified marker. A missing or incomplete
+// version directory is ok=false with a nil error.
+func (t *Tree) Installed(v string) (sha256hex string, ok bool, err error) {
+	if err := ValidateVersion(v); err != nil {
+		return "", false, err
+	}
+	b, err := os.ReadFile(filepath.Join(t.VersionDir(v), verifiedName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("read %s marker of version %s: %w", verifiedName, v, err)
+	}
+	sum := strings.TrimSpace(string(b))
+	if !isSHA256Hex(sum) {
+		// A marker that does not hold a checksum was not written by us:
+		// treat the directory as incomplete.
+		return "", false, nil
+	}
+	return sum, true, nil
+}
+
+// Versions lists the completely installed versions (those with a .verified
+// marker), oldest first by semantic version.
+func (t *Tree) Versions() ([]string, error) {
+	all, err := t.versionDirs()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, v := range all {
+		if _, ok, err := t.Installed(v); err != nil {
+			return nil, err
+		} else if ok {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// versionDirs lists every entry of the versions directory that is a valid
+// version name, complete or not, sorted by semantic version.
+func (t *Tree) versionDirs() ([]string, error) {
+	entries, err := os.ReadDir(t.VersionsDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list versions: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if ValidateVersion(e.Name()) == nil {
+			out = append(out, e.Name())
+		}
+	}
+	sortVersions(out)
+	return out, nil
+}
+
+func sortVersions(vs []string) {
+	slices.SortFunc(vs, func(a, b string) int {
+		va, errA := semver.StrictNewVersion(a)
+		vb, errB := semver.StrictNewVersion(b)
+		if errA != nil || errB != nil {
+			return strings.Compare(a, b)
+		}
+		return va.Compare(vb)
+	})
+}
+
+// RemoveVersion deletes version v. It refuses (ErrInUse) when any link in
+// /usr/local/bin points into it. The directory is first renamed into the
+// staging area, so a crash never leaves a half-deleted directory that still
+// looks complete. Removing a version that is not there is not an error.
+func (t *Tree) RemoveVersion(v string) error {
+	if err := ValidateVersion(v); err != nil {
+		return err
+	}
+	linked, err := t.LinkedVersions()
+	if err != nil {
+		return err
+	}
+	if slices.Contains(linked, v) {
+		return fmt.Errorf("remove version %s: %w from %s", v, ErrInUse, t.BinDir())
+	}
+	return t.removeVersionDir(v)
+}
+
+func (t *Tree) removeVersionDir(v string) error {
+	dir := t.VersionDir(v)
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := os.MkdirAll(t.StagingDir(), 0o700); err != nil {
+		return fmt.Errorf("remove version %s: create staging area: %w", v, err)
+	}
+	trash := filepath.Join(t.StagingDir(), "remove-"+v+"-"+randomSuffix())
+	if err := os.Rename(dir, trash); err != nil {
+		return fmt.Errorf("remove version %s: move aside: %w", v, err)
+	}
+	if err := syncDir(t.VersionsDir()); err != nil {
+		return fmt.Errorf("remove version %s: %w", v, err)
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		return fmt.Errorf("remove version %s: %w", v, err)
+	}
+	return nil
+}
+
+// Prune deletes every version directory (complete or not) except those in
+// keep and those linked from /usr/local/bin, and returns the removed
+// versions. Empty strings in keep are ignored.
+func (t *Tree) Prune(keep ...string) (removed []string, err error) {
+	all, err := t.versionDirs()
+	if err != nil {
+		return nil, err
+	}
+	linked, err := t.LinkedVersions()
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range all {
+		if slices.Contains(keep, v) || slices.Contains(linked, v) {
+			continue
+		}
+		if err := t.removeVersionDir(v); err != nil {
+			return removed, fmt.Errorf("prune: %w", err)
+		}
+		removed = append(removed, v)
+	}
+	return removed, nil
+}
+
+// CleanLeftovers removes what a killed run can leave behind: everything in
+// the staging area, version directories without a valid .verified marker
+// (never one that is linked), and temporary files of atomic writes and link
+// swaps. It returns the removed paths.
+func (t *Tree) CleanLeftovers() (removed []string, err error) {
+	entries, err := os.ReadDir(t.StagingDir())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("clean leftovers: list staging: %w", err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(t.StagingDir(), e.Name())
+		if err := os.RemoveAll(p); err != nil {
+			return removed, fmt.Errorf("clean leftovers: %w", err)
+		}
+		removed = append(removed, p)
+	}
+
+	all, err := t.versionDirs()
+	if err != nil {
+		return removed, fmt.Errorf("clean leftovers: %w", err)
+	}
+	linked, err := t.LinkedVersions()
+	if err != nil {
+		return removed, fmt.Errorf("clean leftovers: %w", err)
+	}
+	for _, v := range all {
+		if _, ok, err := t.Installed(v); err != nil {
+			return removed, fmt.Errorf("clean leftovers: %w", err)
+		} else if ok || slices.Contains(linked, v) {
+			continue
+		}
+		if err := t.removeVersionDir(v); err != nil {
+			return removed, fmt.Errorf("clean leftovers: %w", err)
+		}
+		removed = append(removed, t.VersionDir(v))
+	}
+
+	for _, dir := range []string{t.DataDir(), t.BinDir(), t.UnitDir()} {
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return removed, fmt.Errorf("clean leftovers: list %s: %w", dir, err)
+		}
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), ".") || !strings.Contains(e.Name(), tmpMarker) || e.IsDir() {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return removed, fmt.Errorf("clean leftovers: %w", err)
+			}
+			removed = append(removed, p)
+		}
+	}
+	return removed, nil
+}
+
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func randomSuffix() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

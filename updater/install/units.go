@@ -1,0 +1,362 @@
+package install
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Unit names under /etc/systemd/system.
+const (
+	AgentUnit        = "teleport.service"
+	UpdaterUnit      = "teleport-update.service"
+	UpdaterTimerUnit = "teleport-update.timer"
+)
+
+// Unit defaults.
+const (
+	DefaultUpdaterPath     = "/usr/local/bin/teleport-update"
+	DefaultInterval        = 5 * time.Minute
+	DefaultRandomizedDelay = time.Minute
+	// updaterTimeout bounds one updater run (download, install, health
+	// check, rollback) so a hung run cannot hold the lock forever.
+	updaterTimeout = time.Hour
+	// unitMarker is the first line of every unit we render; RemoveUnits
+	// only removes files that carry it.
+	unitMarker = "# Managed by teleport-update. Local changes will be overwritten."
+)
+
+// DefaultAgentArgs are the arguments of "teleport" when UnitOptions has none.
+var DefaultAgentArgs = []string{"start", "--config", "/etc/teleport.yaml"}
+
+// UnitOptions parameterise the rendered units.
+type UnitOptions struct {
+	// Version is the agent version ExecStart runs
+	// (/var/lib/teleport/versions/<Version>/bin/teleport).
+	Version string
+	// AgentArgs follow the binary on ExecStart; nil means DefaultAgentArgs.
+	AgentArgs []string
+	// UpdaterPath is the updater binary; "" means DefaultUpdaterPath.
+	UpdaterPath string
+	// Interval between timer runs; zero means DefaultInterval.
+	Interval time.Duration
+	// RandomizedDelay spreads timer runs over a fleet; zero means
+	// DefaultRandomizedDelay, negative means none.
+	RandomizedDelay time.Duration
+}
+
+func (o UnitOptions) withDefaults() UnitOptions {
+	if o.AgentArgs == nil {
+		o.AgentArgs = DefaultAgentArgs
+	}
+	if o.UpdaterPath == "" {
+		o.UpdaterPath = DefaultUpdaterPath
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
+	}
+	switch {
+	case o.RandomizedDelay == 0:
+		o.RandomizedDelay = DefaultRandomizedDelay
+	case o.RandomizedDelay < 0:
+		o.RandomizedDelay = 0
+	}
+	return o
+}
+
+// Validate checks the options WriteUnits renders.
+func (o UnitOptions) Validate() error {
+	if err := ValidateVersion(o.Version); err != nil {
+		return fmt.Errorf("unit options: %w", err)
+	}
+	o = o.withDefaults()
+	if !strings.HasPrefix(o.UpdaterPath, "/") {
+		return fmt.Errorf("unit options: updater path %q is not absolute", o.UpdaterPath)
+	}
+	for _, a := range append([]string{o.UpdaterPath}, o.AgentArgs...) {
+		if strings.ContainsAny(a, "\x00\n\r") {
+			return fmt.Errorf("unit options: argument %q contains a NUL or line break", a)
+		}
+	}
+	if o.Interval < time.Second {
+		return fmt.Errorf("unit options: interval %s is shorter than a second", o.Interval)
+	}
+	return nil
+}
+
+// agentBinary is the versioned path of the agent as systemd on the host sees it.
+func agentBinary(v string) string {
+	return "/" + versionsRel + "/" + v + "/bin/teleport"
+}
+
+// RenderAgentService renders teleport.service. ExecStart runs the versioned
+// binary, so a unit swap is what switches the running version.
+func RenderAgentService(o UnitOptions) []byte {
+	o = o.withDefaults()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `%s
+[Unit]
+Description=Teleport Service (version %s)
+After=network.target
+
+[Service]
+Type=simple
+Restart=always
+RestartSec=5
+EnvironmentFile=-/etc/default/teleport
+ExecStart=%s
+ExecReload=/bin/kill -HUP $MAINPID
+LimitNOFILE=524288
+
+[Install]
+WantedBy=multi-user.target
+`, unitMarker, o.Version, execLine(agentBinary(o.Version), o.AgentArgs...))
+	return b.Bytes()
+}
+
+// RenderUpdaterService renders teleport-update.service: a oneshot run of
+// "teleport-update update", hardened. ProtectSystem=strict leaves writable
+// only what the updater writes: its data directory (versions, staging,
+// state, lock), /usr/local/bin (links) and /etc/systemd/system (units).
+// daemon-reload, restart and reset-failed are D-Bus calls to PID 1, which
+// acts in its own namespace; connecting to the bus socket in /run needs no
+// write access to the filesystem.
+func RenderUpdaterService(o UnitOptions) []byte {
+	o = o.withDefaults()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `%s
+[Unit]
+Description=Teleport auto-update run
+Documentation=https://goteleport.com/docs/upgrading/agent-managed-updates/
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=%s
+TimeoutStartSec=%s
+
+ProtectSystem=strict
+ReadWritePaths=/%s /%s /%s
+ProtectHome=yes
+PrivateTmp=yes
+NoNewPrivileges=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictNamespaces=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+RestrictRealtime=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+UMask=0022
+`, unitMarker, execLine(o.UpdaterPath, "update"), systemdSpan(updaterTimeout), dataDirRel, binDirRel, unitDirRel)
+	return b.Bytes()
+}
+
+// RenderUpdaterTimer renders teleport-update.timer: first run shortly
+// after boot (or at once when enabled later), then every Interval after the
+// last run, each delayed by up to RandomizedDelay.
+func RenderUpdaterTimer(o UnitOptions) []byte {
+	o = o.withDefaults()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `%s
+[Unit]
+Description=Periodic Teleport auto-update
+
+[Timer]
+Unit=%s
+OnBootSec=1min
+OnUnitActiveSec=%s
+`, unitMarker, UpdaterUnit, systemdSpan(o.Interval))
+	if o.RandomizedDelay > 0 {
+		fmt.Fprintf(&b, "RandomizedDelaySec=%s\n", systemdSpan(o.RandomizedDelay))
+	}
+	b.WriteString(`
+[Install]
+WantedBy=timers.target
+`)
+	return b.Bytes()
+}
+
+// systemdSpan formats d as a systemd time span (systemd.time(7)), rounded
+// to whole seconds.
+func systemdSpan(d time.Duration) string {
+	s := int64(d.Round(time.Second) / time.Second)
+	switch {
+	case s <= 0:
+		return "0"
+	case s%3600 == 0:
+		return fmt.Sprintf("%dh", s/3600)
+	case s%60 == 0:
+		return fmt.Sprintf("%dmin", s/60)
+	default:
+		return fmt.Sprintf("%ds", s)
+	}
+}
+
+// execLine quotes a command line for Exec*= (systemd.service(5), "Command
+// lines"): words of plain characters stay as they are, others are double
+// quoted with C escapes; "%" and "$" are doubled so systemd does not expand
+// specifiers or variables.
+func execLine(bin string, args ...string) string {
+	words := make([]string, 0, 1+len(args))
+	for _, w := range append([]string{bin}, args...) {
+		words = append(words, quoteExecWord(w))
+	}
+	return strings.Join(words, " ")
+}
+
+func quoteExecWord(w string) string {
+	plain := w != ""
+	for _, c := range w {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("/._-+=:,@", c)) {
+			plain = false
+			break
+		}
+	}
+	if plain && !strings.HasPrefix(w, "-") && !strings.HasPrefix(w, "@") && !strings.HasPrefix(w, "+") {
+		return w
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c == '%':
+			b.WriteString("%%")
+		case c == '$':
+			b.WriteString("$$")
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// unitFiles returns the unit contents WriteUnits writes, by file name.
+func unitFiles(o UnitOptions) []struct {
+	name string
+	data []byte
+} {
+	return []struct {
+		name string
+		data []byte
+	}{
+		{AgentUnit, RenderAgentService(o)},
+		{UpdaterUnit, RenderUpdaterService(o)},
+		{UpdaterTimerUnit, RenderUpdaterTimer(o)},
+	}
+}
+
+// WriteUnits writes the three units atomically into /etc/systemd/system,
+// skipping files whose content is already right. changed reports whether
+// any file changed (so the caller knows to daemon-reload). revert restores
+// the previous bytes (and modes) or removes files that did not exist. If
+// WriteUnits fails midway it reverts what it wrote itself.
+func (t *Tree) WriteUnits(o UnitOptions) (revert func() error, changed bool, err error) {
+	if err := o.Validate(); err != nil {
+		return nil, false, fmt.Errorf("write units: %w", err)
+	}
+	if err := os.MkdirAll(t.UnitDir(), 0o755); err != nil {
+		return nil, false, fmt.Errorf("write units: %w", err)
+	}
+	type prev struct {
+		path   string
+		data   []byte
+		mode   fs.FileMode
+		exists bool
+	}
+	var done []prev
+	revert = func() error {
+		var errs []error
+		for i := len(done) - 1; i >= 0; i-- {
+			p := done[i]
+			if p.exists {
+				errs = append(errs, WriteFileAtomic(p.path, p.data, p.mode))
+			} else if err := os.Remove(p.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove %s: %w", p.path, err))
+			}
+		}
+		done = nil
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("revert units: %w", err)
+		}
+		return nil
+	}
+	for _, u := range unitFiles(o) {
+		p := prev{path: filepath.Join(t.UnitDir(), u.name), mode: 0o644}
+		data, err := os.ReadFile(p.path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return nil, false, errors.Join(fmt.Errorf("write units: %w", err), revert())
+		default:
+			p.exists, p.data = true, data
+			if fi, err := os.Stat(p.path); err == nil {
+				p.mode = fi.Mode().Perm()
+			}
+		}
+		if p.exists && bytes.Equal(data, u.data) {
+			continue
+		}
+		if err := WriteFileAtomic(p.path, u.data, 0o644); err != nil {
+			return nil, false, errors.Join(fmt.Errorf("write units: %w", err), revert())
+		}
+		done = append(done, p)
+		changed = true
+	}
+	return revert, changed, nil
+}
+
+// RemoveUnits removes the three units from /etc/systemd/system when they
+// carry our marker line, and returns the removed paths. A unit that is not
+// ours is left alone and reported with ErrNotOurs after the others are
+// removed.
+func (t *Tree) RemoveUnits() (removed []string, err error) {
+	var errs []error
+	for _, name := range []string{AgentUnit, UpdaterUnit, UpdaterTimerUnit} {
+		p := filepath.Join(t.UnitDir(), name)
+		data, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove unit: %w", err))
+			continue
+		}
+		if !bytes.HasPrefix(data, []byte(unitMarker+"\n")) {
+			errs = append(errs, fmt.Errorf("remove unit %s: %w", p, ErrNotOurs))
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove unit: %w", err))
+			continue
+		}
+		removed = append(removed, p)
+	}
+	if len(removed) > 0 {
+		if err := syncDir(t.UnitDir()); err != nil {
+			errs = append(errs, fmt.Errorf("remove units: %w", err))
+		}
+	}
+	return removed, errors.Join(errs...)
+}

@@ -1,0 +1,527 @@
+package updater
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/gravitational/teleport-update/updater/download"
+	"github.com/gravitational/teleport-update/updater/install"
+)
+
+// UpdaterBinPath is where install puts the teleport-update binary, relative
+// to the root; the units run it from there.
+const UpdaterBinPath = "usr/local/bin/teleport-update"
+
+// InstallRequest is what `teleport-update install` asks for.
+type InstallRequest struct {
+	Proxy   string // HOST[:PORT]; required on a first install
+	Group   string // "" keeps the configured group
+	Token   string // "" keeps the configured token
+	BaseURL string // "" keeps the configured base URL
+	// Version installs exactly this version instead of the proxy's target.
+	Version   string
+	Overwrite bool
+	// InstallMethods are TELEPORT_INSTALL_METHOD_* seen in the environment.
+	InstallMethods []string
+	// DisableCensus turns census reporting off for this host.
+	DisableCensus bool
+}
+
+// Install installs the agent for the first time or re-installs it with new
+// settings. The version is req.Version or the proxy's target regardless of
+// the maintenance window. Settings are saved only if the install succeeds;
+// an admin install takes the version off the skip list.
+func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, error) {
+	unlock, err := u.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	cfg, _, err := u.load()
+	if err != nil {
+		return nil, fmt.Errorf("%w (fix or remove it, then run install again)", err)
+	}
+	spec := cfg.Spec
+	if req.Proxy != "" {
+		spec.Proxy = req.Proxy
+	}
+	if req.Group != "" {
+		spec.Group = req.Group
+	}
+	if req.Token != "" {
+		spec.Token = req.Token
+	}
+	if req.BaseURL != "" {
+		spec.BaseURL = req.BaseURL
+	}
+	if len(req.InstallMethods) > 0 {
+		spec.InstallMethods = slices.Clone(req.InstallMethods)
+	}
+	if req.DisableCensus {
+		spec.CensusDisabled = true
+	}
+	spec.Enabled = true
+	if spec.CensusSalt == "" {
+		salt := make([]byte, 16)
+		if _, err := rand.Read(salt); err != nil {
+			return nil, fmt.Errorf("generating census salt: %w", err)
+		}
+		spec.CensusSalt = hex.EncodeToString(salt)
+	}
+	if err := ValidateProxyAddr(spec.Proxy); err != nil {
+		return nil, err
+	}
+	if spec.BaseURL != "" {
+		if err := download.ValidateBaseURL(spec.BaseURL); err != nil {
+			return nil, fmt.Errorf("--base-url: %w", err)
+		}
+	}
+
+	sd, err := u.systemd(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if sd != nil {
+		defer sd.Close()
+	}
+	if err := u.reconcile(ctx, cfg, sd); err != nil {
+		return nil, err
+	}
+
+	var target *semver.Version
+	if req.Version != "" {
+		if target, err = download.ParseVersion(req.Version); err != nil {
+			return nil, fmt.Errorf("--version: %w", err)
+		}
+	} else {
+		pol, err := Find(ctx, u.HTTP, spec.Proxy, spec.Group, "")
+		if err != nil {
+			return nil, err
+		}
+		target = pol.Version
+	}
+	ver := target.String()
+
+	attempt := *cfg
+	attempt.Spec = spec
+	attempt.Status.removeSkip(ver)
+	if err := u.moveTo(ctx, &attempt, sd, target, req.Overwrite); err != nil {
+		// Settings are kept only when the install succeeds; the outcome is
+		// recorded either way.
+		cfg.Status = attempt.Status
+		if saveErr := u.save(cfg); saveErr != nil {
+			u.Log.Error("Failed to record the failed install.", "error", saveErr)
+		}
+		return cfg, err
+	}
+	if sd != nil {
+		if err := sd.Enable(ctx, UpdaterTimerUnit, AgentUnit); err != nil {
+			return &attempt, fmt.Errorf("enabling %s: %w", UpdaterTimerUnit, err)
+		}
+		if err := sd.Start(ctx, UpdaterTimerUnit); err != nil {
+			return &attempt, fmt.Errorf("starting %s: %w", UpdaterTimerUnit, err)
+		}
+	}
+	u.report(ctx, &attempt)
+	return &attempt, nil
+}
+
+// moveTo fetches, switches and commits target, saving cfg at the end. On
+// failure cfg.Status records it (and the skip list, after a rollback).
+func (u *Updater) moveTo(ctx context.Context, cfg *Config, sd install.Systemd, target *semver.Version, overwrite bool) error {
+	ver := target.String()
+	if cfg.Status.Active == ver {
+		// Already there: make sure links and units say so, nothing else.
+		cfg.Status.LastUpdate = &LastUpdate{Time: u.now().UTC(), Target: ver, Success: true}
+		return u.saveStep(cfg)
+	}
+	if err := u.fetch(ctx, cfg, target); err != nil {
+		u.recordFailure(cfg, ver, err)
+		_ = u.save(cfg)
+		return err
+	}
+	if err := u.switchTo(ctx, cfg, sd, ver, overwrite); err != nil {
+		u.recordFailure(cfg, ver, err)
+		if saveErr := u.save(cfg); saveErr != nil {
+			return errors.Join(err, saveErr)
+		}
+		u.prune(cfg)
+		return err
+	}
+	u.commit(cfg, ver)
+	if err := u.saveStep(cfg); err != nil {
+		return err
+	}
+	u.prune(cfg)
+	return nil
+}
+
+func (u *Updater) saveStep(cfg *Config) error {
+	if err := u.save(cfg); err != nil {
+		return err
+	}
+	u.step("state")
+	return nil
+}
+
+// Outcome says what an update run did.
+type Outcome string
+
+// Outcomes of Update.
+const (
+	OutcomeDisabled     Outcome = "disabled"
+	OutcomeWindowClosed Outcome = "window closed"
+	OutcomeUpToDate     Outcome = "up to date"
+	OutcomeSkipped      Outcome = "target is on the skip list"
+	OutcomeUpdated      Outcome = "updated"
+	OutcomePinned       Outcome = "pinned"
+)
+
+// UpdateResult describes an update run.
+type UpdateResult struct {
+	Outcome Outcome
+	From    string
+	Target  string
+}
+
+// Update is the timer's entry point: it asks the proxy and moves the host
+// when the window is open (or force), honouring the skip list, the
+// downgrade rule and a pin. Jitter is slept unless force.
+func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err error) {
+	unlock, err := u.lock(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+	cfg, exists, err := u.load()
+	if err != nil {
+		return res, err
+	}
+	if !exists || cfg.Spec.Proxy == "" {
+		return res, ErrNotInstalled
+	}
+	res.From = cfg.Status.Active
+	defer func() {
+		if res.Outcome == OutcomeUpdated || err != nil {
+			u.report(ctx, cfg)
+		}
+	}()
+	if !cfg.Spec.Enabled {
+		res.Outcome = OutcomeDisabled
+		return res, nil
+	}
+	sd, err := u.systemd(ctx)
+	if err != nil {
+		return res, err
+	}
+	if sd != nil {
+		defer sd.Close()
+	}
+	if err := u.reconcile(ctx, cfg, sd); err != nil {
+		return res, err
+	}
+
+	if cfg.Spec.Pinned {
+		want := cfg.Spec.PinnedVersion
+		if want == "" || want == cfg.Status.Active {
+			res.Outcome = OutcomePinned
+			res.Target = cfg.Status.Active
+			return res, nil
+		}
+		target, err := download.ParseVersion(want)
+		if err != nil {
+			return res, fmt.Errorf("pinned_version in update.yaml: %w", err)
+		}
+		res.Target = want
+		if err := u.moveTo(ctx, cfg, sd, target, false); err != nil {
+			return res, err
+		}
+		res.Outcome = OutcomeUpdated
+		return res, nil
+	}
+
+	pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
+	if err != nil {
+		return res, err
+	}
+	target := pol.Version.String()
+	res.Target = target
+	if !pol.AutoUpdate && !force {
+		res.Outcome = OutcomeWindowClosed
+		return res, nil
+	}
+	if target == cfg.Status.Active {
+		res.Outcome = OutcomeUpToDate
+		return res, nil
+	}
+	if cfg.Status.IsSkipped(target) {
+		u.Log.Warn("The proxy's target failed its health check on this host before; not installing it. Run install --version or pin --version to try it again.", "target", target)
+		res.Outcome = OutcomeSkipped
+		return res, nil
+	}
+	if err := u.checkDowngrade(cfg, pol.Version); err != nil {
+		return res, err
+	}
+	if !force && pol.Jitter > 0 {
+		d := u.jitter(pol.Jitter)
+		u.Log.Info("Waiting a random delay before updating.", "delay", d.Round(time.Millisecond), "jitter", pol.Jitter)
+		if err := u.sleep(ctx, d); err != nil {
+			return res, fmt.Errorf("waiting for jitter: %w", err)
+		}
+	}
+	if err := u.moveTo(ctx, cfg, sd, pol.Version, false); err != nil {
+		return res, err
+	}
+	res.Outcome = OutcomeUpdated
+	return res, nil
+}
+
+// checkDowngrade enforces DESIGN §6: the proxy may move a host down only to
+// a version it ran successfully before.
+func (u *Updater) checkDowngrade(cfg *Config, target *semver.Version) error {
+	if cfg.Status.Active == "" {
+		return nil
+	}
+	active, err := semver.StrictNewVersion(cfg.Status.Active)
+	if err != nil || !target.LessThan(active) {
+		return nil
+	}
+	if slices.Contains(cfg.Status.KnownGood, target.String()) {
+		return nil
+	}
+	return fmt.Errorf("%w: the proxy asks for %s but %s is active and %s never ran successfully here; an admin can run `teleport-update pin --version %s`",
+		ErrDowngrade, target, active, target, target)
+}
+
+// Rollback switches to the backup version now, with a health check. The
+// version rolled back from is put on the skip list so the timer does not
+// reinstall it; install or pin clears that.
+func (u *Updater) Rollback(ctx context.Context) (*Config, error) {
+	unlock, err := u.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	cfg, exists, err := u.load()
+	if err != nil {
+		return nil, err
+	}
+	if !exists || cfg.Status.Active == "" {
+		return nil, ErrNotInstalled
+	}
+	sd, err := u.systemd(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if sd != nil {
+		defer sd.Close()
+	}
+	if err := u.reconcile(ctx, cfg, sd); err != nil {
+		return nil, err
+	}
+	backup := cfg.Status.Backup
+	if backup == "" {
+		return cfg, ErrNoBackup
+	}
+	if _, ok, err := u.Tree.Installed(backup); err != nil || !ok {
+		return cfg, fmt.Errorf("%w: %s is not installed", ErrNoBackup, backup)
+	}
+	from := cfg.Status.Active
+	target, err := download.ParseVersion(backup)
+	if err != nil {
+		return cfg, fmt.Errorf("backup version in update.yaml: %w", err)
+	}
+	if err := u.moveTo(ctx, cfg, sd, target, false); err != nil {
+		return cfg, err
+	}
+	cfg.Status.addSkip(from)
+	if cfg.Spec.Pinned && cfg.Spec.PinnedVersion == from {
+		cfg.Spec.PinnedVersion = backup
+	}
+	if err := u.save(cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// Pin holds the host at version (or the active version when empty),
+// installing it first when needed. A pinned host never follows the proxy.
+func (u *Updater) Pin(ctx context.Context, version string) (*Config, error) {
+	unlock, err := u.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	cfg, exists, err := u.load()
+	if err != nil {
+		return nil, err
+	}
+	if !exists || cfg.Spec.Proxy == "" {
+		return nil, ErrNotInstalled
+	}
+	if version == "" {
+		if cfg.Status.Active == "" {
+			return cfg, fmt.Errorf("nothing is active to pin; use pin --version")
+		}
+		version = cfg.Status.Active
+	}
+	target, err := download.ParseVersion(version)
+	if err != nil {
+		return cfg, fmt.Errorf("--version: %w", err)
+	}
+	sd, err := u.systemd(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if sd != nil {
+		defer sd.Close()
+	}
+	if err := u.reconcile(ctx, cfg, sd); err != nil {
+		return nil, err
+	}
+	cfg.Status.removeSkip(target.String())
+	if err := u.moveTo(ctx, cfg, sd, target, false); err != nil {
+		return cfg, err
+	}
+	cfg.Spec.Pinned = true
+	cfg.Spec.PinnedVersion = target.String()
+	return cfg, u.save(cfg)
+}
+
+// Unpin lets the host follow the proxy again.
+func (u *Updater) Unpin(ctx context.Context) (*Config, error) {
+	return u.edit(ctx, func(cfg *Config) error {
+		cfg.Spec.Pinned = false
+		cfg.Spec.PinnedVersion = ""
+		return nil
+	})
+}
+
+// SetEnabled turns automatic updates on or off, and the timer with them.
+func (u *Updater) SetEnabled(ctx context.Context, enabled bool) (*Config, error) {
+	return u.edit(ctx, func(cfg *Config) error {
+		cfg.Spec.Enabled = enabled
+		sd, err := u.systemd(ctx)
+		if err != nil || sd == nil {
+			if err == nil {
+				u.Log.Warn("No systemd on this host; the timer was not touched.")
+			}
+			return err
+		}
+		defer sd.Close()
+		if enabled {
+			if err := sd.Enable(ctx, UpdaterTimerUnit); err != nil {
+				return err
+			}
+			return sd.Start(ctx, UpdaterTimerUnit)
+		}
+		if err := sd.Stop(ctx, UpdaterTimerUnit); err != nil {
+			return err
+		}
+		return sd.Disable(ctx, UpdaterTimerUnit)
+	})
+}
+
+// SetCensus turns census reporting on or off.
+func (u *Updater) SetCensus(ctx context.Context, enabled bool) (*Config, error) {
+	return u.edit(ctx, func(cfg *Config) error {
+		cfg.Spec.CensusDisabled = !enabled
+		return nil
+	})
+}
+
+func (u *Updater) edit(ctx context.Context, f func(*Config) error) (*Config, error) {
+	unlock, err := u.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	cfg, exists, err := u.load()
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, ErrNotInstalled
+	}
+	if err := f(cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, u.save(cfg)
+}
+
+// Uninstall stops and removes the units, the links, every version and
+// update.yaml. The agent's data directory stays. It returns what it removed.
+func (u *Updater) Uninstall(ctx context.Context) ([]string, error) {
+	unlock, err := u.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var removed []string
+	sd, err := u.systemd(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if sd != nil {
+		defer sd.Close()
+		for _, unit := range []string{UpdaterTimerUnit, AgentUnit} {
+			if err := sd.Stop(ctx, unit); err != nil {
+				u.Log.Warn("Failed to stop unit.", "unit", unit, "error", err)
+			}
+			if err := sd.Disable(ctx, unit); err != nil {
+				u.Log.Warn("Failed to disable unit.", "unit", unit, "error", err)
+			}
+		}
+	}
+	units, err := u.Tree.RemoveUnits()
+	removed = append(removed, units...)
+	if err != nil {
+		return removed, fmt.Errorf("removing units: %w", err)
+	}
+	if sd != nil {
+		if err := sd.DaemonReload(ctx); err != nil {
+			u.Log.Warn("daemon-reload failed.", "error", err)
+		}
+	}
+	links, err := u.Tree.Unlink()
+	removed = append(removed, links...)
+	if err != nil {
+		return removed, fmt.Errorf("removing links: %w", err)
+	}
+	if _, err := u.Tree.CleanLeftovers(); err != nil {
+		return removed, err
+	}
+	versions, err := u.Tree.Versions()
+	if err != nil {
+		return removed, err
+	}
+	for _, v := range versions {
+		if err := u.Tree.RemoveVersion(v); err != nil {
+			return removed, fmt.Errorf("removing version %s: %w", v, err)
+		}
+		removed = append(removed, u.Tree.VersionDir(v))
+	}
+	if err := os.Remove(u.Tree.StatePath()); err == nil {
+		removed = append(removed, u.Tree.StatePath())
+	}
+	self := filepath.Join(u.Tree.Root, UpdaterBinPath)
+	if err := os.Remove(self); err == nil {
+		removed = append(removed, self)
+	}
+	return removed, nil
+}
+
+func (u *Updater) report(ctx context.Context, cfg *Config) {
+	if u.Report != nil {
+		u.Report(ctx, cfg)
+	}
+}

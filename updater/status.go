@@ -1,0 +1,68 @@
+package updater
+
+import (
+	"context"
+	"time"
+
+	"github.com/gravitational/teleport-update/proxyapi"
+)
+
+// StatusReport is what `teleport-update status` shows. Its JSON form is a
+// stable interface for scripts.
+type StatusReport struct {
+	Proxy         string   `json:"proxy"`
+	Group         string   `json:"group"`
+	BaseURL       string   `json:"base_url"`
+	Enabled       bool     `json:"enabled"`
+	Pinned        bool     `json:"pinned"`
+	PinnedVersion string   `json:"pinned_version"`
+	Active        string   `json:"active"`
+	Backup        string   `json:"backup"`
+	Skip          []string `json:"skip"`
+	// Target, WindowOpen and NextWindow come from the proxy; ProxyError
+	// says why they are empty when the proxy could not be asked.
+	Target     string                 `json:"target"`
+	WindowOpen bool                   `json:"window_open"`
+	NextWindow *proxyapi.UpdateWindow `json:"next_window"`
+	ProxyError string                 `json:"proxy_error,omitempty"`
+	LastUpdate *LastUpdate            `json:"last_update"`
+	Census     bool                   `json:"census"`
+}
+
+// proxyStatusBudget bounds how long status waits for the proxy.
+const proxyStatusBudget = 5 * time.Second
+
+// Status reads update.yaml and, when askProxy, the proxy's current answer
+// for this host's group. It takes no lock and changes nothing.
+func (u *Updater) Status(ctx context.Context, askProxy bool) (*StatusReport, error) {
+	cfg, exists, err := u.load()
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, ErrNotInstalled
+	}
+	base := cfg.Spec.BaseURL
+	r := &StatusReport{
+		Proxy: cfg.Spec.Proxy, Group: cfg.Spec.Group, BaseURL: base,
+		Enabled: cfg.Spec.Enabled, Pinned: cfg.Spec.Pinned, PinnedVersion: cfg.Spec.PinnedVersion,
+		Active: cfg.Status.Active, Backup: cfg.Status.Backup, Skip: cfg.Status.Skip,
+		LastUpdate: cfg.Status.LastUpdate, Census: !cfg.Spec.CensusDisabled,
+	}
+	if r.Skip == nil {
+		r.Skip = []string{}
+	}
+	if askProxy && cfg.Spec.Proxy != "" {
+		ctx, cancel := context.WithTimeout(ctx, proxyStatusBudget)
+		defer cancel()
+		pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
+		if err != nil {
+			r.ProxyError = err.Error()
+		} else {
+			r.Target = pol.Version.String()
+			r.WindowOpen = pol.AutoUpdate
+			r.NextWindow = pol.Window
+		}
+	}
+	return r, nil
+}
