@@ -146,12 +146,15 @@ var (
 // DecodeReport parses and validates one report body.
 //
 // Outcomes: the report and nil; or an error wrapping ErrInvalidReport when the
-// body is larger than MaxReportSize, is not exactly one JSON object, has an
+// body is larger than MaxReportSize, is not UTF-8, is not exactly one JSON object, has an
 // unknown, duplicate or wrongly cased key, a value of the wrong type, or a
 // field outside its limits (see Report.Validate).
 func DecodeReport(body []byte) (Report, error) {
 	if len(body) > MaxReportSize {
 		return Report{}, fmt.Errorf("%w: body is %d bytes, more than the %d byte limit", ErrInvalidReport, len(body), MaxReportSize)
+	}
+	if !utf8.Valid(body) {
+		return Report{}, fmt.Errorf("%w: body is not valid UTF-8", ErrInvalidReport)
 	}
 	if err := checkKeys(body); err != nil {
 		return Report{}, fmt.Errorf("%w: %v", ErrInvalidReport, err)

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -23,6 +20,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/releasetest"
+	"github.com/gravitational/teleport-update/release"
 )
 
 // Limits and pacing of the demo's own HTTP checks.
@@ -45,6 +45,12 @@ var releases = []agentRelease{
 	{version: "2.0.0"},
 	{version: "3.0.0", broken: true},
 }
+
+// brokenStamp is the version a broken release's binary reports: it was
+// mis-built, so `teleport version` does not say v3.0.0 and the exec health
+// check fails; its `teleport start` also exits at once, so a systemd health
+// check fails too.
+const brokenStamp = "0.0.0-broken"
 
 // demo holds the state of one run.
 type demo struct {
@@ -132,8 +138,8 @@ func (d *demo) play(ctx context.Context) error {
 	return nil
 }
 
-// build compiles teleport-update and the three agent releases, and packs
-// the agent releases as CDN tarballs.
+// build compiles teleport-update and the three agent releases (the test
+// agent of internal/releasetest) as CDN tarballs.
 func (d *demo) build(ctx context.Context) error {
 	d.stepf("Build teleport-update and the demo agent (releases 1.0.0, 2.0.0 and a broken 3.0.0).")
 	d.updater = filepath.Join(d.work, "bin", "teleport-update")
@@ -141,27 +147,27 @@ func (d *demo) build(ctx context.Context) error {
 		return err
 	}
 	for _, r := range releases {
-		dir := filepath.Join(d.work, "build", r.version)
-		bin := filepath.Join(dir, "bin", "teleport")
-		ldflags := fmt.Sprintf("-X main.version=%s -X main.broken=%t", r.version, r.broken)
-		if err := d.goBuild(ctx, bin, "./demo/agent", "-ldflags", ldflags); err != nil {
-			return err
+		agent := releasetest.Agent{Version: r.version, Mode: releasetest.ModeOK, GOARCH: d.arch}
+		if r.broken {
+			agent = releasetest.Agent{Version: brokenStamp, Mode: releasetest.ModeExit, GOARCH: d.arch}
 		}
-		tarball := filepath.Join(d.cdnDir, agentTarballName(r.version, d.arch))
-		if err := packTarball(tarball, dir); err != nil {
-			return err
+		dir := filepath.Join(d.work, "build", r.version)
+		d.printf("  $ go build %s (version %s, mode %s)\n", releasetest.AgentPackage, agent.Version, agent.Mode)
+		built, err := agent.Build(ctx, dir)
+		if err != nil {
+			return fmt.Errorf("build the demo agent %s: %w", r.version, err)
+		}
+		tarball := filepath.Join(d.cdnDir, releasetest.TarballName(r.version, d.arch))
+		if err := os.Rename(built, tarball); err != nil {
+			return fmt.Errorf("publish the demo agent %s: %w", r.version, err)
 		}
 		if r.broken {
-			d.sayf("Packed %s: its `teleport version` fails, so it can never pass a health check.", filepath.Base(tarball))
+			d.sayf("Packed %s. It is broken: its binary reports v%s and exits as soon as it starts.", filepath.Base(tarball), brokenStamp)
 		} else {
 			d.sayf("Packed %s.", filepath.Base(tarball))
 		}
 	}
 	return nil
-}
-
-func agentTarballName(version, arch string) string {
-	return fmt.Sprintf("teleport-v%s-linux-%s-bin.tar.gz", version, arch)
 }
 
 // goBuild runs `go build -o out [flags] pkg` in the module root.
@@ -178,58 +184,6 @@ func (d *demo) goBuild(ctx context.Context, out, pkg string, flags ...string) er
 	return nil
 }
 
-// packTarball writes dir's bin/ tree as a gzipped release tarball.
-func packTarball(path, dir string) error {
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		info, err := e.Info()
-		if err != nil {
-			return err
-		}
-		hdr, err := tar.FileInfoHeader(info, "")
-		if err != nil {
-			return err
-		}
-		hdr.Name = filepath.ToSlash(rel)
-		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "root", "root"
-		if e.IsDir() {
-			hdr.Name += "/"
-			return tw.WriteHeader(hdr)
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		_, err = tw.Write(data)
-		return err
-	})
-	if err == nil {
-		err = tw.Close()
-	}
-	if err == nil {
-		err = gz.Close()
-	}
-	if err == nil {
-		err = os.WriteFile(path, buf.Bytes(), 0o644)
-	}
-	if err != nil {
-		return fmt.Errorf("pack %s: %w", filepath.Base(path), err)
-	}
-	return nil
-}
-
 // sign generates the throwaway release key and signs every agent release
 // with teleport-update itself. It returns the public key (PEM).
 func (d *demo) sign(ctx context.Context) ([]byte, error) {
@@ -239,16 +193,14 @@ func (d *demo) sign(ctx context.Context) ([]byte, error) {
 	if _, err := d.tu(ctx, "release", "keygen", "--out", keyDir); err != nil {
 		return nil, err
 	}
-	privKey, pubKey, err := findKeyPair(keyDir)
-	if err != nil {
-		return nil, err
-	}
+	privKey := filepath.Join(keyDir, release.PrivateKeyFile)
+	pubKey := filepath.Join(keyDir, release.PublicKeyFile)
 	for _, r := range releases {
-		tarball := filepath.Join(d.cdnDir, agentTarballName(r.version, d.arch))
+		tarball := filepath.Join(d.cdnDir, releasetest.TarballName(r.version, d.arch))
 		if _, err := d.tu(ctx, "release", "sign", "--key", privKey, tarball); err != nil {
 			return nil, err
 		}
-		for _, ext := range []string{".sha256", ".sha256.sigstore.json", ".sha256.sig"} {
+		for _, ext := range []string{release.ChecksumSuffix, release.BundleSuffix, release.SignatureSuffix} {
 			if _, err := os.Stat(tarball + ext); err != nil {
 				return nil, fmt.Errorf("release sign did not write %s: %w", filepath.Base(tarball+ext), err)
 			}
@@ -260,26 +212,6 @@ func (d *demo) sign(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("read the public key: %w", err)
 	}
 	return pub, nil
-}
-
-// findKeyPair locates the private and public key keygen wrote into dir.
-func findKeyPair(dir string) (priv, pub string, err error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return "", "", fmt.Errorf("read the key directory: %w", err)
-	}
-	for _, e := range entries {
-		switch name := e.Name(); {
-		case strings.HasSuffix(name, ".pub"):
-			pub = filepath.Join(dir, name)
-		case strings.HasSuffix(name, ".key"):
-			priv = filepath.Join(dir, name)
-		}
-	}
-	if priv == "" || pub == "" {
-		return "", "", fmt.Errorf("release keygen wrote no .key/.pub pair into %s", dir)
-	}
-	return priv, pub, nil
 }
 
 // childEnv is the environment of teleport-update commands: the demo CA is

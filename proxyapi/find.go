@@ -106,7 +106,7 @@ var (
 
 // body returns the JSON answer at now, from the cache while it is valid.
 func (g *groupAnswer) body(now time.Time) []byte {
-	if a := g.cached.Load(); a != nil && (a.until.IsZero() || now.Before(a.until)) {
+	if a := g.cached.Load(); a != nil && !now.Before(a.from) && (a.until.IsZero() || now.Before(a.until)) {
 		return a.body
 	}
 	settings, until := g.policy.Settings(g.group, now)
@@ -116,6 +116,6 @@ func (g *groupAnswer) body(now time.Time) []byte {
 		panic(fmt.Sprintf("encode find response: %v", err))
 	}
 	body = append(body, '\n')
-	g.cached.Store(&answer{body: body, until: until})
+	g.cached.Store(&answer{body: body, from: now, until: until})
 	return body
 }

@@ -145,9 +145,9 @@ type rawAgents struct {
 	Groups        []rawGroup `yaml:"groups"`
 
 	// Reserved (RFD 184).
-	StartVersion              *yaml.Node `yaml:"start_version"`
-	Strategy                  *yaml.Node `yaml:"strategy"`
-	MaintenanceWindowDuration *yaml.Node `yaml:"maintenance_window_duration"`
+	StartVersion              any `yaml:"start_version"`
+	Strategy                  any `yaml:"strategy"`
+	MaintenanceWindowDuration any `yaml:"maintenance_window_duration"`
 }
 
 type rawGroup struct {
@@ -156,9 +156,9 @@ type rawGroup struct {
 	Duration string `yaml:"duration"`
 
 	// Reserved (RFD 184).
-	CanaryCount *yaml.Node `yaml:"canary_count"`
-	WaitHours   *yaml.Node `yaml:"wait_hours"`
-	Days        *yaml.Node `yaml:"days"`
+	CanaryCount any `yaml:"canary_count"`
+	WaitHours   any `yaml:"wait_hours"`
+	Days        any `yaml:"days"`
 }
 
 // validName matches group names and find query values.
@@ -245,7 +245,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	a := raw.Spec.Agents
 	for _, r := range []struct {
 		name string
-		node *yaml.Node
+		node any
 	}{{"start_version", a.StartVersion}, {"strategy", a.Strategy}, {"maintenance_window_duration", a.MaintenanceWindowDuration}} {
 		if r.node != nil {
 			return nil, fail("is reserved for staged rollouts and not supported yet", nil, "spec", "agents", r.name)
@@ -297,7 +297,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 		at := func(field string) []any { return []any{"spec", "agents", "groups", i, field} }
 		for _, r := range []struct {
 			name string
-			node *yaml.Node
+			node any
 		}{{"canary_count", g.CanaryCount}, {"wait_hours", g.WaitHours}, {"days", g.Days}} {
 			if r.node != nil {
 				return nil, fail("is reserved for staged rollouts and not supported yet", nil, at(r.name)...)
@@ -449,9 +449,9 @@ func fieldName(path []any) string {
 // nodeLines finds line numbers in a parsed YAML tree.
 type nodeLines struct{ root *yaml.Node }
 
-// line returns the line of the value at path (map keys and sequence
-// indexes), the line of the deepest existing ancestor when the value is
-// missing, or 0.
+// line returns the line of the field at path: the line of its key (or of
+// the sequence item), the line of the deepest existing ancestor's key when
+// the field is missing, or 0.
 func (n nodeLines) line(path ...any) int {
 	cur := n.root
 	if cur == nil {
@@ -460,31 +460,34 @@ func (n nodeLines) line(path ...any) int {
 	if cur.Kind == yaml.DocumentNode && len(cur.Content) > 0 {
 		cur = cur.Content[0]
 	}
+	line := cur.Line
 	for _, p := range path {
-		next := step(cur, p)
+		key, next := step(cur, p)
 		if next == nil {
-			return cur.Line
+			return line
 		}
+		line = key.Line
 		cur = next
 	}
-	return cur.Line
+	return line
 }
 
-func step(n *yaml.Node, p any) *yaml.Node {
+// step returns the key (or item) node and the value node at p in n.
+func step(n *yaml.Node, p any) (key, value *yaml.Node) {
 	switch p := p.(type) {
 	case string:
 		if n.Kind != yaml.MappingNode {
-			return nil
+			return nil, nil
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if n.Content[i].Value == p {
-				return n.Content[i+1]
+				return n.Content[i], n.Content[i+1]
 			}
 		}
 	case int:
-		if n.Kind == yaml.SequenceNode && p < len(n.Content) {
-			return n.Content[p]
+		if n.Kind == yaml.SequenceNode && p >= 0 && p < len(n.Content) {
+			return n.Content[p], n.Content[p]
 		}
 	}
-	return nil
+	return nil, nil
 }

@@ -1,13 +1,13 @@
 package proxyapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -128,9 +128,11 @@ type groupAnswer struct {
 	cached atomic.Pointer[answer]
 }
 
+// answer is valid from from (the instant it was computed; a clock that
+// steps back recomputes it) until until (zero: as long as the policy).
 type answer struct {
-	body  []byte
-	until time.Time // zero: valid as long as the policy
+	body        []byte
+	from, until time.Time
 }
 
 // New builds a Server. It fails when the policy file is missing or invalid,
@@ -179,7 +181,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("new proxy API: parse install script template: %w", err)
 		}
 		block, rest := pem.Decode(cfg.InstallPublicKeyPEM)
-		if block == nil || block.Type != "PUBLIC KEY" || len(bytesTrimSpace(rest)) > 0 {
+		if block == nil || block.Type != "PUBLIC KEY" || len(bytes.TrimSpace(rest)) > 0 {
 			return nil, errors.New("new proxy API: the install script needs exactly one PEM PUBLIC KEY block")
 		}
 	}
@@ -458,17 +460,4 @@ func checkHostPort(s string) error {
 		}
 	}
 	return nil
-}
-
-func bytesTrimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\n' || b[0] == '\r' || b[0] == '\t') {
-		b = b[1:]
-	}
-	return b
-}
-
-// drain discards up to a small amount of an unread request body so the
-// connection can be reused.
-func drain(r *http.Request) {
-	_, _ = io.CopyN(io.Discard, r.Body, 4<<10)
 }

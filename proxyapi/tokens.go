@@ -70,8 +70,8 @@ func ParseTokens(data []byte) ([]Token, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: the file is empty", ErrInvalidTokens)
 		}
-		msg := strings.ReplaceAll(err.Error(), "proxyapi.Token", "tokens[]")
-		msg = strings.ReplaceAll(msg, "proxyapi.tokensFile", "the top level")
+		msg := strings.ReplaceAll(err.Error(), "in type proxyapi.Token", "in tokens[]")
+		msg = strings.ReplaceAll(msg, "in type proxyapi.tokensFile", "at the top level")
 		return nil, fmt.Errorf("%w: %s", ErrInvalidTokens, msg)
 	}
 	if err := CheckTokens(f.Tokens); err != nil {

@@ -93,16 +93,22 @@ detect_arch() {
 }
 
 # fetch URL DEST MAX_BYTES downloads over HTTPS only, with TLS 1.2+, giving up
-# on transfers slower than 1 KiB/s for 10 s.
+# on transfers slower than 1 KiB/s for 10 s. It stops reading one byte past
+# MAX_BYTES even when the server sends no length.
 fetch() {
 	local url="$1" dest="$2" max="$3"
+	local rc=0 size
 	curl --proto '=https' --proto-redir '=https' --tlsv1.2 -fsSL \
 		--connect-timeout 10 --speed-limit 1024 --speed-time 10 \
-		--max-filesize "$max" -o "$dest" -- "$url" ||
-		die "download of $url failed (curl exit $?)."
-	local size
+		--max-filesize "$max" -o - -- "$url" 2>"$dest.err" |
+		head -c "$((max + 1))" >"$dest" || rc=$?
 	size="$(wc -c <"$dest")"
-	((size <= max)) || die "$url is larger than $max bytes."
+	if ((size > max)); then
+		die "download of $url stopped: it is larger than the $max bytes allowed."
+	fi
+	if ((rc != 0)); then
+		die "download of $url failed: $(head -c 500 "$dest.err") (curl exit $rc)."
+	fi
 }
 
 # sha256_of FILE prints the lowercase hex SHA-256 of FILE.
@@ -150,7 +156,7 @@ verify_signature() {
 }
 
 main() {
-	need uname curl tar mktemp wc base64
+	need uname curl tar mktemp wc head base64
 	check_inputs
 
 	local base arch name

@@ -5,10 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
@@ -24,6 +21,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"text/template"
+
+	"github.com/gravitational/teleport-update/release"
 )
 
 const testVersion = "1.2.3"
@@ -102,8 +101,8 @@ func TestTemplateStructure(t *testing.T) {
 	}
 }
 
-// signer is a throwaway ECDSA P-256 release key that writes .sha256 and
-// .sha256.sig files the way `cosign sign-blob --output-signature` does.
+// signer is a throwaway release key; it signs with the project's release
+// package, so the script is tested against exactly what `release sign` writes.
 type signer struct {
 	key       *ecdsa.PrivateKey
 	publicPEM string
@@ -111,42 +110,44 @@ type signer struct {
 
 func newSigner(t *testing.T) *signer {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	privPath, pubPath, err := release.GenerateKey(filepath.Join(t.TempDir(), "key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	key, err := release.LoadPrivateKey(privPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &signer{key: key, publicPEM: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}
+	pub, err := os.ReadFile(pubPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &signer{key: key, publicPEM: string(pub)}
 }
 
-// sign writes path.sha256 naming base(path) and path.sha256.sig.
+// sign writes path.sha256 naming base(path), its bundle and path.sha256.sig.
 func (s *signer) sign(t *testing.T, path string) {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
+	if err := release.Sign(s.key, path); err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(data)
-	line := []byte(hex.EncodeToString(sum[:]) + "  " + filepath.Base(path) + "\n")
-	s.signChecksum(t, path, line)
 }
 
-// signChecksum writes line as path.sha256 and signs it.
+// signChecksum writes line as path.sha256 and signs it, whatever it says.
 func (s *signer) signChecksum(t *testing.T, path string, line []byte) {
 	t.Helper()
-	if err := os.WriteFile(path+".sha256", line, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	digest := sha256.Sum256(line)
-	sig, err := ecdsa.SignASN1(rand.Reader, s.key, digest[:])
+	bundle, sig, err := release.SignChecksum(s.key, line)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path+".sha256.sig", []byte(base64.StdEncoding.EncodeToString(sig)), 0o644); err != nil {
-		t.Fatal(err)
+	for suffix, data := range map[string][]byte{
+		release.ChecksumSuffix:  line,
+		release.BundleSuffix:    bundle,
+		release.SignatureSuffix: []byte(base64.StdEncoding.EncodeToString(sig)),
+	} {
+		if err := os.WriteFile(path+suffix, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -207,19 +208,25 @@ const fakeUpdater = `#!/bin/sh
 exit "${FAKE_EXIT:-0}"
 `
 
-// cdn is a loopback HTTPS file server that counts requests.
+// cdn is a loopback HTTPS file server that counts requests. Handlers in
+// override (by URL path) replace the file server.
 type cdn struct {
 	dir      string
 	srv      *httptest.Server
 	requests atomic.Int64
+	override map[string]http.HandlerFunc
 }
 
 func newCDN(t *testing.T) *cdn {
 	t.Helper()
-	c := &cdn{dir: t.TempDir()}
+	c := &cdn{dir: t.TempDir(), override: map[string]http.HandlerFunc{}}
 	files := http.FileServer(http.Dir(c.dir))
 	c.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.requests.Add(1)
+		if h, ok := c.override[r.URL.Path]; ok {
+			h(w, r)
+			return
+		}
 		files.ServeHTTP(w, r)
 	}))
 	t.Cleanup(c.srv.Close)
@@ -352,8 +359,8 @@ func runScript(t *testing.T, o runOpts) runResult {
 	return res
 }
 
-// release describes how a test CDN's updater release is made.
-type release struct {
+// updaterRelease describes how a test CDN's updater release is made.
+type updaterRelease struct {
 	version string
 	arch    string
 	// tamper, when set, changes the published files after signing.
@@ -361,7 +368,7 @@ type release struct {
 }
 
 // publish writes a signed fake-updater release into c.
-func publish(t *testing.T, c *cdn, s *signer, r release) {
+func publish(t *testing.T, c *cdn, s *signer, r updaterRelease) {
 	t.Helper()
 	tarball := filepath.Join(c.dir, updaterTarballName(r.version, r.arch))
 	writeTarball(t, tarball, map[string][]byte{"bin/teleport-update": []byte(fakeUpdater)})
@@ -387,6 +394,7 @@ func TestInstallScript(t *testing.T) {
 	type tc struct {
 		name    string
 		tamper  func(t *testing.T, tarball string, s *signer)
+		serve   map[string]http.HandlerFunc // CDN overrides by file name
 		group   string
 		baseURL func(c *cdn) string // default: the CDN's URL
 		args    []string
@@ -510,6 +518,20 @@ func TestInstallScript(t *testing.T) {
 			wantStderr: []string{name + ".sha256 failed"},
 		},
 		{
+			name: "endless checksum file without a length",
+			serve: map[string]http.HandlerFunc{name + ".sha256": func(w http.ResponseWriter, r *http.Request) {
+				chunk := bytes.Repeat([]byte("0"), 1024)
+				for range 64 {
+					if _, err := w.Write(chunk); err != nil {
+						return
+					}
+					w.(http.Flusher).Flush()
+				}
+			}},
+			wantCode:   1,
+			wantStderr: []string{name + ".sha256 stopped: it is larger than the 4096 bytes allowed"},
+		},
+		{
 			name:       "no openssl is refused",
 			omit:       []string{"openssl"},
 			wantCode:   1,
@@ -574,7 +596,10 @@ func TestInstallScript(t *testing.T) {
 			t.Parallel()
 			c := newCDN(t)
 			s := newSigner(t)
-			publish(t, c, s, release{version: testVersion, arch: arch, tamper: tt.tamper})
+			publish(t, c, s, updaterRelease{version: testVersion, arch: arch, tamper: tt.tamper})
+			for file, h := range tt.serve {
+				c.override["/"+file] = h
+			}
 			base := c.srv.URL
 			if tt.baseURL != nil {
 				base = tt.baseURL(c)
@@ -667,7 +692,7 @@ func TestTruncatedScriptDoesNothing(t *testing.T) {
 	arch := hostArch(t)
 	c := newCDN(t)
 	s := newSigner(t)
-	publish(t, c, s, release{version: testVersion, arch: arch})
+	publish(t, c, s, updaterRelease{version: testVersion, arch: arch})
 	script := render(t, scriptData{ProxyAddr: "proxy.example.com:3080", Group: "staging", Version: testVersion, BaseURL: c.srv.URL, PublicKey: s.publicPEM})
 	last := bytes.LastIndex(script, []byte("\nmain \"$@\""))
 	if last < 0 {
@@ -704,7 +729,7 @@ func TestInstallScriptIsIdempotent(t *testing.T) {
 	arch := hostArch(t)
 	c := newCDN(t)
 	s := newSigner(t)
-	publish(t, c, s, release{version: testVersion, arch: arch})
+	publish(t, c, s, updaterRelease{version: testVersion, arch: arch})
 	script := render(t, scriptData{ProxyAddr: "proxy.example.com:3080", Group: "staging", Version: testVersion, BaseURL: c.srv.URL, PublicKey: s.publicPEM})
 	caFile := writeCAFile(t, c.srv)
 	var first []string

@@ -25,14 +25,14 @@ func TestInstallUpdateRollbackSkip(t *testing.T) {
 
 	// First install follows the proxy's target even with the window closed.
 	e.setTarget("1.0.0", false, 0)
-	if _, err := u.Install(ctx, InstallRequest{Proxy: e.proxyAddr(), Group: "staging", BaseURL: e.cdn.URL, InstallMethods: []string{"node_script"}}); err != nil {
+	if _, err := u.Install(ctx, InstallRequest{Proxy: e.proxyAddr(), Group: "staging", BaseURL: e.cdn.Server.URL, InstallMethods: []string{"node_script"}}); err != nil {
 		t.Fatalf("install: %v", err)
 	}
 	cfg := e.config()
 	if cfg.Status.Active != "1.0.0" || e.linked() != "1.0.0" {
 		t.Fatalf("after install: active=%q linked=%q", cfg.Status.Active, e.linked())
 	}
-	if cfg.Spec.Proxy != e.proxyAddr() || cfg.Spec.BaseURL != e.cdn.URL || !slices.Equal(cfg.Spec.InstallMethods, []string{"node_script"}) {
+	if cfg.Spec.Proxy != e.proxyAddr() || cfg.Spec.BaseURL != e.cdn.Server.URL || !slices.Equal(cfg.Spec.InstallMethods, []string{"node_script"}) {
 		t.Fatalf("spec not recorded: %+v", cfg.Spec)
 	}
 	for _, bin := range []string{"teleport", "tctl"} {
@@ -43,12 +43,12 @@ func TestInstallUpdateRollbackSkip(t *testing.T) {
 
 	// Window closed: nothing happens and the CDN is not contacted.
 	e.setTarget("2.0.0", false, 0)
-	before := e.totalCDNHits()
+	before := e.cdn.TotalHits()
 	res, err := u.Update(ctx, false)
 	if err != nil || res.Outcome != OutcomeWindowClosed {
 		t.Fatalf("update with closed window: %v %v", res, err)
 	}
-	if e.totalCDNHits() != before {
+	if e.cdn.TotalHits() != before {
 		t.Fatalf("closed window contacted the CDN")
 	}
 
@@ -80,11 +80,11 @@ func TestInstallUpdateRollbackSkip(t *testing.T) {
 	}
 
 	// The skipped version is not downloaded again.
-	hits := e.hits(e.artifact("3.0.0").TarballName())
+	hits := e.cdn.Hits(e.artifact("3.0.0").TarballName())
 	if res, err = u.Update(ctx, false); err != nil || res.Outcome != OutcomeSkipped {
 		t.Fatalf("update to skipped: %v %v", res, err)
 	}
-	if e.hits(e.artifact("3.0.0").TarballName()) != hits {
+	if e.cdn.Hits(e.artifact("3.0.0").TarballName()) != hits {
 		t.Fatalf("skipped version downloaded again")
 	}
 	if left := e.stagingLeft(); len(left) > 0 {
@@ -184,7 +184,7 @@ func TestDowngradeRule(t *testing.T) {
 	if !errors.Is(err, ErrDowngrade) {
 		t.Fatalf("downgrade to unknown version: got %v, want ErrDowngrade", err)
 	}
-	if e.hits(e.artifact("0.9.0").TarballName()) != 0 {
+	if e.cdn.Hits(e.artifact("0.9.0").TarballName()) != 0 {
 		t.Fatal("refused downgrade downloaded the tarball")
 	}
 	// The local admin can.
@@ -232,12 +232,12 @@ func TestDisabledHostContactsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.setTarget("2.0.0", true, 0)
-	calls, hits := e.findCalls, e.totalCDNHits()
+	calls, hits := e.findCalls, e.cdn.TotalHits()
 	res, err := u.Update(context.Background(), true)
 	if err != nil || res.Outcome != OutcomeDisabled {
 		t.Fatalf("disabled update: %v %v", res, err)
 	}
-	if e.findCalls != calls || e.totalCDNHits() != hits {
+	if e.findCalls != calls || e.cdn.TotalHits() != hits {
 		t.Fatal("a disabled host contacted the proxy or the CDN")
 	}
 }
@@ -268,7 +268,7 @@ func TestBadProxyAnswersChangeNothing(t *testing.T) {
 			e.findCode, e.findRaw = tc.code, []byte(tc.raw)
 			e.mu.Unlock()
 			before, _ := os.ReadFile(statePath)
-			hits := e.totalCDNHits()
+			hits := e.cdn.TotalHits()
 			_, err := u.Update(context.Background(), true)
 			if !errors.Is(err, ErrProxy) {
 				t.Fatalf("got %v, want ErrProxy", err)
@@ -277,7 +277,7 @@ func TestBadProxyAnswersChangeNothing(t *testing.T) {
 			if !bytes.Equal(before, after) {
 				t.Errorf("update.yaml changed:\n%s", after)
 			}
-			if e.totalCDNHits() != hits {
+			if e.cdn.TotalHits() != hits {
 				t.Errorf("the CDN was contacted")
 			}
 		})
@@ -325,7 +325,7 @@ func TestFirstInstallRefusedWithoutKeys(t *testing.T) {
 	keyFile := filepath.Join(e.root, "etc/teleport-update/keys.d/test.pub")
 	pub, _ := os.ReadFile(keyFile)
 	os.Remove(keyFile)
-	_, err := u.Install(context.Background(), InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.URL, Version: "1.0.0"})
+	_, err := u.Install(context.Background(), InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"})
 	if err == nil {
 		t.Fatal("install without any pinned key succeeded")
 	}
@@ -334,7 +334,7 @@ func TestFirstInstallRefusedWithoutKeys(t *testing.T) {
 		t.Fatalf("refused install left state: %+v", cfg.Status)
 	}
 	os.WriteFile(keyFile, pub, 0o644)
-	if _, err := u.Install(context.Background(), InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.URL, Version: "1.0.0"}); err != nil {
+	if _, err := u.Install(context.Background(), InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"}); err != nil {
 		t.Fatalf("install after the cause is gone: %v", err)
 	}
 	if cfg := e.config(); cfg.Status.Active != "1.0.0" || cfg.Spec.Proxy != e.proxyAddr() {

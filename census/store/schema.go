@@ -107,7 +107,7 @@ const pruneSQL = `DELETE FROM update_history WHERE host_id = ?1 AND (time, targe
 // hostRow is one report as stored in hosts.
 type hostRow struct {
 	census.Report
-	services, installMethods string // JSON arrays
+	services, installMethods  string // JSON arrays
 	lastResult                string
 	hasResult                 bool
 	resultTime                int64

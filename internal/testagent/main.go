@@ -36,9 +36,9 @@ const heartbeat = 3 * time.Second
 
 // Exit codes.
 const (
-	exitOK      = 0
-	exitFailed  = 1
-	exitUsage   = 2
+	exitOK       = 0
+	exitFailed   = 1
+	exitUsage    = 2
 	exitBadBuild = 3 // the binary was built with a bad mode or crashAfter
 )
 

@@ -8,24 +8,25 @@ import (
 	"time"
 )
 
-// fakeClock hands out channels the test fires by hand instead of timers.
+// timer is one time.After call the agent made; the test fires it by hand.
+type timer struct {
+	d    time.Duration
+	fire chan time.Time
+}
+
+// fakeClock replaces time.After: each call is reported on requested.
 type fakeClock struct {
-	requested chan time.Duration
-	fire      map[time.Duration]chan time.Time
+	requested chan timer
 }
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{requested: make(chan time.Duration, 100), fire: map[time.Duration]chan time.Time{}}
+	return &fakeClock{requested: make(chan timer, 100)}
 }
 
 func (f *fakeClock) after(d time.Duration) <-chan time.Time {
-	f.requested <- d
-	ch, ok := f.fire[d]
-	if !ok {
-		ch = make(chan time.Time, 1)
-		f.fire[d] = ch
-	}
-	return ch
+	tm := timer{d: d, fire: make(chan time.Time, 1)}
+	f.requested <- tm
+	return tm.fire
 }
 
 func TestVersionInEveryMode(t *testing.T) {
@@ -57,8 +58,11 @@ func TestStart(t *testing.T) {
 		{
 			name: "ok runs until stopped", mode: "ok",
 			act: func(cancel context.CancelFunc, clock *fakeClock) {
-				<-clock.requested // first heartbeat timer
-				clock.fire[heartbeat] <- time.Time{}
+				first := <-clock.requested
+				if first.d != heartbeat {
+					panic("first timer is not the heartbeat: " + first.d.String())
+				}
+				first.fire <- time.Time{}
 				<-clock.requested // second heartbeat timer: the loop went round
 				cancel()
 			},
@@ -68,10 +72,11 @@ func TestStart(t *testing.T) {
 		{
 			name: "crash fails after the delay", mode: "crash", crashAfter: "5s",
 			act: func(_ context.CancelFunc, clock *fakeClock) {
-				if d := <-clock.requested; d != 5*time.Second {
-					panic("crash timer is not 5s: " + d.String())
+				crash := <-clock.requested
+				if crash.d != 5*time.Second {
+					panic("crash timer is not 5s: " + crash.d.String())
 				}
-				clock.fire[5*time.Second] <- time.Time{}
+				crash.fire <- time.Time{}
 			},
 			wantCode: exitFailed, wantErr: "crashed",
 		},

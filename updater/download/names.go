@@ -154,7 +154,13 @@ func (a Artifact) URL(base, file string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return u.JoinPath(file).String(), nil
+	// Append without cleaning, so the base's path is kept byte for byte.
+	// The names need no escaping: they are made of [0-9A-Za-z.+-].
+	r := &url.URL{Scheme: "https", Host: u.Host, Path: strings.TrimSuffix(u.Path, "/") + "/" + file}
+	if u.RawPath != "" {
+		r.RawPath = strings.TrimSuffix(u.RawPath, "/") + "/" + file
+	}
+	return r.String(), nil
 }
 
 // ValidateBaseURL checks a CDN or mirror base URL: it must parse, use

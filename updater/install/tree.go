@@ -50,13 +50,13 @@ var (
 
 // Paths relative to the root (DESIGN §4).
 const (
-	dataDirRel   = "var/lib/teleport"
-	versionsRel  = "var/lib/teleport/versions"
-	stagingRel   = "var/lib/teleport/.staging"
-	stateRel     = "var/lib/teleport/update.yaml"
-	lockRel      = "var/lib/teleport/update.lock"
-	binDirRel    = "usr/local/bin"
-	unitDirRel   = "etc/systemd/system"
+	dataDirRel    = "var/lib/teleport"
+	versionsRel   = "var/lib/teleport/versions"
+	stagingRel    = "var/lib/teleport/.staging"
+	stateRel      = "var/lib/teleport/update.yaml"
+	lockRel       = "var/lib/teleport/update.lock"
+	binDirRel     = "usr/local/bin"
+	unitDirRel    = "etc/systemd/system"
 	systemdRunRel = "run/systemd/system"
 
 	// verifiedName marks a version directory complete; it holds the

@@ -110,7 +110,7 @@ Restart=always
 RestartSec=5
 EnvironmentFile=-/etc/default/teleport
 ExecStart=%s
-ExecReload=/bin/kill -HUP $MAINPID
+ExecReload=/bin/sh -c "kill -HUP $MAINPID"
 LimitNOFILE=524288
 
 [Install]
@@ -125,7 +125,9 @@ WantedBy=multi-user.target
 // state, lock), /usr/local/bin (links) and /etc/systemd/system (units).
 // daemon-reload, restart and reset-failed are D-Bus calls to PID 1, which
 // acts in its own namespace; connecting to the bus socket in /run needs no
-// write access to the filesystem.
+// write access to the filesystem. The capability set keeps only what file
+// management as root may need (files owned by another user); a root
+// process needs no capability to talk to systemd over D-Bus.
 func RenderUpdaterService(o UnitOptions) []byte {
 	o = o.withDefaults()
 	var b bytes.Buffer
@@ -159,6 +161,10 @@ RestrictRealtime=yes
 MemoryDenyWriteExecute=yes
 SystemCallArchitectures=native
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
+PrivateMounts=yes
+CapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER
 UMask=0022
 `, unitMarker, execLine(o.UpdaterPath, "update"), systemdSpan(updaterTimeout), dataDirRel, binDirRel, unitDirRel)
 	return b.Bytes()
@@ -225,7 +231,7 @@ func quoteExecWord(w string) string {
 			break
 		}
 	}
-	if plain && !strings.HasPrefix(w, "-") && !strings.HasPrefix(w, "@") && !strings.HasPrefix(w, "+") {
+	if plain {
 		return w
 	}
 	var b strings.Builder

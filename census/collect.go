@@ -1,0 +1,243 @@
+package census
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Limits of the collection probes.
+const (
+	// ProbeTimeout is the budget of each network probe (the in-cluster
+	// Kubernetes API, each cloud metadata endpoint).
+	ProbeTimeout = time.Second
+	// maxSmallFile caps text files read from the host (os-release, DMI
+	// values, machine-id, the service-account token).
+	maxSmallFile = 64 << 10
+)
+
+// UpdaterState is what the updater knows about itself that goes into a
+// report.
+type UpdaterState struct {
+	Group         string // update group from update.yaml
+	ActiveVersion string // status.active, semver without "v"
+	Pinned        bool
+	Disabled      bool
+	// InstallMethods recorded in update.yaml at install time (see
+	// InstallMethodsFromEnv); unknown values are dropped.
+	InstallMethods []string
+	// Services the agent runs (node, kube, app, db, windows_desktop), when
+	// the caller knows them; invalid entries are dropped.
+	Services   []string
+	LastUpdate *UpdateResult
+	// SystemdUnitActive says the agent's unit (teleport.service) is active;
+	// with etc/systemd/system/teleport.service present it adds the
+	// systemctl install method. The caller asks systemd (over D-Bus).
+	SystemdUnitActive bool
+	// Salt is the per-install random key of host_id (see NewSalt); with a
+	// salt shorter than MinSaltSize host_id stays empty.
+	Salt []byte
+}
+
+// Options tune Collect.
+type Options struct {
+	// AllowMetadataProbes lets Collect ask the AWS, GCP and Azure metadata
+	// endpoints (1 s each, in parallel) when local DMI data names no cloud.
+	// Off by default: no network probe leaves the host unless allowed.
+	AllowMetadataProbes bool
+	// HTTPClient talks to the in-cluster Kubernetes API. Nil builds one
+	// that trusts only the service account's ca.crt.
+	HTTPClient *http.Client
+	// Getenv reads the environment (KUBERNETES_SERVICE_HOST and
+	// KUBERNETES_SERVICE_PORT); nil means os.Getenv.
+	Getenv func(string) string
+	// Logger receives debug lines about probes that found nothing; nil
+	// discards them.
+	Logger *slog.Logger
+	// Now stamps ReportedAt; nil means time.Now.
+	Now func() time.Time
+
+	// metadata overrides the cloud metadata endpoints in tests.
+	metadata *metadataEndpoints
+}
+
+// Collect builds this host's report from the files under root ("/" in
+// production), the updater's state and, when opts allow, network probes.
+//
+// It never fails: a probe that cannot read its file or reach its endpoint
+// leaves its field empty. Network probes each have ProbeTimeout, so Collect
+// returns within a few seconds even when every endpoint hangs; ctx can cut
+// that shorter.
+func Collect(ctx context.Context, root string, st UpdaterState, opts Options) Report {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	fsys := openHostFS(root)
+	defer fsys.Close()
+
+	osName, osVersion := probeOSRelease(fsys)
+	r := Report{
+		HostID:           HostID(readMachineID(fsys), st.Salt),
+		Version:          cleanVersion(st.ActiveVersion),
+		Services:         cleanList(st.Services, nil),
+		OS:               runtime.GOOS,
+		OSVersion:        cleanText(strings.TrimSpace(osName + " " + osVersion)),
+		HostArchitecture: runtime.GOARCH,
+		GlibcVersion:     probeGlibc(fsys),
+		ContainerRuntime: probeContainerRuntime(fsys),
+		CloudEnvironment: probeDMICloud(fsys),
+		UpdateGroup:      cleanText(st.Group),
+		UpdaterStatus:    updaterStatus(st),
+		LastUpdateResult: cleanResult(st.LastUpdate),
+		ReportedAt:       now().UTC().Truncate(time.Millisecond),
+	}
+	r.InstallMethods = installMethodsOf(fsys, st)
+	r.ContainerOrchestrator = probeKubernetes(ctx, fsys, getenv, opts.HTTPClient, logger)
+	if r.CloudEnvironment == "" && opts.AllowMetadataProbes {
+		r.CloudEnvironment = probeMetadata(ctx, opts.metadata, logger)
+	}
+	if r.HostID == "" {
+		logger.DebugContext(ctx, "Census host id left empty: no machine id or no salt.")
+	}
+	return r
+}
+
+// updaterStatus maps the updater's switches to Report.UpdaterStatus;
+// disabled wins over pinned.
+func updaterStatus(st UpdaterState) string {
+	switch {
+	case st.Disabled:
+		return StatusDisabled
+	case st.Pinned:
+		return StatusPinned
+	}
+	return StatusEnabled
+}
+
+// installMethodsOf lists the recorded methods, systemctl when the agent's
+// unit is installed and active, and teleport-update itself.
+func installMethodsOf(fsys *hostFS, st UpdaterState) []string {
+	methods := slices.Clone(st.InstallMethods)
+	methods = append(methods, InstallMethodTeleportUpdate)
+	if st.SystemdUnitActive && fsys.exists("etc/systemd/system/teleport.service") {
+		methods = append(methods, InstallMethodSystemctl)
+	}
+	return cleanList(methods, installMethods)
+}
+
+// InstallMethodsFromEnv returns the install methods named by
+// TELEPORT_INSTALL_METHOD_{DOCKERFILE,HELM_KUBE_AGENT,NODE_SCRIPT}=true in
+// environ (os.Environ() form), sorted. The updater records them at install
+// time, because an `export` in an install script does not survive a
+// restart. A value counts when it is a true word ("true", "1", "yes", "on",
+// any case).
+func InstallMethodsFromEnv(environ []string) []string {
+	vars := map[string]string{
+		"TELEPORT_INSTALL_METHOD_DOCKERFILE":      InstallMethodDockerfile,
+		"TELEPORT_INSTALL_METHOD_HELM_KUBE_AGENT": InstallMethodHelmKubeAgent,
+		"TELEPORT_INSTALL_METHOD_NODE_SCRIPT":     InstallMethodNodeScript,
+	}
+	var out []string
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		m, known := vars[k]
+		if !ok || !known {
+			continue
+		}
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "true", "1", "yes", "on":
+			out = append(out, m)
+		}
+	}
+	return cleanList(out, installMethods)
+}
+
+// cleanList sorts list, drops duplicates and entries a report would refuse
+// (not in allowed, or not a lowercase word when allowed is nil), and caps it
+// at MaxListLen. It returns an empty, non-nil list for none (JSON []).
+func cleanList(list, allowed []string) []string {
+	out := []string{}
+	for _, s := range list {
+		if allowed != nil && !slices.Contains(allowed, s) {
+			continue
+		}
+		if allowed == nil && !wordPattern.MatchString(s) {
+			continue
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) > MaxListLen {
+		out = out[:MaxListLen]
+	}
+	return out
+}
+
+// cleanText drops non-printable characters and caps s at MaxFieldLen bytes
+// on a character boundary, so a report always passes Validate.
+func cleanText(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
+			return -1
+		}
+		return r
+	}, s)
+	for len(s) > MaxFieldLen {
+		_, size := lastRune(s)
+		s = s[:len(s)-size]
+	}
+	return strings.TrimSpace(s)
+}
+
+func lastRune(s string) (rune, int) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] < 0x80 || s[i] >= 0xC0 {
+			return rune(s[i]), len(s) - i
+		}
+	}
+	return 0, 1
+}
+
+// cleanVersion strips a leading "v" and returns "" for anything that is not
+// semver.
+func cleanVersion(v string) string {
+	v = strings.TrimPrefix(strings.TrimSpace(v), "v")
+	if checkVersion(v, true) != nil {
+		return ""
+	}
+	return v
+}
+
+// cleanResult copies an update result so that it validates: bad targets and
+// error codes are dropped rather than failing the report.
+func cleanResult(u *UpdateResult) *UpdateResult {
+	if u == nil || u.Time.IsZero() {
+		return nil
+	}
+	c := *u
+	c.Time = c.Time.UTC().Truncate(time.Millisecond)
+	c.Target = cleanVersion(c.Target)
+	if c.Target == "" {
+		return nil
+	}
+	if c.Success || !codePattern.MatchString(c.ErrorCode) {
+		c.ErrorCode = ""
+	}
+	return &c
+}

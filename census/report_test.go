@@ -1,0 +1,222 @@
+package census
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const validBody = `{"host_id":"3094a6150cd1bbb551bd449dde8ae6e744f7962dab97c7a484a906b9f284d5ba",
+"version":"16.4.6","services":["node","kube"],"os":"linux","os_version":"Debian GNU/Linux 12",
+"host_architecture":"amd64","glibc_version":"2.36","install_methods":["systemctl","teleport-update"],
+"container_runtime":"","container_orchestrator":"","cloud_environment":"aws","update_group":"staging",
+"updater_status":"enabled","last_update_result":{"time":"2026-11-22T02:10:00Z","target":"16.4.6","success":true,"error_code":""},
+"reported_at":"2026-11-22T12:00:00Z"}`
+
+// edit returns validBody with old replaced by new (exactly once).
+func edit(t testing.TB, old, new string) string {
+	t.Helper()
+	if strings.Count(validBody, old) != 1 {
+		t.Fatalf("test bug: %q is not in the valid body exactly once", old)
+	}
+	return strings.Replace(validBody, old, new, 1)
+}
+
+func TestDecodeReportValid(t *testing.T) {
+	t.Parallel()
+	r, err := DecodeReport([]byte(validBody))
+	if err != nil {
+		t.Fatalf("DecodeReport: %v", err)
+	}
+	want := Report{
+		HostID:           "3094a6150cd1bbb551bd449dde8ae6e744f7962dab97c7a484a906b9f284d5ba",
+		Version:          "16.4.6",
+		Services:         []string{"node", "kube"},
+		OS:               "linux",
+		OSVersion:        "Debian GNU/Linux 12",
+		HostArchitecture: "amd64",
+		GlibcVersion:     "2.36",
+		InstallMethods:   []string{"systemctl", "teleport-update"},
+		CloudEnvironment: "aws",
+		UpdateGroup:      "staging",
+		UpdaterStatus:    "enabled",
+		LastUpdateResult: &UpdateResult{Time: time.Date(2026, 11, 22, 2, 10, 0, 0, time.UTC), Target: "16.4.6", Success: true},
+		ReportedAt:       time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC),
+	}
+	if !reflect.DeepEqual(r, want) {
+		t.Errorf("DecodeReport =\n%+v\nwant\n%+v", r, want)
+	}
+	// Optional fields may be null or absent.
+	for _, body := range []string{
+		edit(t, `"services":["node","kube"]`, `"services":null`),
+		edit(t, `"last_update_result":{"time":"2026-11-22T02:10:00Z","target":"16.4.6","success":true,"error_code":""},`, ``),
+		edit(t, `"last_update_result":{"time":"2026-11-22T02:10:00Z","target":"16.4.6","success":true,"error_code":""}`, `"last_update_result":null`),
+		edit(t, `"version":"16.4.6",`, ``),
+		edit(t, `"host_id":"3094a6150cd1bbb551bd449dde8ae6e744f7962dab97c7a484a906b9f284d5ba",`, ``),
+		edit(t, `"container_orchestrator":""`, `"container_orchestrator":"kubernetes-v1.29.4-eks-036c24b"`),
+		edit(t, `"success":true,"error_code":""`, `"success":false,"error_code":"health_check"`),
+		"\n " + validBody + "\n",
+	} {
+		if _, err := DecodeReport([]byte(body)); err != nil {
+			t.Errorf("DecodeReport(%s) = %v, want success", body, err)
+		}
+	}
+}
+
+func TestDecodeReportRefuses(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		body string
+	}{
+		{"empty", ``},
+		{"null", `null`},
+		{"array", `[` + validBody + `]`},
+		{"string", `"report"`},
+		{"two values", validBody + validBody},
+		{"trailing garbage", validBody + `x`},
+		{"truncated", validBody[:len(validBody)-2]},
+		{"unknown field", edit(t, `"os":"linux"`, `"os":"linux","hostname":"db-1"`)},
+		{"unknown nested field", edit(t, `"error_code":""`, `"error_code":"","ip":"10.0.0.1"`)},
+		{"duplicate field", edit(t, `"os":"linux"`, `"os":"linux","os":"darwin"`)},
+		{"wrong case field", edit(t, `"os":"linux"`, `"OS":"linux"`)},
+		{"wrong type string", edit(t, `"version":"16.4.6"`, `"version":16`)},
+		{"wrong type list", edit(t, `"services":["node","kube"]`, `"services":"node"`)},
+		{"wrong type bool", edit(t, `"success":true`, `"success":"yes"`)},
+		{"wrong type object", edit(t, `"os":"linux"`, `"os":{"name":"linux"}`)},
+		{"nested list", edit(t, `"services":["node","kube"]`, `"services":[["node"]]`)},
+		{"bad time", edit(t, `"reported_at":"2026-11-22T12:00:00Z"`, `"reported_at":"yesterday"`)},
+		{"missing reported_at", edit(t, `,
+"reported_at":"2026-11-22T12:00:00Z"`, ``)},
+		{"oversized", edit(t, `"os_version":"Debian GNU/Linux 12"`, `"os_version":"`+strings.Repeat("x", MaxReportSize)+`"`)},
+		{"oversized by whitespace", validBody + strings.Repeat(" ", MaxReportSize)},
+		{"long field", edit(t, `"os_version":"Debian GNU/Linux 12"`, `"os_version":"`+strings.Repeat("x", MaxFieldLen+1)+`"`)},
+		{"control character", edit(t, `"update_group":"staging"`, `"update_group":"stag\u0000ing"`)},
+		{"invalid utf8", edit(t, `"update_group":"staging"`, "\"update_group\":\"stag\xffing\"")},
+		{"host id not hex", edit(t, `"host_id":"3094a6150cd1bbb551bd449dde8ae6e744f7962dab97c7a484a906b9f284d5ba"`, `"host_id":"4a3b1c2d5e6f708192a3b4c5d6e7f809"`)},
+		{"version not semver", edit(t, `"version":"16.4.6"`, `"version":"latest"`)},
+		{"version with v", edit(t, `"version":"16.4.6"`, `"version":"v16.4.6"`)},
+		{"bad service", edit(t, `"services":["node","kube"]`, `"services":["Node Service"]`)},
+		{"duplicate service", edit(t, `"services":["node","kube"]`, `"services":["node","node"]`)},
+		{"too many services", edit(t, `"services":["node","kube"]`, `"services":[`+strings.Repeat(`"a",`, MaxListLen)+`"b"]`)},
+		{"bad install method", edit(t, `"install_methods":["systemctl","teleport-update"]`, `"install_methods":["curl"]`)},
+		{"bad runtime", edit(t, `"container_runtime":""`, `"container_runtime":"lxc"`)},
+		{"bad orchestrator", edit(t, `"container_orchestrator":""`, `"container_orchestrator":"nomad"`)},
+		{"bad cloud", edit(t, `"cloud_environment":"aws"`, `"cloud_environment":"AWS"`)},
+		{"bad status", edit(t, `"updater_status":"enabled"`, `"updater_status":"on"`)},
+		{"missing status", edit(t, `"updater_status":"enabled",`, ``)},
+		{"bad glibc", edit(t, `"glibc_version":"2.36"`, `"glibc_version":"musl"`)},
+		{"bad arch", edit(t, `"host_architecture":"amd64"`, `"host_architecture":"x86 64"`)},
+		{"result without time", edit(t, `"time":"2026-11-22T02:10:00Z",`, ``)},
+		{"result without target", edit(t, `"target":"16.4.6",`, ``)},
+		{"success with error code", edit(t, `"error_code":""`, `"error_code":"boom"`)},
+		{"bad error code", edit(t, `"success":true,"error_code":""`, `"success":false,"error_code":"Health Check!"`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := DecodeReport([]byte(tt.body))
+			if !errors.Is(err, ErrInvalidReport) {
+				t.Errorf("DecodeReport = %v, want ErrInvalidReport", err)
+			}
+		})
+	}
+}
+
+func FuzzDecodeReport(f *testing.F) {
+	f.Add([]byte(validBody))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"host_id":"","updater_status":"pinned","reported_at":"2026-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"last_update_result":{"time":"2026-01-01T00:00:00Z","target":"1.2.3","success":false,"error_code":"x"}}`))
+	f.Add([]byte(`{"services":[["a"]],"os":{"a":1}}`))
+	f.Add([]byte(`{"os":"linux","OS":"darwin"}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := DecodeReport(body)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidReport) {
+				t.Fatalf("DecodeReport error %v does not wrap ErrInvalidReport", err)
+			}
+			return
+		}
+		// What was accepted re-encodes to something accepted and equal.
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2, err := DecodeReport(b)
+		if err != nil {
+			t.Fatalf("re-encoded report refused: %v\n%s", err, b)
+		}
+		b2, _ := json.Marshal(r2)
+		if string(b) != string(b2) {
+			t.Fatalf("round trip changed the report:\n%s\n%s", b, b2)
+		}
+	})
+}
+
+func TestParseOSRelease(t *testing.T) {
+	t.Parallel()
+	in := `# comment
+NAME="Red Hat \"Enterprise\" Linux"
+VERSION_ID=9.4
+ID='rhel'
+PRETTY_NAME="unterminated
+BAD KEY=x
+ANSI_COLOR="0;31"  
+EMPTY=
+UNQUOTED=has space
+`
+	got := ParseOSRelease([]byte(in))
+	want := map[string]string{"NAME": `Red Hat "Enterprise" Linux`, "VERSION_ID": "9.4", "ID": "rhel", "ANSI_COLOR": "0;31", "EMPTY": ""}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseOSRelease = %q, want %q", got, want)
+	}
+}
+
+func FuzzParseOSRelease(f *testing.F) {
+	f.Add([]byte("NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\n"))
+	f.Add([]byte("NAME='Fedora Linux'\nVERSION_ID=40\n"))
+	f.Add([]byte("NAME=\"a\\\"b\\\\\"\nX=\"unterminated\n"))
+	f.Add([]byte("=\n==\n#\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for k := range ParseOSRelease(data) {
+			if !isEnvKey(k) {
+				t.Fatalf("key %q is not a variable name", k)
+			}
+		}
+	})
+}
+
+func TestGlibcVersionFromLibc(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in, want string
+	}{
+		{"\x00GNU C Library (Debian GLIBC 2.36-9+deb12u4) stable release version 2.36.\n", "2.36"},
+		{"GNU C Library (GNU libc) stable release version 2.34.", "2.34"},
+		{"GNU C Library (GNU libc) development release version 2.40.9000.", "2.40.9000"},
+		{"GNU C Library: nothing here\nversion 2.1", ""},
+		{"GNU C Library first\x00 then GNU C Library (x) stable release version 2.17.", "2.17"},
+		{"musl libc (x86_64) Version 1.2.5", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := GlibcVersionFromLibc([]byte(tt.in)); got != tt.want {
+			t.Errorf("GlibcVersionFromLibc(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func FuzzGlibcVersionFromLibc(f *testing.F) {
+	f.Add([]byte("GNU C Library (GNU libc) stable release version 2.34."))
+	f.Add([]byte("GNU C Library GNU C Library version 1.2"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if v := GlibcVersionFromLibc(data); v != "" && !glibcPattern.MatchString(v) {
+			t.Fatalf("version %q would be refused by the proxy", v)
+		}
+	})
+}

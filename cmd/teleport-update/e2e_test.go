@@ -1,0 +1,499 @@
+package main
+
+// End-to-end tests through the real binary: a real proxy (`teleport-update
+// proxy serve` as a child process), a loopback HTTPS CDN serving signed
+// releases, and the agent commands run as separate processes under --root.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/release"
+	"github.com/gravitational/teleport-update/updater"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// testBinary builds teleport-update once per test process, with the
+// crash hook compiled in.
+func testBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "teleport-update-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "teleport-update")
+		cmd := exec.Command("go", "build", "-tags", "crashtest", "-o", binPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// e2e is one host root, one CDN, one proxy process.
+type e2e struct {
+	t        *testing.T
+	bin      string
+	dir      string // scratch
+	root     string // the host's --root
+	caFile   string // PEM bundle trusted by the child processes
+	policy   string // the proxy's resource file
+	key      *ecdsa.PrivateKey
+	cdn      *fixture.CDN
+	proxy    string // HOST:PORT
+	token    string
+	censusDB string
+}
+
+const e2eToken = "e2e-enrollment-token-0123456789abcdef"
+
+func newE2E(t *testing.T) *e2e {
+	t.Helper()
+	e := &e2e{t: t, bin: testBinary(t), dir: t.TempDir(), root: t.TempDir(), token: e2eToken, cdn: fixture.NewCDN()}
+	t.Cleanup(e.cdn.Close)
+	keyDir := filepath.Join(e.dir, "keys")
+	os.Mkdir(keyDir, 0o700)
+	priv, pub, err := release.GenerateKey(keyDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.key, err = release.LoadPrivateKey(priv); err != nil {
+		t.Fatal(err)
+	}
+	pubPEM, _ := os.ReadFile(pub)
+	if err := fixture.TrustKey(e.root, "test", pubPEM); err != nil {
+		t.Fatal(err)
+	}
+	// The proxy's certificate comes from a throwaway CA; the CA and the
+	// CDN's certificate form the bundle the child processes trust.
+	tlsFiles, err := fixture.NewTLS(e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := tlsFiles.CertFile, tlsFiles.KeyFile
+	e.caFile = filepath.Join(e.dir, "ca.pem")
+	os.WriteFile(e.caFile, append(tlsFiles.CAPEM, e.cdn.CertPEM()...), 0o644)
+
+	e.policy = filepath.Join(e.dir, "policy.yaml")
+	e.setPolicy("1.0.0", "immediate")
+	tokens := filepath.Join(e.dir, "tokens.yaml")
+	os.WriteFile(tokens, []byte(fmt.Sprintf("tokens:\n  - token: %q\n    group: staging\n", e.token)), 0o600)
+	e.censusDB = filepath.Join(e.dir, "census.db")
+	e.proxy = e.startProxy(certFile, keyFile, tokens)
+	return e
+}
+
+var listenRE = regexp.MustCompile(`addr=([0-9.]+:[0-9]+)`)
+
+func (e *e2e) startProxy(certFile, keyFile, tokens string) string {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, e.bin, "proxy", "serve", "--resource", e.policy, "--listen", "127.0.0.1:0",
+		"--tls-cert", certFile, "--tls-key", keyFile, "--tokens", tokens, "--census-db", e.censusDB)
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	var logMu sync.Mutex
+	var logBuf bytes.Buffer
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			logMu.Lock()
+			logBuf.WriteString(line + "\n")
+			logMu.Unlock()
+			if m := listenRE.FindStringSubmatch(line); m != nil && strings.Contains(line, "listening") {
+				select {
+				case addrCh <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	e.t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+		if e.t.Failed() {
+			logMu.Lock()
+			e.t.Logf("proxy log:\n%s", logBuf.String())
+			logMu.Unlock()
+		}
+	})
+	select {
+	case addr := <-addrCh:
+		return addr
+	case <-time.After(30 * time.Second):
+		logMu.Lock()
+		defer logMu.Unlock()
+		e.t.Fatalf("proxy did not start:\n%s", logBuf.String())
+	}
+	return ""
+}
+
+// setPolicy rewrites the proxy's resource file; schedule is immediate or
+// closed (a regular window that is not open now).
+func (e *e2e) setPolicy(version, schedule string) {
+	e.t.Helper()
+	window := `"0 2 * * *"`
+	if schedule == "closed" {
+		// A window on Feb 29 at 00:00 for one minute: not open during tests
+		// run on other days.
+		window = `"0 0 29 2 *"`
+		schedule = "regular"
+	}
+	doc := fmt.Sprintf(`kind: autoupdate_version
+version: v1
+spec:
+  agents:
+    target_version: %s
+    mode: enabled
+    schedule: %s
+    jitter_seconds: 0
+    groups:
+      - name: staging
+        window: %s
+        duration: 1m
+`, version, schedule, window)
+	tmp := e.policy + ".tmp"
+	os.WriteFile(tmp, []byte(doc), 0o644)
+	if err := os.Rename(tmp, e.policy); err != nil {
+		e.t.Fatal(err)
+	}
+	if e.proxy != "" {
+		e.waitTarget(version)
+	}
+}
+
+// waitTarget polls the proxy until it serves version.
+func (e *e2e) waitTarget(version string) {
+	e.t.Helper()
+	pool := x509.NewCertPool()
+	ca, _ := os.ReadFile(e.caFile)
+	pool.AppendCertsFromPEM(ca)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig(pool)}, Timeout: 5 * time.Second}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := client.Get("https://" + e.proxy + "/v1/webapi/find?group=staging")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if bytes.Contains(body, []byte(`"agent_version":"`+version+`"`)) {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.t.Fatalf("proxy never served %s", version)
+}
+
+// publish builds, signs and serves an agent release.
+func (e *e2e) publish(version string, broken bool) {
+	e.t.Helper()
+	data, err := fixture.AgentRelease(version, broken)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	name := fmt.Sprintf("teleport-v%s-%s-%s-bin.tar.gz", version, runtime.GOOS, runtime.GOARCH)
+	if err := e.cdn.Publish(e.key, e.dir, name, data); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+type runResult struct {
+	code           int
+	stdout, stderr string
+	signaled       bool
+}
+
+// run executes the agent binary with --root and returns its outcome.
+func (e *e2e) run(env []string, args ...string) runResult {
+	e.t.Helper()
+	cmd := exec.Command(e.bin, append([]string{"--root", e.root}, args...)...)
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+e.caFile)
+	cmd.Env = append(cmd.Env, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := runResult{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+		r.signaled = ee.ExitCode() == -1
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+func (e *e2e) mustRun(args ...string) runResult {
+	e.t.Helper()
+	r := e.run(nil, args...)
+	if r.code != 0 {
+		e.t.Fatalf("%v: exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func (e *e2e) status() updater.StatusReport {
+	e.t.Helper()
+	r := e.mustRun("status", "--json")
+	var st updater.StatusReport
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		e.t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	return st
+}
+
+func (e *e2e) linked() string {
+	dst, err := os.Readlink(filepath.Join(e.root, "usr/local/bin/teleport"))
+	if err != nil {
+		return ""
+	}
+	m := regexp.MustCompile(`versions/([^/]+)/bin/`).FindStringSubmatch(dst)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+func TestE2ELifecycle(t *testing.T) {
+	e := newE2E(t)
+	e.publish("1.0.0", false)
+	e.publish("2.0.0", false)
+	e.publish("3.0.0", true)
+
+	r := e.run([]string{"TELEPORT_INSTALL_METHOD_NODE_SCRIPT=true"}, "install", "--proxy", e.proxy, "--group", "staging",
+		"--token", e.token, "--base-url", e.cdn.Server.URL)
+	if r.code != 0 {
+		t.Fatalf("install: %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	st := e.status()
+	if st.Active != "1.0.0" || st.Proxy != e.proxy || st.Target != "1.0.0" || !st.WindowOpen || e.linked() != "1.0.0" {
+		t.Fatalf("after install: %+v linked=%s", st, e.linked())
+	}
+	cfg, _, _ := updater.LoadConfig(filepath.Join(e.root, "var/lib/teleport/update.yaml"))
+	if len(cfg.Spec.InstallMethods) != 1 || cfg.Spec.InstallMethods[0] != "node_script" {
+		t.Fatalf("install methods: %v", cfg.Spec.InstallMethods)
+	}
+
+	// Window closed: update exits 0 and changes nothing.
+	e.setPolicy("2.0.0", "closed")
+	e.mustRun("update")
+	if st := e.status(); st.Active != "1.0.0" || st.WindowOpen {
+		t.Fatalf("closed window moved the host: %+v", st)
+	}
+
+	// The proxy moves the target; update moves the host.
+	e.setPolicy("2.0.0", "immediate")
+	e.mustRun("update")
+	st = e.status()
+	if st.Active != "2.0.0" || st.Backup != "1.0.0" || e.linked() != "2.0.0" || st.LastUpdate == nil || !st.LastUpdate.Success {
+		t.Fatalf("after update: %+v", st)
+	}
+
+	// A broken release is rolled back with a non-zero exit and one line on stderr.
+	e.setPolicy("3.0.0", "immediate")
+	r = e.run(nil, "update")
+	if r.code != 1 || !strings.Contains(r.stderr, "rolled back") {
+		t.Fatalf("broken update: exit %d\n%s", r.code, r.stderr)
+	}
+	st = e.status()
+	if st.Active != "2.0.0" || len(st.Skip) != 1 || st.Skip[0] != "3.0.0" || e.linked() != "2.0.0" {
+		t.Fatalf("after rollback: %+v", st)
+	}
+
+	// pin holds the host even when the proxy moves.
+	e.mustRun("pin")
+	e.publish("4.0.0", false)
+	e.setPolicy("4.0.0", "immediate")
+	e.mustRun("update")
+	if st := e.status(); st.Active != "2.0.0" || !st.Pinned {
+		t.Fatalf("pinned host moved: %+v", st)
+	}
+	e.mustRun("unpin")
+	e.mustRun("update")
+	if st := e.status(); st.Active != "4.0.0" {
+		t.Fatalf("unpinned host did not follow: %+v", st)
+	}
+
+	// rollback switches to the backup now.
+	e.mustRun("rollback", "--health-window", "1s")
+	if st := e.status(); st.Active != "2.0.0" || e.linked() != "2.0.0" {
+		t.Fatalf("after rollback: %+v", st)
+	}
+
+	// The census report reached the proxy's database.
+	r = e.mustRun("proxy", "census", "--db", e.censusDB, "--json")
+	if !strings.Contains(r.stdout, "2.0.0") && !strings.Contains(r.stdout, "4.0.0") {
+		t.Errorf("census summary does not show the host:\n%s", r.stdout)
+	}
+
+	// uninstall leaves nothing of ours.
+	r = e.mustRun("uninstall")
+	var left []string
+	filepath.Walk(e.root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			rel, _ := filepath.Rel(e.root, p)
+			if !strings.HasPrefix(rel, "etc/teleport-update/keys.d/") {
+				left = append(left, rel)
+			}
+		}
+		return nil
+	})
+	if len(left) > 0 {
+		t.Fatalf("uninstall left files: %v\n%s", left, r.stdout)
+	}
+}
+
+func TestE2EProxyDownChangesNothing(t *testing.T) {
+	e := newE2E(t)
+	e.publish("1.0.0", false)
+	e.mustRun("install", "--proxy", e.proxy, "--base-url", e.cdn.Server.URL)
+	state := filepath.Join(e.root, "var/lib/teleport/update.yaml")
+	// Point the host at a port nobody listens on.
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := l.Addr().String()
+	l.Close()
+	e.mustRun("install", "--proxy", e.proxy, "--version", "1.0.0") // no-op re-install keeps working
+	cfg, _, _ := updater.LoadConfig(state)
+	cfg.Spec.Proxy = dead
+	updater.SaveConfig(state, cfg)
+	before, _ := os.ReadFile(state)
+	r := e.run(nil, "update", "--now")
+	if r.code != 1 || !strings.Contains(r.stderr, "keeps running 1.0.0") {
+		t.Fatalf("proxy down: exit %d\n%s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "teleport-update: ") {
+		t.Errorf("the reason is not one line at the end of stderr:\n%s", r.stderr)
+	}
+	after, _ := os.ReadFile(state)
+	if !bytes.Equal(before, after) {
+		t.Fatalf("update.yaml changed:\n%s", after)
+	}
+}
+
+// TestE2ECrashAtEveryStep kills the updater with SIGKILL right after each
+// step of an update (and of a rollback) and checks that the host stays
+// consistent and the next run completes the job.
+func TestE2ECrashAtEveryStep(t *testing.T) {
+	steps := []struct {
+		step   string
+		broken bool // the target fails its health check (rollback path)
+	}{
+		{"download", false}, {"extract", false}, {"link", false}, {"state", false},
+		{"download", true}, {"extract", true}, {"link", true}, {"revert", true},
+	}
+	for _, tc := range steps {
+		name := tc.step
+		if tc.broken {
+			name += "-rollback"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newE2E(t)
+			e.publish("1.0.0", false)
+			e.publish("2.0.0", tc.broken)
+			e.mustRun("install", "--proxy", e.proxy, "--base-url", e.cdn.Server.URL)
+			e.setPolicy("2.0.0", "immediate")
+
+			r := e.run([]string{"TELEPORT_UPDATE_CRASH_AT=" + tc.step}, "update")
+			if !r.signaled {
+				t.Fatalf("run was not killed at %s: exit %d\n%s", tc.step, r.code, r.stderr)
+			}
+			// Right after the kill: update.yaml parses and names a version
+			// that is installed and runs.
+			st := e.status()
+			checkRunnable(t, e.root, st.Active)
+
+			// The next run finishes the job.
+			r = e.run(nil, "update")
+			st = e.status()
+			want := "2.0.0"
+			if tc.broken {
+				want = "1.0.0"
+				if !contains(st.Skip, "2.0.0") {
+					t.Errorf("broken 2.0.0 not skipped after recovery: %+v", st)
+				}
+			} else if r.code != 0 {
+				t.Fatalf("recovery run: exit %d\n%s", r.code, r.stderr)
+			}
+			if st.Active != want || e.linked() != want {
+				t.Fatalf("after recovery: active=%s linked=%s want %s\n%s", st.Active, e.linked(), want, r.stderr)
+			}
+			checkRunnable(t, e.root, st.Active)
+			checkNoLeftovers(t, e.root)
+		})
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func checkRunnable(t *testing.T, root, version string) {
+	t.Helper()
+	if version == "" {
+		t.Fatal("no active version")
+	}
+	out, err := exec.Command(filepath.Join(root, "var/lib/teleport/versions", version, "bin/teleport"), "version").Output()
+	if err != nil || !strings.Contains(string(out), "v"+version) {
+		t.Fatalf("active version %s does not run: %v %s", version, err, out)
+	}
+}
+
+func checkNoLeftovers(t *testing.T, root string) {
+	t.Helper()
+	entries, _ := os.ReadDir(filepath.Join(root, "var/lib/teleport/versions"))
+	for _, ent := range entries {
+		if _, err := os.Stat(filepath.Join(root, "var/lib/teleport/versions", ent.Name(), ".verified")); err != nil {
+			t.Errorf("half-installed version left: %s", ent.Name())
+		}
+	}
+	staging, _ := filepath.Glob(filepath.Join(root, "var/lib/teleport/.staging/*"))
+	if len(staging) > 0 {
+		t.Errorf("staging left: %v", staging)
+	}
+}
+
+func tlsConfig(pool *x509.CertPool) *tls.Config {
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}

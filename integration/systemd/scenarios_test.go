@@ -1,0 +1,175 @@
+package systemd
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// healthWindow is passed to install and update: long enough that the v4
+// agent (crashes 5 s after it starts) fails inside it, short enough to keep
+// the suite fast.
+const healthWindow = "8s"
+
+// TestScenarios runs the stories of issue 3 in order on one host through the
+// real teleport-update binary: install v1; update to v2; update to v3, which
+// exits at start, and get rolled back to v2; update to v4, which crashes
+// after ~5 s, and get rolled back again.
+func TestScenarios(t *testing.T) {
+	requireHarness(t)
+	t.Parallel()
+	cli := teleportUpdateBinary(t)
+	c := sharedCDN(t)
+	px := newProxy(t, v1)
+	h := bootHost(t, prepareForCLI(cli, c))
+
+	update := func() (stdout, stderr string, err error) {
+		return h.run(cliPath, "update", "--now", "--health-window", healthWindow)
+	}
+
+	t.Run("1 install v1", func(t *testing.T) {
+		h := &host{t: t, c: h.c}
+		h.mustRun(cliPath, "install", "--proxy", px.addr(), "--base-url", c.srv.URL, "--no-census", "--health-window", healthWindow)
+		if got := h.runningVersion(); got != v1 {
+			t.Errorf("agent runs %s after install, want %s", got, v1)
+		}
+		st := h.status()
+		if st.Active != v1 || st.Proxy != px.addr() || st.BaseURL != c.srv.URL {
+			t.Errorf("status after install: active %q proxy %q base_url %q; want %q %q %q",
+				st.Active, st.Proxy, st.BaseURL, v1, px.addr(), c.srv.URL)
+		}
+		if got := strings.TrimSpace(h.mustRun(agentLinkPath, "version")); !strings.Contains(got, "v"+v1) {
+			t.Errorf("%s version prints %q, want v%s", agentLinkPath, got, v1)
+		}
+		if got := strings.TrimSpace(h.mustRun("systemctl", "is-enabled", agentUnit)); got != "enabled" {
+			t.Errorf("%s is %q, want enabled", agentUnit, got)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("2 update to v2", func(t *testing.T) {
+		h := &host{t: t, c: h.c}
+		px.setTarget(v2)
+		if o, e, err := update(); err != nil {
+			t.Fatalf("update to v2: %v\nstdout:\n%s\nstderr:\n%s", err, o, e)
+		}
+		if got := h.runningVersion(); got != v2 {
+			t.Errorf("agent runs %s after update, want %s", got, v2)
+		}
+		unit := h.mustRun("cat", "/etc/systemd/system/"+agentUnit)
+		if !strings.Contains(unit, versionsDir+"/"+v2+"/bin/teleport") || strings.Contains(unit, versionsDir+"/"+v1+"/") {
+			t.Errorf("%s was not swapped to %s:\n%s", agentUnit, v2, unit)
+		}
+		st := h.status()
+		if st.Active != v2 || st.Backup != v1 {
+			t.Errorf("status after update: active %q backup %q, want %q %q", st.Active, st.Backup, v2, v1)
+		}
+		if got := h.versions(); !slices.Equal(got, []string{v1, v2}) {
+			t.Errorf("installed versions %q, want %q (v1 kept as backup)", got, []string{v1, v2})
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	// Rollbacks: the update fails, the host ends on v2, healthy, and the
+	// bad version is skipped.
+	for _, tc := range []struct {
+		name, version string
+	}{
+		{name: "3 update to v3 that exits at start rolls back", version: v3},
+		{name: "4 update to v4 that crashes after 5s rolls back", version: v4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &host{t: t, c: h.c}
+			pidBefore := h.show(agentUnit, "MainPID")["MainPID"]
+			px.setTarget(tc.version)
+			o, e, err := update()
+			if err == nil {
+				t.Fatalf("update to %s succeeded, want a failure with rollback\nstdout:\n%s\nstderr:\n%s", tc.version, o, e)
+			}
+			if !strings.Contains(strings.ToLower(e), "roll") {
+				t.Errorf("update to %s failed without saying it rolled back:\n%s", tc.version, e)
+			}
+			if got := h.runningVersion(); got != v2 {
+				t.Errorf("agent runs %s after the failed update, want %s", got, v2)
+			}
+			if pid := h.show(agentUnit, "MainPID")["MainPID"]; pid == pidBefore {
+				t.Errorf("agent main PID %s unchanged: the update never restarted it", pid)
+			}
+			st := h.status()
+			if st.Active != v2 || !slices.Contains(st.Skip, tc.version) {
+				t.Errorf("status after rollback: active %q skip %q; want %q with %q skipped", st.Active, st.Skip, v2, tc.version)
+			}
+			if st.LastUpdate == nil || st.LastUpdate.Success || st.LastUpdate.Target != tc.version {
+				t.Errorf("last_update after rollback = %+v, want a failed update to %s", st.LastUpdate, tc.version)
+			}
+			if got := h.show(agentUnit, "ActiveState")["ActiveState"]; got != "active" {
+				t.Errorf("%s is %s after rollback, want active", agentUnit, got)
+			}
+			if got := strings.TrimSpace(h.mustRun(agentLinkPath, "version")); !strings.Contains(got, "v"+v2) {
+				t.Errorf("%s version prints %q after rollback, want v%s", agentLinkPath, got, v2)
+			}
+
+			// The skipped version is not tried again.
+			o, e, err = update()
+			if err != nil {
+				t.Errorf("update with %s skipped: %v\nstdout:\n%s\nstderr:\n%s", tc.version, err, o, e)
+			}
+			if got := h.runningVersion(); got != v2 {
+				t.Errorf("agent runs %s after an update to the skipped %s, want %s", got, tc.version, v2)
+			}
+		})
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+// TestTimerUpdates checks that install enables the update timer and that the
+// timer's run (teleport-update.service, with its sandboxing) performs an
+// update. The timer is made to fire at once with a drop-in; everything else
+// is the rendered units as installed.
+func TestTimerUpdates(t *testing.T) {
+	requireHarness(t)
+	t.Parallel()
+	cli := teleportUpdateBinary(t)
+	c := sharedCDN(t)
+	px := newProxy(t, v1)
+	h := bootHost(t, prepareForCLI(cli, c))
+
+	h.mustRun(cliPath, "install", "--proxy", px.addr(), "--base-url", c.srv.URL, "--no-census", "--health-window", "2s")
+	if got := h.runningVersion(); got != v1 {
+		t.Fatalf("agent runs %s after install, want %s", got, v1)
+	}
+	timer := h.show(updaterTimer, "ActiveState", "UnitFileState")
+	if timer["ActiveState"] != "active" || timer["UnitFileState"] != "enabled" {
+		t.Fatalf("%s is %s/%s after install, want active/enabled", updaterTimer, timer["ActiveState"], timer["UnitFileState"])
+	}
+
+	px.setTarget(v2)
+	runsBefore := h.show(updaterUnit, "InvocationID")["InvocationID"]
+	const dropIn = "[Timer]\nOnActiveSec=1s\nAccuracySec=1s\nRandomizedDelaySec=0\n"
+	if err := writeFile(h.c.Root(), "/etc/systemd/system/"+updaterTimer+".d/fire-now.conf", []byte(dropIn), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.mustRun("systemctl", "daemon-reload")
+	h.mustRun("systemctl", "restart", updaterTimer)
+
+	waitFor(t, timerTimeout, "the timer's update run to finish", func() bool {
+		p := h.show(updaterUnit, "InvocationID", "ActiveState")
+		return p["InvocationID"] != runsBefore && p["ActiveState"] != "activating" && p["ActiveState"] != "active"
+	})
+	res := h.show(updaterUnit, "Result", "ExecMainStatus")
+	if res["Result"] != "success" || res["ExecMainStatus"] != "0" {
+		t.Fatalf("%s finished with result %s, exit status %s; want success, 0", updaterUnit, res["Result"], res["ExecMainStatus"])
+	}
+	if got := h.runningVersion(); got != v2 {
+		t.Errorf("agent runs %s after the timer's run, want %s", got, v2)
+	}
+	if st := h.status(); st.Active != v2 || st.Backup != v1 {
+		t.Errorf("status after the timer's run: active %q backup %q, want %q %q", st.Active, st.Backup, v2, v1)
+	}
+}

@@ -1,0 +1,84 @@
+package proxyapi
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func FuzzParsePolicy(f *testing.F) {
+	f.Add([]byte(validPolicy))
+	if b, err := os.ReadFile(filepath.Join("..", "resources", "autoupdate_version.yaml")); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte(strings.Replace(validPolicy, "regular", "immediate", 1)))
+	f.Add([]byte(strings.Replace(validPolicy, "16.4.6", "v16", 1)))
+	f.Add([]byte(validPolicy + "---\n" + validPolicy))
+	f.Add([]byte("kind: autoupdate_version\nversion: v1\nspec:\n  agents: &a\n    x: *a\n"))
+	f.Add([]byte(""))
+	now := time.Date(2026, 11, 22, 2, 30, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePolicy(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidPolicy) {
+				t.Fatalf("error %v does not wrap ErrInvalidPolicy", err)
+			}
+			return
+		}
+		if p.TargetVersion == nil || (p.Schedule == ScheduleRegular && len(p.Groups) == 0) {
+			t.Fatalf("accepted an incomplete policy: %+v", p)
+		}
+		for _, g := range p.Groups {
+			if checkName(g.Name) != nil || g.Duration <= 0 || g.Schedule == nil {
+				t.Fatalf("accepted an invalid group: %+v", g)
+			}
+		}
+		s, _ := p.Settings(p.Group(""), now)
+		if s.AgentVersion == "" || s.AgentUpdateJitterSeconds < 0 || s.AgentUpdateJitterSeconds > MaxJitterSeconds {
+			t.Fatalf("bad settings %+v", s)
+		}
+	})
+}
+
+func FuzzFindQuery(f *testing.F) {
+	for _, s := range []string{"", "group=staging", "group=staging&host=h1", "group=%zz", "group=a+b", "group=&group=", "host=" + strings.Repeat("h", 70), "x=1&&group=prod%2D1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := ParseFindQuery(raw)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidQuery) {
+				t.Fatalf("error %v does not wrap ErrInvalidQuery", err)
+			}
+			return
+		}
+		for _, v := range []string{q.Group, q.Host} {
+			if v != "" && checkName(v) != nil {
+				t.Fatalf("accepted %q", v)
+			}
+		}
+	})
+}
+
+func FuzzParseTokens(f *testing.F) {
+	f.Add([]byte("tokens:\n  - token: " + strings.Repeat("k", 32) + "\n    group: staging\n    cidrs: [10.0.0.0/8]\n"))
+	f.Add([]byte("tokens: []\n"))
+	f.Add([]byte("tokens:\n  - token: short\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		toks, err := ParseTokens(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidTokens) {
+				t.Fatalf("error %v does not wrap ErrInvalidTokens", err)
+			}
+			return
+		}
+		for _, tok := range toks {
+			if len(tok.Token) < MinTokenLen {
+				t.Fatalf("accepted a short token")
+			}
+		}
+	})
+}

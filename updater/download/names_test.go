@@ -1,0 +1,232 @@
+package download
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/Masterminds/semver/v3"
+)
+
+func TestParseVersion(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		wantErr bool
+	}{
+		{"16.4.6", false},
+		{"17.0.0-beta.1", false},
+		{"17.0.0-dev.abcdef.123", false},
+		{"1.2.3+build.5", false},
+		{"0.0.1", false},
+		{"v16.4.6", true},
+		{"16.4", true},
+		{"16", true},
+		{"", true},
+		{"16.4.6/../../evil", true},
+		{"16.4.6?x=1", true},
+		{"16.4.6#frag", true},
+		{"16.4.6 ", true},
+		{" 16.4.6", true},
+		{"16.4.6\n", true},
+		{"016.4.6", true},
+		{"16.4.6-", true},
+		{"16.4.6-a..b", true},
+		{"16.4.6-%2e%2e", true},
+		{"16.4.6-" + strings.Repeat("a", MaxVersionLength), true},
+	}
+	for _, tt := range tests {
+		v, err := ParseVersion(tt.in)
+		if tt.wantErr {
+			if !errors.Is(err, ErrInvalidVersion) {
+				t.Errorf("ParseVersion(%q) = %v, %v; want ErrInvalidVersion", tt.in, v, err)
+			} else if q := quote(tt.in); !strings.Contains(err.Error(), q) {
+				t.Errorf("ParseVersion(%q) error %q does not quote the input as %s", tt.in, err, q)
+			}
+			continue
+		}
+		if err != nil || v.String() != tt.in {
+			t.Errorf("ParseVersion(%q) = %v, %v; want the version back", tt.in, v, err)
+		}
+	}
+}
+
+func mustVersion(t testing.TB, s string) *semver.Version {
+	t.Helper()
+	v, err := ParseVersion(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestArtifactNames(t *testing.T) {
+	t.Parallel()
+	a := Artifact{Product: ProductTeleport, Version: mustVersion(t, "16.4.6"), OS: "linux", Arch: "amd64"}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for got, want := range map[string]string{
+		a.TarballName():   "teleport-v16.4.6-linux-amd64-bin.tar.gz",
+		a.ChecksumName():  "teleport-v16.4.6-linux-amd64-bin.tar.gz.sha256",
+		a.BundleName():    "teleport-v16.4.6-linux-amd64-bin.tar.gz.sha256.sigstore.json",
+		a.SignatureName(): "teleport-v16.4.6-linux-amd64-bin.tar.gz.sha256.sig",
+	} {
+		if got != want {
+			t.Errorf("name = %q, want %q", got, want)
+		}
+	}
+	u := Artifact{Product: ProductUpdater, Version: mustVersion(t, "1.0.0-rc.1"), OS: "linux", Arch: "arm64"}
+	if got, want := u.TarballName(), "teleport-update-v1.0.0-rc.1-linux-arm64-bin.tar.gz"; got != want {
+		t.Errorf("TarballName = %q, want %q", got, want)
+	}
+}
+
+func TestArtifactValidate(t *testing.T) {
+	t.Parallel()
+	v := mustVersion(t, "16.4.6")
+	tests := []struct {
+		name string
+		a    Artifact
+	}{
+		{"unknown product", Artifact{Product: "tctl", Version: v, OS: "linux", Arch: "amd64"}},
+		{"product with a slash", Artifact{Product: "../teleport", Version: v, OS: "linux", Arch: "amd64"}},
+		{"no version", Artifact{Product: ProductTeleport, OS: "linux", Arch: "amd64"}},
+		{"empty OS", Artifact{Product: ProductTeleport, Version: v, Arch: "amd64"}},
+		{"upper-case OS", Artifact{Product: ProductTeleport, Version: v, OS: "Linux", Arch: "amd64"}},
+		{"OS with a dash", Artifact{Product: ProductTeleport, Version: v, OS: "linux-x", Arch: "amd64"}},
+		{"arch with a slash", Artifact{Product: ProductTeleport, Version: v, OS: "linux", Arch: "amd64/.."}},
+		{"arch with a dot", Artifact{Product: ProductTeleport, Version: v, OS: "linux", Arch: "."}},
+	}
+	for _, tt := range tests {
+		if err := tt.a.Validate(); !errors.Is(err, ErrInvalidArtifact) {
+			t.Errorf("%s: Validate() = %v, want ErrInvalidArtifact", tt.name, err)
+		}
+		if _, err := tt.a.URL(DefaultBaseURL, tt.a.TarballName()); !errors.Is(err, ErrInvalidArtifact) {
+			t.Errorf("%s: URL() error = %v, want ErrInvalidArtifact", tt.name, err)
+		}
+	}
+}
+
+func TestArtifactURL(t *testing.T) {
+	t.Parallel()
+	a := Artifact{Product: ProductTeleport, Version: mustVersion(t, "16.4.6+build.1"), OS: "linux", Arch: "amd64"}
+	tests := []struct {
+		base, file string
+		want       string
+		wantErr    error
+	}{
+		{DefaultBaseURL, a.TarballName(), "https://cdn.teleport.dev/teleport-v16.4.6+build.1-linux-amd64-bin.tar.gz", nil},
+		{"https://cdn.teleport.dev/", a.ChecksumName(), "https://cdn.teleport.dev/teleport-v16.4.6+build.1-linux-amd64-bin.tar.gz.sha256", nil},
+		{"https://mirror.example:8443/teleport/", a.BundleName(), "https://mirror.example:8443/teleport/teleport-v16.4.6+build.1-linux-amd64-bin.tar.gz.sha256.sigstore.json", nil},
+		{"https://mirror.example/a/b", a.SignatureName(), "https://mirror.example/a/b/teleport-v16.4.6+build.1-linux-amd64-bin.tar.gz.sha256.sig", nil},
+		{"https://mirror.example/with%20space/", a.TarballName(), "https://mirror.example/with%20space/teleport-v16.4.6+build.1-linux-amd64-bin.tar.gz", nil},
+		{"http://cdn.teleport.dev", a.TarballName(), "", ErrInsecureURL},
+		{DefaultBaseURL, "../etc/passwd", "", ErrInvalidArtifact},
+		{DefaultBaseURL, "teleport-v1.0.0-linux-amd64-bin.tar.gz", "", ErrInvalidArtifact},
+	}
+	for _, tt := range tests {
+		got, err := a.URL(tt.base, tt.file)
+		if !errors.Is(err, tt.wantErr) || got != tt.want {
+			t.Errorf("URL(%q, %q) = %q, %v; want %q, %v", tt.base, tt.file, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestValidateBaseURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		wantErr error
+	}{
+		{"https://cdn.teleport.dev", nil},
+		{"https://cdn.teleport.dev/", nil},
+		{"HTTPS://cdn.teleport.dev/", nil},
+		{"https://127.0.0.1:8443/mirror/teleport", nil},
+		{"https://[::1]/x/", nil},
+		{"http://cdn.teleport.dev", ErrInsecureURL},
+		{"HTTP://cdn.teleport.dev", ErrInsecureURL},
+		{"ftp://cdn.teleport.dev", ErrInvalidBaseURL},
+		{"cdn.teleport.dev", ErrInvalidBaseURL},
+		{"//cdn.teleport.dev", ErrInvalidBaseURL},
+		{"https://", ErrInvalidBaseURL},
+		{"https:///path", ErrInvalidBaseURL},
+		{"https://:443/", ErrInvalidBaseURL},
+		{"https:cdn.teleport.dev", ErrInvalidBaseURL},
+		{"https://user:pw@cdn.teleport.dev/", ErrInvalidBaseURL},
+		{"https://cdn.teleport.dev/?x=1", ErrInvalidBaseURL},
+		{"https://cdn.teleport.dev/?", ErrInvalidBaseURL},
+		{"https://cdn.teleport.dev/#frag", ErrInvalidBaseURL},
+		{"https://cdn.teleport.dev/#", ErrInvalidBaseURL},
+		{"https://cdn.teleport.dev/a/../b", ErrInvalidBaseURL},
+		{"https://cdn.teleport.dev/%zz", ErrInvalidBaseURL},
+		{"https://cdn teleport.dev/", ErrInvalidBaseURL},
+		{"", ErrInvalidBaseURL},
+		{"https://cdn.teleport.dev/" + strings.Repeat("a", MaxBaseURLLength), ErrInvalidBaseURL},
+	}
+	for _, tt := range tests {
+		if err := ValidateBaseURL(tt.in); !errors.Is(err, tt.wantErr) {
+			t.Errorf("ValidateBaseURL(%q) = %v, want %v", tt.in, err, tt.wantErr)
+		}
+	}
+}
+
+func FuzzParseVersion(f *testing.F) {
+	for _, s := range []string{"16.4.6", "17.0.0-beta.1", "1.2.3+build.5", "v1.2.3", "1.2", "1.2.3/../x", "1.2.3-a..b", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseVersion(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidVersion) {
+				t.Fatalf("ParseVersion(%q) error %v does not wrap ErrInvalidVersion", s, err)
+			}
+			return
+		}
+		if v.String() != s {
+			t.Fatalf("ParseVersion(%q) round-trips to %q", s, v.String())
+		}
+		if strings.ContainsAny(s, "/\\?#%:@ \t\r\n") || strings.Contains(s, "..") {
+			t.Fatalf("ParseVersion accepted %q with path or URL characters", s)
+		}
+		a := Artifact{Product: ProductTeleport, Version: v, OS: "linux", Arch: "amd64"}
+		raw, err := a.URL(DefaultBaseURL, a.TarballName())
+		if err != nil {
+			t.Fatalf("URL for accepted version %q: %v", s, err)
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Host != "cdn.teleport.dev" || u.Path != "/"+a.TarballName() || u.RawQuery != "" || u.Fragment != "" {
+			t.Fatalf("URL for version %q = %q escapes its place", s, raw)
+		}
+	})
+}
+
+func FuzzValidateBaseURL(f *testing.F) {
+	for _, s := range []string{DefaultBaseURL, "https://mirror.example:8443/teleport/", "http://cdn.teleport.dev", "https://u@h/", "https://h/?q", "https://h/#f", "https://h/a/../b", "https:h", ""} {
+		f.Add(s)
+	}
+	a := Artifact{Product: ProductTeleport, Version: semver.New(16, 4, 6, "", ""), OS: "linux", Arch: "amd64"}
+	f.Fuzz(func(t *testing.T, s string) {
+		err := ValidateBaseURL(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidBaseURL) && !errors.Is(err, ErrInsecureURL) {
+				t.Fatalf("ValidateBaseURL(%q) error %v wraps neither sentinel", s, err)
+			}
+			return
+		}
+		base, err := url.Parse(s)
+		if err != nil || base.Scheme != "https" || base.Hostname() == "" || base.User != nil || base.RawQuery != "" || base.Fragment != "" {
+			t.Fatalf("ValidateBaseURL accepted %q (%+v, %v)", s, base, err)
+		}
+		raw, err := a.URL(s, a.TarballName())
+		if err != nil {
+			t.Fatalf("URL under accepted base %q: %v", s, err)
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "https" || u.Host != base.Host || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
+			!strings.HasSuffix(u.Path, "/"+a.TarballName()) || !strings.HasPrefix(u.Path, strings.TrimSuffix(base.Path, "/")) {
+			t.Fatalf("URL under base %q = %q leaves the base", s, raw)
+		}
+	})
+}
