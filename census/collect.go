@@ -33,15 +33,16 @@ type UpdaterState struct {
 	// InstallMethodsFromEnv); unknown values are dropped.
 	InstallMethods []string
 	// Services the agent runs (node, kube, app, db, windows_desktop), when
-	// the caller knows them; invalid entries are dropped.
+	// the caller knows them; invalid entries are dropped. Nil reads them
+	// from etc/teleport.yaml (see ServicesFromConfig).
 	Services   []string
 	LastUpdate *UpdateResult
 	// SystemdUnitActive says the agent's unit (teleport.service) is active;
 	// with etc/systemd/system/teleport.service present it adds the
 	// systemctl install method. The caller asks systemd (over D-Bus).
 	SystemdUnitActive bool
-	// Salt is the per-install random key of host_id (see NewSalt); with a
-	// salt shorter than MinSaltSize host_id stays empty.
+	// Salt is the per-install random key of host_id (see NewSalt and
+	// HostID); with a salt shorter than MinSaltSize host_id stays empty.
 	Salt []byte
 }
 
@@ -107,12 +108,15 @@ func Collect(ctx context.Context, root string, st UpdaterState, opts Options) Re
 		ReportedAt:       now().UTC().Truncate(time.Millisecond),
 	}
 	r.InstallMethods = installMethodsOf(fsys, st)
+	if st.Services == nil {
+		r.Services = cleanList(probeServices(fsys), nil)
+	}
 	r.ContainerOrchestrator = probeKubernetes(ctx, fsys, getenv, opts.HTTPClient, logger)
 	if r.CloudEnvironment == "" && opts.AllowMetadataProbes {
 		r.CloudEnvironment = probeMetadata(ctx, opts.metadata, logger)
 	}
 	if r.HostID == "" {
-		logger.DebugContext(ctx, "Census host id left empty: no machine id or no salt.")
+		logger.DebugContext(ctx, "Census host id left empty: no salt; the proxy will refuse the report.")
 	}
 	return r
 }

@@ -43,9 +43,11 @@ func TestCollectFixtures(t *testing.T) {
 		runtime   string
 		cloud     string
 		methods   []string
-		machineID string // "" when the host id must stay empty
+		machineID string // "" for a host without one
+		services  []string
 	}{
-		{fixture: "debian", osVersion: "Debian GNU/Linux 12", glibc: "2.36", methods: []string{"teleport-update"}, machineID: "4a3b1c2d5e6f708192a3b4c5d6e7f809"},
+		{fixture: "debian", osVersion: "Debian GNU/Linux 12", glibc: "2.36", methods: []string{"teleport-update"}, machineID: "4a3b1c2d5e6f708192a3b4c5d6e7f809",
+			services: []string{"app", "node"}},
 		{fixture: "ubuntu", osVersion: "Ubuntu 22.04", glibc: "2.35", methods: []string{"teleport-update"}, machineID: "0123456789abcdef0123456789abcdef"},
 		{fixture: "rhel", osVersion: "Red Hat Enterprise Linux 9.4", glibc: "2.34", methods: []string{"teleport-update"}},
 		{fixture: "amazonlinux", osVersion: "Amazon Linux 2023", glibc: "2.34", cloud: CloudAWS, methods: []string{"teleport-update"}},
@@ -64,7 +66,7 @@ func TestCollectFixtures(t *testing.T) {
 			methods: []string{"node_script", "systemctl", "teleport-update"}},
 		// Active says nothing without the unit file; the unit file says nothing when inactive.
 		{fixture: "debian", state: UpdaterState{SystemdUnitActive: true}, osVersion: "Debian GNU/Linux 12", glibc: "2.36",
-			methods: []string{"teleport-update"}, machineID: "4a3b1c2d5e6f708192a3b4c5d6e7f809"},
+			methods: []string{"teleport-update"}, machineID: "4a3b1c2d5e6f708192a3b4c5d6e7f809", services: []string{"app", "node"}},
 		{fixture: "systemd", methods: []string{"teleport-update"}},
 		// A missing root leaves every file probe empty.
 		{fixture: "does-not-exist", methods: []string{"teleport-update"}},
@@ -93,8 +95,9 @@ func TestCollectFixtures(t *testing.T) {
 				UpdaterStatus:    StatusEnabled,
 				ReportedAt:       testNow,
 			}
-			if tt.machineID != "" {
-				want.HostID = HostID(tt.machineID, testSalt)
+			want.HostID = HostID(tt.machineID, testSalt)
+			if tt.services != nil {
+				want.Services = tt.services
 			}
 			if !reflect.DeepEqual(r, want) {
 				t.Errorf("Collect(%s) =\n%+v\nwant\n%+v", tt.fixture, r, want)
@@ -102,11 +105,17 @@ func TestCollectFixtures(t *testing.T) {
 			if hits.Load() != 0 {
 				t.Errorf("Collect asked the metadata endpoints %d times without AllowMetadataProbes", hits.Load())
 			}
-			// What Collect builds, the proxy accepts (given a host id).
+			// What Collect builds, the proxy accepts (given a host id), and
+			// it names no host: the fixtures' machine ids and node names stay out.
 			r.HostID = strings.Repeat("a", 64)
 			b, err := json.Marshal(r)
 			if err != nil {
 				t.Fatal(err)
+			}
+			for _, secret := range []string{"db-host-1", "4a3b1c2d5e6f708192a3b4c5d6e7f809", "0123456789abcdef0123456789abcdef", "proxy.example.com"} {
+				if strings.Contains(string(b), secret) {
+					t.Errorf("report contains %q: %s", secret, b)
+				}
 			}
 			if _, err := DecodeReport(b); err != nil {
 				t.Errorf("DecodeReport(Collect(%s)) = %v", tt.fixture, err)
@@ -186,6 +195,14 @@ func TestHostID(t *testing.T) {
 	}
 	if HostID(id, testSalt) != a {
 		t.Errorf("HostID is not stable")
+	}
+	// Without a machine id: a different, stable, salt-keyed id.
+	none := HostID("", testSalt)
+	if !hostIDPattern.MatchString(none) || none == a || HostID("", testSalt) != none {
+		t.Errorf("HostID without machine id = %q", none)
+	}
+	if HostID(id, testSalt[:MinSaltSize-1]) != "" || HostID("", nil) != "" {
+		t.Errorf("HostID with a short salt is not empty")
 	}
 	other := slices.Clone(testSalt)
 	other[0] ^= 1

@@ -34,17 +34,31 @@ func NewSalt() ([]byte, error) {
 
 // HostID returns hex(HMAC-SHA256(salt, context || machineID)): stable for
 // one installation, not reversible to the machine id, and not linkable to
-// other systems that see the raw machine id. It returns "" when machineID is
-// empty or salt is shorter than MinSaltSize.
+// other systems that see the raw machine id.
+//
+// A host without a machine id (containers, minimal images) gets an id keyed
+// by the salt alone, in a separate domain: still stable for the
+// installation and still unlinkable, so such hosts are counted rather than
+// refused by the proxy. HostID returns "" only when salt is shorter than
+// MinSaltSize.
 func HostID(machineID string, salt []byte) string {
-	if machineID == "" || len(salt) < MinSaltSize {
+	if len(salt) < MinSaltSize {
 		return ""
 	}
 	mac := hmac.New(sha256.New, salt)
 	mac.Write([]byte(hostIDContext))
-	mac.Write([]byte(machineID))
+	if machineID == "" {
+		mac.Write([]byte(noMachineIDContext))
+	} else {
+		mac.Write([]byte("machine-id:"))
+		mac.Write([]byte(machineID))
+	}
 	return hex.EncodeToString(mac.Sum(nil))
 }
+
+// noMachineIDContext separates salt-only ids from machine-id based ones; a
+// machine id is hex, so it can never collide with this text.
+const noMachineIDContext = "no machine id"
 
 // readMachineID returns the machine id from etc/machine-id (or the older
 // var/lib/dbus/machine-id): 32 hex digits, lowercased; "" when missing,

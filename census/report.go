@@ -8,11 +8,9 @@
 package census
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -81,8 +79,9 @@ var ErrInvalidReport = errors.New("invalid census report")
 // RFD 108 (AgentMetadataEvent) plus the updater's own state.
 type Report struct {
 	// HostID is hex(HMAC-SHA256(salt, machine-id)) with a per-install random
-	// salt: stable for one installation, never the raw machine id. Empty
-	// when the host has no machine id (the proxy refuses such reports).
+	// salt: stable for one installation, never the raw machine id (see
+	// HostID). Empty only when the updater has no salt; the proxy refuses
+	// such reports.
 	HostID string `json:"host_id"`
 	// Version is the agent (teleport) version that is active, semver
 	// without a leading "v"; empty before the first install.
@@ -159,14 +158,10 @@ func DecodeReport(body []byte) (Report, error) {
 	if err := checkKeys(body); err != nil {
 		return Report{}, fmt.Errorf("%w: %v", ErrInvalidReport, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
+	// checkKeys has admitted only known fields, so plain Unmarshal is strict.
 	var r Report
-	if err := dec.Decode(&r); err != nil {
+	if err := json.Unmarshal(body, &r); err != nil {
 		return Report{}, fmt.Errorf("%w: decode JSON: %v", ErrInvalidReport, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Report{}, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidReport)
 	}
 	if err := r.Validate(); err != nil {
 		return Report{}, err
@@ -174,87 +169,97 @@ func DecodeReport(body []byte) (Report, error) {
 	return r, nil
 }
 
-// checkKeys walks the JSON tokens of body and refuses anything that is not a
-// single object whose keys (and those of last_update_result) are known,
-// exactly cased and not repeated, nested no deeper than a valid report.
+// checkKeys scans body and refuses anything that is not a single object
+// whose keys (and those of last_update_result) are known, exactly cased,
+// unescaped and not repeated, nested no deeper than a valid report. It
+// does not allocate. It trusts json.Unmarshal, which runs next, to refuse
+// bad syntax; on malformed input it may only refuse more, never less.
 func checkKeys(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("read JSON: %v", err)
+	type frame struct {
+		object    bool
+		fields    []string
+		seen      uint32 // bit i: fields[i] seen
+		expectKey bool
+		lastKey   int // index in fields of the key whose value comes next
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	var stack [maxDepth]frame
+	depth := 0
+	i := skipSpace(body, 0)
+	if i == len(body) || body[i] != '{' {
 		return errors.New("body is not a JSON object")
 	}
-	return checkObject(dec, reportFields, 1)
-}
-
-// checkObject checks the rest of an object whose '{' has been read.
-func checkObject(dec *json.Decoder, allowed []string, depth int) error {
-	seen := make(map[string]bool, len(allowed))
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("read JSON: %v", err)
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return fmt.Errorf("unexpected token %v", tok)
-		}
-		if !slices.Contains(allowed, key) {
-			return fmt.Errorf("unknown field %q", truncate(key))
-		}
-		if seen[key] {
-			return fmt.Errorf("duplicate field %q", key)
-		}
-		seen[key] = true
-		next := []string(nil)
-		if key == "last_update_result" {
-			next = resultFields
-		}
-		if err := checkValue(dec, next, depth); err != nil {
-			return fmt.Errorf("field %q: %w", key, err)
-		}
-	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
-		return fmt.Errorf("read JSON: %v", err)
-	}
-	return nil
-}
-
-// checkValue skips one value, checking nested objects against fields.
-func checkValue(dec *json.Decoder, fields []string, depth int) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("read JSON: %v", err)
-	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return nil
-	}
-	if depth+1 > maxDepth {
-		return errors.New("nested too deeply")
-	}
-	switch d {
-	case '{':
-		if fields == nil {
-			return errors.New("unexpected object")
-		}
-		return checkObject(dec, fields, depth+1)
-	case '[':
-		for dec.More() {
-			if err := checkValue(dec, nil, depth+1); err != nil {
-				return err
+	for ; i < len(body); i++ {
+		switch c := body[i]; c {
+		case '"':
+			end := i + 1
+			escaped := false
+			for ; end < len(body) && body[end] != '"'; end++ {
+				if body[end] == '\\' {
+					escaped = true
+					end++
+				}
+			}
+			if end >= len(body) {
+				return errors.New("unterminated string")
+			}
+			if top := &stack[depth-1]; top.object && top.expectKey {
+				key := body[i+1 : end]
+				if escaped {
+					return fmt.Errorf("escaped field name %q", truncate(string(key)))
+				}
+				k := slices.Index(top.fields, string(key))
+				if k < 0 {
+					return fmt.Errorf("unknown field %q", truncate(string(key)))
+				}
+				if top.seen&(1<<k) != 0 {
+					return fmt.Errorf("duplicate field %q", key)
+				}
+				top.seen |= 1 << k
+				top.expectKey = false
+				top.lastKey = k
+			}
+			i = end
+		case '{', '[':
+			if depth == maxDepth {
+				return errors.New("nested too deeply")
+			}
+			f := frame{object: c == '{', expectKey: c == '{'}
+			if f.object {
+				if depth == 0 {
+					f.fields = reportFields
+				} else if top := stack[depth-1]; top.object && top.fields[top.lastKey] == "last_update_result" {
+					f.fields = resultFields
+				} else {
+					return errors.New("unexpected object")
+				}
+			}
+			stack[depth] = f
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return errors.New("unbalanced brackets")
+			}
+			depth--
+			if depth == 0 {
+				if skipSpace(body, i+1) != len(body) {
+					return errors.New("trailing data after the JSON object")
+				}
+				return nil
+			}
+		case ',':
+			if depth > 0 && stack[depth-1].object {
+				stack[depth-1].expectKey = true
 			}
 		}
-		_, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("read JSON: %v", err)
-		}
-		return nil
 	}
-	return fmt.Errorf("unexpected token %v", d)
+	return errors.New("unterminated object")
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
 
 var (

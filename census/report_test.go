@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,11 @@ func TestDecodeReportRefuses(t *testing.T) {
 		{"unknown nested field", edit(t, `"error_code":""`, `"error_code":"","ip":"10.0.0.1"`)},
 		{"duplicate field", edit(t, `"os":"linux"`, `"os":"linux","os":"darwin"`)},
 		{"wrong case field", edit(t, `"os":"linux"`, `"OS":"linux"`)},
+		{"case-folded field", edit(t, `"os":"linux"`, "\"o\u017f\":\"linux\"")},
+		{"escaped field", edit(t, `"os":"linux"`, `"o\u0073":"linux"`)},
+		{"duplicate nested field", edit(t, `"success":true`, `"success":true,"success":false`)},
+		{"unbalanced", validBody + `}`},
+		{"missing comma", edit(t, `"os":"linux",`, `"os":"linux"`)},
 		{"wrong type string", edit(t, `"version":"16.4.6"`, `"version":16`)},
 		{"wrong type list", edit(t, `"services":["node","kube"]`, `"services":"node"`)},
 		{"wrong type bool", edit(t, `"success":true`, `"success":"yes"`)},
@@ -134,6 +140,7 @@ func FuzzDecodeReport(f *testing.F) {
 	f.Add([]byte(`{"services":[["a"]],"os":{"a":1}}`))
 	f.Add([]byte(`{"os":"linux","OS":"darwin"}`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"o\u0073":"linux","last_update_result":{"time":"x"},"services":["a",{}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := DecodeReport(body)
 		if err != nil {
@@ -217,6 +224,40 @@ func FuzzGlibcVersionFromLibc(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if v := GlibcVersionFromLibc(data); v != "" && !glibcPattern.MatchString(v) {
 			t.Fatalf("version %q would be refused by the proxy", v)
+		}
+	})
+}
+
+func TestServicesFromConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, config string
+		want         []string
+	}{
+		{"node script", "version: v3\nauth_service:\n  enabled: \"no\"\nproxy_service:\n  enabled: \"no\"\nssh_service:\n  enabled: \"yes\"\n", []string{"node"}},
+		{"defaults", "version: v3\nteleport:\n  nodename: x\n", []string{"auth", "node", "proxy"}},
+		{"kube agent", "auth_service: {enabled: false}\nproxy_service: {enabled: false}\nssh_service: {enabled: false}\nkubernetes_service: {enabled: true}\n", []string{"kube"}},
+		{"db and desktop", "auth_service: {enabled: off}\nproxy_service: {enabled: off}\nssh_service: {enabled: off}\ndb_service: {enabled: yes}\nwindows_desktop_service: {enabled: on}\ndiscovery_service: {enabled: no}\n", []string{"db", "windows_desktop"}},
+		{"not a mapping", "- a\n- b\n", nil},
+		{"not yaml", "{{{", nil},
+		{"odd shapes", "ssh_service: [1, 2]\napp_service:\n  enabled: yes\n", []string{"app", "auth", "node", "proxy"}},
+	}
+	for _, tt := range tests {
+		if got := ServicesFromConfig([]byte(tt.config)); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: ServicesFromConfig = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func FuzzServicesFromConfig(f *testing.F) {
+	f.Add([]byte("ssh_service:\n  enabled: yes\n"))
+	f.Add([]byte("a: &a [*a, *a]\n"))
+	f.Add([]byte("app_service: {enabled: [x]}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, s := range ServicesFromConfig(data) {
+			if !wordPattern.MatchString(s) {
+				t.Fatalf("service %q would be refused", s)
+			}
 		}
 	})
 }

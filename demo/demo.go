@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -18,10 +19,12 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
+	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/internal/releasetest"
+	"github.com/gravitational/teleport-update/proxyapi"
 	"github.com/gravitational/teleport-update/release"
 )
 
@@ -30,6 +33,7 @@ const (
 	policyReloadTimeout = 30 * time.Second
 	pollInterval        = 200 * time.Millisecond
 	maxFindBytes        = 1 << 20
+	maxSummaryBytes     = 4 << 20
 	healthWindow        = "1s"
 	group               = "staging"
 )
@@ -67,12 +71,14 @@ type demo struct {
 
 	cdnDir      string
 	cdnURL      string
-	cdnRequests atomic.Int64
+	cdnMu       sync.Mutex
+	cdnRequests map[string]int // by URL path
 	cdn         *http.Server
 
 	proxy      *proxyProc
 	policyPath string
 	token      string // enrollment token for the demo group
+	adminToken string // may read the census summary
 	censusDB   string
 	root       string // the host's filesystem root
 }
@@ -132,6 +138,10 @@ func (d *demo) play(ctx context.Context) error {
 		return err
 	}
 	d.stepf("Clean up.")
+	if err := d.proxy.stop(); err != nil {
+		return fmt.Errorf("stop the proxy: %w; its log:\n%s", err, d.proxy.logText())
+	}
+	d.proxy = nil
 	d.cleanup()
 	d.sayf("Stopped the proxy and the CDN; the demo's files go with them.")
 	d.printf("\nThe demo finished: every step behaved as expected.\n")
@@ -254,9 +264,12 @@ func (d *demo) startServers(ctx context.Context) error {
 		return fmt.Errorf("listen for the CDN: %w", err)
 	}
 	files := http.FileServer(http.Dir(d.cdnDir))
+	d.cdnRequests = map[string]int{}
 	d.cdn = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			d.cdnRequests.Add(1)
+			d.cdnMu.Lock()
+			d.cdnRequests[r.URL.Path]++
+			d.cdnMu.Unlock()
 			files.ServeHTTP(w, r)
 		}),
 		TLSConfig:         cdnTLS,
@@ -280,12 +293,14 @@ func (d *demo) startServers(ctx context.Context) error {
 		return fmt.Errorf("read the policy: %w", err)
 	}
 	d.echo(string(policy))
-	d.token, err = randomToken()
-	if err != nil {
+	if d.token, err = randomToken(); err != nil {
+		return err
+	}
+	if d.adminToken, err = randomToken(); err != nil {
 		return err
 	}
 	tokensPath := filepath.Join(d.work, "proxy", "tokens.yaml")
-	if err := writeTokens(tokensPath, d.token); err != nil {
+	if err := writeTokens(tokensPath, d.token, d.adminToken); err != nil {
 		return err
 	}
 	d.censusDB = filepath.Join(d.work, "proxy", "census.db")
@@ -296,6 +311,7 @@ func (d *demo) startServers(ctx context.Context) error {
 		"--tls-key", keyPath,
 		"--tokens", tokensPath,
 		"--census-db", d.censusDB,
+		"--install-key", filepath.Join(d.work, "keys", release.PublicKeyFile),
 	)
 	if err != nil {
 		return err
@@ -338,10 +354,10 @@ func randomToken() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// writeTokens writes the proxy's static enrollment tokens file, binding
-// token to the demo group.
-func writeTokens(path, token string) error {
-	body := fmt.Sprintf("tokens:\n  - token: %s\n    group: %s\n", token, group)
+// writeTokens writes the proxy's static enrollment tokens file: token is
+// bound to the demo group, admin may read the census summary.
+func writeTokens(path, token, admin string) error {
+	body := fmt.Sprintf("tokens:\n  - token: %s\n    group: %s\n  - token: %s\n    admin: true\n", token, group, admin)
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		return fmt.Errorf("write the tokens file: %w", err)
 	}
@@ -358,7 +374,7 @@ type findAnswer struct {
 
 // waitForTarget polls the proxy's find endpoint until it serves version.
 func (d *demo) waitForTarget(ctx context.Context, version string) error {
-	u := url.URL{Scheme: "https", Host: d.proxy.addr, Path: "/v1/webapi/find", RawQuery: url.Values{"group": {group}}.Encode()}
+	u := url.URL{Scheme: "https", Host: d.proxy.addr, Path: proxyapi.FindPath, RawQuery: url.Values{"group": {group}}.Encode()}
 	ctx, cancel := context.WithTimeout(ctx, policyReloadTimeout)
 	defer cancel()
 	ticker := time.NewTicker(pollInterval)
@@ -430,6 +446,15 @@ func (d *demo) prepareHost(pubKey []byte) error {
 	if err := os.WriteFile(filepath.Join(keysDir, "demo.pub"), pubKey, 0o644); err != nil {
 		return fmt.Errorf("pin the demo key: %w", err)
 	}
+	// Like every systemd-era host, the demo host has a machine id; the
+	// census reports only a salted hash of it.
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return fmt.Errorf("generate a machine id: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(d.root, "etc", "machine-id"), []byte(hex.EncodeToString(id)+"\n"), 0o444); err != nil {
+		return fmt.Errorf("write the host's machine id: %w", err)
+	}
 	return nil
 }
 
@@ -449,16 +474,21 @@ type statusJSON struct {
 	} `json:"last_update"`
 }
 
-func (d *demo) status(ctx context.Context) (*statusJSON, error) {
-	res, err := d.tu(ctx, "--root", d.root, "status", "--json")
+func (d *demo) status(ctx context.Context) (*statusJSON, string, error) {
+	args := []string{"--root", d.root, "status", "--json"}
+	res, err := d.runCmdEcho(ctx, false, d.updater, args...)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	if res.exitCode != 0 {
+		d.echo(res.stdout + res.stderr)
+		return nil, "", fmt.Errorf("teleport-update status --json exited %d, want 0", res.exitCode)
 	}
 	var s statusJSON
 	if err := json.Unmarshal([]byte(res.stdout), &s); err != nil {
-		return nil, fmt.Errorf("decode status --json: %w", err)
+		return nil, "", fmt.Errorf("decode status --json: %w\n%s", err, res.stdout)
 	}
-	return &s, nil
+	return &s, res.stdout, nil
 }
 
 // linkedVersion runs the agent through /usr/local/bin/teleport in the host
@@ -474,9 +504,16 @@ func (d *demo) linkedVersion(ctx context.Context) (string, error) {
 	return res.stdout, nil
 }
 
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
 // expectHost checks status --json and the linked binary.
 func (d *demo) expectHost(ctx context.Context, active, backup string, skipped ...string) error {
-	s, err := d.status(ctx)
+	s, raw, err := d.status(ctx)
 	if err != nil {
 		return err
 	}
@@ -493,8 +530,10 @@ func (d *demo) expectHost(ctx context.Context, active, backup string, skipped ..
 		}
 	}
 	if len(problems) > 0 {
+		d.echo(raw)
 		return fmt.Errorf("unexpected host state: %s", strings.Join(problems, "; "))
 	}
+	d.printf("    active %s, backup %s, skipped %s\n", orNone(s.Active), orNone(s.Backup), orNone(strings.Join(s.Skip, " ")))
 	out, err := d.linkedVersion(ctx)
 	if err != nil {
 		return err
@@ -562,7 +601,28 @@ func (d *demo) updateToBrokenV3(ctx context.Context) error {
 		return err
 	}
 	d.sayf("The host rolled back to 2.0.0 and put 3.0.0 on its skip list, so it will not try it again.")
+
+	d.printf("  Now run the updater once more, as its timer would:\n")
+	tarball := "/" + releasetest.TarballName("3.0.0", d.arch)
+	before := d.cdnCount(tarball)
+	if _, err := d.runCmd(ctx, d.updater, "--root", d.root, "update", "--now", "--health-window", healthWindow); err != nil {
+		return err
+	}
+	if n := d.cdnCount(tarball) - before; n != 0 {
+		return fmt.Errorf("the updater downloaded the skipped 3.0.0 again (%d requests)", n)
+	}
+	if err := d.expectHost(ctx, "2.0.0", "1.0.0", "3.0.0"); err != nil {
+		return err
+	}
+	d.sayf("3.0.0 was not downloaded again; the host stays on 2.0.0 until an admin or a newer release says otherwise.")
 	return nil
+}
+
+// cdnCount returns how many requests the CDN has served for path.
+func (d *demo) cdnCount(path string) int {
+	d.cdnMu.Lock()
+	defer d.cdnMu.Unlock()
+	return d.cdnRequests[path]
 }
 
 func (d *demo) showStatus(ctx context.Context) error {
@@ -572,13 +632,65 @@ func (d *demo) showStatus(ctx context.Context) error {
 }
 
 func (d *demo) showCensus(ctx context.Context) error {
-	d.stepf("Stop the proxy and show its census summary (what the fleet reported).")
-	if err := d.proxy.stop(); err != nil {
-		return fmt.Errorf("stop the proxy: %w; its log:\n%s", err, d.proxy.logText())
+	d.stepf("Show the proxy's census summary (what the fleet reported).")
+	u := url.URL{Scheme: "https", Host: d.proxy.addr, Path: proxyapi.CensusSummaryPath}
+	d.printf("  GET %s (with the admin token)\n", u.String())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("census summary: %w", err)
 	}
-	d.proxy = nil
-	_, err := d.tu(ctx, "proxy", "census", "--db", d.censusDB)
-	return err
+	req.Header.Set("Authorization", "Bearer "+d.adminToken)
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("census summary: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxSummaryBytes+1))
+	if err != nil {
+		return fmt.Errorf("census summary: read: %w", err)
+	}
+	if len(body) > maxSummaryBytes {
+		return fmt.Errorf("census summary: the answer exceeds %d bytes", maxSummaryBytes)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("census summary: the proxy answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	var sum census.Summary
+	if err := json.Unmarshal(body, &sum); err != nil {
+		return fmt.Errorf("census summary: decode: %w", err)
+	}
+	d.printf("    hosts:              %d\n", sum.TotalHosts)
+	for _, row := range []struct {
+		name   string
+		counts map[string]int
+	}{
+		{"by version", sum.ByVersion},
+		{"by group", sum.ByGroup},
+		{"by install method", sum.ByInstallMethod},
+		{"by updater status", sum.ByUpdaterStatus},
+		{"by last update", sum.ByLastUpdateResult},
+		{"by architecture", sum.ByArchitecture},
+	} {
+		d.printf("    %-19s %s\n", row.name+":", formatCounts(row.counts))
+	}
+	if sum.TotalHosts != 1 {
+		return fmt.Errorf("the census counts %d hosts, want the demo host", sum.TotalHosts)
+	}
+	d.sayf("The host reported itself to the proxy: version, group, install method and its last update result.")
+	return nil
+}
+
+// formatCounts prints a count map as "a=1 b=2", sorted by key.
+func formatCounts(m map[string]int) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := slices.Sorted(maps.Keys(m))
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
 }
 
 // moduleRoot returns the directory of the teleport-update module.

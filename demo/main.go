@@ -81,9 +81,16 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 	return d.play(ctx)
 }
 
-// shorten replaces the demo directory in s with $DEMO, to keep lines short.
+// shorten replaces the demo directory in s with $DEMO, to keep lines short,
+// and the enrollment tokens with placeholders.
 func (d *demo) shorten(s string) string {
-	return strings.ReplaceAll(s, d.work, "$DEMO")
+	s = strings.ReplaceAll(s, d.work, "$DEMO")
+	for _, t := range []struct{ secret, name string }{{d.token, "$TOKEN"}, {d.adminToken, "$ADMIN_TOKEN"}} {
+		if t.secret != "" {
+			s = strings.ReplaceAll(s, t.secret, t.name)
+		}
+	}
+	return s
 }
 
 func (d *demo) printf(format string, args ...any) {

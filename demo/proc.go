@@ -33,27 +33,56 @@ type cmdResult struct {
 // runCmd runs name with args in the demo environment, echoing the command
 // line and its output (indented) to the demo's output.
 func (d *demo) runCmd(ctx context.Context, name string, args ...string) (cmdResult, error) {
+	return d.runCmdEcho(ctx, true, name, args...)
+}
+
+// runCmdEcho is runCmd; with echo false it shows only the command line
+// (the output is still printed when the command fails).
+func (d *demo) runCmdEcho(ctx context.Context, echo bool, name string, args ...string) (cmdResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
-	d.printf("  $ %s\n", d.shorten(strings.Join(append([]string{displayName(name)}, args...), " ")))
+	d.printf("  $ %s\n", d.shorten(strings.Join(append([]string{d.displayName(name)}, args...), " ")))
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = d.env
 	cmd.Dir = d.work
+	// Both streams go to one buffer as well, so the narration shows them
+	// in the order they were written.
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
+	both := &lockedBuffer{}
+	cmd.Stdout = io.MultiWriter(&stdout, both)
+	cmd.Stderr = io.MultiWriter(&stderr, both)
 	err := cmd.Run()
 	res := cmdResult{stdout: stdout.String(), stderr: stderr.String()}
-	d.echo(res.stdout)
-	d.echo(res.stderr)
+	if echo || err != nil {
+		d.echo(both.String())
+	}
 	if err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) {
-			return res, fmt.Errorf("run %s: %w", displayName(name), err)
+			return res, fmt.Errorf("run %s: %w", d.displayName(name), err)
 		}
 		res.exitCode = ee.ExitCode()
 	}
 	return res, nil
+}
+
+// lockedBuffer is a bytes.Buffer that two copying goroutines (a child's
+// stdout and stderr) may write concurrently.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // tu runs teleport-update and fails unless it exits 0.
@@ -68,11 +97,13 @@ func (d *demo) tu(ctx context.Context, args ...string) (cmdResult, error) {
 	return res, nil
 }
 
-func displayName(path string) string {
-	if i := strings.LastIndexByte(path, '/'); i >= 0 {
-		return path[i+1:]
+// displayName shows the demo's teleport-update by name and other programs
+// by their (shortened) path.
+func (d *demo) displayName(path string) string {
+	if path == d.updater {
+		return "teleport-update"
 	}
-	return path
+	return d.shorten(path)
 }
 
 // echo prints s indented under the command that produced it.

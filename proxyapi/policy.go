@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -160,9 +159,6 @@ type rawGroup struct {
 	WaitHours   any `yaml:"wait_hours"`
 	Days        any `yaml:"days"`
 }
-
-// validName matches group names and find query values.
-var validName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 // LoadPolicy reads and parses the policy file at path (at most
 // MaxPolicySize bytes). Errors name the path; see ParsePolicy.
@@ -346,10 +342,18 @@ func checkName(s string) error {
 		return errors.New("is empty")
 	case len(s) > MaxNameLen:
 		return fmt.Errorf("is longer than %d characters", MaxNameLen)
-	case !validName.MatchString(s):
-		return fmt.Errorf("%q has characters outside A-Z a-z 0-9 . _ -", s)
+	}
+	for i := 0; i < len(s); i++ {
+		if !nameChar(s[i]) {
+			return fmt.Errorf("%q has characters outside A-Z a-z 0-9 . _ -", s)
+		}
 	}
 	return nil
+}
+
+// nameChar reports whether c may appear in a group name or query value.
+func nameChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
 }
 
 // Group returns the group named name, or the last group when name is empty

@@ -194,6 +194,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("new proxy API: register metrics: %w", err)
 	}
 	s.install(p, sha256.Sum256(data))
+	for i, t := range s.tokens {
+		if t.group != "" && !p.HasGroup(t.group) {
+			s.logger.Warn("Enrollment token's group is not in the policy; its agents are refused until it is.",
+				"token_index", i, "group", t.group)
+		}
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -308,8 +314,9 @@ func (s *Server) routes() http.Handler {
 	handle := func(pattern, route string, f routedFunc) {
 		mux.Handle(pattern, s.instrument(route, f))
 	}
-	handle(FindPath, routeFind, s.serveFind)
-	handle(LegacyFindPath, routeFind, s.serveFind)
+	find := s.instrument(routeFind, s.serveFind)
+	mux.Handle(FindPath, find)
+	mux.Handle(LegacyFindPath, find)
 	handle(InstallScriptPath, routeInstallScript, s.serveInstallScript)
 	handle(CensusPath, routeCensus, s.serveCensus)
 	handle(CensusSummaryPath, routeCensusSummary, s.serveCensusSummary)
@@ -323,7 +330,14 @@ func (s *Server) routes() http.Handler {
 	handle("/", routeOther, func(w http.ResponseWriter, r *http.Request) int {
 		return writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
-	return mux
+	// Agents poll find far more than anything else: skip the mux for it.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == FindPath {
+			find.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // instrument records metrics and the access log of every request. Routine

@@ -99,7 +99,7 @@ type testEnv struct {
 
 // newEnv starts a Server over a real TLS test server. mod adjusts the
 // config before New.
-func newEnv(t *testing.T, mod func(*Config)) *testEnv {
+func newEnv(t testing.TB, mod func(*Config)) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	e := &testEnv{policy: filepath.Join(dir, "autoupdate_version.yaml"), clock: newClock(sundayInStaging), logs: &syncBuffer{}}

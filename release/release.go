@@ -12,6 +12,7 @@
 package release
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,6 +20,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -26,6 +28,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
@@ -128,12 +131,20 @@ func writeNew(path string, data []byte, perm fs.FileMode) error {
 }
 
 // LoadPrivateKey reads an ECDSA P-256 private key from a PEM file: PKCS#8
-// ("PRIVATE KEY", what GenerateKey writes) or SEC1 ("EC PRIVATE KEY", what
-// `openssl ecparam -genkey` writes). Encrypted keys (cosign's format) are not
-// supported. A key file readable or writable by group or others is refused:
-// a signing key that has leaked is worse than a signing run that stops.
-// Errors wrap ErrKeyFile and name the problem.
+// ("PRIVATE KEY", what GenerateKey writes), SEC1 ("EC PRIVATE KEY", what
+// `openssl ecparam -genkey` writes), or a cosign key ("ENCRYPTED SIGSTORE
+// PRIVATE KEY", what `cosign generate-key-pair` writes) encrypted with an
+// empty password. A key file readable or writable by group or others is
+// refused: a signing key that may have leaked is worse than a signing run that
+// stops. Errors wrap ErrKeyFile and name the problem.
 func LoadPrivateKey(path string) (*ecdsa.PrivateKey, error) {
+	return LoadPrivateKeyPassword(path, nil)
+}
+
+// LoadPrivateKeyPassword is LoadPrivateKey with the password for a cosign
+// encrypted key (cosign reads it from COSIGN_PASSWORD). Unencrypted keys
+// ignore password.
+func LoadPrivateKeyPassword(path string, password []byte) (*ecdsa.PrivateKey, error) {
 	fail := func(format string, args ...any) (*ecdsa.PrivateKey, error) {
 		return nil, fmt.Errorf("load private key %s: %w: %s", path, ErrKeyFile, fmt.Sprintf(format, args...))
 	}
@@ -169,8 +180,12 @@ func LoadPrivateKey(path string) (*ecdsa.PrivateKey, error) {
 		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
 	case "EC PRIVATE KEY":
 		key, err = x509.ParseECPrivateKey(block.Bytes)
-	case "ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE KEY":
-		return fail("encrypted cosign keys are not supported: sign with cosign, or use a key from `teleport-update release keygen`")
+	case pemSigstoreEncrypted, pemCosignEncrypted:
+		der, derr := decryptCosignKey(block.Bytes, password)
+		if derr != nil {
+			return fail("%v", derr)
+		}
+		key, err = x509.ParsePKCS8PrivateKey(der)
 	default:
 		return fail("PEM block type %q, want \"PRIVATE KEY\" or \"EC PRIVATE KEY\"", block.Type)
 	}
@@ -251,11 +266,17 @@ func SignChecksum(key *ecdsa.PrivateKey, checksum []byte) (bundleJSON, derSig []
 			},
 		},
 	}
-	bundleJSON, err = protojson.Marshal(b)
+	raw, err := protojson.Marshal(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sign checksum: marshal bundle: %w", err)
 	}
-	return bundleJSON, derSig, nil
+	// protojson varies its whitespace on purpose; compact it so the same
+	// signature always yields the same file.
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return nil, nil, fmt.Errorf("sign checksum: compact bundle: %w", err)
+	}
+	return compact.Bytes(), derSig, nil
 }
 
 func hashFile(path string) ([]byte, error) {
@@ -293,7 +314,8 @@ func writeAtomic(path string, data []byte, perm fs.FileMode) error {
 // Verify checks a released file the way the updater does: FILE.sha256 and
 // FILE.sha256.sigstore.json must verify against the public key in pubPEM
 // (validity headers honoured at now), the checksum line must name FILE's
-// base name, and FILE's SHA-256 must match it. Verification failures wrap
+// base name, FILE.sha256.sig (if present) must verify with the same key, and
+// FILE's SHA-256 must match the checksum. Verification failures wrap
 // verify.ErrVerification (ErrArtifactMismatch for a wrong artifact); I/O
 // errors do not.
 func Verify(pubPEM []byte, file string, now time.Time) (verify.Verified, error) {
@@ -313,6 +335,9 @@ func Verify(pubPEM []byte, file string, now time.Time) (verify.Verified, error) 
 	if err != nil {
 		return verify.Verified{}, fmt.Errorf("verify %s: %w", file, err)
 	}
+	if err := verifySigFile(file+SignatureSuffix, v.Key.Public, checksum); err != nil {
+		return verify.Verified{}, fmt.Errorf("verify %s: %w", file, err)
+	}
 	sum, err := hashFile(file)
 	if err != nil {
 		return verify.Verified{}, fmt.Errorf("verify %s: %w", file, err)
@@ -321,6 +346,31 @@ func Verify(pubPEM []byte, file string, now time.Time) (verify.Verified, error) 
 		return verify.Verified{}, fmt.Errorf("verify %s: %w: file has %s, signed checksum says %s", file, ErrArtifactMismatch, got, v.SHA256)
 	}
 	return v, nil
+}
+
+// MaxSignatureFileSize caps FILE.sha256.sig (base64 of a ~72-byte DER signature).
+const MaxSignatureFileSize = 1 << 10
+
+// verifySigFile checks the optional base64 DER signature file install.sh
+// uses. A missing file is fine (the updater does not need it); a present one
+// must verify, so a release never ships a .sig that disagrees with its bundle.
+func verifySigFile(path string, pub *ecdsa.PublicKey, checksum []byte) error {
+	data, err := readCapped(path, MaxSignatureFileSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil {
+		return fmt.Errorf("%w: %s is not base64: %v", verify.ErrSignature, path, err)
+	}
+	digest := sha256.Sum256(checksum)
+	if !ecdsa.VerifyASN1(pub, digest[:], der) {
+		return fmt.Errorf("%w: %s does not verify over the checksum file", verify.ErrSignature, path)
+	}
+	return nil
 }
 
 // readCapped reads path, failing with verify.ErrTooLarge past max bytes.

@@ -129,7 +129,7 @@ func TestLoadPrivateKey(t *testing.T) {
 		{name: "group readable", data: pkcs8(p256), mode: 0o640, wantText: "mode 0640"},
 		{name: "world readable", data: pkcs8(p256), mode: 0o604, wantText: "mode 0604"},
 		{name: "P-384", data: pkcs8(p384), mode: 0o600, wantText: "P-384"},
-		{name: "cosign encrypted", data: pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED SIGSTORE PRIVATE KEY", Bytes: []byte("{}")}), mode: 0o600, wantText: "encrypted cosign"},
+		{name: "cosign encrypted", data: pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED SIGSTORE PRIVATE KEY", Bytes: []byte("{}")}), mode: 0o600, wantText: "unknown kdf"},
 		{name: "public key", data: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1}}), mode: 0o600, wantText: "PEM block type"},
 		{name: "not PEM", data: []byte("hello"), mode: 0o600, wantText: "no PEM block"},
 	}
@@ -285,6 +285,28 @@ func TestVerify(t *testing.T) {
 			}
 			return renamed
 		}, wantErr: verify.ErrFileNameMismatch},
+		{name: "without .sig", mutate: func(t *testing.T, _, a string) string {
+			os.Remove(a + release.SignatureSuffix)
+			return a
+		}},
+		{name: "tampered .sig", mutate: func(t *testing.T, _, a string) string {
+			// A valid signature, but over other bytes.
+			other := a + ".other"
+			if err := os.WriteFile(other, []byte("other"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			key, err := release.LoadPrivateKey(filepath.Join(filepath.Dir(a), "keys", release.PrivateKeyFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := release.Sign(key, other); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(other+release.SignatureSuffix, a+release.SignatureSuffix); err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}, wantErr: verify.ErrSignature},
 		{name: "other key", mutate: func(_ *testing.T, _, a string) string { return a }, wrongPK: true, wantErr: verify.ErrUnknownKey},
 		{name: "missing bundle", mutate: func(t *testing.T, _, a string) string {
 			os.Remove(a + release.BundleSuffix)

@@ -73,10 +73,12 @@ check_inputs() {
 # base_url prints the CDN base: the one the proxy filled in, or the default.
 base_url() {
 	local base="${FILLED_BASE_URL%/}"
+	local url_re='^https://[]A-Za-z0-9.:[-]+(/[A-Za-z0-9._~%/+-]*)?$'
 	if [[ -z $base ]]; then
 		base="$DEFAULT_BASE_URL"
 	fi
 	[[ $base == https://* ]] || die "the CDN base URL '$base' is not https://."
+	[[ $base =~ $url_re ]] || die "the CDN base URL '$base' is not a plain https://host[:port][/path] URL."
 	printf '%s\n' "$base"
 }
 
@@ -125,10 +127,11 @@ sha256_of() {
 }
 
 # verify_checksum SUMFILE TARBALL NAME: SUMFILE must be exactly one sha256sum
-# line naming NAME, and TARBALL's SHA-256 must match it.
+# line naming NAME ("<64 lowercase hex>  NAME\n", nothing else), and
+# TARBALL's SHA-256 must match it.
 verify_checksum() {
 	local sumfile="$1" tarball="$2" name="$3"
-	local lines line want got
+	local lines size line want got
 	lines="$(wc -l <"$sumfile")"
 	((lines == 1)) || die "checksum file $name.sha256 must hold exactly one line; it holds $lines."
 	IFS= read -r line <"$sumfile" || die "checksum file $name.sha256 is unreadable."
@@ -136,6 +139,9 @@ verify_checksum() {
 	want="${BASH_REMATCH[1]}"
 	[[ ${BASH_REMATCH[2]} == "$name" ]] ||
 		die "checksum file $name.sha256 names '${BASH_REMATCH[2]}', not '$name'."
+	# The line must be the whole file: no NUL bytes, nothing after it.
+	size="$(wc -c <"$sumfile")"
+	((size == ${#line} + 1)) || die "checksum file $name.sha256 holds more than its checksum line."
 	got="$(sha256_of "$tarball")"
 	[[ $got == "$want" ]] ||
 		die "SHA-256 mismatch for $name: the CDN sent a file hashing to $got, the checksum file says $want. Refusing to install."
@@ -153,6 +159,24 @@ verify_signature() {
 		die "signature check FAILED for $name.sha256: it was not signed by the release key this proxy trusts. Refusing to install."
 	fi
 	say "Signature on $name.sha256 verified with the embedded release key."
+}
+
+# redact prints its arguments with the values of --token hidden.
+redact() {
+	local out=() hide=no arg
+	for arg in "$@"; do
+		if [[ $hide == yes ]]; then
+			out+=('<hidden>')
+			hide=no
+			continue
+		fi
+		case "$arg" in
+		--token) hide=yes ;;
+		--token=*) arg='--token=<hidden>' ;;
+		esac
+		out+=("$arg")
+	done
+	printf '%s\n' "${out[*]}"
 }
 
 main() {
@@ -180,17 +204,18 @@ main() {
 	trap cleanup EXIT
 
 	say "Downloading teleport-update $VERSION for linux/$arch from $base."
+	# The small signed checksum first: a bad signature stops the script
+	# before the tarball is downloaded at all.
 	fetch "$base/$name.sha256" "$WORK_DIR/$name.sha256" "$MAX_CHECKSUM_BYTES"
-	fetch "$base/$name.sha256.sig" "$WORK_DIR/$name.sha256.sig" "$MAX_SIGNATURE_BYTES"
-	fetch "$base/$name" "$WORK_DIR/$name" "$MAX_TARBALL_BYTES"
-
 	if [[ $have_openssl == yes ]]; then
+		fetch "$base/$name.sha256.sig" "$WORK_DIR/$name.sha256.sig" "$MAX_SIGNATURE_BYTES"
 		printf '%s\n' "$PUBLIC_KEY" >"$WORK_DIR/release-key.pem"
 		verify_signature "$WORK_DIR/$name.sha256" "$WORK_DIR/$name.sha256.sig" "$WORK_DIR/release-key.pem" "$name"
 	else
 		say "WARNING: openssl is not installed and TELEPORT_UPDATE_INSECURE_SKIP_SIGNATURE=yes is set."
 		say "WARNING: the signature on $name is NOT being checked. Anyone who controls the CDN or the network path can run code on this host as root."
 	fi
+	fetch "$base/$name" "$WORK_DIR/$name" "$MAX_TARBALL_BYTES"
 	verify_checksum "$WORK_DIR/$name.sha256" "$WORK_DIR/$name" "$name"
 
 	mkdir -p -- "$WORK_DIR/pkg"
@@ -211,9 +236,12 @@ main() {
 	fi
 	args+=("$@")
 
-	say "Running teleport-update ${args[*]}"
+	say "Running teleport-update $(redact "${args[@]}")"
 	local rc=0
 	TELEPORT_INSTALL_METHOD_NODE_SCRIPT=true "$updater" "${args[@]}" || rc=$?
+	if ((rc == 126)); then
+		die "could not execute $updater (exit 126); if ${TMPDIR:-/tmp} is mounted noexec, re-run with TMPDIR set to a directory that allows execution."
+	fi
 	if ((rc != 0)); then
 		die "teleport-update install failed (exit $rc); see its message above. Re-run this script once the cause is fixed."
 	fi

@@ -255,8 +255,9 @@ func TestInstallScriptFromProxy(t *testing.T) {
 	root := e.newHostRoot(t)
 
 	res := runScript(t, runOpts{script: script, caFile: e.caFile, root: root, args: e2eArgs})
+	t.Logf("install.sh output:\n%s", res.stderr)
 	if res.exitCode != 0 {
-		t.Fatalf("install.sh exited %d:\n%s", res.exitCode, res.stderr)
+		t.Fatalf("install.sh exited %d", res.exitCode)
 	}
 	e.checkInstalled(t, root)
 	if len(res.tmpLeft) != 0 {

@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"text/template"
@@ -37,7 +38,7 @@ type scriptData struct {
 }
 
 // render executes the install.sh template the way the proxy does.
-func render(t *testing.T, d scriptData) []byte {
+func render(t testing.TB, d scriptData) []byte {
 	t.Helper()
 	tmpl, err := template.New("install.sh").Option("missingkey=error").Parse(string(InstallSH))
 	if err != nil {
@@ -215,14 +216,27 @@ type cdn struct {
 	srv      *httptest.Server
 	requests atomic.Int64
 	override map[string]http.HandlerFunc
+
+	mu    sync.Mutex
+	paths map[string]int // requests by URL path
+}
+
+// served returns how many requests the CDN answered for path.
+func (c *cdn) served(path string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.paths[path]
 }
 
 func newCDN(t *testing.T) *cdn {
 	t.Helper()
-	c := &cdn{dir: t.TempDir(), override: map[string]http.HandlerFunc{}}
+	c := &cdn{dir: t.TempDir(), override: map[string]http.HandlerFunc{}, paths: map[string]int{}}
 	files := http.FileServer(http.Dir(c.dir))
 	c.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.requests.Add(1)
+		c.mu.Lock()
+		c.paths[r.URL.Path]++
+		c.mu.Unlock()
 		if h, ok := c.override[r.URL.Path]; ok {
 			h(w, r)
 			return
@@ -252,7 +266,7 @@ func writeCAFile(t *testing.T, srvs ...*httptest.Server) string {
 
 // scriptTools are the programs install.sh and the fake updater use.
 var scriptTools = []string{
-	"bash", "sh", "env", "curl", "tar", "gzip", "mktemp", "wc", "base64", "sha256sum",
+	"bash", "sh", "env", "curl", "tar", "gzip", "mktemp", "wc", "head", "base64", "sha256sum",
 	"uname", "rm", "mkdir", "id", "openssl", "cat",
 }
 
@@ -406,6 +420,8 @@ func TestInstallScript(t *testing.T) {
 		wantStderr []string
 		wantRecord func(c *cdn, root string) []string // nil: the updater must not run
 		wantNoCDN  bool                               // the CDN must see no request
+		// wantNoTarball: refused before the tarball was downloaded.
+		wantNoTarball bool
 	}
 	unameShim := func(s, m string) map[string]string {
 		return map[string]string{"uname": fmt.Sprintf("#!/bin/sh\ncase \"$1\" in -s) echo %s;; -m) echo %s;; *) exit 2;; esac\n", s, m)}
@@ -415,7 +431,7 @@ func TestInstallScript(t *testing.T) {
 			name:       "verified release runs install",
 			group:      "staging",
 			args:       []string{"--token", "secret token"},
-			wantStderr: []string{"SHA-256 of " + name + " matches", "Signature on " + name + ".sha256 verified"},
+			wantStderr: []string{"SHA-256 of " + name + " matches", "Signature on " + name + ".sha256 verified", "--token <hidden>"},
 			wantRecord: func(c *cdn, root string) []string {
 				return wantArgs("install", "--proxy", "proxy.example.com:3080", "--group", "staging",
 					"--root", root, "--base-url", c.srv.URL, "--token", "secret token")
@@ -444,8 +460,9 @@ func TestInstallScript(t *testing.T) {
 			tamper: func(t *testing.T, tarball string, _ *signer) {
 				newSigner(t).sign(t, tarball)
 			},
-			wantCode:   1,
-			wantStderr: []string{"signature check FAILED for " + name + ".sha256"},
+			wantCode:      1,
+			wantStderr:    []string{"signature check FAILED for " + name + ".sha256"},
+			wantNoTarball: true,
 		},
 		{
 			name: "checksum file edited after signing",
@@ -459,8 +476,9 @@ func TestInstallScript(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			wantCode:   1,
-			wantStderr: []string{"signature check FAILED"},
+			wantCode:      1,
+			wantStderr:    []string{"signature check FAILED"},
+			wantNoTarball: true,
 		},
 		{
 			name: "signed checksum names another file",
@@ -494,8 +512,9 @@ func TestInstallScript(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			wantCode:   1,
-			wantStderr: []string{"is not valid base64"},
+			wantCode:      1,
+			wantStderr:    []string{"is not valid base64"},
+			wantNoTarball: true,
 		},
 		{
 			name: "signature missing on the CDN",
@@ -504,8 +523,9 @@ func TestInstallScript(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			wantCode:   1,
-			wantStderr: []string{"download of ", name + ".sha256.sig failed"},
+			wantCode:      1,
+			wantStderr:    []string{"download of ", name + ".sha256.sig failed"},
+			wantNoTarball: true,
 		},
 		{
 			name: "oversized checksum file",
@@ -635,11 +655,17 @@ func TestInstallScript(t *testing.T) {
 					t.Errorf("updater invocation:\n got %q\nwant %q", res.record, want)
 				}
 			}
+			if n := c.served("/" + name); tt.wantNoTarball && n != 0 {
+				t.Errorf("the tarball was downloaded %d times although the signature check failed", n)
+			}
 			if tt.wantNoCDN && c.requests.Load() != 0 {
 				t.Errorf("the CDN saw %d requests, want none", c.requests.Load())
 			}
 			if len(res.tmpLeft) != 0 {
 				t.Errorf("install.sh left %q in TMPDIR", res.tmpLeft)
+			}
+			if strings.Contains(res.stderr, "secret token") {
+				t.Errorf("install.sh printed the enrollment token:\n%s", res.stderr)
 			}
 		})
 	}

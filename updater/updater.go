@@ -405,7 +405,7 @@ func ErrorCode(err error) string {
 		return "downgrade"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "interrupted"
-	case errors.As(err, &hs), errors.Is(err, download.ErrStalled), errors.Is(err, download.ErrTooLarge), errors.Is(err, download.ErrTooSlow):
+	case errors.As(err, &hs), errors.Is(err, download.ErrStalled), errors.Is(err, download.ErrTooLarge), errors.Is(err, download.ErrTooSlow), errors.Is(err, download.ErrRedirectRefused), errors.Is(err, download.ErrInsecureURL):
 		return "download"
 	}
 	return "other"

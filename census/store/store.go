@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -68,6 +69,8 @@ type Store struct {
 	opts   Options
 	logger *slog.Logger
 
+	batches, reports atomic.Uint64 // committed by the batch writer
+
 	queue     chan *request
 	closeMu   sync.RWMutex // guards closed against sends on queue
 	closed    bool
@@ -118,7 +121,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	s.queue = make(chan *request, opts.BatchSize)
 	s.writerEnd = make(chan struct{})
 	go s.writer()
-	logger.InfoContext(ctx, "Census database opened.", "path", path,
+	logger.DebugContext(ctx, "Census database opened.", "path", path,
 		"history_per_host", opts.HistoryPerHost, "batch_size", opts.BatchSize, "batch_delay", opts.BatchDelay)
 	return s, nil
 }
@@ -150,6 +153,18 @@ func (s *Store) init(ctx context.Context, path string) error {
 		}
 	}
 	return nil
+}
+
+// Stats counts the batch writer's work since Open.
+type Stats struct {
+	Batches uint64 // transactions committed by the batch writer
+	Reports uint64 // reports in them
+}
+
+// Stats returns the batch writer's counters; Reports/Batches is the mean
+// group-commit size.
+func (s *Store) Stats() Stats {
+	return Stats{Batches: s.batches.Load(), Reports: s.reports.Load()}
 }
 
 // Close commits the reports already queued, stops the writer and closes the
@@ -224,6 +239,39 @@ func (s *Store) IngestOneTx(ctx context.Context, group string, body []byte, now 
 	return s.commit(ctx, []hostRow{row})
 }
 
+// Forget deletes the hosts last seen before cutoff, with their update
+// history, and returns how many it deleted: a fleet that autoscales would
+// otherwise keep every host it ever saw. The summary counts follow.
+func (s *Store) Forget(ctx context.Context, cutoff time.Time) (int, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	tx, err := s.wconn.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("forget census hosts: begin transaction: %w", err)
+	}
+	defer tx.Rollback()
+	ms := cutoff.UnixMilli()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM update_history WHERE host_id IN
+		(SELECT host_id FROM hosts WHERE last_seen < ?)`, ms); err != nil {
+		return 0, fmt.Errorf("forget census hosts: delete history: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM hosts WHERE last_seen < ?`, ms)
+	if err != nil {
+		return 0, fmt.Errorf("forget census hosts: delete hosts: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("forget census hosts: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("forget census hosts: commit: %w", err)
+	}
+	if n > 0 {
+		s.logger.InfoContext(ctx, "Forgot census hosts not seen since the cutoff.", "hosts", n, "cutoff", cutoff.UTC())
+	}
+	return int(n), nil
+}
+
 // prepare decodes and checks one report for storage.
 func prepare(group string, body []byte, now time.Time) (hostRow, error) {
 	r, err := census.DecodeReport(body)
@@ -272,6 +320,8 @@ func (s *Store) writer() {
 				r.done <- err
 			}
 		}
+		s.batches.Add(1)
+		s.reports.Add(uint64(len(batch)))
 		s.writeMu.Unlock()
 		if !open {
 			return

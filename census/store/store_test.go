@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -353,5 +354,158 @@ func TestSummaryStaleListBounded(t *testing.T) {
 	}
 	if sum.Stale[0].HostID != hostID(0) || !sum.Stale[0].LastSeen.Equal(t0) {
 		t.Errorf("first stale host = %+v, want host 0 seen at %v", sum.Stale[0], t0)
+	}
+}
+
+// BenchmarkIngest measures durable group-committed intake on the store
+// alone (no HTTP), with 64 concurrent reporters per CPU... see bench/census
+// for the full path.
+func BenchmarkIngest(b *testing.B) {
+	for _, mode := range []string{"batched", "one-tx"} {
+		b.Run(mode, func(b *testing.B) {
+			s, _ := openStore(b, Options{})
+			ingest := s.Ingest
+			if mode == "one-tx" {
+				ingest = s.IngestOneTx
+			}
+			var next atomic.Int64
+			b.SetParallelism(32)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(next.Add(1))
+					r := report(i, func(r *census.Report) {
+						r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "16.4.6", Success: true}
+					})
+					if err := ingest(context.Background(), "staging", body(b, r), t0); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reports/s")
+		})
+	}
+}
+
+// BenchmarkSummary times Summary over -summary-hosts hosts (default 100,000),
+// inserted once through the batch writer.
+func BenchmarkSummary(b *testing.B) {
+	s, _ := openStore(b, Options{})
+	const hosts = 100_000
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range 64 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= hosts {
+					return
+				}
+				r := report(i, func(r *census.Report) {
+					r.Version = []string{"16.4.6", "16.4.5", "15.4.22"}[i%3]
+					r.CloudEnvironment = []string{"", "aws", "gcp", "azure"}[i%4]
+					r.OSVersion = []string{"Ubuntu 22.04", "Debian GNU/Linux 12", "Alpine Linux 3.20.3", "Amazon Linux 2023", "Red Hat Enterprise Linux 9.4"}[i%5]
+				})
+				if err := s.Ingest(context.Background(), []string{"staging", "production"}[i%2], body(b, r), t0); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ResetTimer()
+	for b.Loop() {
+		sum, err := s.Summary(context.Background(), t0.Add(48*time.Hour), 24*time.Hour)
+		if err != nil || sum.TotalHosts != hosts {
+			b.Fatalf("Summary = %v hosts, %v", sum.TotalHosts, err)
+		}
+	}
+}
+
+// TestCountsMatchHosts checks that the trigger-kept dims_counts agree with
+// the hosts table after hosts move between versions, clouds and groups.
+func TestCountsMatchHosts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openStore(t, Options{})
+	versions := []string{"16.4.6", "16.4.5", "15.4.22"}
+	for round := range 4 {
+		var wg sync.WaitGroup
+		for i := range 60 {
+			wg.Go(func() {
+				r := report(i%25, func(r *census.Report) {
+					r.Version = versions[(i+round)%3]
+					r.CloudEnvironment = []string{"", "aws"}[(i*round)%2]
+				})
+				if err := s.Ingest(ctx, []string{"a", "b"}[(i+round)%2], body(t, r), t0); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		// Also delete a host: counts must follow.
+		if _, err := s.db.Exec(`DELETE FROM hosts WHERE host_id = ?`, hostID(round)); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		rows, err := s.db.Query(`SELECT dims, hosts FROM dims_counts`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var k string
+			var n int
+			rows.Scan(&k, &n)
+			got[k] = n
+		}
+		rows.Close()
+		want := map[string]int{}
+		rows, err = s.db.Query(`SELECT dims, count(*) FROM hosts GROUP BY dims`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var k string
+			var n int
+			rows.Scan(&k, &n)
+			want[k] = n
+		}
+		rows.Close()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("round %d: dims_counts\n%v\nwant (from hosts)\n%v", round, got, want)
+		}
+	}
+}
+
+func TestForget(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openStore(t, Options{})
+	for i := range 5 {
+		r := report(i, func(r *census.Report) {
+			r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "16.4.6", Success: true}
+		})
+		if err := s.Ingest(ctx, "staging", body(t, r), t0.Add(time.Duration(i)*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.Forget(ctx, t0.Add(2*time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("Forget = %d, %v; want 2 hosts", n, err)
+	}
+	sum, err := s.Summary(ctx, t0.Add(5*time.Hour), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.TotalHosts != 3 || sum.ByVersion["16.4.6"] != 3 || sum.StaleHosts != 2 {
+		t.Errorf("after Forget: %d hosts, %v, %d stale; want 3, 3 on 16.4.6, 2 stale", sum.TotalHosts, sum.ByVersion, sum.StaleHosts)
+	}
+	if h := history(t, s, 0); len(h) != 0 {
+		t.Errorf("forgotten host 0 keeps history %v", h)
+	}
+	if h := history(t, s, 4); len(h) != 1 {
+		t.Errorf("host 4 history %v, want 1 entry", h)
 	}
 }

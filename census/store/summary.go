@@ -26,7 +26,7 @@ func (s *Store) Summary(ctx context.Context, now time.Time, staleAfter time.Dura
 	defer tx.Rollback()
 
 	sum := census.NewSummary(now, staleAfter)
-	rows, err := tx.QueryContext(ctx, `SELECT dims, count(*) FROM hosts GROUP BY dims`)
+	rows, err := tx.QueryContext(ctx, `SELECT dims, hosts FROM dims_counts WHERE hosts > 0`)
 	if err != nil {
 		return nil, fmt.Errorf("census summary: count hosts: %w", err)
 	}

@@ -5,9 +5,7 @@ package main
 // releases, and the agent commands run as separate processes under --root.
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
@@ -114,54 +112,20 @@ func newE2E(t *testing.T) *e2e {
 	return e
 }
 
-var listenRE = regexp.MustCompile(`addr=([0-9.]+:[0-9]+)`)
-
 func (e *e2e) startProxy(certFile, keyFile, tokens string) string {
 	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, e.bin, "proxy", "serve", "--resource", e.policy, "--listen", "127.0.0.1:0",
+	p, err := fixture.StartProxy(e.bin, "--resource", e.policy, "--listen", "127.0.0.1:0",
 		"--tls-cert", certFile, "--tls-key", keyFile, "--tokens", tokens, "--census-db", e.censusDB)
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		e.t.Fatal(err)
 	}
-	var logMu sync.Mutex
-	var logBuf bytes.Buffer
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			logMu.Lock()
-			logBuf.WriteString(line + "\n")
-			logMu.Unlock()
-			if m := listenRE.FindStringSubmatch(line); m != nil && strings.Contains(line, "listening") {
-				select {
-				case addrCh <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
 	e.t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
+		p.Stop()
 		if e.t.Failed() {
-			logMu.Lock()
-			e.t.Logf("proxy log:\n%s", logBuf.String())
-			logMu.Unlock()
+			e.t.Logf("proxy log:\n%s", p.Log())
 		}
 	})
-	select {
-	case addr := <-addrCh:
-		return addr
-	case <-time.After(30 * time.Second):
-		logMu.Lock()
-		defer logMu.Unlock()
-		e.t.Fatalf("proxy did not start:\n%s", logBuf.String())
-	}
-	return ""
+	return p.Addr
 }
 
 // setPolicy rewrites the proxy's resource file; schedule is immediate or

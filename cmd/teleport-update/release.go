@@ -77,7 +77,8 @@ func newReleaseSignCmd(c *cli) *cobra.Command {
 			if len(files) == 0 {
 				return usageError("release sign: no files to sign")
 			}
-			key, err := release.LoadPrivateKey(keyPath)
+			// cosign's encrypted keys take their password from COSIGN_PASSWORD, as in cosign.
+			key, err := release.LoadPrivateKeyPassword(keyPath, []byte(os.Getenv("COSIGN_PASSWORD")))
 			if err != nil {
 				return fmt.Errorf("release sign: %w", err)
 			}
@@ -91,7 +92,7 @@ func newReleaseSignCmd(c *cli) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&keyPath, "key", "", "private key file (PKCS#8 or SEC1 PEM, mode 0600)")
+	cmd.Flags().StringVar(&keyPath, "key", "", "private key file, mode 0600: PKCS#8 or SEC1 PEM, or a cosign.key (password from $COSIGN_PASSWORD)")
 	return cmd
 }
 

@@ -29,6 +29,7 @@ func TestScenarios(t *testing.T) {
 
 	t.Run("1 install v1", func(t *testing.T) {
 		h := &host{t: t, c: h.c}
+		t.Logf("Installing: the proxy's target is %s; teleport-update install downloads, verifies and starts it.", v1)
 		h.mustRun(cliPath, "install", "--proxy", px.addr(), "--base-url", c.srv.URL, "--no-census", "--health-window", healthWindow)
 		if got := h.runningVersion(); got != v1 {
 			t.Errorf("agent runs %s after install, want %s", got, v1)
@@ -44,6 +45,9 @@ func TestScenarios(t *testing.T) {
 		if got := strings.TrimSpace(h.mustRun("systemctl", "is-enabled", agentUnit)); got != "enabled" {
 			t.Errorf("%s is %q, want enabled", agentUnit, got)
 		}
+		// The timer (OnBootSec=1min) would otherwise start its own update
+		// runs in the middle of the steps below; TestTimerUpdates covers it.
+		h.mustRun("systemctl", "stop", updaterTimer)
 	})
 	if t.Failed() {
 		return
@@ -51,6 +55,7 @@ func TestScenarios(t *testing.T) {
 
 	t.Run("2 update to v2", func(t *testing.T) {
 		h := &host{t: t, c: h.c}
+		t.Logf("The proxy's target moves to %s; teleport-update update --now switches the unit and restarts.", v2)
 		px.setTarget(v2)
 		if o, e, err := update(); err != nil {
 			t.Fatalf("update to v2: %v\nstdout:\n%s\nstderr:\n%s", err, o, e)
@@ -85,8 +90,10 @@ func TestScenarios(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &host{t: t, c: h.c}
 			pidBefore := h.show(agentUnit, "MainPID")["MainPID"]
+			t.Logf("The proxy's target moves to the broken %s; the update must fail its health check and roll back to %s.", tc.version, v2)
 			px.setTarget(tc.version)
 			o, e, err := update()
+			t.Logf("teleport-update update said:\n%s%s", o, e)
 			if err == nil {
 				t.Fatalf("update to %s succeeded, want a failure with rollback\nstdout:\n%s\nstderr:\n%s", tc.version, o, e)
 			}
@@ -126,6 +133,8 @@ func TestScenarios(t *testing.T) {
 			return
 		}
 	}
+	t.Logf("Final state, teleport-update status:\n%s", h.mustRun(cliPath, "status", "--offline"))
+	t.Logf("systemctl status %s:\n%s", agentUnit, h.mustRun("systemctl", "status", "--no-pager", "--lines=5", agentUnit))
 }
 
 // TestTimerUpdates checks that install enables the update timer and that the

@@ -97,8 +97,10 @@ func Boot(ctx context.Context, t testing.TB, opts Options) *Container {
 		t.Fatalf("Booting a systemd container: %v", err)
 	}
 
+	sweepOnce.Do(func() { sweep(t.Logf) })
+
 	name := machineName(opts.Name, t.Name(), os.Getpid(), machineSeq.Add(1))
-	dir, err := os.MkdirTemp("", "nspawn-"+name+"-")
+	dir, err := os.MkdirTemp("", workDirPrefix+name+"-")
 	if err != nil {
 		t.Fatalf("Creating container dir: %v", err)
 	}
@@ -111,6 +113,9 @@ func Boot(ctx context.Context, t testing.TB, opts Options) *Container {
 		done:   make(chan struct{}),
 	}
 	t.Cleanup(c.teardown)
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(self(c.cgroup).String()), 0o644); err != nil {
+		t.Fatalf("Booting container %s: recording its owner: %v", name, err)
+	}
 
 	if err := c.mountOverlay(base); err != nil {
 		t.Fatalf("Booting container %s: %v", name, err)
@@ -425,22 +430,33 @@ func (c *Container) teardown() {
 }
 
 // unmount unmounts the overlay at dir if it is mounted, detaching it lazily
-// when it is still busy.
+// when it stays busy.
 func unmount(dir string) error {
-	for range 20 {
-		err := unix.Unmount(dir, 0)
-		if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			return nil // unmounted, or never mounted
-		}
-		if !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("unmounting %s: %w", dir, err)
-		}
-		time.Sleep(pollInterval)
+	err := unmountIdle(dir)
+	if err == nil || !errors.Is(err, unix.EBUSY) {
+		return err
 	}
 	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("detaching busy mount %s: %w", dir, err)
 	}
 	return nil
+}
+
+// unmountIdle unmounts dir if it is mounted, retrying for a second while it
+// is busy; it fails (wrapping EBUSY) if it stays busy.
+func unmountIdle(dir string) error {
+	var err error
+	for range 20 {
+		err = unix.Unmount(dir, 0)
+		if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			return nil // unmounted, or never mounted
+		}
+		if !errors.Is(err, unix.EBUSY) {
+			break
+		}
+		time.Sleep(pollInterval)
+	}
+	return fmt.Errorf("unmounting %s: %w", dir, err)
 }
 
 // removeCgroup removes a cgroup directory and its children, deepest first,

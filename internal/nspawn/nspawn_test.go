@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -22,6 +23,8 @@ func TestParseStat(t *testing.T) {
 		{name: "comm with spaces and parens", in: "42 (a (b) c) R 7 42 42", want: procStat{pid: 42, comm: "a (b) c", ppid: 7}},
 		{name: "trailing newline", in: "9 (sh) S 3 9 9\n", want: procStat{pid: 9, comm: "sh", ppid: 3}},
 		{name: "empty comm", in: "5 () S 4", want: procStat{pid: 5, comm: "", ppid: 4}},
+		{name: "with start time", in: "4242 (systemd) S 4240 4242 4242 0 -1 4194560 1000 0 0 0 5 3 0 0 20 0 1 0 987654 170000000 3000 18446744073709551615", want: procStat{pid: 4242, comm: "systemd", ppid: 4240, start: 987654}},
+		{name: "bad start time", in: "4242 (systemd) S 4240 4242 4242 0 -1 4194560 1000 0 0 0 5 3 0 0 20 0 1 0 x 1", wantErr: errBadStat},
 		{name: "empty", in: "", wantErr: errBadStat},
 		{name: "no comm", in: "1 systemd S 0", wantErr: errBadStat},
 		{name: "no pid", in: "(systemd) S 0", wantErr: errBadStat},
@@ -48,6 +51,7 @@ func TestParseStat(t *testing.T) {
 func FuzzParseStat(f *testing.F) {
 	for _, s := range []string{
 		"1 (systemd) S 0 1 1 0 -1 4194560 1",
+		"4242 (systemd) S 4240 4242 4242 0 -1 4194560 1000 0 0 0 5 3 0 0 20 0 1 0 987654 170000000 3000 18446744073709551615",
 		"42 (a (b) c) R 7 42 42",
 		"5 () S 4",
 		"",
@@ -180,5 +184,41 @@ func TestBoot(t *testing.T) {
 				t.Errorf("Journal(systemd-journald.service) has no journald lines:\n%s", j)
 			}
 		})
+	}
+}
+
+// TestTeardown checks that the cleanup Boot registers leaves nothing behind:
+// no nspawn process, no overlay mount, no cgroup, no directory.
+func TestTeardown(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skipf("Real-systemd harness not available: %v", err)
+	}
+	t.Parallel()
+	var c *Container
+	t.Run("boot", func(t *testing.T) {
+		c = Boot(context.Background(), t, Options{})
+	})
+	if c == nil {
+		t.Fatal("Boot returned no container")
+	}
+	select {
+	case <-c.done:
+	default:
+		t.Error("systemd-nspawn still running after cleanup")
+	}
+	if err := c.nspawn.Signal(syscall.Signal(0)); err == nil {
+		t.Errorf("systemd-nspawn (PID %d) still exists after cleanup", c.nspawn.Pid)
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mounts), c.root) {
+		t.Errorf("overlay %s still mounted after cleanup", c.root)
+	}
+	for _, p := range []string{c.dir, c.cgroup} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still exists after cleanup (%v)", p, err)
+		}
 	}
 }

@@ -9,15 +9,17 @@ import (
 
 // procStat is the part of /proc/PID/stat the harness needs.
 type procStat struct {
-	pid  int
-	comm string
-	ppid int
+	pid   int
+	comm  string
+	ppid  int
+	start uint64 // start time in clock ticks after boot; 0 when absent
 }
 
 // errBadStat is returned (wrapped) by parseStat for malformed input.
 var errBadStat = errors.New("malformed /proc/PID/stat")
 
-// parseStat parses the "pid (comm) state ppid ..." line of /proc/PID/stat.
+// parseStat parses the "pid (comm) state ppid ... starttime ..." line of
+// /proc/PID/stat.
 // comm may contain spaces and parentheses: it ends at the last ')'.
 func parseStat(b []byte) (procStat, error) {
 	open := bytes.IndexByte(b, '(')
@@ -37,5 +39,13 @@ func parseStat(b []byte) (procStat, error) {
 	if err != nil || ppid < 0 {
 		return procStat{}, fmt.Errorf("%w: bad ppid %q", errBadStat, rest[1])
 	}
-	return procStat{pid: pid, comm: string(b[open+1 : closing]), ppid: ppid}, nil
+	st := procStat{pid: pid, comm: string(b[open+1 : closing]), ppid: ppid}
+	// Field 22 (starttime) is rest[19]: rest[0] is field 3 (state).
+	if len(rest) >= 20 {
+		st.start, err = strconv.ParseUint(string(rest[19]), 10, 64)
+		if err != nil {
+			return procStat{}, fmt.Errorf("%w: bad starttime %q", errBadStat, rest[19])
+		}
+	}
+	return st, nil
 }

@@ -64,11 +64,7 @@ func TarballName(version, arch string) string {
 // into dir and returns its path; it fails the test on error.
 func BuildAgent(t testing.TB, dir, version, mode string) (tarballPath string) {
 	t.Helper()
-	ctx := context.Background()
-	if d, ok := t.(interface{ Context() context.Context }); ok {
-		ctx = d.Context()
-	}
-	p, err := Build(ctx, dir, version, mode)
+	p, err := Build(t.Context(), dir, version, mode)
 	if err != nil {
 		t.Fatalf("Building test release %s (%s): %v", version, mode, err)
 	}

@@ -189,6 +189,19 @@ func checkFetchURL(raw string) error {
 	return nil
 }
 
+// newRequest builds a GET for url asking for the bytes as stored: with an
+// explicit identity Accept-Encoding, net/http neither asks for gzip nor
+// transparently decompresses, so a CDN that labels a .tar.gz with
+// Content-Encoding: gzip cannot change the bytes that get hashed.
+func newRequest(ctx context.Context, url string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept-Encoding", "identity")
+	return req, nil
+}
+
 // Fetch downloads a small file (a checksum, a bundle, a policy answer) into
 // memory. It reads at most max+1 bytes.
 //
@@ -203,7 +216,7 @@ func (c *Client) Fetch(ctx context.Context, url string, max int64) ([]byte, erro
 	}
 	w := c.startWatchdog(ctx)
 	defer w.stop()
-	req, err := http.NewRequestWithContext(w.ctx, http.MethodGet, url, nil)
+	req, err := newRequest(w.ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
@@ -324,7 +337,7 @@ type transfer struct {
 // attempt makes one request and copies its body. A returned errStop must
 // not be retried; any other error may be resumed.
 func (d *transfer) attempt() error {
-	req, err := http.NewRequestWithContext(d.w.ctx, http.MethodGet, d.url, nil)
+	req, err := newRequest(d.w.ctx, d.url)
 	if err != nil {
 		return errStop{err}
 	}
@@ -461,20 +474,30 @@ func parseContentRange(s string) (start, size int64, ok bool) {
 	if !found {
 		return 0, 0, false
 	}
-	start, err1 := strconv.ParseInt(first, 10, 64)
-	end, err2 := strconv.ParseInt(last, 10, 64)
-	if err1 != nil || err2 != nil || start < 0 || end < start {
+	start, ok1 := parseDigits(first)
+	end, ok2 := parseDigits(last)
+	if !ok1 || !ok2 || end < start {
 		return 0, 0, false
 	}
 	size = -1
 	if sz != "*" {
-		n, err := strconv.ParseInt(sz, 10, 64)
-		if err != nil || n <= end {
+		n, ok := parseDigits(sz)
+		if !ok || n <= end {
 			return 0, 0, false
 		}
 		size = n
 	}
 	return start, size, true
+}
+
+// parseDigits parses a non-negative decimal made of ASCII digits only (no
+// sign, no spaces).
+func parseDigits(s string) (int64, bool) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
 }
 
 // unwrapURLError drops net/http's *url.Error layer, whose message repeats

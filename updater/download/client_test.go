@@ -2,6 +2,7 @@ package download
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -264,11 +265,12 @@ func endless(chunked bool) http.HandlerFunc {
 	}
 }
 
-// trickle writes one byte every interval until the client goes away.
-func trickle(interval time.Duration) http.HandlerFunc {
+// trickle writes one byte every interval, n bytes in all, or until the
+// client goes away. Finite, so a broken watchdog fails a test, not hangs it.
+func trickle(interval time.Duration, n int) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
-		for {
+		for range n {
 			w.Write([]byte{'x'})
 			w.(http.Flusher).Flush()
 			select {
@@ -280,14 +282,18 @@ func trickle(interval time.Duration) http.HandlerFunc {
 	}
 }
 
-// hang sends headers (or not) and then nothing until the client goes away.
+// hang sends headers (or not) and then nothing until the client goes away
+// or, so that a broken watchdog fails a test instead of hanging it, 5 s.
 func hang(headers bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if headers {
 			w.WriteHeader(http.StatusOK)
 			w.(http.Flusher).Flush()
 		}
-		<-r.Context().Done()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
 	}
 }
 
@@ -316,7 +322,7 @@ func TestFetchFailures(t *testing.T) {
 	mux.Handle("/500", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }))
 	mux.Handle("/endless", endless(true))
 	mux.Handle("/endless-cl", endless(false))
-	mux.Handle("/trickle", trickle(20*time.Millisecond))
+	mux.Handle("/trickle", trickle(20*time.Millisecond, 200))
 	mux.Handle("/stall-body", hang(true))
 	mux.Handle("/stall-headers", hang(false))
 	mux.Handle("/to-other", redirectTo(func() string { return other.URL + "/x" }))
@@ -461,6 +467,10 @@ func TestParseContentRange(t *testing.T) {
 		{"bytes -1-5/10", 0, 0, false},
 		{"items 0-9/10", 0, 0, false},
 		{"bytes */10", 0, 0, false},
+		{"bytes +5-9/10", 0, 0, false},
+		{"bytes 5-+9/10", 0, 0, false},
+		{"bytes 5-9/+10", 0, 0, false},
+		{"bytes 5-9/99999999999999999999", 0, 0, false},
 		{"", 0, 0, false},
 	}
 	for _, tt := range tests {
@@ -479,4 +489,48 @@ func stagingFileIn(t *testing.T, dir string) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// TestStoredBytes checks that the client keeps the bytes as stored: a CDN
+// that labels a .tar.gz with Content-Encoding: gzip must not get it
+// transparently decompressed (the hash would then be of the wrong bytes).
+func TestStoredBytes(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	gz.Write(bytes.Repeat([]byte("teleport "), 1000))
+	gz.Close()
+	stored := buf.Bytes()
+	srv := newTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Write(stored)
+	}))
+	c := New(Options{HTTPClient: srv.Client()})
+	got, err := c.Fetch(t.Context(), srv.URL, 1<<20)
+	if err != nil || !bytes.Equal(got, stored) {
+		t.Errorf("Fetch = %d bytes, %v; want the %d stored bytes", len(got), err, len(stored))
+	}
+	f := stagingFile(t)
+	res, err := c.Download(t.Context(), srv.URL, f, 1<<20, nil)
+	if err != nil || res.SHA256 != sha256Hex(stored) {
+		t.Errorf("Download = %+v, %v; want the hash of the stored bytes", res, err)
+	}
+}
+
+func FuzzParseContentRange(f *testing.F) {
+	for _, s := range []string{"bytes 0-9/10", "bytes 5-9/*", "bytes 9-5/10", "bytes */10", "bytes 1-2/3/4", "bytes 00-1/2", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		start, size, ok := parseContentRange(s)
+		if !ok {
+			return
+		}
+		if start < 0 || size < -1 || size >= 0 && start >= size {
+			t.Fatalf("parseContentRange(%q) = %d, %d: inconsistent range accepted", s, start, size)
+		}
+		if strings.ContainsAny(s, "+\t") || strings.Count(s, " ") != 1 || strings.Count(s, "-") != 1 {
+			t.Fatalf("parseContentRange(%q) accepted signs or extra spaces", s)
+		}
+	})
 }

@@ -232,7 +232,8 @@ func TestFetchVerified(t *testing.T) {
 				b[len(b)/2] ^= 0x01
 				c.set(a.TarballName(), b)
 			},
-			wantErr: []error{ErrChecksumMismatch, verify.ErrVerification},
+			wantErr:         []error{ErrChecksumMismatch, verify.ErrVerification},
+			wantTarballHits: 1,
 		},
 		{
 			name: "one flipped byte in the checksum file",
@@ -299,7 +300,8 @@ func TestFetchVerified(t *testing.T) {
 				c.handle(a.TarballName(), endless(true))
 				*max = 1 << 20
 			},
-			wantErr: []error{ErrTooLarge},
+			wantErr:         []error{ErrTooLarge},
+			wantTarballHits: 1,
 		},
 		{
 			name: "oversized checksum file",
@@ -312,25 +314,28 @@ func TestFetchVerified(t *testing.T) {
 		{
 			name: "one byte per tick trickle",
 			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, opts *Options, _ *int64) {
-				c.handle(a.TarballName(), trickle(20*time.Millisecond))
-				opts.MinRate, opts.RateWindow = 1024, 100*time.Millisecond
+				c.handle(a.TarballName(), trickle(20*time.Millisecond, 200))
+				opts.MinRate, opts.RateWindow = 1024, 300*time.Millisecond
 			},
-			wantErr: []error{ErrTooSlow},
+			wantErr:         []error{ErrTooSlow},
+			wantTarballHits: 1,
 		},
 		{
 			name: "tarball stalls",
 			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, opts *Options, _ *int64) {
 				c.handle(a.TarballName(), hang(true))
-				opts.StallTimeout = 100 * time.Millisecond
+				opts.StallTimeout = 300 * time.Millisecond
 			},
-			wantErr: []error{ErrStalled},
+			wantErr:         []error{ErrStalled},
+			wantTarballHits: 1,
 		},
 		{
 			name: "tarball 404",
 			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
 				c.handle(a.TarballName(), http.NotFoundHandler())
 			},
-			wantErr: []error{&HTTPStatusError{Code: 404}},
+			wantErr:         []error{&HTTPStatusError{Code: 404}},
+			wantTarballHits: 1,
 		},
 		{
 			name: "checksum 500",
@@ -347,7 +352,8 @@ func TestFetchVerified(t *testing.T) {
 				other.set(a.TarballName(), c.get(t, a.TarballName()))
 				c.handle(a.TarballName(), http.RedirectHandler(other.srv.URL+"/"+a.TarballName(), http.StatusFound))
 			},
-			wantErr: []error{ErrRedirectRefused},
+			wantErr:         []error{ErrRedirectRefused},
+			wantTarballHits: 1,
 		},
 		{
 			name: "tarball redirected to http",
@@ -358,7 +364,8 @@ func TestFetchVerified(t *testing.T) {
 				t.Cleanup(plain.Close)
 				c.handle(a.TarballName(), http.RedirectHandler(plain.URL+"/"+a.TarballName(), http.StatusMovedPermanently))
 			},
-			wantErr: []error{ErrRedirectRefused, ErrInsecureURL},
+			wantErr:         []error{ErrRedirectRefused, ErrInsecureURL},
+			wantTarballHits: 1,
 		},
 		{
 			name: "http base URL",

@@ -80,6 +80,9 @@ const (
 	copyBufferSize = 1 << 20
 	// syncQueueLen is how many written files may wait for their fsync.
 	syncQueueLen = 64
+	// maxPathLen and maxNameLen are Linux's PATH_MAX-1 and NAME_MAX.
+	maxPathLen = 4095
+	maxNameLen = 255
 )
 
 // Extract installs the release tarball (a gzip-compressed tar) as version
@@ -170,18 +173,22 @@ func (t *Tree) Extract(ctx context.Context, tarball, version, sha256hex string, 
 
 	h := sha256.New()
 	br := bufio.NewReaderSize(io.TeeReader(f, h), copyBufferSize)
-	dirs, err := extractTar(ctx, staging, br, lim)
-	if err != nil {
-		return fmt.Errorf("extract version %s from %s: %w", version, filepath.Base(tarball), err)
+	dirs, xerr := extractTar(ctx, staging, br, lim)
+	if xerr != nil && ctx.Err() != nil {
+		return fmt.Errorf("extract version %s: %w", version, ctx.Err())
 	}
 	// Hash what follows the end of the tar stream too: the checksum is
-	// over the whole file.
+	// over the whole file. A tampered tarball is reported as such even when
+	// its content was refused first.
 	if _, err := io.Copy(io.Discard, br); err != nil {
 		return fmt.Errorf("extract version %s: read %s: %w", version, tarball, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sha256hex {
-		return fmt.Errorf("extract version %s: %w: %s has SHA-256 %s, expected %s",
-			version, ErrChecksumMismatch, filepath.Base(tarball), got, sha256hex)
+		return errors.Join(fmt.Errorf("extract version %s: %w: %s has SHA-256 %s, expected %s",
+			version, ErrChecksumMismatch, filepath.Base(tarball), got, sha256hex), xerr)
+	}
+	if xerr != nil {
+		return fmt.Errorf("extract version %s from %s: %w", version, filepath.Base(tarball), xerr)
 	}
 
 	// Make the new tree durable before it gets its final name.
@@ -399,9 +406,15 @@ func cleanEntryName(raw string) (string, error) {
 	case strings.ContainsRune(name, 0) || strings.ContainsRune(name, '\\'):
 		return "", unsafeEntry(raw, "NUL or backslash in path")
 	}
+	if len(name) > maxPathLen {
+		return "", unsafeEntry(raw, "path longer than %d bytes", maxPathLen)
+	}
 	for _, c := range strings.Split(name, "/") {
 		if c == ".." {
 			return "", unsafeEntry(raw, "path contains \"..\"")
+		}
+		if len(c) > maxNameLen {
+			return "", unsafeEntry(raw, "path component longer than %d bytes", maxNameLen)
 		}
 	}
 	if path.Clean(name) != name {
@@ -463,17 +476,14 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("create %s: %w", name, err)
 		}
-		n, err := io.CopyBuffer(f, &ctxReader{ctx: x.ctx, r: r}, x.buf)
-		if err == nil && n != hdr.Size {
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
+		if err := x.copyData(f, r, hdr.Size); err != nil {
 			_ = f.Close()
-			if x.ctx.Err() != nil {
+			var rerr *readError
+			switch {
+			case x.ctx.Err() != nil:
 				return x.ctx.Err()
-			}
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, tar.ErrHeader) {
-				return unsafeEntry(hdr.Name, "truncated or corrupt data: %v", err)
+			case errors.As(err, &rerr):
+				return unsafeEntry(hdr.Name, "truncated or corrupt data: %v", rerr.err)
 			}
 			return fmt.Errorf("write %s: %w", name, err)
 		}
@@ -494,6 +504,8 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 			return unsafeEntry(hdr.Name, "symlink to absolute path %q", target)
 		case strings.ContainsRune(target, 0):
 			return unsafeEntry(hdr.Name, "NUL in symlink target")
+		case len(target) > maxPathLen:
+			return unsafeEntry(hdr.Name, "symlink target longer than %d bytes", maxPathLen)
 		}
 		resolved := path.Join(path.Dir(name), target)
 		if resolved == ".." || strings.HasPrefix(resolved, "../") {
@@ -553,6 +565,10 @@ func (x *extractor) mkdir(name string) error {
 	if err := x.root.Mkdir(name, 0o755); err != nil {
 		return fmt.Errorf("create directory %s: %w", name, err)
 	}
+	// Whatever the umask, every user must reach the linked binaries.
+	if err := x.root.Chmod(name, 0o755); err != nil {
+		return fmt.Errorf("chmod directory %s: %w", name, err)
+	}
 	x.kinds[name] = kindDir
 	x.dirs = append(x.dirs, name)
 	return nil
@@ -606,15 +622,36 @@ func (x *extractor) checkSymlinks() error {
 	return nil
 }
 
-// ctxReader stops a long copy when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
+// readError marks a failure reading the archive (as opposed to writing
+// the file): the archive is truncated or corrupt.
+type readError struct{ err error }
 
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
+func (e *readError) Error() string { return e.err.Error() }
+
+// copyData copies exactly size bytes of file data from r to w, stopping
+// when ctx is done. Read failures are returned as *readError.
+func (x *extractor) copyData(w io.Writer, r io.Reader, size int64) error {
+	var n int64
+	for {
+		if err := x.ctx.Err(); err != nil {
+			return err
+		}
+		nr, rerr := r.Read(x.buf)
+		if nr > 0 {
+			if _, err := w.Write(x.buf[:nr]); err != nil {
+				return err
+			}
+			n += int64(nr)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return &readError{err: rerr}
+		}
 	}
-	return c.r.Read(p)
+	if n != size {
+		return &readError{err: io.ErrUnexpectedEOF}
+	}
+	return nil
 }

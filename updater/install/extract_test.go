@@ -61,6 +61,7 @@ func TestExtractRefuses(t *testing.T) {
 			return gzipBytes(t, b[:len(b)-1024-4096]) // no end blocks, half the data
 		}, wantErr: ErrUnsafeArchive, wantMsg: "bin/z"},
 		{name: "checksum mismatch", entries: good, sum: strings.Repeat("0", 64), wantErr: ErrChecksumMismatch},
+		{name: "checksum mismatch of an unsafe archive", entries: with(file("../evil", "x")), sum: strings.Repeat("0", 64), wantErr: ErrChecksumMismatch, wantMsg: "../evil"},
 		{name: "no space", entries: good, lim: Limits{ReserveBytes: 1 << 62}, wantErr: ErrNoSpace, wantMsg: "reserve"},
 	}
 	for _, tc := range tests {

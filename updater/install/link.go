@@ -14,6 +14,13 @@ import (
 // so the tree stays valid under any root.
 const linkPrefix = "../../../" + versionsRel + "/"
 
+// notLinked are binaries a release may carry that Link leaves alone:
+// /usr/local/bin/teleport-update is the updater itself, installed and
+// replaced by its own signed artifact; linking an agent release's copy
+// over it would let an agent rollback downgrade the updater, or (as a
+// regular file) make every update fail with ErrNotOurs.
+var notLinked = []string{"teleport-update"}
+
 // linkTarget is the symlink target for binary name of version v.
 func linkTarget(v, name string) string {
 	return linkPrefix + v + "/bin/" + name
@@ -129,7 +136,7 @@ type linkStep struct {
 }
 
 // Link points /usr/local/bin/<name> at versions/<v>/bin/<name> for every
-// binary of version v, replacing each link atomically (a new symlink under
+// binary of version v (except teleport-update, see notLinked), replacing each link atomically (a new symlink under
 // a temporary name renamed over the old one), and removes links of ours
 // for binaries v lacks.
 //
@@ -157,6 +164,7 @@ func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 	if !slices.Contains(bins, "teleport") {
 		return nil, fmt.Errorf("link version %s: %w: no bin/teleport", v, ErrNotInstalled)
 	}
+	bins = slices.DeleteFunc(bins, func(name string) bool { return slices.Contains(notLinked, name) })
 	if err := os.MkdirAll(t.BinDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("link version %s: %w", v, err)
 	}

@@ -14,8 +14,9 @@ func TestLinkSwapAndRevert(t *testing.T) {
 	t.Parallel()
 	tr := New(t.TempDir())
 	install(t, tr, "1.0.0", "tsh")
-	install(t, tr, "2.0.0", "tbot")
+	install(t, tr, "2.0.0", "tbot", "teleport-update")
 	mustWrite(t, filepath.Join(tr.BinDir(), "unrelated"), "keep")
+	mustWrite(t, filepath.Join(tr.BinDir(), "teleport-update"), "the updater")
 	if err := os.Symlink("/usr/bin/env", filepath.Join(tr.BinDir(), "foreign-link")); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,8 @@ func TestLinkSwapAndRevert(t *testing.T) {
 			t.Errorf("after Link(2.0.0): %s = %q, want %q", k, after[k], v)
 		}
 	}
-	if after["unrelated"] != before["unrelated"] || after["foreign-link"] != before["foreign-link"] {
+	if after["unrelated"] != before["unrelated"] || after["foreign-link"] != before["foreign-link"] ||
+		after["teleport-update"] != before["teleport-update"] {
 		t.Error("Link touched files that are not its own")
 	}
 	if vs, err := tr.LinkedVersions(); err != nil || !slices.Equal(vs, []string{"2.0.0"}) {
@@ -240,5 +242,46 @@ func TestBinaries(t *testing.T) {
 	}
 	if want := []string{"tbot", "teleport", "tsh"}; !slices.Equal(got, want) {
 		t.Errorf("Binaries() = %v, want %v", got, want)
+	}
+}
+
+// TestInterruptedSwap: a run killed between two link swaps leaves links to
+// two versions; both count as linked, so neither is pruned nor replaced,
+// and linking again repairs the tree.
+func TestInterruptedSwap(t *testing.T) {
+	t.Parallel()
+	tr := New(t.TempDir())
+	install(t, tr, "1.0.0")
+	install(t, tr, "2.0.0")
+	install(t, tr, "3.0.0")
+	if _, err := tr.Link("1.0.0", false); err != nil {
+		t.Fatal(err)
+	}
+	// Killed after swapping teleport, before tctl.
+	if err := swapSymlink(filepath.Join(tr.BinDir(), "teleport"), linkTarget("2.0.0", "teleport")); err != nil {
+		t.Fatal(err)
+	}
+	if vs, err := tr.LinkedVersions(); err != nil || !slices.Equal(vs, []string{"1.0.0", "2.0.0"}) {
+		t.Errorf("LinkedVersions() = %v, %v; want both", vs, err)
+	}
+	if v, _ := tr.LinkedVersion(); v != "2.0.0" {
+		t.Errorf("LinkedVersion() = %q, want the teleport link's 2.0.0", v)
+	}
+	if removed, err := tr.Prune(); err != nil || !slices.Equal(removed, []string{"3.0.0"}) {
+		t.Errorf("Prune() = %v, %v; want only 3.0.0", removed, err)
+	}
+	// An incomplete but linked version is neither cleaned nor re-extracted.
+	if err := os.Remove(filepath.Join(tr.VersionDir("1.0.0"), verifiedName)); err != nil {
+		t.Fatal(err)
+	}
+	p, sum := makeTarball(t, release("1.0.0"))
+	if err := tr.Extract(t.Context(), p, "1.0.0", sum, testLimits); !errors.Is(err, ErrInUse) {
+		t.Errorf("Extract over a linked incomplete version = %v, want ErrInUse", err)
+	}
+	if _, err := tr.Link("2.0.0", false); err != nil {
+		t.Fatal(err)
+	}
+	if vs, _ := tr.LinkedVersions(); !slices.Equal(vs, []string{"2.0.0"}) {
+		t.Errorf("LinkedVersions() after relinking = %v", vs)
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -38,7 +37,7 @@ var (
 	// ErrUnsafeKeyPath: a key file or a directory above it is writable by
 	// group/others, owned by someone other than root or the current user,
 	// or is not a regular file/directory.
-	ErrUnsafeKeyPath = errors.New("unsafe key file permissions")
+	ErrUnsafeKeyPath = errors.New("unsafe permissions")
 )
 
 // HintFor returns the Sigstore key hint for pub: base64 (standard encoding)
@@ -205,11 +204,10 @@ func loadKeysDir(root string) ([]Key, []error) {
 			return nil, []error{fmt.Errorf("ignoring all keys in %s: %w: %s: %s", dir, ErrUnsafeKeyPath, p, reason)}
 		}
 	}
-	entries, err := os.ReadDir(dir)
+	entries, err := os.ReadDir(dir) // sorted by name: warnings come in a stable order
 	if err != nil {
 		return nil, []error{fmt.Errorf("ignoring all keys in %s: %w", dir, err)}
 	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
 	var keys []Key
 	var warnings []error
 	for _, e := range entries {
@@ -218,7 +216,11 @@ func loadKeysDir(root string) ([]Key, []error) {
 		}
 		path := filepath.Join(dir, e.Name())
 		k, err := readKeyFile(path, euid)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrKeyFormat): // already names the path
+			warnings = append(warnings, fmt.Errorf("ignoring key file: %w", err))
+			continue
+		case err != nil:
 			warnings = append(warnings, fmt.Errorf("ignoring key file %s: %w", path, err))
 			continue
 		}
@@ -250,7 +252,7 @@ func readKeyFile(path string, euid int) (Key, error) {
 		return Key{}, err
 	}
 	if len(data) > MaxKeyFileSize {
-		return Key{}, fmt.Errorf("%w: larger than %d bytes", ErrKeyFormat, MaxKeyFileSize)
+		return Key{}, fmt.Errorf("parse public key %s: %w: larger than %d bytes", path, ErrKeyFormat, MaxKeyFileSize)
 	}
 	return ParsePublicKeyPEM(data, path)
 }

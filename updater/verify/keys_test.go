@@ -1,6 +1,7 @@
 package verify_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -196,7 +197,7 @@ func TestLoadKeySet(t *testing.T) {
 				writeKey(t, filepath.Join(d, "good.pub"), localKey.pem, 0o600)
 			},
 			wantHints:    []string{embeddedKey.key.Hint, localKey.key.Hint},
-			wantWarnings: []string{"bad.pub: unsafe key file permissions: mode 0666 is group/world-writable"},
+			wantWarnings: []string{"bad.pub: unsafe permissions: mode 0666 is group/world-writable"},
 			wantWarnErr:  verify.ErrUnsafeKeyPath,
 		},
 		{
@@ -246,7 +247,7 @@ func TestLoadKeySet(t *testing.T) {
 				}
 			},
 			wantHints:    []string{embeddedKey.key.Hint},
-			wantWarnings: []string{"link.pub: unsafe key file permissions: is a symlink"},
+			wantWarnings: []string{"link.pub: unsafe permissions: is a symlink"},
 			wantWarnErr:  verify.ErrUnsafeKeyPath,
 		},
 		{
@@ -257,6 +258,17 @@ func TestLoadKeySet(t *testing.T) {
 			},
 			wantHints:    []string{embeddedKey.key.Hint},
 			wantWarnings: []string{"junk.pub"},
+			wantWarnErr:  verify.ErrKeyFormat,
+		},
+		{
+			name:     "oversized key file ignored",
+			embedded: embedded,
+			setup: func(t *testing.T, _, d string) {
+				big := append(bytes.Repeat([]byte("# padding\n"), verify.MaxKeyFileSize/10+1), localKey.pem...)
+				writeKey(t, filepath.Join(d, "big.pub"), big, 0o644)
+			},
+			wantHints:    []string{embeddedKey.key.Hint},
+			wantWarnings: []string{"big.pub: invalid public key: larger than"},
 			wantWarnErr:  verify.ErrKeyFormat,
 		},
 		{
@@ -294,6 +306,9 @@ func TestLoadKeySet(t *testing.T) {
 			root, keysDir := keyTree(t)
 			tt.setup(t, root, keysDir)
 			ks, warnings, err := verify.LoadKeySet(root, tt.embedded)
+			for _, w := range warnings {
+				t.Log(w)
+			}
 			if len(warnings) != len(tt.wantWarnings) {
 				t.Errorf("warnings = %v, want %d matching %q", warnings, len(tt.wantWarnings), tt.wantWarnings)
 			}
@@ -366,4 +381,27 @@ func TestLoadKeySetEndToEnd(t *testing.T) {
 	if _, err := verify.VerifyChecksumFile(ks, checksum, bundle, tarball, now); !errors.Is(err, verify.ErrKeyNotValid) {
 		t.Fatalf("after expiry: err = %v, want ErrKeyNotValid", err)
 	}
+}
+
+func FuzzParsePublicKeyPEM(f *testing.F) {
+	k := newTestKey(f)
+	f.Add(k.pem)
+	f.Add(withHeaders(f, k.pem, map[string]string{"Not-Before": "2026-01-01T00:00:00Z", "Not-After": "2027-01-01T00:00:00Z"}))
+	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		key, err := verify.ParsePublicKeyPEM(data, "fuzz")
+		if err != nil {
+			if !errors.Is(err, verify.ErrKeyFormat) {
+				t.Fatalf("error does not wrap ErrKeyFormat: %v", err)
+			}
+			return
+		}
+		if key.Public == nil || key.Public.Curve != elliptic.P256() {
+			t.Fatalf("accepted a non-P-256 key: %+v", key)
+		}
+		if h, err := verify.HintFor(key.Public); err != nil || h != key.Hint {
+			t.Fatalf("hint %q, HintFor %q (%v)", key.Hint, h, err)
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -200,6 +201,9 @@ func FuzzVerifyBundle(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`))
 	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"publicKey":{"hint":"x"}},"dsseEnvelope":{}}`))
+	if cosign, err := os.ReadFile("testdata/cosign/" + cosignArtifact + ".sha256.sigstore.json"); err == nil {
+		f.Add(cosign) // real cosign output, by an unpinned key here
+	}
 	f.Add(mutateBundle(f, genuine, func(b *protobundle.Bundle) {
 		b.GetMessageSignature().Signature[10] ^= 1
 	}))

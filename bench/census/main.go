@@ -1,0 +1,505 @@
+// Command census benchmarks census intake: reports from many distinct
+// simulated hosts POSTed over loopback HTTPS to the real proxy handler
+// (proxyapi with enrollment tokens) backed by the SQLite store with durable
+// commits (WAL, synchronous=FULL).
+//
+// The proxy runs as a child process (this binary with -role proxy), so its
+// peak RSS is measured alone. The run has two phases on fresh databases:
+//
+//  1. baseline: one transaction (one fsync) per report (store.IngestOneTx),
+//     -baseline-hosts hosts;
+//  2. batched: group commit (store.Ingest), -hosts hosts;
+//
+// then it times the summary over all hosts, through GET
+// /v1/webapi/census/summary and directly on the store.
+//
+//	go run ./bench/census -hosts 100000 -concurrency 64
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/census/store"
+	"github.com/gravitational/teleport-update/proxyapi"
+)
+
+// Tokens the child proxy accepts (at least proxyapi.MinTokenLen long).
+const (
+	stagingToken    = "bench-staging-token-0123456789abcdef"
+	productionToken = "bench-production-token-0123456789abcd"
+	adminToken      = "bench-admin-token-0123456789abcdef012"
+)
+
+const policy = `kind: autoupdate_version
+version: v1
+spec:
+  agents:
+    target_version: 16.4.6
+    mode: enabled
+    schedule: regular
+    jitter_seconds: 60
+    groups:
+      - name: staging
+        window: "0 2 * * *"
+        duration: 1h
+      - name: production
+        window: "0 4 * * Tue,Thu"
+        duration: 2h
+`
+
+func main() {
+	role := flag.String("role", "driver", "driver (runs the benchmark) or proxy (the child process)")
+	dir := flag.String("dir", "", "directory for the databases (default: a new temporary directory)")
+	hosts := flag.Int("hosts", 100_000, "distinct hosts reporting in the batched phase")
+	baselineHosts := flag.Int("baseline-hosts", 5_000, "distinct hosts in the one-transaction-per-report phase")
+	concurrency := flag.Int("concurrency", 64, "concurrent reporting connections")
+	db := flag.String("db", "", "proxy role: database file")
+	oneTx := flag.Bool("one-tx", false, "proxy role: one transaction per report")
+	flag.StringVar(&cpuProfile, "proxy-cpuprofile", "", "write the batched proxy's CPU profile to this file")
+	flag.Parse()
+	var err error
+	if *role == "proxy" {
+		err = serveProxy(*db, *oneTx)
+	} else {
+		err = drive(*dir, *hosts, *baselineHosts, *concurrency)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// cpuProfile is where the proxy child writes its CPU profile, if set.
+var cpuProfile string
+
+// oneTxBackend makes the proxy store each report in its own transaction.
+type oneTxBackend struct{ *store.Store }
+
+func (b oneTxBackend) Ingest(ctx context.Context, group string, body []byte, now time.Time) error {
+	return b.IngestOneTx(ctx, group, body, now)
+}
+
+// serveProxy runs the proxy API over TLS on loopback, prints its address and
+// certificate, and serves until stdin closes or SIGTERM.
+func serveProxy(dbPath string, oneTx bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	policyFile := filepath.Join(filepath.Dir(dbPath), "autoupdate_version.yaml")
+	if err := os.WriteFile(policyFile, []byte(policy), 0o644); err != nil {
+		return err
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	st, err := store.Open(ctx, dbPath, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var backend proxyapi.CensusBackend = st
+	if oneTx {
+		backend = oneTxBackend{st}
+	}
+	api, err := proxyapi.New(proxyapi.Config{
+		PolicyFile: policyFile,
+		Tokens: []proxyapi.Token{
+			{Token: stagingToken, Group: "staging"},
+			{Token: productionToken, Group: "production"},
+			{Token: adminToken, Admin: true},
+		},
+		Census: backend,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return err
+	}
+	srv := httptest.NewUnstartedServer(api.Handler())
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	fmt.Printf("ADDR %s\nCERT %s\n", strings.TrimPrefix(srv.URL, "https://"), hex.EncodeToString(cert))
+	go func() { io.Copy(io.Discard, os.Stdin); stop() }()
+	<-ctx.Done()
+	stats := st.Stats()
+	fmt.Fprintf(os.Stderr, "STATS batches=%d reports=%d\n", stats.Batches, stats.Reports)
+	return nil
+}
+
+// proxy is a running child proxy.
+type proxy struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	addr   string
+	client *http.Client
+}
+
+func startProxy(dbPath string, oneTx bool, concurrency int) (*proxy, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-role", "proxy", "-db", dbPath, "-one-tx=" + strconv.FormatBool(oneTx)}
+	if cpuProfile != "" && !oneTx {
+		args = append(args, "-proxy-cpuprofile", cpuProfile)
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proxy{cmd: cmd, stdin: stdin}
+	sc := bufio.NewScanner(out)
+	var certPEM []byte
+	for p.addr == "" || certPEM == nil {
+		if !sc.Scan() {
+			p.stop()
+			return nil, errors.New("proxy child exited before printing its address")
+		}
+		k, v, _ := strings.Cut(sc.Text(), " ")
+		switch k {
+		case "ADDR":
+			p.addr = v
+		case "CERT":
+			if certPEM, err = hex.DecodeString(v); err != nil {
+				p.stop()
+				return nil, err
+			}
+		}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(certPEM) {
+		p.stop()
+		return nil, errors.New("proxy certificate is not PEM")
+	}
+	p.client = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool},
+		MaxIdleConnsPerHost: concurrency,
+		MaxConnsPerHost:     concurrency,
+	}}
+	return p, nil
+}
+
+// cpuSeconds returns the child's user+system CPU time so far.
+func (p *proxy) cpuSeconds() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	// Fields after the command name in parentheses; utime and stime are the
+	// 14th and 15th fields, in clock ticks (100 per second on Linux).
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return -1
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	k, _ := strconv.ParseFloat(f[12], 64)
+	return (u + k) / 100
+}
+
+// selfCPUSeconds returns this process's user+system CPU time so far.
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return -1
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// peakRSS returns the child's peak and current resident set, in MiB.
+func (p *proxy) peakRSS() (peak, current float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return -1, -1
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(fields[1], 64)
+		switch fields[0] {
+		case "VmHWM:":
+			peak = kb / 1024
+		case "VmRSS:":
+			current = kb / 1024
+		}
+	}
+	return peak, current
+}
+
+func (p *proxy) stop() {
+	p.stdin.Close()
+	p.cmd.Wait()
+}
+
+// hostReport returns the report of simulated host i, varied like a fleet.
+func hostReport(i int, now time.Time) ([]byte, string) {
+	sum := sha256.Sum256([]byte("bench host " + strconv.Itoa(i)))
+	versions := []string{"16.4.6", "16.4.5", "16.4.3", "15.4.22"}
+	oses := []string{"Ubuntu 22.04", "Debian GNU/Linux 12", "Red Hat Enterprise Linux 9.4", "Amazon Linux 2023", "Alpine Linux 3.20.3"}
+	clouds := []string{"", "aws", "gcp", "azure"}
+	methods := [][]string{{"systemctl", "teleport-update"}, {"node_script", "systemctl", "teleport-update"}, {"dockerfile", "teleport-update"}}
+	r := census.Report{
+		HostID:           hex.EncodeToString(sum[:]),
+		Version:          versions[i%len(versions)],
+		Services:         []string{"node"},
+		OS:               "linux",
+		OSVersion:        oses[i%len(oses)],
+		HostArchitecture: []string{"amd64", "arm64"}[i%2],
+		GlibcVersion:     "2.36",
+		InstallMethods:   methods[i%len(methods)],
+		CloudEnvironment: clouds[i%len(clouds)],
+		UpdateGroup:      "staging",
+		UpdaterStatus:    census.StatusEnabled,
+		ReportedAt:       now,
+	}
+	if i%len(methods) == 2 {
+		r.ContainerRuntime = "docker"
+		r.GlibcVersion = ""
+	}
+	if i%7 != 0 {
+		r.LastUpdateResult = &census.UpdateResult{Time: now.Add(-time.Hour), Target: r.Version, Success: i%50 != 0}
+		if !r.LastUpdateResult.Success {
+			r.LastUpdateResult.ErrorCode = "health_check"
+		}
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(err)
+	}
+	token := stagingToken
+	if i%3 == 0 {
+		token = productionToken
+	}
+	return b, token
+}
+
+// phaseResult is what one intake phase measured.
+type phaseResult struct {
+	hosts      int
+	elapsed    time.Duration
+	rate       float64 // reports/s over the whole phase
+	minWindow  float64 // lowest reports/s over any tenth of the phase
+	peakRSS    float64 // MiB
+	currentRSS float64
+	proxyCPU   float64 // CPU seconds the proxy used during the phase
+	driverCPU  float64 // CPU seconds the load generator used
+}
+
+// intake posts reports of hosts [0, n) with concurrency workers.
+func intake(p *proxy, n, concurrency int) (phaseResult, error) {
+	var next, done atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	windows := 10
+	windowStart := make([]time.Time, windows+1)
+	proxyCPU0, driverCPU0 := p.cpuSeconds(), selfCPUSeconds()
+	start := time.Now()
+	windowStart[0] = start
+	var wmu sync.Mutex
+	var wg sync.WaitGroup
+	for range concurrency {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				body, token := hostReport(i, now)
+				req, _ := http.NewRequest(http.MethodPost, "https://"+p.addr+census.CensusPath, bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := p.client.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusAccepted {
+						err = fmt.Errorf("host %d: proxy answered %s", i, resp.Status)
+					}
+				}
+				if err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+				d := int(done.Add(1))
+				if w := d * windows / n; d*windows%n == 0 && w <= windows {
+					wmu.Lock()
+					windowStart[w] = time.Now()
+					wmu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return phaseResult{}, firstErr
+	}
+	res := phaseResult{hosts: n, elapsed: elapsed, rate: float64(n) / elapsed.Seconds(),
+		proxyCPU: p.cpuSeconds() - proxyCPU0, driverCPU: selfCPUSeconds() - driverCPU0}
+	for w := range windows {
+		if windowStart[w].IsZero() || windowStart[w+1].IsZero() {
+			continue
+		}
+		r := float64(n/windows) / windowStart[w+1].Sub(windowStart[w]).Seconds()
+		if res.minWindow == 0 || r < res.minWindow {
+			res.minWindow = r
+		}
+	}
+	res.peakRSS, res.currentRSS = p.peakRSS()
+	return res, nil
+}
+
+// timeSummaryHTTP times GET /v1/webapi/census/summary (median of runs).
+func timeSummaryHTTP(p *proxy, runs int) (time.Duration, int, error) {
+	var times []time.Duration
+	total := 0
+	for range runs {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+p.addr+proxyapi.CensusSummaryPath, nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		start := time.Now()
+		resp, err := p.client.Do(req)
+		if err != nil {
+			return 0, 0, err
+		}
+		var sum census.Summary
+		err = json.NewDecoder(resp.Body).Decode(&sum)
+		resp.Body.Close()
+		times = append(times, time.Since(start))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return 0, 0, fmt.Errorf("summary: %s: %v", resp.Status, err)
+		}
+		total = sum.TotalHosts
+	}
+	return median(times), total, nil
+}
+
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)/2]
+}
+
+// loadAvg returns the 1-minute load average, a hint of how contended the
+// machine was.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
+
+func drive(dir string, hosts, baselineHosts, concurrency int) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "census-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	fmt.Printf("census intake benchmark: %d hosts batched, %d hosts one-tx baseline, %d connections, GOMAXPROCS=%d, %d CPUs\n",
+		hosts, baselineHosts, concurrency, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	fmt.Printf("databases in %s (WAL, synchronous=FULL)\n\n", dir)
+
+	run := func(name string, oneTx bool, n int) (phaseResult, *proxy, error) {
+		sub := filepath.Join(dir, name)
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return phaseResult{}, nil, err
+		}
+		p, err := startProxy(filepath.Join(sub, "census.db"), oneTx, concurrency)
+		if err != nil {
+			return phaseResult{}, nil, err
+		}
+		res, err := intake(p, n, concurrency)
+		if err != nil {
+			p.stop()
+			return phaseResult{}, nil, err
+		}
+		fmt.Printf("%-9s %7d reports in %8.2fs: %8.0f reports/s (slowest tenth %8.0f/s), proxy peak RSS %6.1f MiB\n",
+			name, n, res.elapsed.Seconds(), res.rate, res.minWindow, res.peakRSS)
+		fmt.Printf("%-9s CPU: proxy %.1fs (%.0f µs/report, %.0f reports per proxy CPU-second), load generator %.1fs; machine load %s\n",
+			"", res.proxyCPU, res.proxyCPU/float64(n)*1e6, float64(n)/res.proxyCPU, res.driverCPU, loadAvg())
+		return res, p, nil
+	}
+	base, bp, err := run("one-tx", true, baselineHosts)
+	if err != nil {
+		return err
+	}
+	bp.stop()
+	batched, p, err := run("batched", false, hosts)
+	if err != nil {
+		return err
+	}
+	httpSummary, total, err := timeSummaryHTTP(p, 5)
+	peak, _ := p.peakRSS()
+	p.stop()
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(context.Background(), filepath.Join(dir, "batched", "census.db"), store.Options{})
+	if err != nil {
+		return err
+	}
+	var direct []time.Duration
+	for range 5 {
+		start := time.Now()
+		if _, err := st.Summary(context.Background(), time.Now(), 24*time.Hour); err != nil {
+			return err
+		}
+		direct = append(direct, time.Since(start))
+	}
+	st.Close()
+	fmt.Printf("\nsummary over %d hosts: %v via GET %s (median of 5), %v on the store directly\n",
+		total, httpSummary.Round(time.Millisecond), proxyapi.CensusSummaryPath, median(direct).Round(time.Millisecond))
+	fmt.Printf("proxy peak RSS over the batched run and summaries: %.1f MiB\n", peak)
+	fmt.Printf("batched / one-tx-per-report throughput: %.1fx\n", batched.rate/base.rate)
+	return nil
+}

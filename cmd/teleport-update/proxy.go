@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/spf13/cobra"
+
+	"github.com/gravitational/teleport-update/census/store"
+	"github.com/gravitational/teleport-update/keys"
+	"github.com/gravitational/teleport-update/proxyapi"
+	"github.com/gravitational/teleport-update/scripts"
+)
+
+// proxySubcommands lists the constructors of the `proxy` subcommands; other
+// command files append to it in init.
+var proxySubcommands []func(*cli) *cobra.Command
+
+func init() {
+	commands = append(commands, newProxyCmd)
+	proxySubcommands = append(proxySubcommands, newProxyServeCmd)
+}
+
+// HTTP server limits of proxy serve.
+const (
+	proxyReadHeaderTimeout = 10 * time.Second
+	proxyReadTimeout       = 30 * time.Second
+	proxyWriteTimeout      = 30 * time.Second
+	proxyIdleTimeout       = 2 * time.Minute
+	proxyMaxHeaderBytes    = 16 << 10
+	// proxyShutdownTimeout is how long requests in flight may take to
+	// finish after SIGTERM.
+	proxyShutdownTimeout = 20 * time.Second
+	// maxInstallKeySize caps the --install-key file.
+	maxInstallKeySize = 64 << 10
+)
+
+func newProxyCmd(c *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Serve the proxy-side update API",
+		Args:  cobra.NoArgs,
+	}
+	for _, add := range proxySubcommands {
+		cmd.AddCommand(add(c))
+	}
+	return cmd
+}
+
+// proxyServeOptions are the flags of proxy serve.
+type proxyServeOptions struct {
+	resource   string
+	listen     string
+	tlsCert    string
+	tlsKey     string
+	tokens     string
+	censusDB   string
+	publicAddr string
+	baseURL    string
+	installKey string
+}
+
+func newProxyServeCmd(c *cli) *cobra.Command {
+	var o proxyServeOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve find, install.sh and census over HTTPS from a policy file",
+		Long: `Serve the update API agents poll (GET /v1/webapi/find), the installer
+(GET /scripts/install.sh), census intake (POST /v1/webapi/census, with
+--tokens), /healthz and /metrics, over HTTPS with TLS 1.2 or newer.
+
+The policy file (--resource, kind autoupdate_version) is re-read when it
+changes and on SIGHUP; an invalid change is refused with a log line and the
+last good policy keeps serving. SIGTERM stops accepting connections and lets
+requests in flight finish. Under systemd (Type=notify) READY=1 is sent once
+the listener is up.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.resource == "" || o.tlsCert == "" || o.tlsKey == "" {
+				return usageError("proxy serve needs --resource, --tls-cert and --tls-key")
+			}
+			return runProxyServe(cmd.Context(), c.logger(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.resource, "resource", "", "autoupdate_version policy file (required)")
+	f.StringVar(&o.listen, "listen", ":3080", "address to listen on (127.0.0.1:0 picks a free port)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate chain, PEM (required)")
+	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key, PEM (required)")
+	f.StringVar(&o.tokens, "tokens", "", "static enrollment tokens file (YAML) for census intake")
+	f.StringVar(&o.censusDB, "census-db", "", "SQLite census database; without it census intake is disabled")
+	f.StringVar(&o.publicAddr, "public-addr", "", "proxy host:port filled into install.sh (default: the request's Host)")
+	f.StringVar(&o.baseURL, "base-url", "", "https:// CDN base filled into install.sh (default: the built-in CDN)")
+	f.StringVar(&o.installKey, "install-key", "", "PEM public key install.sh checks signatures with (default: the first embedded release key)")
+	return cmd
+}
+
+// runProxyServe serves until ctx is done, then shuts down gracefully.
+func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) error {
+	cfg := proxyapi.Config{
+		PolicyFile:    o.resource,
+		InstallScript: scripts.InstallSH,
+		PublicAddr:    o.publicAddr,
+		BaseURL:       o.baseURL,
+		Logger:        log,
+	}
+	var err error
+	if o.tokens != "" {
+		if cfg.Tokens, err = proxyapi.LoadTokens(o.tokens); err != nil {
+			return err
+		}
+	}
+	if cfg.InstallPublicKeyPEM, err = installKey(o.installKey); err != nil {
+		return err
+	}
+	if o.censusDB != "" {
+		st, err := store.Open(ctx, o.censusDB, store.Options{Logger: log})
+		if err != nil {
+			return fmt.Errorf("open census database: %w", err)
+		}
+		defer func() {
+			if err := st.Close(); err != nil {
+				log.Error("Closing the census database failed.", "path", o.censusDB, "error", err.Error())
+			}
+		}()
+		cfg.Census = st
+	}
+	api, err := proxyapi.New(cfg)
+	if err != nil {
+		return err
+	}
+	cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+	if err != nil {
+		return fmt.Errorf("load TLS certificate %s and key %s: %w", o.tlsCert, o.tlsKey, err)
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.listen, err)
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}},
+		ReadHeaderTimeout: proxyReadHeaderTimeout,
+		ReadTimeout:       proxyReadTimeout,
+		WriteTimeout:      proxyWriteTimeout,
+		IdleTimeout:       proxyIdleTimeout,
+		MaxHeaderBytes:    proxyMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		_ = api.Watch(ctx) // returns nil when ctx is done
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := api.Reload(); err == nil {
+					log.Info("Policy checked on SIGHUP.", "path", o.resource)
+				}
+			}
+		}
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	log.Info("Proxy listening.", "addr", ln.Addr().String(), "resource", o.resource,
+		"target_version", api.Policy().TargetVersion.String(), "census", cfg.Census != nil, "tokens", len(cfg.Tokens))
+	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.Warn("Notifying systemd failed.", "error", err.Error())
+	} else if ok {
+		log.Debug("Notified systemd: ready.")
+	}
+
+	select {
+	case err := <-serveErr:
+		cancel()
+		<-watchDone
+		return fmt.Errorf("serve HTTPS on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	log.Info("Proxy shutting down; requests in flight may finish.", "timeout", proxyShutdownTimeout)
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), proxyShutdownTimeout)
+	defer cancelShutdown()
+	err = srv.Shutdown(shutdownCtx)
+	<-watchDone
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve HTTPS on %s: %w", ln.Addr(), err)
+	}
+	if err != nil {
+		return fmt.Errorf("shut down the proxy: %w", err)
+	}
+	log.Info("Proxy stopped.")
+	return nil
+}
+
+// installKey returns the PEM key for install.sh: the file at path, or the
+// first *.pem embedded in package keys.
+func installKey(path string) ([]byte, error) {
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("read install key: %w", err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxInstallKeySize+1))
+		if err != nil {
+			return nil, fmt.Errorf("read install key %s: %w", path, err)
+		}
+		if len(b) > maxInstallKeySize {
+			return nil, fmt.Errorf("install key %s is larger than %d bytes", path, maxInstallKeySize)
+		}
+		return b, nil
+	}
+	names, err := fs.Glob(keys.FS, "*.pem")
+	if err != nil || len(names) == 0 {
+		return nil, errors.New("no embedded release key for install.sh; pass --install-key")
+	}
+	sort.Strings(names)
+	b, err := fs.ReadFile(keys.FS, names[0])
+	if err != nil {
+		return nil, fmt.Errorf("read embedded key %s: %w", names[0], err)
+	}
+	return b, nil
+}

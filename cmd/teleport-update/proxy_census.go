@@ -1,0 +1,139 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/census/store"
+)
+
+// staleListedInTable bounds the stale hosts printed in the table; --json
+// lists up to census.MaxStaleListed.
+const staleListedInTable = 20
+
+func init() { proxySubcommands = append(proxySubcommands, newProxyCensusCmd) }
+
+func newProxyCensusCmd(c *cli) *cobra.Command {
+	var (
+		dbPath     string
+		asJSON     bool
+		staleAfter time.Duration
+		format     string
+	)
+	cmd := &cobra.Command{
+		Use:   "census --db FILE [--json] [--stale-after 24h] [--format json|posthog]",
+		Short: "Summarize or export the census reports a proxy has stored",
+		Long: `Census reads the proxy's census database and prints how many hosts run each
+version, group, OS, architecture, install method, container runtime and cloud,
+how their last update went, and which hosts have not reported for longer than
+--stale-after.
+
+--json prints the summary as JSON. --format exports every host's latest report
+as JSON lines instead: "json" as stored, "posthog" as PostHog events with the
+properties flattened as in Teleport's RFD 108 (tp.agent.services = [node, kube]
+plus tp.agent.service.node = true, ...).
+
+The database may be in use by a running proxy; census only reads it.
+
+Exit codes: 0 printed; 1 the database could not be read; 2 bad flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dbPath == "" {
+				return usageError("--db FILE is required")
+			}
+			if staleAfter <= 0 {
+				return usageError("--stale-after must be positive, got %v", staleAfter)
+			}
+			if format != "" && format != store.FormatJSON && format != store.FormatPostHog {
+				return usageError("--format must be %q or %q, got %q", store.FormatJSON, store.FormatPostHog, format)
+			}
+			if format != "" && asJSON {
+				return usageError("--json and --format are exclusive: --json prints the summary, --format exports hosts")
+			}
+			// Open would create a missing database; a typo must not print an empty fleet.
+			if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("census database %s does not exist", dbPath)
+			}
+			ctx := cmd.Context()
+			st, err := store.Open(ctx, dbPath, store.Options{Logger: c.logger()})
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if format != "" {
+				return st.Export(ctx, c.stdout, format)
+			}
+			sum, err := st.Summary(ctx, time.Now(), staleAfter)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(c.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(sum)
+			}
+			return printCensusSummary(c.stdout, sum)
+		},
+	}
+	cmd.Flags().StringVar(&dbPath, "db", "", "census database file (the proxy's --census-db)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON")
+	cmd.Flags().DurationVar(&staleAfter, "stale-after", 24*time.Hour, "list hosts not seen for this long as stale")
+	cmd.Flags().StringVar(&format, "format", "", `export every host as JSON lines: "json" or "posthog"`)
+	return cmd
+}
+
+// printCensusSummary writes sum as readable tables.
+func printCensusSummary(w io.Writer, sum *census.Summary) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Census of %d hosts at %s; %d not seen for %s.\n",
+		sum.TotalHosts, sum.GeneratedAt.Format(time.RFC3339), sum.StaleHosts, sum.StaleAfter)
+	sections := []struct {
+		title  string
+		counts map[string]int
+	}{
+		{"Version", sum.ByVersion},
+		{"Group", sum.ByGroup},
+		{"OS", sum.ByOS},
+		{"Architecture", sum.ByArchitecture},
+		{"Install method", sum.ByInstallMethod},
+		{"Container runtime", sum.ByContainerRuntime},
+		{"Cloud", sum.ByCloud},
+		{"Updater status", sum.ByUpdaterStatus},
+		{"Last update", sum.ByLastUpdateResult},
+	}
+	for _, s := range sections {
+		fmt.Fprintf(tw, "\n%s\tHosts\n", s.title)
+		keys := slices.SortedFunc(maps.Keys(s.counts), func(a, b string) int {
+			return cmp.Or(cmp.Compare(s.counts[b], s.counts[a]), cmp.Compare(a, b))
+		})
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%d\n", k, s.counts[k])
+		}
+	}
+	if len(sum.Stale) > 0 {
+		fmt.Fprintf(tw, "\nStale host\tGroup\tVersion\tLast seen\n")
+		for i, h := range sum.Stale {
+			if i == staleListedInTable {
+				fmt.Fprintf(tw, "… and %d more (see --json)\n", sum.StaleHosts-staleListedInTable)
+				break
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.HostID, h.Group, cmp.Or(h.Version, census.SummaryUnknown), h.LastSeen.Format(time.RFC3339))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("print census summary: %w", err)
+	}
+	return nil
+}

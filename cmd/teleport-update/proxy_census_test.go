@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/census/store"
+)
+
+// censusDB returns a database holding three hosts, one of them silent for
+// two days.
+func censusDB(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "census.db")
+	st, err := store.Open(ctx, path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	for i, seen := range []time.Time{now, now, now.Add(-48 * time.Hour)} {
+		r := census.Report{
+			HostID:           fmt.Sprintf("%064x", i+1),
+			Version:          []string{"16.4.6", "16.4.6", "16.4.5"}[i],
+			Services:         []string{"node", "kube"}[:1+i%2],
+			OS:               "linux",
+			OSVersion:        "Ubuntu 22.04",
+			HostArchitecture: "amd64",
+			InstallMethods:   []string{"systemctl", "teleport-update"},
+			UpdaterStatus:    census.StatusEnabled,
+			ReportedAt:       seen,
+		}
+		b, _ := json.Marshal(r)
+		if err := st.Ingest(ctx, "staging", b, seen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
+func runCensusCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestProxyCensusSummary(t *testing.T) {
+	t.Parallel()
+	db := censusDB(t)
+
+	code, out, stderr := runCensusCLI(t, "proxy", "census", "--db", db)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %s", code, stderr)
+	}
+	for _, want := range []string{"Census of 3 hosts", "; 1 not seen for 24h0m0s.", "16.4.6", "Ubuntu 22.04", "teleport-update", fmt.Sprintf("%064x", 3)} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+
+	code, out, stderr = runCensusCLI(t, "proxy", "census", "--db", db, "--json", "--stale-after", "72h")
+	if code != exitOK {
+		t.Fatalf("--json: exit %d, stderr %s", code, stderr)
+	}
+	var sum census.Summary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("--json output is not a summary: %v\n%s", err, out)
+	}
+	if sum.TotalHosts != 3 || sum.ByVersion["16.4.6"] != 2 || sum.StaleHosts != 0 || sum.StaleAfter != "72h0m0s" {
+		t.Errorf("--json summary = %+v", sum)
+	}
+}
+
+func TestProxyCensusExport(t *testing.T) {
+	t.Parallel()
+	db := censusDB(t)
+	code, out, stderr := runCensusCLI(t, "proxy", "census", "--db", db, "--format", "posthog")
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("posthog export has %d lines, want 3:\n%s", len(lines), out)
+	}
+	var ev store.PostHogEvent
+	if err := json.Unmarshal([]byte(lines[1]), &ev); err != nil {
+		t.Fatal(err)
+	}
+	p := ev.Properties
+	if ev.Event != store.PostHogEventName || ev.DistinctID != fmt.Sprintf("%064x", 2) ||
+		p["tp.agent.service.kube"] != true || p["tp.agent.install_method.systemctl"] != true ||
+		fmt.Sprint(p["tp.agent.services"]) != "[kube node]" || p["tp.agent.version"] != "16.4.6" {
+		t.Errorf("posthog event = %+v", ev)
+	}
+
+	code, out, _ = runCensusCLI(t, "proxy", "census", "--db", db, "--format", "json")
+	if code != exitOK || strings.Count(out, "\n") != 3 || !strings.Contains(out, `"last_seen"`) {
+		t.Errorf("json export: exit %d\n%s", code, out)
+	}
+}
+
+func TestProxyCensusErrors(t *testing.T) {
+	t.Parallel()
+	db := censusDB(t)
+	missing := filepath.Join(t.TempDir(), "nope.db")
+	tests := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"no db", []string{"proxy", "census"}, exitUsage},
+		{"bad format", []string{"proxy", "census", "--db", db, "--format", "csv"}, exitUsage},
+		{"json and format", []string{"proxy", "census", "--db", db, "--json", "--format", "posthog"}, exitUsage},
+		{"bad stale-after", []string{"proxy", "census", "--db", db, "--stale-after", "-1h"}, exitUsage},
+		{"unparsable stale-after", []string{"proxy", "census", "--db", db, "--stale-after", "soon"}, exitUsage},
+		{"missing database", []string{"proxy", "census", "--db", missing}, exitFailure},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runCensusCLI(t, tt.args...)
+			if code != tt.code || stderr == "" {
+				t.Errorf("exit %d (stderr %q), want %d with a reason", code, stderr, tt.code)
+			}
+		})
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("census created the missing database %s (stat: %v)", missing, err)
+	}
+}

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gravitational/teleport-update/proxyapi"
+)
+
+// lockedBuffer collects a command's output while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// writeTestCert writes a self-signed certificate for 127.0.0.1 and returns
+// the cert and key paths and a pool trusting it.
+func writeTestCert(t *testing.T, dir string) (certPath, keyPath string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "proxy.test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"proxy.test"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certPath, keyPath, pool
+}
+
+var proxyListenRE = regexp.MustCompile(`msg="Proxy listening." addr=(\S+)`)
+
+// startProxy runs `proxy serve` with extra args until the test ends and
+// returns its base URL, a client trusting its certificate, its stderr, and
+// a stop function that cancels it and returns the exit code.
+func startProxy(t *testing.T, extra ...string) (string, *http.Client, *lockedBuffer, func() int) {
+	t.Helper()
+	dir := t.TempDir()
+	certPath, keyPath, pool := writeTestCert(t, dir)
+	policy, err := os.ReadFile(filepath.Join("..", "..", "resources", "autoupdate_version.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policyPath := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyPath, policy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"proxy", "serve", "--resource", policyPath, "--listen", "127.0.0.1:0",
+		"--tls-cert", certPath, "--tls-key", keyPath}, extra...)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() { done <- Run(ctx, args, &stdout, &stderr) }()
+	stop := sync.OnceValue(func() int {
+		cancel()
+		select {
+		case code := <-done:
+			return code
+		case <-time.After(30 * time.Second):
+			t.Errorf("proxy serve did not exit after cancel; stderr:\n%s", stderr.String())
+			return -1
+		}
+	})
+	t.Cleanup(func() { stop() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := proxyListenRE.FindStringSubmatch(stderr.String()); m != nil {
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+			t.Cleanup(client.CloseIdleConnections)
+			return "https://" + m[1], client, &stderr, stop
+		}
+		select {
+		case code := <-done:
+			done <- code // for stop
+			t.Fatalf("proxy serve exited with %d before listening; stderr:\n%s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy serve did not log its address; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestProxyServe(t *testing.T) {
+	t.Parallel()
+	url, client, stderr, stop := startProxy(t)
+	resp, err := client.Get(url + proxyapi.FindPath + "?group=staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fr proxyapi.FindResponse
+	err = json.NewDecoder(resp.Body).Decode(&fr)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || err != nil || fr.AutoUpdate.AgentVersion != "16.4.6" || fr.AutoUpdate.AgentUpdateGroup != "staging" {
+		t.Fatalf("find = %d %+v (%v)", resp.StatusCode, fr, err)
+	}
+	// install.sh is served from the embedded script with the embedded key.
+	resp, err = client.Get(url + proxyapi.InstallScriptPath + "?group=production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(script), "readonly GROUP='production'") || !strings.Contains(string(script), "BEGIN PUBLIC KEY") {
+		t.Errorf("install.sh = %d:\n%.400s", resp.StatusCode, script)
+	}
+	// TLS 1.1 is refused.
+	old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: client.Transport.(*http.Transport).TLSClientConfig.RootCAs, MaxVersion: tls.VersionTLS11}}}
+	if resp, err := old.Get(url + proxyapi.HealthPath); err == nil {
+		resp.Body.Close()
+		t.Error("a TLS 1.1 client was served; want TLS 1.2 minimum")
+	}
+	if code := stop(); code != exitOK {
+		t.Fatalf("proxy serve exited %d after cancel; stderr:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), `msg="Proxy stopped."`) {
+		t.Errorf("no clean stop logged:\n%s", stderr.String())
+	}
+}
+
+func TestProxyServeCensus(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	token := strings.Repeat("t", 40)
+	tokens := filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(tokens, []byte("tokens:\n  - token: "+token+"\n    group: staging\n    cidrs: [127.0.0.1]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, client, stderr, stop := startProxy(t, "--tokens", tokens, "--census-db", filepath.Join(dir, "census.db"))
+	req, err := http.NewRequest(http.MethodPost, url+proxyapi.CensusPath, strings.NewReader(`{"no_such_field":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// The store refuses the report as invalid: census is wired, the token
+	// accepted.
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("census with an invalid report = %d %s; want 400 from the store", resp.StatusCode, body)
+	}
+	if code := stop(); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+	}
+}
+
+func TestProxyServeUsage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		code int
+		sub  string
+	}{
+		{"no flags", []string{"proxy", "serve"}, exitUsage, "--resource"},
+		{"missing resource file", []string{"proxy", "serve", "--resource", filepath.Join(dir, "nope.yaml"), "--tls-cert", "c", "--tls-key", "k"}, exitFailure, "nope.yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr lockedBuffer
+			code := Run(context.Background(), tt.args, &stdout, &stderr)
+			if code != tt.code || !strings.Contains(stderr.String(), tt.sub) {
+				t.Errorf("Run(%v) = %d, stderr %q; want %d mentioning %q", tt.args, code, stderr.String(), tt.code, tt.sub)
+			}
+		})
+	}
+}
+
+// TestProxyServeGracefulShutdown stops the proxy while a census upload is
+// in its handler and checks that the request is answered before the proxy
+// exits. The client sends "Expect: 100-continue", so the server's 100
+// Continue proves the handler is running before the stop.
+func TestProxyServeGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	token := strings.Repeat("g", 40)
+	tokens := filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(tokens, []byte("tokens:\n  - token: "+token+"\n    group: staging\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, client, stderr, stop := startProxy(t, "--tokens", tokens, "--census-db", filepath.Join(dir, "census.db"))
+	tr := client.Transport.(*http.Transport).Clone()
+	tr.ExpectContinueTimeout = time.Minute
+	client = &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+
+	continued := make(chan struct{})
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		Got100Continue: func() { close(continued) },
+	})
+	pr, pw := io.Pipe()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+proxyapi.CensusPath, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Expect", "100-continue")
+	type result struct {
+		code int
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := client.Do(req)
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		got <- result{code: resp.StatusCode}
+	}()
+	select {
+	case <-continued:
+	case r := <-got:
+		t.Fatalf("request ended before the handler read the body: %d %v", r.code, r.err)
+	}
+	exit := make(chan int, 1)
+	go func() { exit <- stop() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), "Proxy shutting down") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no shutdown logged:\n%s", stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case code := <-exit:
+		t.Fatalf("proxy exited (%d) with a request in flight; stderr:\n%s", code, stderr.String())
+	default:
+	}
+	if _, err := pw.Write([]byte(`{"no_such_field":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	r := <-got
+	if r.err != nil || r.code != http.StatusBadRequest {
+		t.Fatalf("in-flight request = %d, %v; want it answered (400 from the store); stderr:\n%s", r.code, r.err, stderr.String())
+	}
+	if code := <-exit; code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+	}
+}
