@@ -632,7 +632,10 @@ func (d *demo) showStatus(ctx context.Context) error {
 }
 
 func (d *demo) showCensus(ctx context.Context) error {
-	d.stepf("Show the proxy's census summary (what the fleet reported).")
+	d.stepf("Show the census: what the host sends, and the proxy's summary of its fleet.")
+	if _, err := d.tu(ctx, "--root", d.root, "census", "--json"); err != nil {
+		return err
+	}
 	u := url.URL{Scheme: "https", Host: d.proxy.addr, Path: proxyapi.CensusSummaryPath}
 	d.printf("  GET %s (with the admin token)\n", u.String())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)

@@ -408,7 +408,7 @@ func TestInstallScript(t *testing.T) {
 	type tc struct {
 		name    string
 		tamper  func(t *testing.T, tarball string, s *signer)
-		serve   map[string]http.HandlerFunc // CDN overrides by file name
+		serve   func(c *cdn) map[string]http.HandlerFunc // CDN overrides by file name
 		group   string
 		baseURL func(c *cdn) string // default: the CDN's URL
 		args    []string
@@ -539,17 +539,34 @@ func TestInstallScript(t *testing.T) {
 		},
 		{
 			name: "endless checksum file without a length",
-			serve: map[string]http.HandlerFunc{name + ".sha256": func(w http.ResponseWriter, r *http.Request) {
-				chunk := bytes.Repeat([]byte("0"), 1024)
-				for range 64 {
-					if _, err := w.Write(chunk); err != nil {
-						return
+			serve: func(*cdn) map[string]http.HandlerFunc {
+				return map[string]http.HandlerFunc{name + ".sha256": func(w http.ResponseWriter, r *http.Request) {
+					chunk := bytes.Repeat([]byte("0"), 1024)
+					for range 64 {
+						if _, err := w.Write(chunk); err != nil {
+							return
+						}
+						w.(http.Flusher).Flush()
 					}
-					w.(http.Flusher).Flush()
-				}
-			}},
+				}}
+			},
 			wantCode:   1,
 			wantStderr: []string{name + ".sha256 stopped: it is larger than the 4096 bytes allowed"},
+		},
+		{
+			name: "redirect to plain http is refused",
+			// The plain-HTTP twin serves the same good files, so only the
+			// refusal to follow the redirect makes this fail.
+			serve: func(c *cdn) map[string]http.HandlerFunc {
+				plain := httptest.NewServer(http.FileServer(http.Dir(c.dir)))
+				t.Cleanup(plain.Close)
+				return map[string]http.HandlerFunc{"/" + name + ".sha256": func(w http.ResponseWriter, r *http.Request) {
+					http.Redirect(w, r, plain.URL+r.URL.Path, http.StatusFound)
+				}}
+			},
+			wantCode:      1,
+			wantStderr:    []string{"download of ", name + ".sha256 failed"},
+			wantNoTarball: true,
 		},
 		{
 			name:       "no openssl is refused",
@@ -617,8 +634,10 @@ func TestInstallScript(t *testing.T) {
 			c := newCDN(t)
 			s := newSigner(t)
 			publish(t, c, s, updaterRelease{version: testVersion, arch: arch, tamper: tt.tamper})
-			for file, h := range tt.serve {
-				c.override["/"+file] = h
+			if tt.serve != nil {
+				for file, h := range tt.serve(c) {
+					c.override["/"+strings.TrimPrefix(file, "/")] = h
+				}
 			}
 			base := c.srv.URL
 			if tt.baseURL != nil {

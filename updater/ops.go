@@ -517,6 +517,11 @@ func (u *Updater) Uninstall(ctx context.Context) ([]string, error) {
 	if err := os.Remove(self); err == nil {
 		removed = append(removed, self)
 	}
+	// The lock file goes last, while still held: a run waiting on it
+	// finds no update.yaml and stops with ErrNotInstalled.
+	if err := os.Remove(u.Tree.LockPath()); err == nil {
+		removed = append(removed, u.Tree.LockPath())
+	}
 	return removed, nil
 }
 

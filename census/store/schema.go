@@ -120,9 +120,11 @@ ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.versi
 const historySQL = `INSERT OR IGNORE INTO update_history (host_id, time, target, success, error_code, recorded_at)
 VALUES (?, ?, ?, ?, ?, ?)`
 
-// pruneSQL keeps the newest ?2 results of host ?1.
-const pruneSQL = `DELETE FROM update_history WHERE host_id = ?1 AND (time, target) NOT IN
-	(SELECT time, target FROM update_history WHERE host_id = ?1 ORDER BY time DESC, target DESC LIMIT ?2)`
+// pruneSQL keeps the newest ?2 results of host ?1: it deletes what sorts
+// below the ?2-th newest (time, target). With fewer results the subquery is
+// NULL and nothing is deleted. Index lookups only, no temporary table.
+const pruneSQL = `DELETE FROM update_history WHERE host_id = ?1 AND (time, target) <
+	(SELECT time, target FROM update_history WHERE host_id = ?1 ORDER BY time DESC, target DESC LIMIT 1 OFFSET ?2 - 1)`
 
 // hostRow is one report as stored in hosts.
 type hostRow struct {

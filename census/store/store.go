@@ -371,41 +371,49 @@ func (s *Store) gather(batch *[]*request, timer **time.Timer) bool {
 }
 
 // commit writes rows in one transaction on the write connection. The caller
-// holds writeMu.
+// holds writeMu. The transaction is plain BEGIN/COMMIT on the dedicated
+// connection, so the statements prepared on it at Open are used as they are
+// (database/sql's Tx.Stmt would prepare them again for every batch).
 func (s *Store) commit(ctx context.Context, rows []hostRow) error {
-	tx, err := s.wconn.BeginTx(ctx, nil)
-	if err != nil {
+	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("store census reports: begin transaction: %w", err)
 	}
-	upsert, history, prune := tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.history), tx.StmtContext(ctx, s.prune)
 	for i := range rows {
-		if err := s.write(ctx, upsert, history, prune, &rows[i]); err != nil {
-			tx.Rollback()
+		if err := s.write(ctx, &rows[i]); err != nil {
+			s.rollback()
 			return fmt.Errorf("store census report of host %s: %w", rows[i].HostID, err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := s.wconn.ExecContext(ctx, "COMMIT"); err != nil {
+		s.rollback()
 		return fmt.Errorf("store census reports: commit %d reports: %w", len(rows), err)
 	}
 	return nil
 }
 
+// rollback ends a failed transaction on the write connection.
+func (s *Store) rollback() {
+	if _, err := s.wconn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+		s.logger.Warn("Census transaction rollback failed.", "error", err)
+	}
+}
+
 // write upserts one host and records its last update result.
-func (s *Store) write(ctx context.Context, upsert, history, prune *sql.Stmt, r *hostRow) error {
-	if _, err := upsert.ExecContext(ctx, r.args()...); err != nil {
+func (s *Store) write(ctx context.Context, r *hostRow) error {
+	if _, err := s.upsert.ExecContext(ctx, r.args()...); err != nil {
 		return fmt.Errorf("upsert host: %w", err)
 	}
 	if !r.hasResult {
 		return nil
 	}
-	res, err := history.ExecContext(ctx, r.HostID, r.resultTime, r.resultTarget, r.resultSuccess, r.resultError, r.lastSeen)
+	res, err := s.history.ExecContext(ctx, r.HostID, r.resultTime, r.resultTarget, r.resultSuccess, r.resultError, r.lastSeen)
 	if err != nil {
 		return fmt.Errorf("record update result: %w", err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return err // already recorded: a repeat of the same result
 	}
-	if _, err := prune.ExecContext(ctx, r.HostID, s.opts.HistoryPerHost); err != nil {
+	if _, err := s.prune.ExecContext(ctx, r.HostID, s.opts.HistoryPerHost); err != nil {
 		return fmt.Errorf("prune update history: %w", err)
 	}
 	return nil

@@ -158,12 +158,13 @@ spec:
 		e.t.Fatal(err)
 	}
 	if e.proxy != "" {
-		e.waitTarget(version)
+		e.waitTarget(version, schedule == "immediate")
 	}
 }
 
-// waitTarget polls the proxy until it serves version.
-func (e *e2e) waitTarget(version string) {
+// waitTarget polls the proxy until it serves version with the window open
+// or closed.
+func (e *e2e) waitTarget(version string, open bool) {
 	e.t.Helper()
 	pool := x509.NewCertPool()
 	ca, _ := os.ReadFile(e.caFile)
@@ -175,7 +176,8 @@ func (e *e2e) waitTarget(version string) {
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if bytes.Contains(body, []byte(`"agent_version":"`+version+`"`)) {
+			if bytes.Contains(body, []byte(`"agent_version":"`+version+`"`)) &&
+				bytes.Contains(body, []byte(fmt.Sprintf(`"agent_auto_update":%t`, open))) {
 				return
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -84,7 +85,8 @@ func newProxyServeCmd(c *cli) *cobra.Command {
 
 The policy file (--resource, kind autoupdate_version) is re-read when it
 changes and on SIGHUP; an invalid change is refused with a log line and the
-last good policy keeps serving. SIGTERM stops accepting connections and lets
+last good policy keeps serving. SIGHUP also reloads the TLS certificate and
+key. SIGTERM stops accepting connections and lets
 requests in flight finish. Under systemd (Type=notify) READY=1 is sent once
 the listener is up.`,
 		Args: cobra.NoArgs,
@@ -142,9 +144,17 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 	if err != nil {
 		return err
 	}
-	cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-	if err != nil {
-		return fmt.Errorf("load TLS certificate %s and key %s: %w", o.tlsCert, o.tlsKey, err)
+	var cert atomic.Pointer[tls.Certificate]
+	loadCert := func() error {
+		c, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate %s and key %s: %w", o.tlsCert, o.tlsKey, err)
+		}
+		cert.Store(&c)
+		return nil
+	}
+	if err := loadCert(); err != nil {
+		return err
 	}
 
 	ln, err := net.Listen("tcp", o.listen)
@@ -152,8 +162,13 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 		return fmt.Errorf("listen on %s: %w", o.listen, err)
 	}
 	srv := &http.Server{
-		Handler:           api.Handler(),
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}},
+		Handler: api.Handler(),
+		TLSConfig: &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return cert.Load(), nil
+			},
+		},
 		ReadHeaderTimeout: proxyReadHeaderTimeout,
 		ReadTimeout:       proxyReadTimeout,
 		WriteTimeout:      proxyWriteTimeout,
@@ -178,8 +193,14 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 			case <-ctx.Done():
 				return
 			case <-hup:
+				// Reload logs and counts a refused policy itself.
 				if err := api.Reload(); err == nil {
 					log.Info("Policy checked on SIGHUP.", "path", o.resource)
+				}
+				if err := loadCert(); err != nil {
+					log.Error("TLS certificate not reloaded; the previous one keeps serving.", "error", err.Error())
+				} else {
+					log.Info("TLS certificate reloaded on SIGHUP.", "cert", o.tlsCert)
 				}
 			}
 		}
