@@ -21,6 +21,8 @@ const (
 	proxyStartTimeout = 30 * time.Second
 	proxyStopTimeout  = 10 * time.Second
 	commandTimeout    = 2 * time.Minute
+	// maxLogLine is the longest proxy log line the demo reads as a line.
+	maxLogLine = 1 << 20
 )
 
 // cmdResult is what a finished teleport-update command left behind.
@@ -150,6 +152,7 @@ func (d *demo) startProxy(ctx context.Context, args ...string) (*proxyProc, erro
 	addrc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 0, 64<<10), maxLogLine)
 		found := false
 		for sc.Scan() {
 			line := sc.Text()
@@ -163,6 +166,9 @@ func (d *demo) startProxy(ctx context.Context, args ...string) (*proxyProc, erro
 				}
 			}
 		}
+		// Keep draining after an overlong line, so the proxy never blocks
+		// on a full pipe.
+		_, _ = io.Copy(io.Discard, stderr)
 		p.err = cmd.Wait()
 		close(p.done)
 	}()

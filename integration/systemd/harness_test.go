@@ -224,7 +224,7 @@ func newCDN(ctx context.Context) (*cdn, error) {
 	agents := []releasetest.Agent{
 		{Version: v1, Mode: releasetest.ModeOK},
 		{Version: v2, Mode: releasetest.ModeOK},
-		{Version: v3, Mode: releasetest.ModeOK},
+		{Version: v3, Mode: releasetest.ModeExit},
 		{Version: v4, Mode: releasetest.ModeCrash, CrashAfter: 5 * time.Second},
 	}
 	errs := make([]error, len(agents))

@@ -14,7 +14,7 @@ const healthWindow = "8s"
 // TestScenarios runs the stories of issue 3 in order on one host through the
 // real teleport-update binary: install v1; update to v2; update to v3, which
 // exits at start, and get rolled back to v2; update to v4, which crashes
-// after ~5 s, and get rolled back again.
+// after ~5 s, and get rolled back again; reboot, and find v2 running.
 func TestScenarios(t *testing.T) {
 	requireHarness(t)
 	t.Parallel()
@@ -133,6 +133,28 @@ func TestScenarios(t *testing.T) {
 			return
 		}
 	}
+	t.Run("5 after a reboot the agent runs v2 again", func(t *testing.T) {
+		h := &host{t: t, c: h.c}
+		t.Log("Rebooting the host: the enabled unit must bring the agent back on the active version.")
+		if err := h.c.Reboot(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, commandTimeout, agentUnit+" to start after the reboot", func() bool {
+			p := h.show(agentUnit, "ActiveState", "SubState")
+			return p["ActiveState"] == "active" && p["SubState"] == "running"
+		})
+		if got := h.runningVersion(); got != v2 {
+			t.Errorf("agent runs %s after the reboot, want %s", got, v2)
+		}
+		timer := h.show(updaterTimer, "ActiveState", "UnitFileState")
+		if timer["ActiveState"] != "active" || timer["UnitFileState"] != "enabled" {
+			t.Errorf("%s is %s/%s after the reboot, want active/enabled", updaterTimer, timer["ActiveState"], timer["UnitFileState"])
+		}
+		if st := h.status(); st.Active != v2 || st.Backup != v1 && st.Backup != "" {
+			t.Errorf("status after the reboot: active %q backup %q", st.Active, st.Backup)
+		}
+	})
+
 	t.Logf("Final state, teleport-update status:\n%s", h.mustRun(cliPath, "status", "--offline"))
 	t.Logf("systemctl status %s:\n%s", agentUnit, h.mustRun("systemctl", "status", "--no-pager", "--lines=5", agentUnit))
 }

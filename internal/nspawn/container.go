@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -56,17 +57,39 @@ type Options struct {
 }
 
 // Container is a booted systemd container. Its methods are safe for
-// concurrent use.
+// concurrent use, except Reboot, which must not overlap any other call.
 type Container struct {
-	t      testing.TB
-	name   string
-	dir    string // host work dir: upper/, work/, merged/, console.log
-	root   string // dir/merged
-	cgroup string // the container's own cgroup v2 directory
-	leader int    // the container's PID 1, as seen from the host
-	nspawn *os.Process
-	done   chan struct{} // closed when systemd-nspawn exits
-	werr   error         // nspawn's exit status, valid after done
+	t           testing.TB
+	name        string
+	dir         string // host work dir: upper/, work/, merged/, console.log, owner
+	root        string // dir/merged
+	cgroup      string // the container's own cgroup v2 directory
+	extraArgs   []string
+	bootTimeout time.Duration
+
+	mu     sync.Mutex
+	b      *boot // the current boot; nil before the first start
+	leader int   // the current boot's PID 1 as seen from the host; 0 until found
+}
+
+// boot is one run of systemd-nspawn.
+type boot struct {
+	proc *os.Process
+	done chan struct{} // closed when systemd-nspawn exits
+	err  error         // nspawn's exit status, valid after done
+}
+
+// current returns the current boot and its leader PID (0 if not found yet).
+func (c *Container) current() (*boot, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.b, c.leader
+}
+
+func (c *Container) setCurrent(b *boot, leader int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.b, c.leader = b, leader
 }
 
 var machineSeq atomic.Int64
@@ -105,12 +128,13 @@ func Boot(ctx context.Context, t testing.TB, opts Options) *Container {
 		t.Fatalf("Creating container dir: %v", err)
 	}
 	c := &Container{
-		t:      t,
-		name:   name,
-		dir:    dir,
-		root:   filepath.Join(dir, "merged"),
-		cgroup: filepath.Join(cgRoot, cgroupParent, name),
-		done:   make(chan struct{}),
+		t:           t,
+		name:        name,
+		dir:         dir,
+		root:        filepath.Join(dir, "merged"),
+		cgroup:      filepath.Join(cgRoot, cgroupParent, name),
+		extraArgs:   opts.ExtraArgs,
+		bootTimeout: opts.BootTimeout,
 	}
 	t.Cleanup(c.teardown)
 	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(self(c.cgroup).String()), 0o644); err != nil {
@@ -125,25 +149,54 @@ func Boot(ctx context.Context, t testing.TB, opts Options) *Container {
 			t.Fatalf("Preparing container %s: %v", name, err)
 		}
 	}
-	bootCtx, cancel := context.WithTimeout(ctx, opts.BootTimeout)
-	defer cancel()
-	if err := c.start(opts.ExtraArgs); err != nil {
+	if err := c.boot(ctx); err != nil {
 		t.Fatalf("Booting container %s: %v", name, err)
 	}
-	if err := c.findLeader(bootCtx); err != nil {
-		t.Fatalf("Booting container %s: %v\n%s", name, err, c.console())
-	}
-	state, err := c.waitRunning(bootCtx)
+	t.Logf("Container %s booted in %v, root %s, leader PID %d.",
+		name, time.Since(start).Round(time.Millisecond), c.root, c.Leader())
+	return c
+}
+
+// boot starts systemd-nspawn and waits until systemd is running or
+// degraded; on failure the error includes the console.
+func (c *Container) boot(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.bootTimeout)
+	defer cancel()
+	b, err := c.start()
 	if err != nil {
-		t.Fatalf("Booting container %s: %v\n%s", name, err, c.console())
+		return err
 	}
-	t.Logf("Container %s booted (%s) in %v, root %s, leader PID %d.",
-		name, state, time.Since(start).Round(time.Millisecond), c.root, c.leader)
+	c.setCurrent(b, 0)
+	if err := c.findLeader(ctx, b); err != nil {
+		return fmt.Errorf("%w\n%s", err, c.console())
+	}
+	state, err := c.waitRunning(ctx, b)
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, c.console())
+	}
 	if state == "degraded" {
 		out, _, _ := c.Exec(ctx, "systemctl", "--failed", "--no-legend", "--plain")
-		t.Logf("Container %s is degraded; failed units:\n%s", name, out)
+		c.t.Logf("Container %s is degraded; failed units:\n%s", c.name, out)
 	}
-	return c
+	return nil
+}
+
+// Reboot powers the container off and boots it again on the same root:
+// everything written to disk persists, /run and the processes do not. It
+// returns once systemd is running again. Enabled units start as on a real
+// boot. No other method may be called while Reboot runs.
+func (c *Container) Reboot(ctx context.Context) error {
+	b, _ := c.current()
+	if err := c.powerOff(b); err != nil {
+		return fmt.Errorf("rebooting container %s: %w", c.name, err)
+	}
+	if err := removeCgroup(c.cgroup); err != nil { // start afresh below
+		return fmt.Errorf("rebooting container %s: %w", c.name, err)
+	}
+	if err := c.boot(ctx); err != nil {
+		return fmt.Errorf("rebooting container %s: %w", c.name, err)
+	}
+	return nil
 }
 
 // Name returns the container's machine name (also its host name).
@@ -154,7 +207,10 @@ func (c *Container) Name() string { return c.name }
 func (c *Container) Root() string { return c.root }
 
 // Leader returns the host PID of the container's systemd.
-func (c *Container) Leader() int { return c.leader }
+func (c *Container) Leader() int {
+	_, leader := c.current()
+	return leader
+}
 
 // Exec runs args inside the container (all of its namespaces, its root and
 // working directory "/") with a clean environment (PATH, HOME=/root,
@@ -164,12 +220,16 @@ func (c *Container) Exec(ctx context.Context, args ...string) (stdout, stderr []
 	if len(args) == 0 {
 		return nil, nil, errors.New("exec in container: no command")
 	}
+	b, leader := c.current()
+	if b == nil || leader == 0 {
+		return nil, nil, fmt.Errorf("exec %q in container %s: container is not running", args[0], c.name)
+	}
 	select {
-	case <-c.done:
+	case <-b.done:
 		return nil, nil, fmt.Errorf("exec %q in container %s: container has exited", args[0], c.name)
 	default:
 	}
-	nsArgs := append([]string{"--target", strconv.Itoa(c.leader), "--all", "--root", "--wd", "--"}, args...)
+	nsArgs := append([]string{"--target", strconv.Itoa(leader), "--all", "--root", "--wd", "--"}, args...)
 	cmd := exec.CommandContext(ctx, "nsenter", nsArgs...)
 	cmd.Env = []string{"PATH=" + containerPath, "HOME=/root", "LANG=C.UTF-8", "TERM=dumb", "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0"}
 	cmd.Dir = "/"
@@ -249,18 +309,18 @@ func (c *Container) mountOverlay(base string) error {
 // process is started from a goroutine locked to its OS thread, which lives
 // until nspawn exits: Pdeathsig then powers the container off if this test
 // process dies without running its cleanups, and never earlier.
-func (c *Container) start(extra []string) error {
+func (c *Container) start() (*boot, error) {
 	if err := os.MkdirAll(c.cgroup, 0o755); err != nil {
-		return fmt.Errorf("creating cgroup %s: %w", c.cgroup, err)
+		return nil, fmt.Errorf("creating cgroup %s: %w", c.cgroup, err)
 	}
 	cg, err := os.Open(c.cgroup)
 	if err != nil {
-		return fmt.Errorf("opening cgroup %s: %w", c.cgroup, err)
+		return nil, fmt.Errorf("opening cgroup %s: %w", c.cgroup, err)
 	}
 	defer cg.Close()
-	logFile, err := os.Create(filepath.Join(c.dir, "console.log"))
+	logFile, err := os.OpenFile(filepath.Join(c.dir, "console.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return fmt.Errorf("creating console log: %w", err)
+		return nil, fmt.Errorf("creating console log: %w", err)
 	}
 	defer logFile.Close()
 
@@ -273,7 +333,7 @@ func (c *Container) start(extra []string) error {
 		"--console=passive",
 		"--link-journal=no",
 	}
-	args = append(args, extra...)
+	args = append(args, c.extraArgs...)
 	cmd := exec.Command("systemd-nspawn", args...)
 	cmd.Env = append(os.Environ(), "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1")
 	cmd.Stdout, cmd.Stderr = logFile, logFile // stdin: /dev/null
@@ -284,38 +344,38 @@ func (c *Container) start(extra []string) error {
 		CgroupFD:    int(cg.Fd()),
 	}
 
+	b := &boot{done: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with nspawn
 		if err := cmd.Start(); err != nil {
 			started <- err
-			close(c.done)
 			return
 		}
-		c.nspawn = cmd.Process
+		b.proc = cmd.Process
 		started <- nil
-		c.werr = cmd.Wait()
-		close(c.done)
+		b.err = cmd.Wait()
+		close(b.done)
 	}()
 	if err := <-started; err != nil {
-		return fmt.Errorf("starting systemd-nspawn: %w", err)
+		return nil, fmt.Errorf("starting systemd-nspawn: %w", err)
 	}
-	return nil
+	return b, nil
 }
 
 // findLeader waits for the container's systemd: a child of nspawn named
 // "systemd" in another PID namespace.
-func (c *Container) findLeader(ctx context.Context) error {
+func (c *Container) findLeader(ctx context.Context, b *boot) error {
 	ourNS, err := os.Readlink("/proc/self/ns/pid")
 	if err != nil {
 		return fmt.Errorf("reading own PID namespace: %w", err)
 	}
 	for {
-		if pid := childInOtherNS(c.nspawn.Pid, "systemd", ourNS); pid > 0 {
-			c.leader = pid
+		if pid := childInOtherNS(b.proc.Pid, "systemd", ourNS); pid > 0 {
+			c.setCurrent(b, pid)
 			return nil
 		}
-		if err := c.pause(ctx); err != nil {
+		if err := pause(ctx, b); err != nil {
 			return fmt.Errorf("waiting for the container's systemd: %w", err)
 		}
 	}
@@ -351,7 +411,7 @@ func childInOtherNS(ppid int, comm, ourNS string) int {
 
 // waitRunning waits for `systemctl is-system-running --wait` to report
 // running or degraded and returns that state.
-func (c *Container) waitRunning(ctx context.Context) (string, error) {
+func (c *Container) waitRunning(ctx context.Context, b *boot) (string, error) {
 	var last string
 	for {
 		out, errOut, err := c.Exec(ctx, "systemctl", "is-system-running", "--wait")
@@ -365,21 +425,21 @@ func (c *Container) waitRunning(ctx context.Context) (string, error) {
 			}
 		}
 		last = strings.TrimSpace(state + " " + string(errOut))
-		if err := c.pause(ctx); err != nil {
+		if err := pause(ctx, b); err != nil {
 			return "", fmt.Errorf("waiting for systemd to finish booting (last: %q): %w", last, err)
 		}
 	}
 }
 
 // pause sleeps one poll interval; it fails when ctx ends or nspawn exits.
-func (c *Container) pause(ctx context.Context) error {
+func pause(ctx context.Context, b *boot) error {
 	timer := time.NewTimer(pollInterval)
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-c.done:
-		return fmt.Errorf("systemd-nspawn exited: %v", c.werr)
+	case <-b.done:
+		return fmt.Errorf("systemd-nspawn exited: %v", b.err)
 	case <-timer.C:
 		return nil
 	}
@@ -399,21 +459,16 @@ func (c *Container) console() string {
 
 // teardown powers the container off and removes everything Boot created.
 func (c *Container) teardown() {
-	if c.nspawn != nil {
+	if b, _ := c.current(); b != nil {
 		select {
-		case <-c.done:
-			c.t.Logf("Container %s had already exited: %v\n%s", c.name, c.werr, c.console())
+		case <-b.done:
+			c.t.Logf("Container %s had already exited: %v\n%s", c.name, b.err, c.console())
 		default:
 			if c.t.Failed() {
 				c.t.Logf("%s", c.console())
 			}
-			_ = c.nspawn.Signal(syscall.SIGTERM)
-			select {
-			case <-c.done:
-			case <-time.After(stopTimeout):
-				c.t.Errorf("Container %s did not power off within %v; killing it.", c.name, stopTimeout)
-				_ = c.nspawn.Kill()
-				<-c.done
+			if err := c.powerOff(b); err != nil {
+				c.t.Errorf("Removing container %s: %v", c.name, err)
 			}
 		}
 	}
@@ -426,6 +481,28 @@ func (c *Container) teardown() {
 	}
 	if err := os.RemoveAll(c.dir); err != nil {
 		c.t.Errorf("Removing container %s: %v", c.name, err)
+	}
+}
+
+// powerOff stops the boot b: SIGTERM to systemd-nspawn (a clean poweroff),
+// SIGKILL if that takes longer than stopTimeout (then it returns an error).
+func (c *Container) powerOff(b *boot) error {
+	if b == nil {
+		return nil
+	}
+	select {
+	case <-b.done:
+		return nil
+	default:
+	}
+	_ = b.proc.Signal(syscall.SIGTERM)
+	select {
+	case <-b.done:
+		return nil
+	case <-time.After(stopTimeout):
+		_ = b.proc.Kill()
+		<-b.done
+		return fmt.Errorf("container %s did not power off within %v; killed it", c.name, stopTimeout)
 	}
 }
 

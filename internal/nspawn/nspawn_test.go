@@ -201,13 +201,14 @@ func TestTeardown(t *testing.T) {
 	if c == nil {
 		t.Fatal("Boot returned no container")
 	}
+	b, _ := c.current()
 	select {
-	case <-c.done:
+	case <-b.done:
 	default:
 		t.Error("systemd-nspawn still running after cleanup")
 	}
-	if err := c.nspawn.Signal(syscall.Signal(0)); err == nil {
-		t.Errorf("systemd-nspawn (PID %d) still exists after cleanup", c.nspawn.Pid)
+	if err := b.proc.Signal(syscall.Signal(0)); err == nil {
+		t.Errorf("systemd-nspawn (PID %d) still exists after cleanup", b.proc.Pid)
 	}
 	mounts, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -220,5 +221,52 @@ func TestTeardown(t *testing.T) {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s still exists after cleanup (%v)", p, err)
 		}
+	}
+}
+
+// TestReboot checks that a rebooted container keeps what was written to its
+// disk, starts enabled units again, and really booted anew.
+func TestReboot(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skipf("Real-systemd harness not available: %v", err)
+	}
+	t.Parallel()
+	ctx := context.Background()
+	const unit = "[Unit]\nDescription=test\n[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n"
+	c := Boot(ctx, t, Options{Prepare: func(root string) error {
+		if err := os.WriteFile(filepath.Join(root, "etc/systemd/system/sleeper.service"), []byte(unit), 0o644); err != nil {
+			return err
+		}
+		return os.Symlink("/etc/systemd/system/sleeper.service", filepath.Join(root, "etc/systemd/system/multi-user.target.wants/sleeper.service"))
+	}})
+	read := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := c.Exec(ctx, args...)
+		if err != nil {
+			t.Fatalf("Exec %q: %v\n%s", args, err, errOut)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	pidBefore := read("systemctl", "show", "-P", "MainPID", "sleeper.service")
+	leaderBefore := c.Leader()
+	read("sh", "-c", "echo kept > /var/lib/marker && echo lost > /run/marker")
+
+	if err := c.Reboot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.Leader() == leaderBefore {
+		t.Errorf("leader PID %d unchanged: the container did not boot again", leaderBefore)
+	}
+	if got := read("cat", "/var/lib/marker"); got != "kept" {
+		t.Errorf("/var/lib/marker reads %q after reboot, want kept", got)
+	}
+	if _, _, err := c.Exec(ctx, "test", "-e", "/run/marker"); err == nil {
+		t.Error("/run/marker survived the reboot")
+	}
+	if got := read("systemctl", "is-active", "sleeper.service"); got != "active" {
+		t.Errorf("enabled sleeper.service is %q after reboot, want active", got)
+	}
+	if got := read("systemctl", "show", "-P", "MainPID", "sleeper.service"); got == pidBefore {
+		t.Errorf("sleeper.service MainPID %s unchanged after reboot", got)
 	}
 }

@@ -313,11 +313,13 @@ func extractTar(ctx context.Context, dir string, r io.Reader, lim Limits) (dirs 
 		return nil, err
 	}
 	defer root.Close()
-	zr, err := newGzipReader(r)
+	gz, err := newGzipReader(r)
 	if err != nil {
 		return nil, fmt.Errorf("%w: not a gzip stream: %v", ErrUnsafeArchive, err)
 	}
-	defer zr.Close()
+	defer gz.Close()
+	zr := newReadAhead(gz)
+	defer zr.Close() // runs before gz.Close; r is free for the caller after
 
 	x := &extractor{
 		ctx:   ctx,
