@@ -50,7 +50,9 @@ stage_unit() {
 	log "go test ./..."
 	apt_install openssl curl
 	# The real-systemd suite has its own stage.
-	go test -count=1 $(go list ./... | grep -v /integration/systemd)
+	local pkgs
+	mapfile -t pkgs < <(go list ./... | grep -v /integration/systemd)
+	go test -count=1 "${pkgs[@]}"
 }
 
 stage_systemd() {
