@@ -161,7 +161,9 @@ type rawGroup struct {
 }
 
 // LoadPolicy reads and parses the policy file at path (at most
-// MaxPolicySize bytes). Errors name the path; see ParsePolicy.
+// MaxPolicySize bytes). It returns the policy and the bytes it was parsed
+// from (also when parsing fails, so callers can tell changes apart).
+// Errors name the path; see ParsePolicy.
 func LoadPolicy(path string) (*Policy, []byte, error) {
 	data, err := readCapped(path, MaxPolicySize)
 	if err != nil {

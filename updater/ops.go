@@ -197,6 +197,10 @@ type UpdateResult struct {
 // when the window is open (or force), honouring the skip list, the
 // downgrade rule and a pin. Jitter is slept unless force.
 func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err error) {
+	// A host that was never installed gets nothing created on it.
+	if _, err := os.Stat(u.Tree.StatePath()); errors.Is(err, os.ErrNotExist) {
+		return res, ErrNotInstalled
+	}
 	unlock, err := u.lock(ctx)
 	if err != nil {
 		return res, err

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/keys"
 	"github.com/gravitational/teleport-update/updater"
 	"github.com/gravitational/teleport-update/updater/download"
@@ -167,8 +168,13 @@ Exit codes: 0 installed and healthy; 1 refused or failed (reason on stderr);
 2 usage error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req.InstallMethods = installMethodsFromEnv(os.Environ())
+			req.InstallMethods = census.InstallMethodsFromEnv(os.Environ())
 			u := c.newUpdater(&f, interactiveLockWait)
+			if req.Proxy == "" {
+				if cfg, _, err := updater.LoadConfig(u.Tree.StatePath()); err == nil && cfg.Spec.Proxy == "" {
+					return usageError("--proxy HOST[:PORT] is required on a first install")
+				}
+			}
 			if err := installSelf(c.root); err != nil {
 				u.Log.Warn("Could not copy teleport-update into place; the timer needs it there.", "error", err)
 			}
@@ -213,24 +219,6 @@ func installSelf(root string) error {
 		return err
 	}
 	return install.WriteFileAtomic(dst, data, 0o755)
-}
-
-// installMethodsFromEnv lists the TELEPORT_INSTALL_METHOD_* variables set to
-// a true value, lower-cased without the prefix (e.g. "node_script").
-func installMethodsFromEnv(environ []string) []string {
-	const prefix = "TELEPORT_INSTALL_METHOD_"
-	var out []string
-	for _, kv := range environ {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(k, prefix) {
-			continue
-		}
-		switch strings.ToLower(v) {
-		case "true", "1", "yes":
-			out = append(out, strings.ToLower(strings.TrimPrefix(k, prefix)))
-		}
-	}
-	return out
 }
 
 func newUpdateCmd(c *cli) *cobra.Command {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -98,7 +99,22 @@ is printed on stderr), 2 for usage errors.`,
 	if errors.As(err, &ee) {
 		return ee.code
 	}
+	if isCobraUsageError(err) {
+		return exitUsage
+	}
 	return exitFailure
+}
+
+// isCobraUsageError recognises the errors cobra returns for unknown
+// commands and wrong argument counts (it has no typed errors for them).
+func isCobraUsageError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "requires at most", "invalid argument"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // commands lists the constructors of the top-level commands. Each command

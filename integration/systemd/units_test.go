@@ -3,6 +3,7 @@ package systemd
 import (
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,13 +21,13 @@ func TestUnitsVerify(t *testing.T) {
 	cli := teleportUpdateBinary(t)
 	agentDir := t.TempDir()
 	releasetest.BuildAgent(t, agentDir, ver, releasetest.ModeOK)
-	agent := agentDir + "/teleport-" + ver + "-" + releasetest.ModeOK
+	agent := filepath.Join(agentDir, releasetest.BinaryName(ver, releasetest.ModeOK))
 
 	opts := install.UnitOptions{Version: ver}
 	units := map[string][]byte{
-		install.AgentUnit: install.RenderAgentService(opts),
-		updaterUnit:       install.RenderUpdaterService(opts),
-		updaterTimer:      install.RenderUpdaterTimer(opts),
+		agentUnit:    install.RenderAgentService(opts),
+		updaterUnit:  install.RenderUpdaterService(opts),
+		updaterTimer: install.RenderUpdaterTimer(opts),
 	}
 	h := bootHost(t, func(root string) error {
 		for name, body := range units {

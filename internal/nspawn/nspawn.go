@@ -6,7 +6,11 @@
 // container has its own upper directory, its own cgroup and shares the host
 // network namespace, so processes inside reach servers a test starts on the
 // host's 127.0.0.1. Containers boot in parallel; Boot registers a cleanup that
-// powers the container off and removes everything it created.
+// powers the container off and removes everything it created, and the first
+// Boot of a process removes what earlier test processes killed before their
+// cleanups (go test -timeout, ^C) left behind. Reboot powers a container off
+// and boots it again on the same disk (use it instead of `systemctl reboot`
+// inside, which just ends systemd-nspawn).
 //
 // Everything here needs root; call Available first and skip (or fail) the
 // test with its error.

@@ -60,6 +60,12 @@ func TarballName(version, arch string) string {
 	return fmt.Sprintf("teleport-v%s-linux-%s-bin.tar.gz", version, arch)
 }
 
+// BinaryName returns the name of the bare agent binary Build leaves next to
+// the tarball: teleport-<version>-<mode>.
+func BinaryName(version, mode string) string {
+	return fmt.Sprintf("teleport-%s-%s", version, mode)
+}
+
 // BuildAgent builds a release tarball of the test agent for version and mode
 // into dir and returns its path; it fails the test on error.
 func BuildAgent(t testing.TB, dir, version, mode string) (tarballPath string) {
@@ -80,8 +86,8 @@ func Build(ctx context.Context, dir, version, mode string) (string, error) {
 
 // Build compiles the agent and packs it into dir/TarballName(...): bin/teleport
 // and bin/tctl (the same program), mode 0755, with fixed timestamps so equal
-// inputs give equal tarballs. The unpacked binary is left in dir too, as
-// teleport-<version>-<mode>.
+// inputs give equal tarballs. The bare binary is left in dir too, named
+// BinaryName(version, mode).
 func (a Agent) Build(ctx context.Context, dir string) (string, error) {
 	if err := a.validate(); err != nil {
 		return "", err
@@ -94,7 +100,7 @@ func (a Agent) Build(ctx context.Context, dir string) (string, error) {
 	if crash == 0 {
 		crash = DefaultCrashAfter
 	}
-	bin := filepath.Join(dir, fmt.Sprintf("teleport-%s-%s", a.Version, a.Mode))
+	bin := filepath.Join(dir, BinaryName(a.Version, a.Mode))
 	ldflags := fmt.Sprintf("-s -w -X main.version=%s -X main.mode=%s -X main.crashAfter=%s", a.Version, a.Mode, crash)
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", bin, AgentPackage)
 	cmd.Dir = moduleDir()

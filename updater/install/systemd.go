@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
@@ -45,8 +46,9 @@ type Systemd interface {
 	Enable(ctx context.Context, units ...string) error
 	// Disable disables units by name (systemctl disable). It does not stop them.
 	Disable(ctx context.Context, units ...string) error
-	// State returns the unit's current state. An unknown unit is reported
-	// as inactive/dead, as systemd does.
+	// State returns the unit's current state (MainPID and NRestarts for
+	// .service units only). An unknown unit is reported as inactive/dead,
+	// as systemd does.
 	State(ctx context.Context, unit string) (UnitState, error)
 	// Close releases the connection.
 	Close()
@@ -145,6 +147,9 @@ func (d *dbusSystemd) State(ctx context.Context, unit string) (UnitState, error)
 	st := UnitState{}
 	st.ActiveState, _ = props["ActiveState"].(string)
 	st.SubState, _ = props["SubState"].(string)
+	if !strings.HasSuffix(unit, ".service") {
+		return st, nil // MainPID and NRestarts exist for services only
+	}
 	svc, err := d.conn.GetUnitTypePropertiesContext(ctx, unit, "Service")
 	if err != nil {
 		return UnitState{}, fmt.Errorf("systemd service state of %s: %w", unit, err)

@@ -1,0 +1,86 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gravitational/teleport-update/census"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// golden compares got with testdata/<test name>.golden (rewritten with -update).
+func golden(t *testing.T, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", t.Name()+".golden")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (run with -update to create it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+func TestExport(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openStore(t, Options{})
+	hosts := []census.Report{
+		report(0, func(r *census.Report) {
+			r.Services = []string{"node", "kube"}
+			r.InstallMethods = []string{"node_script", "systemctl", "teleport-update"}
+			r.CloudEnvironment = census.CloudAWS
+			r.LastUpdateResult = &census.UpdateResult{Time: t0.Add(-time.Hour), Target: "16.4.6", Success: true}
+		}),
+		report(1, func(r *census.Report) {
+			r.Services = nil
+			r.InstallMethods = []string{"dockerfile", "teleport-update"}
+			r.ContainerRuntime = census.RuntimeDocker
+			r.ContainerOrchestrator = "kubernetes-v1.29.4-eks-036c24b"
+			r.GlibcVersion = ""
+			r.UpdaterStatus = census.StatusPinned
+			r.LastUpdateResult = &census.UpdateResult{Time: t0.Add(-time.Hour), Target: "16.4.7", ErrorCode: "health_check"}
+		}),
+		report(2, func(r *census.Report) { r.Version = "" }),
+	}
+	for i, r := range hosts {
+		if err := s.Ingest(ctx, "production", body(t, r), t0.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, format := range []string{FormatJSON, FormatPostHog} {
+		t.Run(format, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := s.Export(ctx, &out, format); err != nil {
+				t.Fatalf("Export: %v", err)
+			}
+			// Every line is one JSON object.
+			for line := range bytes.SplitSeq(bytes.TrimSpace(out.Bytes()), []byte("\n")) {
+				if !json.Valid(line) {
+					t.Errorf("not a JSON line: %s", line)
+				}
+			}
+			golden(t, out.Bytes())
+		})
+	}
+	var out bytes.Buffer
+	if err := s.Export(ctx, &out, "csv"); !errors.Is(err, ErrUnknownFormat) || out.Len() != 0 {
+		t.Errorf("Export(csv) = %v, wrote %d bytes; want ErrUnknownFormat and nothing", err, out.Len())
+	}
+}
