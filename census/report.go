@@ -171,8 +171,8 @@ func DecodeReport(body []byte) (Report, error) {
 
 // checkKeys scans body and refuses anything that is not a single object
 // whose keys (and those of last_update_result) are known, exactly cased,
-// unescaped and not repeated, nested no deeper than a valid report. It
-// does not allocate. It trusts json.Unmarshal, which runs next, to refuse
+// unescaped and not repeated, nested no deeper than a valid report, in one
+// pass over the bytes. It trusts json.Unmarshal, which runs next, to refuse
 // bad syntax; on malformed input it may only refuse more, never less.
 func checkKeys(body []byte) error {
 	type frame struct {

@@ -32,6 +32,7 @@ var (
 	updaterOnce sync.Once
 	updaterDir  string
 	updaterBin  string
+	updaterTGZ  string // updaterBin packed as bin/teleport-update
 	updaterErr  error
 )
 
@@ -43,8 +44,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// updaterBinary builds the real teleport-update once per test binary.
-func updaterBinary(t *testing.T) string {
+// updaterTarball builds the real teleport-update once per test binary and
+// returns it packed as a release tarball (bin/teleport-update).
+func updaterTarball(t *testing.T) string {
 	t.Helper()
 	updaterOnce.Do(func() {
 		updaterDir, updaterErr = os.MkdirTemp("", "install-sh-test-")
@@ -56,12 +58,20 @@ func updaterBinary(t *testing.T) string {
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			updaterErr = &buildError{err: err, out: string(out)}
+			return
 		}
+		exe, err := os.ReadFile(updaterBin)
+		if err != nil {
+			updaterErr = err
+			return
+		}
+		updaterTGZ = filepath.Join(updaterDir, "teleport-update.tar.gz")
+		updaterErr = packTarball(updaterTGZ, map[string][]byte{"bin/teleport-update": exe})
 	})
 	if updaterErr != nil {
 		t.Fatalf("build teleport-update: %v", updaterErr)
 	}
-	return updaterBin
+	return updaterTGZ
 }
 
 type buildError struct {
@@ -87,14 +97,15 @@ type e2eEnv struct {
 func newE2EEnv(t *testing.T, withAgent bool) *e2eEnv {
 	t.Helper()
 	arch := hostArch(t)
-	bin := updaterBinary(t)
-	exe, err := os.ReadFile(bin)
+	tgz, err := os.ReadFile(updaterTarball(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &e2eEnv{cdn: newCDN(t), signer: newSigner(t)}
 	e.updater = filepath.Join(e.cdn.dir, updaterTarballName(e2eVersion, arch))
-	writeTarball(t, e.updater, map[string][]byte{"bin/teleport-update": exe})
+	if err := os.WriteFile(e.updater, tgz, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	e.signer.sign(t, e.updater)
 	if withAgent {
 		agent := releasetest.BuildAgent(t, t.TempDir(), e2eVersion, releasetest.ModeOK)

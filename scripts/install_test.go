@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -171,32 +172,36 @@ func updaterTarballName(version, arch string) string {
 // gzipped tarball at path.
 func writeTarball(t *testing.T, path string, files map[string][]byte) {
 	t.Helper()
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	names := make([]string, 0, len(files))
-	for name := range files {
-		names = append(names, name)
+	if err := packTarball(path, files); err != nil {
+		t.Fatal(err)
 	}
-	slices.Sort(names)
-	for _, name := range names {
+}
+
+// packTarball is writeTarball returning its error; gzip runs at its
+// fastest level, since tests pack a 30 MB binary.
+func packTarball(path string, files map[string][]byte) error {
+	var buf bytes.Buffer
+	gz, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(gz)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		hdr := &tar.Header{Name: name, Mode: 0o755, Size: int64(len(files[name])), Typeflag: tar.TypeReg}
 		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if _, err := tw.Write(files[name]); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := gz.Close(); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
 // fakeUpdater records its arguments (one per line) and the install-method
@@ -715,6 +720,8 @@ func TestInstallScriptRefusesBadFilledValues(t *testing.T) {
 		{"version with v", func(d *scriptData) { d.Version = "v1.2.3" }, "is not a semantic version"},
 		{"version with path", func(d *scriptData) { d.Version = "1.2.3/../x" }, "is not a semantic version"},
 		{"no key", func(d *scriptData) { d.PublicKey = "" }, "is not a PEM public key"},
+		{"base with a query", func(d *scriptData) { d.BaseURL = "https://cdn.example.com/?x=1" }, "is not a plain https://host[:port][/path] URL"},
+		{"base with user info", func(d *scriptData) { d.BaseURL = "https://user@cdn.example.com" }, "is not a plain https://host[:port][/path] URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

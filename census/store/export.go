@@ -16,7 +16,8 @@ import (
 // Export formats.
 const (
 	// FormatJSON writes one JSON object per line per host: the latest report
-	// plus first_seen and last_seen (proxy clock).
+	// (lists sorted) plus first_seen and last_seen (proxy clock) and the
+	// host's update history, newest first.
 	FormatJSON = "json"
 	// FormatPostHog writes one PostHog event per line per host, properties
 	// named and flattened as in RFD 108 (see PostHogEvent).
@@ -35,6 +36,17 @@ type ExportedHost struct {
 	census.Report
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
+	// UpdateHistory holds the host's last Options.HistoryPerHost distinct
+	// update results, newest first.
+	UpdateHistory []census.UpdateResult `json:"update_history"`
+}
+
+// historyEntry is one element of the history column of the Export query.
+type historyEntry struct {
+	Time    int64  `json:"t"`
+	Target  string `json:"target"`
+	Success int    `json:"s"`
+	Code    string `json:"e"`
 }
 
 // PostHogEvent is one line of FormatPostHog, in the shape of PostHog's
@@ -68,7 +80,9 @@ func (s *Store) Export(ctx context.Context, w io.Writer, format string) error {
 	defer tx.Rollback()
 	rows, err := tx.QueryContext(ctx, `SELECT host_id, grp, version, services, os, os_version, arch, glibc,
 		install_methods, container_runtime, container_orchestrator, cloud, updater_status,
-		last_update_time, last_result, last_update_target, last_update_error, reported_at, first_seen, last_seen
+		last_update_time, last_result, last_update_target, last_update_error, reported_at, first_seen, last_seen,
+		(SELECT json_group_array(json_object('t', time, 'target', target, 's', success, 'e', error_code))
+			FROM (SELECT * FROM update_history h WHERE h.host_id = hosts.host_id ORDER BY time DESC, target DESC))
 		FROM hosts ORDER BY host_id`)
 	if err != nil {
 		return fmt.Errorf("export census: query hosts: %w", err)
@@ -102,11 +116,22 @@ func scanHost(rows *sql.Rows) (ExportedHost, error) {
 	var resultTime sql.NullInt64
 	var target, code string
 	var reported, first, last int64
+	var history string
 	if err := rows.Scan(&h.HostID, &h.UpdateGroup, &h.Version, &services, &h.OS, &h.OSVersion,
 		&h.HostArchitecture, &h.GlibcVersion, &methods, &h.ContainerRuntime, &h.ContainerOrchestrator,
 		&h.CloudEnvironment, &h.UpdaterStatus, &resultTime, &lastResult, &target, &code,
-		&reported, &first, &last); err != nil {
+		&reported, &first, &last, &history); err != nil {
 		return h, fmt.Errorf("read host: %w", err)
+	}
+	var entries []historyEntry
+	if err := json.Unmarshal([]byte(history), &entries); err != nil {
+		return h, fmt.Errorf("read host %s: update history: %w", h.HostID, err)
+	}
+	h.UpdateHistory = make([]census.UpdateResult, 0, len(entries))
+	for _, e := range entries {
+		h.UpdateHistory = append(h.UpdateHistory, census.UpdateResult{
+			Time: time.UnixMilli(e.Time).UTC(), Target: e.Target, Success: e.Success != 0, ErrorCode: e.Code,
+		})
 	}
 	if err := json.Unmarshal([]byte(services), &h.Services); err != nil {
 		return h, fmt.Errorf("read host %s: services: %w", h.HostID, err)

@@ -64,6 +64,13 @@ func TestExport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Host 1 then updates successfully: its history shows both, newest first.
+	retry := hosts[1]
+	retry.Version = "16.4.7"
+	retry.LastUpdateResult = &census.UpdateResult{Time: t0.Add(10 * time.Minute), Target: "16.4.7", Success: true}
+	if err := s.Ingest(ctx, "production", body(t, retry), t0.Add(10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	for _, format := range []string{FormatJSON, FormatPostHog} {
 		t.Run(format, func(t *testing.T) {
 			var out bytes.Buffer

@@ -1,0 +1,215 @@
+package systemd
+
+import (
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// crashHealthWindow is the health window of the runs below: every case
+// passes one or two health checks of a good version, so it is kept short.
+const crashHealthWindow = "3s"
+
+// stableFor is how long the agent's MainPID and NRestarts must stay put
+// after the recovery run.
+const stableFor = 2 * time.Second
+
+// crashEnv is the variable the crashtest build reads (cmd/teleport-update/crashhook.go).
+const crashEnv = "TELEPORT_UPDATE_CRASH_AT"
+
+var crashtestCLI once
+
+// crashtestBinary returns the teleport-update CLI built with -tags
+// crashtest, statically.
+func crashtestBinary(t *testing.T) string {
+	return crashtestCLI.get(t, func() (string, error) {
+		out := filepath.Join(buildDir, "teleport-update-crashtest")
+		return out, goTool("build", "-tags", "crashtest", "-o", out, "./cmd/teleport-update")
+	})
+}
+
+// TestCrashAtEveryStep kills teleport-update with SIGKILL right after each
+// step of a version switch that involves systemd, on a real systemd, and
+// checks that the host is usable right after the kill and that the next run
+// finishes the job: on the success path (v1 -> v2, good) the host ends on
+// v2; on the rollback path (v1 -> v3, which exits at start) it ends on v1
+// with v3 skipped. Each case has its own container. The steps without
+// systemd are covered by cmd/teleport-update's TestE2ECrashAtEveryStep.
+func TestCrashAtEveryStep(t *testing.T) {
+	requireHarness(t)
+	t.Parallel()
+	for _, tc := range []struct {
+		step     string
+		rollback bool // the target exits at start: the run rolls back
+	}{
+		{step: "link"},
+		{step: "units"},
+		{step: "reload"},
+		{step: "restart"},
+		{step: "state"},
+		{step: "units", rollback: true},
+		{step: "reload", rollback: true},
+		{step: "restart", rollback: true},
+		{step: "revert", rollback: true},
+	} {
+		name := tc.step
+		if tc.rollback {
+			name = "rollback-" + tc.step
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testCrashAt(t, tc.step, tc.rollback)
+		})
+	}
+}
+
+func testCrashAt(t *testing.T, step string, rollback bool) {
+	start := time.Now()
+	cli := crashtestBinary(t)
+	c := sharedCDN(t)
+	px := newProxy(t, v1)
+	h := bootHost(t, prepareForCLI(cli, c))
+	target, want := v2, v2
+	if rollback {
+		target, want = v3, v1 // v3 exits at start
+	}
+
+	h.mustRun(cliPath, "install", "--proxy", px.addr(), "--base-url", c.srv.URL, "--no-census", "--health-window", crashHealthWindow)
+	if got := h.runningVersion(); got != v1 {
+		t.Fatalf("agent runs %s after install, want %s", got, v1)
+	}
+	// The timer must not start an update run of its own in between.
+	h.mustRun("systemctl", "stop", updaterTimer)
+	installed := time.Now()
+
+	// The run that gets killed.
+	px.setTarget(target)
+	o, e, err := h.run("env", crashEnv+"="+step, cliPath, "update", "--now", "--health-window", crashHealthWindow)
+	if !killed(err) {
+		t.Fatalf("update to %s with %s=%s was not killed (%v)\nstdout:\n%s\nstderr:\n%s", target, crashEnv, step, err, o, e)
+	}
+	crashed := time.Now()
+
+	// Right after the kill: update.yaml parses and its active version runs.
+	st := h.status()
+	if st.Active == "" {
+		t.Fatalf("no active version in update.yaml after the kill at %s", step)
+	}
+	if got := h.mustRun(versionsDir+"/"+st.Active+"/bin/teleport", "version"); !strings.Contains(got, "v"+st.Active) {
+		t.Fatalf("the active version %s prints %q after the kill at %s", st.Active, got, step)
+	}
+	p := h.show(agentUnit, "ActiveState", "SubState", "MainPID", "NeedDaemonReload")
+	t.Logf("Killed after %q: update.yaml says active %s, backup %s, skip %q; %s is %s/%s (MainPID %s, NeedDaemonReload %s).",
+		step, st.Active, st.Backup, st.Skip, agentUnit, p["ActiveState"], p["SubState"], p["MainPID"], p["NeedDaemonReload"])
+	pidAfterCrash := p["MainPID"]
+
+	// The next run finishes the job.
+	o, e, err = h.run(cliPath, "update", "--now", "--health-window", crashHealthWindow)
+	t.Logf("The recovery run said (err %v):\n%s%s", err, o, e)
+	if !rollback && err != nil {
+		t.Fatalf("recovery update to %s: %v", target, err)
+	}
+	recovered := time.Now()
+
+	st = h.status()
+	if st.Active != want {
+		t.Fatalf("active version after the recovery run is %q, want %s", st.Active, want)
+	}
+	if rollback && !slices.Contains(st.Skip, target) {
+		t.Errorf("%s is not on the skip list after the recovery run: skip %q", target, st.Skip)
+	}
+	if got := h.runningVersion(); got != want {
+		t.Errorf("agent runs %s after the recovery run, want %s", got, want)
+	}
+	checkStable(h)
+	if step == "state" && !rollback {
+		// update.yaml already recorded v2: the recovery has nothing to do
+		// and must not restart the agent.
+		if pid := h.show(agentUnit, "MainPID")["MainPID"]; pid != pidAfterCrash {
+			t.Errorf("the recovery run restarted the agent (MainPID %s -> %s) though v2 was committed", pidAfterCrash, pid)
+		}
+	}
+	checkConsistent(h, want)
+
+	if rollback {
+		// The skipped version is not tried again.
+		if o, e, err := h.run(cliPath, "update", "--now", "--health-window", crashHealthWindow); err != nil {
+			t.Errorf("update with %s skipped: %v\nstdout:\n%s\nstderr:\n%s", target, err, o, e)
+		}
+		if got := h.runningVersion(); got != want {
+			t.Errorf("agent runs %s after an update to the skipped %s, want %s", got, target, want)
+		}
+	}
+	t.Logf("Timings: boot+install %v, killed run %v, recovery run %v, total %v.",
+		installed.Sub(start).Round(time.Millisecond), crashed.Sub(installed).Round(time.Millisecond),
+		recovered.Sub(crashed).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// killed reports whether a command run through host.run died of SIGKILL:
+// nsenter passes the signal on, a shell reports exit status 137.
+func killed(err error) bool {
+	var ee interface {
+		ExitCode() int
+		Sys() any
+	}
+	if !errors.As(err, &ee) {
+		return false
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ws.Signal() == syscall.SIGKILL
+	}
+	return ee.ExitCode() == 128+int(syscall.SIGKILL)
+}
+
+// checkStable checks that the agent keeps its MainPID and NRestarts for
+// stableFor and that systemd has loaded the unit file on disk.
+func checkStable(h *host) {
+	h.t.Helper()
+	props := []string{"ActiveState", "SubState", "MainPID", "NRestarts", "NeedDaemonReload"}
+	before := h.show(agentUnit, props...)
+	time.Sleep(stableFor)
+	after := h.show(agentUnit, props...)
+	if after["ActiveState"] != "active" || after["SubState"] != "running" ||
+		after["MainPID"] != before["MainPID"] || after["NRestarts"] != before["NRestarts"] {
+		h.t.Errorf("%s not stable over %v: %v -> %v", agentUnit, stableFor, before, after)
+	}
+	if after["NeedDaemonReload"] != "no" {
+		h.t.Errorf("%s: systemd has not loaded the unit file on disk (NeedDaemonReload=%s)", agentUnit, after["NeedDaemonReload"])
+	}
+}
+
+// checkConsistent checks the files of a host whose active version is
+// active: no staging leftovers, every version directory complete, the link
+// and the unit (on disk and as loaded) on active.
+func checkConsistent(h *host, active string) {
+	h.t.Helper()
+	if left := strings.TrimSpace(h.mustRun("sh", "-c", "ls -A /var/lib/teleport/.staging 2>/dev/null || true")); left != "" {
+		h.t.Errorf("staging leftovers in /var/lib/teleport/.staging: %q", strings.Fields(left))
+	}
+	for _, v := range h.versions() {
+		if _, _, err := h.run("test", "-f", versionsDir+"/"+v+"/.verified"); err != nil {
+			h.t.Errorf("version directory %s has no .verified marker", v)
+		}
+	}
+	bin := versionsDir + "/" + active + "/bin/teleport"
+	if got := strings.TrimSpace(h.mustRun("readlink", "-f", agentLinkPath)); got != bin {
+		h.t.Errorf("%s resolves to %s, want %s", agentLinkPath, got, bin)
+	}
+	unit := h.mustRun("cat", "/etc/systemd/system/"+agentUnit)
+	var execStart []string
+	for _, line := range strings.Split(unit, "\n") {
+		if strings.HasPrefix(line, "ExecStart=") {
+			execStart = append(execStart, line)
+		}
+	}
+	if len(execStart) != 1 || !strings.Contains(execStart[0], bin+" ") && !strings.HasSuffix(execStart[0], bin) {
+		h.t.Errorf("%s on disk: ExecStart lines %q, want one running %s", agentUnit, execStart, bin)
+	}
+	if got := h.show(agentUnit, "ExecStart")["ExecStart"]; !strings.Contains(got, "path="+bin+" ") {
+		h.t.Errorf("%s as loaded by systemd: ExecStart=%s, want path=%s", agentUnit, got, bin)
+	}
+}
