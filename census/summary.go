@@ -44,10 +44,31 @@ type Summary struct {
 	ByUpdaterStatus    map[string]int `json:"by_updater_status"`
 	ByLastUpdateResult map[string]int `json:"by_last_update_result"` // success | failure | none
 
+	// Groups breaks the hosts of each update group down by version and last
+	// update result: how far a rollout got in the group and how it went.
+	Groups map[string]*GroupSummary `json:"groups"`
+
 	// StaleHosts counts hosts last seen before GeneratedAt - StaleAfter.
 	StaleHosts int `json:"stale_hosts"`
 	// Stale lists up to MaxStaleListed of them, longest silent first.
 	Stale []StaleHost `json:"stale"`
+}
+
+// GroupSummary counts the hosts of one update group.
+type GroupSummary struct {
+	Hosts              int            `json:"hosts"`
+	ByVersion          map[string]int `json:"by_version"`
+	ByLastUpdateResult map[string]int `json:"by_last_update_result"`
+}
+
+// Group returns the summary of group name, creating it empty.
+func (s *Summary) Group(name string) *GroupSummary {
+	g, ok := s.Groups[name]
+	if !ok {
+		g = &GroupSummary{ByVersion: map[string]int{}, ByLastUpdateResult: map[string]int{}}
+		s.Groups[name] = g
+	}
+	return g
 }
 
 // StaleHost is a host that has not reported for longer than StaleAfter.
@@ -73,6 +94,7 @@ func NewSummary(now time.Time, staleAfter time.Duration) *Summary {
 		ByCloud:            map[string]int{},
 		ByUpdaterStatus:    map[string]int{},
 		ByLastUpdateResult: map[string]int{},
+		Groups:             map[string]*GroupSummary{},
 		Stale:              []StaleHost{},
 	}
 }

@@ -71,8 +71,11 @@ type Status struct {
 	// newest last; the proxy may downgrade a host only to one of them.
 	KnownGood  []string    `yaml:"known_good,omitempty"`
 	LastUpdate *LastUpdate `yaml:"last_update,omitempty"`
-	// CensusPending is true when the last census report was not delivered.
-	CensusPending bool `yaml:"census_pending,omitempty"`
+	// Switching is the version a switch was started to. It is saved before
+	// links or units change and cleared when the switch is committed or
+	// rolled back, so a run that finds it set knows the previous run was
+	// interrupted and what systemd may still be running.
+	Switching string `yaml:"switching,omitempty"`
 }
 
 // LastUpdate records the outcome of the last install, update or rollback.

@@ -22,8 +22,9 @@ const (
 	// MaxFindResponseSize caps the find answer.
 	MaxFindResponseSize = 1 << 20
 	// MaxJitter is the largest jitter the agent honours; a larger value is
-	// clamped, a negative one refused.
-	MaxJitter = time.Hour
+	// clamped, a negative one refused. It stays well under the updater
+	// unit's TimeoutStartSec so systemd never stops a run mid-switch.
+	MaxJitter = 30 * time.Minute
 )
 
 // ErrProxy is the category of failures to get a usable answer from the proxy.

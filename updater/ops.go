@@ -108,16 +108,35 @@ func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, err
 			return nil, err
 		}
 		target = pol.Version
+		// Re-running install (config management, install.sh) must not let
+		// the proxy do what the update loop refuses.
+		if cfg.Status.IsSkipped(target.String()) {
+			return cfg, fmt.Errorf("%w: the proxy's target %s failed its health check on this host before; run install --version %s to try it again", ErrSkipped, target, target)
+		}
+		if err := u.checkDowngrade(cfg, target); err != nil {
+			return cfg, err
+		}
 	}
 	ver := target.String()
 
 	attempt := *cfg
 	attempt.Spec = spec
-	attempt.Status.removeSkip(ver)
-	if err := u.moveTo(ctx, &attempt, sd, target, req.Overwrite); err != nil {
-		// Settings are kept only when the install succeeds; the outcome is
-		// recorded either way.
-		cfg.Status = attempt.Status
+	if req.Version != "" {
+		// An admin naming a version takes it off the skip list.
+		attempt.Status.removeSkip(ver)
+	}
+	if attempt.Spec.Pinned {
+		attempt.Spec.PinnedVersion = ver
+	}
+	if err := u.moveTo(ctx, &attempt, sd, target, req.Overwrite, nil); err != nil {
+		// Settings are kept only when the install succeeds, except on a
+		// first install, where they say which proxy and CDN were tried.
+		// The outcome is recorded either way.
+		if cfg.Status.Active != "" || attempt.Status.Active != "" {
+			cfg.Status = attempt.Status
+		} else {
+			cfg = &attempt
+		}
 		if saveErr := u.save(cfg); saveErr != nil {
 			u.Log.Error("Failed to record the failed install.", "error", saveErr)
 		}
@@ -135,18 +154,22 @@ func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, err
 	return &attempt, nil
 }
 
-// moveTo fetches, switches and commits target, saving cfg at the end. On
+// moveTo fetches, switches and commits target, saving cfg at the end.
+// beforeCommit, when set, edits cfg in the same save as the commit. On
 // failure cfg.Status records it (and the skip list, after a rollback).
-func (u *Updater) moveTo(ctx context.Context, cfg *Config, sd install.Systemd, target *semver.Version, overwrite bool) error {
+func (u *Updater) moveTo(ctx context.Context, cfg *Config, sd install.Systemd, target *semver.Version, overwrite bool, beforeCommit func(*Config)) error {
 	ver := target.String()
 	if cfg.Status.Active == ver {
-		// Already there: make sure links and units say so, nothing else.
+		// Already there: reconcile made links and units say so.
+		if beforeCommit != nil {
+			beforeCommit(cfg)
+		}
 		cfg.Status.LastUpdate = &LastUpdate{Time: u.now().UTC(), Target: ver, Success: true}
 		return u.saveStep(cfg)
 	}
 	if err := u.fetch(ctx, cfg, target); err != nil {
 		u.recordFailure(cfg, ver, err)
-		_ = u.save(cfg)
+		u.logErr(u.save(cfg), "recording the failure")
 		return err
 	}
 	if err := u.switchTo(ctx, cfg, sd, ver, overwrite); err != nil {
@@ -154,10 +177,12 @@ func (u *Updater) moveTo(ctx context.Context, cfg *Config, sd install.Systemd, t
 		if saveErr := u.save(cfg); saveErr != nil {
 			return errors.Join(err, saveErr)
 		}
-		u.prune(cfg)
 		return err
 	}
 	u.commit(cfg, ver)
+	if beforeCommit != nil {
+		beforeCommit(cfg)
+	}
 	if err := u.saveStep(cfg); err != nil {
 		return err
 	}
@@ -195,7 +220,9 @@ type UpdateResult struct {
 
 // Update is the timer's entry point: it asks the proxy and moves the host
 // when the window is open (or force), honouring the skip list, the
-// downgrade rule and a pin. Jitter is slept unless force.
+// downgrade rule and a pin. Jitter is slept unless force, and the proxy is
+// asked again after it, so a window that closed meanwhile is respected.
+// A census report is sent at the end of every run of an installed host.
 func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err error) {
 	// A host that was never installed gets nothing created on it.
 	if _, err := os.Stat(u.Tree.StatePath()); errors.Is(err, os.ErrNotExist) {
@@ -214,11 +241,7 @@ func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err
 		return res, ErrNotInstalled
 	}
 	res.From = cfg.Status.Active
-	defer func() {
-		if res.Outcome == OutcomeUpdated || err != nil {
-			u.report(ctx, cfg)
-		}
-	}()
+	defer u.report(ctx, cfg)
 	if !cfg.Spec.Enabled {
 		res.Outcome = OutcomeDisabled
 		return res, nil
@@ -236,57 +259,83 @@ func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err
 
 	if cfg.Spec.Pinned {
 		want := cfg.Spec.PinnedVersion
-		if want == "" || want == cfg.Status.Active {
+		res.Target = want
+		switch {
+		case want == "" || want == cfg.Status.Active:
 			res.Outcome = OutcomePinned
 			res.Target = cfg.Status.Active
+			return res, nil
+		case cfg.Status.IsSkipped(want):
+			u.Log.Warn("The pinned version failed its health check on this host; staying where the host is. Run pin --version to try it again.", "pinned", want)
+			res.Outcome = OutcomeSkipped
 			return res, nil
 		}
 		target, err := download.ParseVersion(want)
 		if err != nil {
 			return res, fmt.Errorf("pinned_version in update.yaml: %w", err)
 		}
-		res.Target = want
-		if err := u.moveTo(ctx, cfg, sd, target, false); err != nil {
+		if err := u.moveTo(ctx, cfg, sd, target, false, nil); err != nil {
 			return res, err
 		}
 		res.Outcome = OutcomeUpdated
 		return res, nil
 	}
 
-	pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
-	if err != nil {
+	target, outcome, jitter, err := u.decide(ctx, cfg, force)
+	res.Target = targetString(target)
+	if err != nil || outcome != "" {
+		res.Outcome = outcome
 		return res, err
 	}
-	target := pol.Version.String()
-	res.Target = target
-	if !pol.AutoUpdate && !force {
-		res.Outcome = OutcomeWindowClosed
-		return res, nil
-	}
-	if target == cfg.Status.Active {
-		res.Outcome = OutcomeUpToDate
-		return res, nil
-	}
-	if cfg.Status.IsSkipped(target) {
-		u.Log.Warn("The proxy's target failed its health check on this host before; not installing it. Run install --version or pin --version to try it again.", "target", target)
-		res.Outcome = OutcomeSkipped
-		return res, nil
-	}
-	if err := u.checkDowngrade(cfg, pol.Version); err != nil {
-		return res, err
-	}
-	if !force && pol.Jitter > 0 {
-		d := u.jitter(pol.Jitter)
-		u.Log.Info("Waiting a random delay before updating.", "delay", d.Round(time.Millisecond), "jitter", pol.Jitter)
+	if !force && jitter > 0 {
+		d := u.jitter(jitter)
+		u.Log.Info("Waiting a random delay before updating.", "delay", d.Round(time.Millisecond), "jitter", jitter)
 		if err := u.sleep(ctx, d); err != nil {
 			return res, fmt.Errorf("waiting for jitter: %w", err)
 		}
+		// The window may have closed or the target moved meanwhile.
+		target, outcome, _, err = u.decide(ctx, cfg, force)
+		res.Target = targetString(target)
+		if err != nil || outcome != "" {
+			res.Outcome = outcome
+			return res, err
+		}
 	}
-	if err := u.moveTo(ctx, cfg, sd, pol.Version, false); err != nil {
+	if err := u.moveTo(ctx, cfg, sd, target, false, nil); err != nil {
 		return res, err
 	}
 	res.Outcome = OutcomeUpdated
 	return res, nil
+}
+
+// decide asks the proxy and applies DESIGN §6. A non-empty outcome means
+// there is nothing to do.
+func (u *Updater) decide(ctx context.Context, cfg *Config, force bool) (*semver.Version, Outcome, time.Duration, error) {
+	pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
+	if err != nil {
+		return nil, "", 0, err
+	}
+	target := pol.Version.String()
+	switch {
+	case !pol.AutoUpdate && !force:
+		return pol.Version, OutcomeWindowClosed, 0, nil
+	case target == cfg.Status.Active:
+		return pol.Version, OutcomeUpToDate, 0, nil
+	case cfg.Status.IsSkipped(target):
+		u.Log.Warn("The proxy's target failed its health check on this host before; not installing it. Run install --version or pin --version to try it again.", "target", target)
+		return pol.Version, OutcomeSkipped, 0, nil
+	}
+	if err := u.checkDowngrade(cfg, pol.Version); err != nil {
+		return pol.Version, "", 0, err
+	}
+	return pol.Version, "", pol.Jitter, nil
+}
+
+func targetString(v *semver.Version) string {
+	if v == nil {
+		return ""
+	}
+	return v.String()
 }
 
 // checkDowngrade enforces DESIGN §6: the proxy may move a host down only to
@@ -344,17 +393,15 @@ func (u *Updater) Rollback(ctx context.Context) (*Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("backup version in update.yaml: %w", err)
 	}
-	if err := u.moveTo(ctx, cfg, sd, target, false); err != nil {
-		return cfg, err
-	}
-	cfg.Status.addSkip(from)
-	if cfg.Spec.Pinned && cfg.Spec.PinnedVersion == from {
-		cfg.Spec.PinnedVersion = backup
-	}
-	if err := u.save(cfg); err != nil {
-		return cfg, err
-	}
-	return cfg, nil
+	// The version rolled back from is skip-listed in the same save that
+	// commits the rollback, so no crash can let the timer reinstall it.
+	err = u.moveTo(ctx, cfg, sd, target, false, func(cfg *Config) {
+		cfg.Status.addSkip(from)
+		if cfg.Spec.Pinned && cfg.Spec.PinnedVersion == from {
+			cfg.Spec.PinnedVersion = backup
+		}
+	})
+	return cfg, err
 }
 
 // Pin holds the host at version (or the active version when empty),
@@ -393,12 +440,11 @@ func (u *Updater) Pin(ctx context.Context, version string) (*Config, error) {
 		return nil, err
 	}
 	cfg.Status.removeSkip(target.String())
-	if err := u.moveTo(ctx, cfg, sd, target, false); err != nil {
-		return cfg, err
-	}
-	cfg.Spec.Pinned = true
-	cfg.Spec.PinnedVersion = target.String()
-	return cfg, u.save(cfg)
+	err = u.moveTo(ctx, cfg, sd, target, false, func(cfg *Config) {
+		cfg.Spec.Pinned = true
+		cfg.Spec.PinnedVersion = target.String()
+	})
+	return cfg, err
 }
 
 // Unpin lets the host follow the proxy again.

@@ -43,11 +43,17 @@ var (
 	ErrRolledBack = errors.New("rolled back")
 	// ErrDowngrade: the proxy asked for a downgrade this host may not take.
 	ErrDowngrade = errors.New("downgrade refused")
+	// ErrSkipped: the requested version is on the skip list.
+	ErrSkipped = errors.New("version is skip-listed")
 	// ErrNoBackup: rollback was asked for but there is no backup version.
 	ErrNoBackup = errors.New("no backup version to roll back to")
 	// ErrHealth: the version failed its health check and no previous
 	// version was there to go back to.
 	ErrHealth = errors.New("health check failed")
+	// ErrSwitch: a switch did not complete for a reason that is not the
+	// version's fault (interrupted, systemd failed); the host went back and
+	// the version is not skip-listed.
+	ErrSwitch = errors.New("switch did not complete")
 )
 
 // Systemd connects to the host's systemd. It returns (nil, nil) when the
@@ -186,8 +192,12 @@ func (u *Updater) keys() (*verify.KeySet, error) {
 }
 
 // reconcile repairs what an interrupted run left: staging and incomplete
-// version directories go, and links and units go back to status.active
-// (the last state that was committed).
+// version directories go, a missing active version is fetched again, and
+// links and units go back to status.active (the last committed state). When
+// status.switching says a switch was under way, the agent is restarted on
+// the active version, since systemd may still run the other one. Otherwise
+// the agent is never restarted here: a unit rendered differently by a newer
+// teleport-update takes effect at the next restart, not outside the window.
 func (u *Updater) reconcile(ctx context.Context, cfg *Config, sd install.Systemd) error {
 	removed, err := u.Tree.CleanLeftovers()
 	if err != nil {
@@ -196,49 +206,94 @@ func (u *Updater) reconcile(ctx context.Context, cfg *Config, sd install.Systemd
 	for _, r := range removed {
 		u.Log.Info("Removed leftovers of an interrupted run.", "path", r)
 	}
-	linked, err := u.Tree.LinkedVersion()
-	if err != nil {
-		return fmt.Errorf("reading links: %w", err)
+	active, switching := cfg.Status.Active, cfg.Status.Switching
+	if switching != "" {
+		u.Log.Warn("An earlier run was interrupted while switching versions; restoring the active version.", "active", active, "switching_to", switching)
 	}
-	active := cfg.Status.Active
 	if active == "" {
-		if linked != "" {
+		if linked, err := u.Tree.LinkedVersion(); err != nil {
+			return fmt.Errorf("reading links: %w", err)
+		} else if linked != "" {
 			u.Log.Warn("An interrupted first install left links behind; removing them.", "linked", linked)
 			if _, err := u.Tree.Unlink(); err != nil {
 				return fmt.Errorf("removing links of an interrupted install: %w", err)
 			}
 		}
-		return nil
+		if switching != "" && sd != nil {
+			if _, err := u.Tree.RemoveUnits(); err != nil {
+				u.Log.Warn("Failed to remove the units of an interrupted first install.", "error", err)
+			}
+			u.logErr(sd.DaemonReload(ctx), "daemon-reload")
+			u.logErr(sd.Stop(ctx, AgentUnit), "stopping "+AgentUnit)
+			u.logErr(sd.ResetFailed(ctx, AgentUnit), "reset-failed "+AgentUnit)
+		}
+		return u.clearSwitching(cfg)
 	}
-	if _, ok, err := u.Tree.Installed(active); err != nil || !ok {
-		return fmt.Errorf("the active version %s recorded in update.yaml is not installed under %s", active, u.Tree.VersionDir(active))
+	if _, ok, err := u.Tree.Installed(active); err != nil {
+		return fmt.Errorf("checking the active version %s: %w", active, err)
+	} else if !ok {
+		u.Log.Warn("The active version is missing from disk; fetching it again.", "version", active, "dir", u.Tree.VersionDir(active))
+		v, err := download.ParseVersion(active)
+		if err != nil {
+			return fmt.Errorf("active version in update.yaml: %w", err)
+		}
+		if err := u.fetch(ctx, cfg, v); err != nil {
+			return fmt.Errorf("repairing the active version %s: %w", active, err)
+		}
 	}
-	if linked != active {
-		u.Log.Warn("An earlier run was interrupted; restoring the active version.", "active", active, "linked", linked)
-		if _, err := u.Tree.Link(active, true); err != nil {
+	linked, err := u.Tree.LinkedVersions()
+	if err != nil {
+		return fmt.Errorf("reading links: %w", err)
+	}
+	if len(linked) != 1 || linked[0] != active {
+		u.Log.Warn("Links do not match the active version; restoring them.", "active", active, "linked", linked)
+	}
+	// Link is idempotent: it recreates missing links and moves ours back
+	// to the active version; a file an admin put there is left alone.
+	if _, err := u.Tree.Link(active, false); err != nil {
+		if !errors.Is(err, install.ErrNotOurs) {
 			return fmt.Errorf("restoring links to %s: %w", active, err)
 		}
+		u.Log.Warn("A file teleport-update did not create is in the way of a link; leaving it.", "error", err)
 	}
-	if sd == nil {
+	if sd != nil {
+		opts := u.Units
+		opts.Version = active
+		_, changed, err := u.Tree.WriteUnits(opts)
+		if err != nil {
+			return fmt.Errorf("restoring units for %s: %w", active, err)
+		}
+		if changed {
+			u.Log.Info("Rewrote the systemd units for the active version.", "active", active)
+			if err := sd.DaemonReload(ctx); err != nil {
+				return fmt.Errorf("daemon-reload: %w", err)
+			}
+		}
+		if switching != "" {
+			if err := sd.DaemonReload(ctx); err != nil {
+				return fmt.Errorf("daemon-reload: %w", err)
+			}
+			u.logErr(sd.ResetFailed(ctx, AgentUnit), "reset-failed "+AgentUnit)
+			if err := sd.Restart(ctx, AgentUnit); err != nil {
+				return fmt.Errorf("restarting %s on %s: %w", AgentUnit, active, err)
+			}
+		}
+	}
+	return u.clearSwitching(cfg)
+}
+
+func (u *Updater) clearSwitching(cfg *Config) error {
+	if cfg.Status.Switching == "" {
 		return nil
 	}
-	opts := u.Units
-	opts.Version = active
-	_, changed, err := u.Tree.WriteUnits(opts)
+	cfg.Status.Switching = ""
+	return u.save(cfg)
+}
+
+func (u *Updater) logErr(err error, op string) {
 	if err != nil {
-		return fmt.Errorf("restoring units for %s: %w", active, err)
+		u.Log.Warn("Operation failed.", "op", op, "error", err)
 	}
-	if changed {
-		u.Log.Warn("Units did not match the active version; restored them.", "active", active)
-		if err := sd.DaemonReload(ctx); err != nil {
-			return fmt.Errorf("daemon-reload: %w", err)
-		}
-		_ = sd.ResetFailed(ctx, AgentUnit)
-		if err := sd.Restart(ctx, AgentUnit); err != nil {
-			return fmt.Errorf("restarting %s on %s: %w", AgentUnit, active, err)
-		}
-	}
-	return nil
 }
 
 // fetch makes sure target is installed under versions/, downloading and
@@ -282,14 +337,34 @@ func (u *Updater) fetch(ctx context.Context, cfg *Config, target *semver.Version
 	return nil
 }
 
+// rollbackBudget bounds a rollback, which runs to completion even when the
+// run itself is being stopped.
+const rollbackBudget = 2 * time.Minute
+
 // switchTo makes target the running version: links, units, restart, health
-// check; on a failed health check it goes back to the previous version,
-// skip-lists target and returns an error wrapping ErrRolledBack (or ErrHealth
-// when there was nothing to go back to). The caller saves cfg in every case.
+// check. status.switching is saved first, so an interrupted run is repaired
+// by the next one. When the target fails its health check, it goes back to
+// the previous version, skip-lists target and returns an error wrapping
+// ErrRolledBack (ErrHealth when there was nothing to go back to). When the
+// run is interrupted, or the switch fails for a reason that is not the
+// version's fault (systemd, D-Bus), it goes back without skip-listing and
+// returns ErrSwitch. The caller saves cfg in every case.
 func (u *Updater) switchTo(ctx context.Context, cfg *Config, sd install.Systemd, target string, overwrite bool) error {
 	prev := cfg.Status.Active
+	prevAgentActive := false
+	if sd != nil && prev == "" {
+		if st, err := sd.State(ctx, AgentUnit); err == nil {
+			prevAgentActive = st.ActiveState == "active"
+		}
+	}
+	cfg.Status.Switching = target
+	if err := u.save(cfg); err != nil {
+		cfg.Status.Switching = ""
+		return fmt.Errorf("recording the switch to %s: %w", target, err)
+	}
 	revertLinks, err := u.Tree.Link(target, overwrite)
 	if err != nil {
+		cfg.Status.Switching = ""
 		return fmt.Errorf("linking %s: %w", target, err)
 	}
 	u.step("link")
@@ -303,42 +378,64 @@ func (u *Updater) switchTo(ctx context.Context, cfg *Config, sd install.Systemd,
 		opts.Version = target
 		revertUnits, _, err = u.Tree.WriteUnits(opts)
 		if err != nil {
-			_ = revertLinks()
-			return fmt.Errorf("writing units for %s: %w", target, err)
+			healthErr = fmt.Errorf("writing units for %s: %w", target, err)
+			revertUnits = func() error { return nil }
+		} else {
+			u.step("units")
+			healthErr = u.restartAndCheck(ctx, sd, target)
 		}
-		u.step("units")
-		healthErr = u.restartAndCheck(ctx, sd, target)
 	}
 	if healthErr == nil {
 		u.Log.Info("New version is healthy.", "version", target)
 		return nil
 	}
 
-	u.Log.Error("New version failed its health check; rolling back.", "version", target, "error", healthErr, "previous", prev)
-	cfg.Status.addSkip(target)
-	if err := revertUnits(); err != nil {
-		u.Log.Error("Failed to restore the previous units.", "error", err)
+	// The way back must finish even when this run is being stopped.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackBudget)
+	defer cancel()
+	interrupted := ctx.Err() != nil
+	atFault := !interrupted && errors.Is(healthErr, install.ErrUnhealthy)
+	if atFault {
+		u.Log.Error("New version failed its health check; rolling back.", "version", target, "error", healthErr, "previous", prev)
+		cfg.Status.addSkip(target)
+		u.logErr(u.save(cfg), "saving the skip list")
+	} else {
+		u.Log.Error("Switch did not complete; going back.", "version", target, "error", healthErr, "interrupted", interrupted, "previous", prev)
 	}
-	if err := revertLinks(); err != nil {
-		u.Log.Error("Failed to restore the previous links.", "error", err)
-	}
+	u.logErr(revertUnits(), "restoring the previous units")
+	u.logErr(revertLinks(), "restoring the previous links")
 	u.step("revert")
 	if prev == "" {
 		if sd != nil {
-			_ = sd.Stop(ctx, AgentUnit)
-			_ = sd.DaemonReload(ctx)
-			_ = sd.ResetFailed(ctx, AgentUnit)
+			u.logErr(sd.DaemonReload(rctx), "daemon-reload")
+			u.logErr(sd.ResetFailed(rctx, AgentUnit), "reset-failed "+AgentUnit)
+			if prevAgentActive {
+				// An agent ran before this first install (e.g. from a
+				// package): bring it back rather than leave the host without.
+				u.logErr(sd.Restart(rctx, AgentUnit), "restarting the previous "+AgentUnit)
+			} else {
+				u.logErr(sd.Stop(rctx, AgentUnit), "stopping "+AgentUnit)
+			}
 		}
-		return fmt.Errorf("%w: %s: %w", ErrHealth, target, healthErr)
+		cfg.Status.Switching = ""
+		if atFault {
+			return fmt.Errorf("%w: %s: %w", ErrHealth, target, healthErr)
+		}
+		return fmt.Errorf("%w: installing %s: %w", ErrSwitch, target, healthErr)
 	}
 	if sd != nil {
-		if err := sd.DaemonReload(ctx); err != nil {
-			return fmt.Errorf("rolling back to %s: daemon-reload: %w (health check of %s: %v)", prev, err, target, healthErr)
+		if err := sd.DaemonReload(rctx); err != nil {
+			return fmt.Errorf("going back to %s: daemon-reload: %w (switch to %s: %v)", prev, err, target, healthErr)
 		}
-		_ = sd.ResetFailed(ctx, AgentUnit)
+		u.logErr(sd.ResetFailed(rctx, AgentUnit), "reset-failed "+AgentUnit)
 	}
-	if err := u.restartAndCheck(ctx, sd, prev); err != nil {
-		return fmt.Errorf("%w to %s, but it is not healthy either: %w (health check of %s: %v)", ErrRolledBack, prev, err, target, healthErr)
+	if err := u.restartAndCheck(rctx, sd, prev); err != nil {
+		return fmt.Errorf("went back to %s, but it is not healthy either: %w (switch to %s: %v)", prev, err, target, healthErr)
+	}
+	cfg.Status.Switching = ""
+	if !atFault {
+		u.Log.Info("Went back to the previous version; it is healthy.", "version", prev)
+		return fmt.Errorf("%w: switching to %s did not complete, went back to %s: %w", ErrSwitch, target, prev, healthErr)
 	}
 	u.Log.Info("Rolled back; the previous version is healthy.", "version", prev, "skipped", target)
 	return fmt.Errorf("%w to %s: %s failed its health check: %w", ErrRolledBack, prev, target, healthErr)
@@ -353,6 +450,10 @@ func (u *Updater) restartAndCheck(ctx context.Context, sd install.Systemd, versi
 	}
 	u.step("reload")
 	if err := sd.Restart(ctx, AgentUnit); err != nil {
+		if errors.Is(err, install.ErrJobFailed) {
+			// systemd ran the job and the unit did not come up.
+			return fmt.Errorf("%w: restarting %s on %s: %w", install.ErrUnhealthy, AgentUnit, version, err)
+		}
 		return fmt.Errorf("restarting %s: %w", AgentUnit, err)
 	}
 	u.step("restart")
@@ -364,7 +465,12 @@ func (u *Updater) restartAndCheck(ctx context.Context, sd install.Systemd, versi
 
 func (u *Updater) execCheck(ctx context.Context, version string) error {
 	bin := filepath.Join(u.Tree.VersionDir(version), "bin", "teleport")
-	return install.CheckExec(ctx, bin, version)
+	err := install.CheckExec(ctx, bin, version)
+	if err != nil && ctx.Err() != nil {
+		// Stopped, not unhealthy.
+		return fmt.Errorf("checking %s: %w", version, ctx.Err())
+	}
+	return err
 }
 
 // commit records a successful switch to target.
@@ -379,6 +485,7 @@ func (u *Updater) commit(cfg *Config, target string) {
 	if st.Backup == target {
 		st.Backup = ""
 	}
+	st.Switching = ""
 	st.addKnownGood(target)
 	st.LastUpdate = &LastUpdate{Time: u.now().UTC(), Target: target, Success: true}
 }
@@ -399,6 +506,8 @@ func ErrorCode(err error) string {
 		return "verification"
 	case errors.Is(err, ErrRolledBack), errors.Is(err, ErrHealth), errors.Is(err, install.ErrUnhealthy):
 		return "health_check"
+	case errors.Is(err, ErrSwitch):
+		return "switch"
 	case errors.Is(err, ErrProxy):
 		return "proxy"
 	case errors.Is(err, ErrDowngrade):

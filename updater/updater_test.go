@@ -275,7 +275,7 @@ func TestBadProxyAnswersChangeNothing(t *testing.T) {
 			}
 			after, _ := os.ReadFile(statePath)
 			if !bytes.Equal(before, after) {
-				t.Errorf("update.yaml changed:\n%s", after)
+				t.Errorf("update.yaml changed:\n%s\nbefore:\n%s", after, before)
 			}
 			if e.cdn.TotalHits() != hits {
 				t.Errorf("the CDN was contacted")

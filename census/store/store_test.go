@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -122,6 +123,10 @@ func TestRoundTrip(t *testing.T) {
 	want.ByCloud = map[string]int{"none": 2, "aws": 1}
 	want.ByUpdaterStatus = map[string]int{"enabled": 2, "pinned": 1}
 	want.ByLastUpdateResult = map[string]int{"success": 1, "failure": 1, "none": 1}
+	want.Groups = map[string]*census.GroupSummary{
+		"staging":    {Hosts: 1, ByVersion: map[string]int{"16.4.6": 1}, ByLastUpdateResult: map[string]int{"success": 1}},
+		"production": {Hosts: 2, ByVersion: map[string]int{"16.4.6": 1, "unknown": 1}, ByLastUpdateResult: map[string]int{"failure": 1, "none": 1}},
+	}
 	want.StaleHosts = 1
 	want.Stale = []census.StaleHost{{HostID: hostID(2), Group: "production", LastSeen: t0.Add(-48 * time.Hour)}}
 	got, _ := json.MarshalIndent(sum, "", " ")
@@ -324,6 +329,14 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	}
 	if _, err := Open(ctx, filepath.Join(t.TempDir(), "a?b"), Options{}); err == nil {
 		t.Errorf("Open of a path with '?' succeeded")
+	}
+	garbage := filepath.Join(t.TempDir(), "garbage.db")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte("not a database "), 512), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(ctx, garbage, Options{}); err == nil {
+		s.Close()
+		t.Errorf("Open of a file that is not a database succeeded")
 	}
 }
 

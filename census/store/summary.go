@@ -56,6 +56,10 @@ func (s *Store) Summary(ctx context.Context, now time.Time, staleAfter time.Dura
 		sum.ByCloud[orDefault(d.Cloud, census.SummaryNone)] += n
 		sum.ByUpdaterStatus[orDefault(d.Status, census.SummaryUnknown)] += n
 		sum.ByLastUpdateResult[orDefault(d.LastResult, census.ResultNone)] += n
+		g := sum.Group(orDefault(d.Group, census.SummaryUnknown))
+		g.Hosts += n
+		g.ByVersion[orDefault(d.Version, census.SummaryUnknown)] += n
+		g.ByLastUpdateResult[orDefault(d.LastResult, census.ResultNone)] += n
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("census summary: count hosts: %w", err)

@@ -70,6 +70,7 @@ func (c *cli) newUpdater(f *agentFlags, lockWait time.Duration) *updater.Updater
 		AfterStep: afterStep,
 		Report:    c.reportCensus,
 	}
+	u.Tree.AfterStep = afterStep
 	if f != nil {
 		u.Health = install.HealthOptions{Window: f.healthWindow, Max: f.healthMax}
 		u.MaxArtifactSize = f.maxSize
@@ -127,25 +128,31 @@ func explain(err error, cfg *updater.Config, proxy string) error {
 	if cfg != nil && cfg.Status.Active != "" {
 		running = cfg.Status.Active
 	}
+	next := "the timer will retry"
+	if running == "nothing" {
+		next = "run install again once the cause is fixed"
+	}
 	switch {
 	case errors.Is(err, updater.ErrNotInstalled):
 		return fmt.Errorf("%w; run `teleport-update install --proxy HOST` first", err)
 	case errors.Is(err, install.ErrLocked):
 		return fmt.Errorf("%w; try again when it finishes", err)
 	case errors.Is(err, updater.ErrProxy):
-		return fmt.Errorf("%w; the agent keeps running %s; the timer will retry", err, running)
+		return fmt.Errorf("%w; the agent keeps running %s; %s", err, running, next)
 	case errors.Is(err, verify.ErrVerification):
 		return fmt.Errorf("%w; nothing was installed; the agent keeps running %s", err, running)
 	case errors.Is(err, updater.ErrRolledBack):
 		return fmt.Errorf("%w; the failed version is skipped until an admin runs install --version or pin --version", err)
-	case errors.Is(err, updater.ErrDowngrade):
+	case errors.Is(err, updater.ErrSwitch):
+		return fmt.Errorf("%w; the agent keeps running %s; %s", err, running, next)
+	case errors.Is(err, updater.ErrDowngrade), errors.Is(err, updater.ErrSkipped), errors.Is(err, updater.ErrHealth):
 		return err
 	case errors.Is(err, context.Canceled):
-		return fmt.Errorf("interrupted; the agent keeps running %s", running)
+		return fmt.Errorf("interrupted (%v); the agent keeps running %s", err, running)
 	}
 	var hs *download.HTTPStatusError
 	if errors.As(err, &hs) {
-		return fmt.Errorf("%w; the agent keeps running %s; the timer will retry", err, running)
+		return fmt.Errorf("%w; the agent keeps running %s; %s", err, running, next)
 	}
 	return err
 }
@@ -175,12 +182,12 @@ Exit codes: 0 installed and healthy; 1 refused or failed (reason on stderr);
 					return usageError("--proxy HOST[:PORT] is required on a first install")
 				}
 			}
-			if err := installSelf(c.root); err != nil {
-				u.Log.Warn("Could not copy teleport-update into place; the timer needs it there.", "error", err)
-			}
 			cfg, err := u.Install(cmd.Context(), req)
 			if err != nil {
 				return explain(err, cfg, req.Proxy)
+			}
+			if err := installSelf(c.root); err != nil {
+				return fmt.Errorf("the agent is installed, but copying teleport-update to /%s failed, so the timer cannot run it: %w; run install again", updater.UpdaterBinPath, err)
 			}
 			fmt.Fprintf(c.stdout, "Installed Teleport %s (proxy %s, group %q).\n", cfg.Status.Active, cfg.Spec.Proxy, cfg.Spec.Group)
 			return nil
@@ -232,8 +239,8 @@ It does nothing unless the window is open (or --now), sleeps a random jitter,
 then downloads, verifies, installs and switches to the target; if the new
 version fails its health check it rolls back and skips that version.
 
-A disabled host never contacts the proxy or the CDN; a pinned host never
-follows the proxy. The timer's run waits for a concurrent run to finish.
+A disabled host never updates and never contacts the CDN (it still sends
+its census report); a pinned host never follows the proxy. The timer's run waits for a concurrent run to finish.
 
 Exit codes: 0 when the host ends in the intended state (updated, up to date,
 window closed, disabled, pinned); 1 when something was refused or failed,
@@ -387,7 +394,7 @@ func newDisableCmd(c *cli) *cobra.Command {
 	return &cobra.Command{
 		Use:   "disable",
 		Short: "Turn automatic updates off (stops the timer)",
-		Long:  "Disable stops the timer; a disabled host never contacts the proxy or the CDN.\n\nExit codes: 0 done; 1 failed.",
+		Long:  "Disable stops the timer; a disabled host never updates and never contacts the CDN.\n\nExit codes: 0 done; 1 failed.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := c.newUpdater(nil, interactiveLockWait).SetEnabled(cmd.Context(), false); err != nil {

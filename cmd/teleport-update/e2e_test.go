@@ -381,8 +381,10 @@ func TestE2ECrashAtEveryStep(t *testing.T) {
 		step   string
 		broken bool // the target fails its health check (rollback path)
 	}{
-		{"download", false}, {"extract", false}, {"link", false}, {"state", false},
-		{"download", true}, {"extract", true}, {"link", true}, {"revert", true},
+		{"download", false}, {"rename", false}, {"extract", false},
+		{"link:tctl", false}, {"link:teleport", false}, {"link", false}, {"state", false},
+		{"download", true}, {"rename", true}, {"extract", true},
+		{"link:tctl", true}, {"link:teleport", true}, {"link", true}, {"revert", true},
 	}
 	for _, tc := range steps {
 		name := tc.step

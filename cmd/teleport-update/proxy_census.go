@@ -115,11 +115,24 @@ func printCensusSummary(w io.Writer, sum *census.Summary) error {
 	}
 	for _, s := range sections {
 		fmt.Fprintf(tw, "\n%s\tHosts\n", s.title)
-		keys := slices.SortedFunc(maps.Keys(s.counts), func(a, b string) int {
-			return cmp.Or(cmp.Compare(s.counts[b], s.counts[a]), cmp.Compare(a, b))
-		})
-		for _, k := range keys {
+		for _, k := range sortedByCount(s.counts) {
 			fmt.Fprintf(tw, "%s\t%d\n", k, s.counts[k])
+		}
+	}
+	if len(sum.Groups) > 0 {
+		names := slices.Sorted(maps.Keys(sum.Groups))
+		fmt.Fprintf(tw, "\nGroup\tHosts\tLast update succeeded\tfailed\tnone yet\n")
+		for _, name := range names {
+			g := sum.Groups[name]
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", name, g.Hosts, g.ByLastUpdateResult[census.ResultSuccess],
+				g.ByLastUpdateResult[census.ResultFailure], g.ByLastUpdateResult[census.ResultNone])
+		}
+		fmt.Fprintf(tw, "\nGroup\tVersion\tHosts\n")
+		for _, name := range names {
+			g := sum.Groups[name]
+			for _, v := range sortedByCount(g.ByVersion) {
+				fmt.Fprintf(tw, "%s\t%s\t%d\n", name, v, g.ByVersion[v])
+			}
 		}
 	}
 	if len(sum.Stale) > 0 {
@@ -136,4 +149,11 @@ func printCensusSummary(w io.Writer, sum *census.Summary) error {
 		return fmt.Errorf("print census summary: %w", err)
 	}
 	return nil
+}
+
+// sortedByCount returns the keys of counts, largest count first, then by name.
+func sortedByCount(counts map[string]int) []string {
+	return slices.SortedFunc(maps.Keys(counts), func(a, b string) int {
+		return cmp.Or(cmp.Compare(counts[b], counts[a]), cmp.Compare(a, b))
+	})
 }

@@ -260,6 +260,7 @@ func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 			return fail(err)
 		}
 		done = append(done, c.step)
+		t.step("link:" + c.name)
 	}
 	if err := syncDir(t.BinDir()); err != nil {
 		return fail(err)

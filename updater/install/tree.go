@@ -73,6 +73,16 @@ const (
 type Tree struct {
 	// Root is the filesystem root ("/" in production).
 	Root string
+	// AfterStep, when set, is called after each durable step inside
+	// Extract ("rename") and Link ("link:<binary>"). Tests use it to kill
+	// the process between steps; production leaves it nil.
+	AfterStep func(step string)
+}
+
+func (t *Tree) step(name string) {
+	if t.AfterStep != nil {
+		t.AfterStep(name)
+	}
 }
 
 // New returns the install tree under root.
