@@ -41,15 +41,14 @@ type InstallRequest struct {
 // the maintenance window. Settings are saved only if the install succeeds;
 // an admin install takes the version off the skip list.
 func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, error) {
-	unlock, err := u.lock(ctx)
+	cfg, unlock, err := u.open(ctx, false)
 	if err != nil {
+		if errors.Is(err, ErrConfig) {
+			err = fmt.Errorf("%w (fix or remove it, then run install again)", err)
+		}
 		return nil, err
 	}
 	defer unlock()
-	cfg, _, err := u.load()
-	if err != nil {
-		return nil, fmt.Errorf("%w (fix or remove it, then run install again)", err)
-	}
 	spec := cfg.Spec
 	if req.Proxy != "" {
 		spec.Proxy = req.Proxy
@@ -86,16 +85,11 @@ func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, err
 		}
 	}
 
-	sd, err := u.systemd(ctx)
+	sd, done, err := u.attach(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if sd != nil {
-		defer sd.Close()
-	}
-	if err := u.reconcile(ctx, cfg, sd); err != nil {
-		return nil, err
-	}
+	defer done()
 
 	var target *semver.Version
 	if req.Version != "" {
@@ -228,34 +222,22 @@ func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err
 	if _, err := os.Stat(u.Tree.StatePath()); errors.Is(err, os.ErrNotExist) {
 		return res, ErrNotInstalled
 	}
-	unlock, err := u.lock(ctx)
+	cfg, unlock, err := u.open(ctx, true)
 	if err != nil {
 		return res, err
 	}
 	defer unlock()
-	cfg, exists, err := u.load()
-	if err != nil {
-		return res, err
-	}
-	if !exists || cfg.Spec.Proxy == "" {
-		return res, ErrNotInstalled
-	}
 	res.From = cfg.Status.Active
 	defer u.report(ctx, cfg)
 	if !cfg.Spec.Enabled {
 		res.Outcome = OutcomeDisabled
 		return res, nil
 	}
-	sd, err := u.systemd(ctx)
+	sd, done, err := u.attach(ctx, cfg)
 	if err != nil {
 		return res, err
 	}
-	if sd != nil {
-		defer sd.Close()
-	}
-	if err := u.reconcile(ctx, cfg, sd); err != nil {
-		return res, err
-	}
+	defer done()
 
 	if cfg.Spec.Pinned {
 		want := cfg.Spec.PinnedVersion
@@ -359,28 +341,19 @@ func (u *Updater) checkDowngrade(cfg *Config, target *semver.Version) error {
 // version rolled back from is put on the skip list so the timer does not
 // reinstall it; install or pin clears that.
 func (u *Updater) Rollback(ctx context.Context) (*Config, error) {
-	unlock, err := u.lock(ctx)
+	cfg, unlock, err := u.open(ctx, true)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	cfg, exists, err := u.load()
-	if err != nil {
-		return nil, err
-	}
-	if !exists || cfg.Status.Active == "" {
+	if cfg.Status.Active == "" {
 		return nil, ErrNotInstalled
 	}
-	sd, err := u.systemd(ctx)
+	sd, done, err := u.attach(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if sd != nil {
-		defer sd.Close()
-	}
-	if err := u.reconcile(ctx, cfg, sd); err != nil {
-		return nil, err
-	}
+	defer done()
 	backup := cfg.Status.Backup
 	if backup == "" {
 		return cfg, ErrNoBackup
@@ -407,18 +380,11 @@ func (u *Updater) Rollback(ctx context.Context) (*Config, error) {
 // Pin holds the host at version (or the active version when empty),
 // installing it first when needed. A pinned host never follows the proxy.
 func (u *Updater) Pin(ctx context.Context, version string) (*Config, error) {
-	unlock, err := u.lock(ctx)
+	cfg, unlock, err := u.open(ctx, true)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	cfg, exists, err := u.load()
-	if err != nil {
-		return nil, err
-	}
-	if !exists || cfg.Spec.Proxy == "" {
-		return nil, ErrNotInstalled
-	}
 	if version == "" {
 		if cfg.Status.Active == "" {
 			return cfg, fmt.Errorf("nothing is active to pin; use pin --version")
@@ -429,16 +395,11 @@ func (u *Updater) Pin(ctx context.Context, version string) (*Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("--version: %w", err)
 	}
-	sd, err := u.systemd(ctx)
+	sd, done, err := u.attach(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if sd != nil {
-		defer sd.Close()
-	}
-	if err := u.reconcile(ctx, cfg, sd); err != nil {
-		return nil, err
-	}
+	defer done()
 	cfg.Status.removeSkip(target.String())
 	err = u.moveTo(ctx, cfg, sd, target, false, func(cfg *Config) {
 		cfg.Spec.Pinned = true
@@ -490,18 +451,11 @@ func (u *Updater) SetCensus(ctx context.Context, enabled bool) (*Config, error) 
 }
 
 func (u *Updater) edit(ctx context.Context, f func(*Config) error) (*Config, error) {
-	unlock, err := u.lock(ctx)
+	cfg, unlock, err := u.open(ctx, true)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	cfg, exists, err := u.load()
-	if err != nil {
-		return nil, err
-	}
-	if !exists {
-		return nil, ErrNotInstalled
-	}
 	if err := f(cfg); err != nil {
 		return cfg, err
 	}
@@ -579,4 +533,42 @@ func (u *Updater) report(ctx context.Context, cfg *Config) {
 	if u.Report != nil {
 		u.Report(ctx, cfg)
 	}
+}
+
+// open takes update.lock and loads update.yaml. With requireInstalled, a
+// host without a proxy configured is ErrNotInstalled. The caller must call
+// unlock.
+func (u *Updater) open(ctx context.Context, requireInstalled bool) (cfg *Config, unlock func(), err error) {
+	unlock, err = u.lock(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, exists, err := u.load()
+	if err == nil && requireInstalled && (!exists || cfg.Spec.Proxy == "") {
+		err = ErrNotInstalled
+	}
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return cfg, unlock, nil
+}
+
+// attach connects to systemd (when the host has it) and repairs what an
+// interrupted run left. The caller must call done.
+func (u *Updater) attach(ctx context.Context, cfg *Config) (sd install.Systemd, done func(), err error) {
+	sd, err = u.systemd(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	done = func() {
+		if sd != nil {
+			sd.Close()
+		}
+	}
+	if err := u.reconcile(ctx, cfg, sd); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return sd, done, nil
 }

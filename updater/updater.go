@@ -29,9 +29,9 @@ import (
 
 // Unit names the updater manages.
 const (
-	AgentUnit        = "teleport.service"
-	UpdaterUnit      = "teleport-update.service"
-	UpdaterTimerUnit = "teleport-update.timer"
+	AgentUnit        = install.AgentUnit
+	UpdaterUnit      = install.UpdaterUnit
+	UpdaterTimerUnit = install.UpdaterTimerUnit
 )
 
 // Sentinel outcomes callers map to messages and exit codes.

@@ -374,36 +374,40 @@ func orDefault(s, d string) string {
 	return s
 }
 
-func newEnableCmd(c *cli) *cobra.Command {
+// newSettingCmd builds a command that changes one setting in update.yaml
+// and prints done on success.
+func newSettingCmd(c *cli, use, short, long, done string, change func(context.Context, *updater.Updater) error) *cobra.Command {
 	return &cobra.Command{
-		Use:   "enable",
-		Short: "Turn automatic updates on (starts the timer)",
-		Long:  "Enable turns automatic updates back on and starts the timer.\n\nExit codes: 0 done; 1 failed.",
+		Use:   use,
+		Short: short,
+		Long:  long + "\n\nExit codes: 0 done; 1 failed.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := c.newUpdater(nil, interactiveLockWait).SetEnabled(cmd.Context(), true); err != nil {
+			if err := change(cmd.Context(), c.newUpdater(nil, interactiveLockWait)); err != nil {
 				return explain(err, nil, "")
 			}
-			fmt.Fprintln(c.stdout, "Automatic updates enabled.")
+			fmt.Fprintln(c.stdout, done)
 			return nil
 		},
 	}
 }
 
+func newEnableCmd(c *cli) *cobra.Command {
+	return newSettingCmd(c, "enable", "Turn automatic updates on (starts the timer)",
+		"Enable turns automatic updates back on and starts the timer.", "Automatic updates enabled.",
+		func(ctx context.Context, u *updater.Updater) error { _, err := u.SetEnabled(ctx, true); return err })
+}
+
 func newDisableCmd(c *cli) *cobra.Command {
-	return &cobra.Command{
-		Use:   "disable",
-		Short: "Turn automatic updates off (stops the timer)",
-		Long:  "Disable stops the timer; a disabled host never updates and never contacts the CDN.\n\nExit codes: 0 done; 1 failed.",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := c.newUpdater(nil, interactiveLockWait).SetEnabled(cmd.Context(), false); err != nil {
-				return explain(err, nil, "")
-			}
-			fmt.Fprintln(c.stdout, "Automatic updates disabled.")
-			return nil
-		},
-	}
+	return newSettingCmd(c, "disable", "Turn automatic updates off (stops the timer)",
+		"Disable stops the timer; a disabled host never updates and never contacts the CDN.", "Automatic updates disabled.",
+		func(ctx context.Context, u *updater.Updater) error { _, err := u.SetEnabled(ctx, false); return err })
+}
+
+func newUnpinCmd(c *cli) *cobra.Command {
+	return newSettingCmd(c, "unpin", "Follow the proxy's target again",
+		"Unpin lets the next update run follow the proxy again.", "Unpinned; the host follows the proxy again.",
+		func(ctx context.Context, u *updater.Updater) error { _, err := u.Unpin(ctx); return err })
 }
 
 func newPinCmd(c *cli) *cobra.Command {
@@ -430,22 +434,6 @@ Exit codes: 0 pinned; 1 failed (the previous version keeps running).`,
 	cmd.Flags().StringVar(&ver, "version", "", "version to pin (default: the active version)")
 	f.register(cmd)
 	return cmd
-}
-
-func newUnpinCmd(c *cli) *cobra.Command {
-	return &cobra.Command{
-		Use:   "unpin",
-		Short: "Follow the proxy's target again",
-		Long:  "Unpin lets the next update run follow the proxy again.\n\nExit codes: 0 done; 1 failed.",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := c.newUpdater(nil, interactiveLockWait).Unpin(cmd.Context()); err != nil {
-				return explain(err, nil, "")
-			}
-			fmt.Fprintln(c.stdout, "Unpinned; the host follows the proxy again.")
-			return nil
-		},
-	}
 }
 
 func newRollbackCmd(c *cli) *cobra.Command {
