@@ -465,3 +465,22 @@ func checkNoLeftovers(t *testing.T, root string) {
 func tlsConfig(pool *x509.CertPool) *tls.Config {
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
+
+// A census report the proxy refuses never changes the outcome of a run.
+func TestE2ECensusFailureDoesNotFailUpdates(t *testing.T) {
+	e := newE2E(t)
+	e.publish("1.0.0", false)
+	e.publish("2.0.0", false)
+	r := e.run(nil, "install", "--proxy", e.proxy, "--base-url", e.cdn.Server.URL, "--token", "not-the-right-token-0123456789abcdefgh")
+	if r.code != 0 || !strings.Contains(r.stderr, "Census report not delivered") {
+		t.Fatalf("install with a refused census token: exit %d\n%s", r.code, r.stderr)
+	}
+	e.setPolicy("2.0.0", "immediate")
+	r = e.run(nil, "update")
+	if r.code != 0 || !strings.Contains(r.stderr, "Census report not delivered") {
+		t.Fatalf("update with a refused census token: exit %d\n%s", r.code, r.stderr)
+	}
+	if st := e.status(); st.Active != "2.0.0" {
+		t.Fatalf("update did not happen: %+v", st)
+	}
+}
