@@ -389,33 +389,74 @@ func (d *transfer) attempt() error {
 	return d.copy(d.w.meter(resp.Body))
 }
 
-// copy streams body into f and the hash until EOF.
+// pipelineDepth is how many copy buffers are in flight between the
+// goroutine reading the network and the one hashing and writing.
+const pipelineDepth = 4
+
+// copy streams body into f and the hash until EOF. Reading (TLS decryption)
+// and hashing+writing run in two goroutines over a few large buffers, so
+// the SHA-256 costs no extra wall time when a core is free.
 func (d *transfer) copy(body io.Reader) error {
-	for {
-		n, rerr := body.Read(d.buf)
+	free := make(chan []byte, pipelineDepth)
+	full := make(chan []byte, pipelineDepth)
+	free <- d.buf
+	for i := 1; i < pipelineDepth; i++ {
+		free <- make([]byte, len(d.buf))
+	}
+	written := make(chan error, 1)
+	go func() {
+		var err error
+		for b := range full {
+			if err == nil {
+				if _, werr := d.f.Write(b); werr != nil {
+					err = errStop{fmt.Errorf("writing %s: %w", d.f.Name(), werr)}
+				} else {
+					d.h.Write(b)
+					d.done += int64(len(b))
+					if d.progress != nil {
+						d.progress(d.done, d.total)
+					}
+				}
+			}
+			free <- b[:cap(b)]
+		}
+		written <- err
+	}()
+
+	read := d.done
+	var rerr error
+	for rerr == nil {
+		buf := <-free
+		n := 0
+		for n < len(buf) && rerr == nil {
+			var m int
+			m, rerr = body.Read(buf[n:])
+			n += m
+		}
+		if read+int64(n) > d.max {
+			n = int(max(0, d.max-read))
+			rerr = errStop{fmt.Errorf("%w: more than %d bytes", ErrTooLarge, d.max)}
+		}
+		read += int64(n)
 		if n > 0 {
-			if d.done+int64(n) > d.max {
-				return errStop{fmt.Errorf("%w: more than %d bytes", ErrTooLarge, d.max)}
-			}
-			if _, err := d.f.Write(d.buf[:n]); err != nil {
-				return errStop{fmt.Errorf("writing %s: %w", d.f.Name(), err)}
-			}
-			d.h.Write(d.buf[:n])
-			d.done += int64(n)
-			if d.progress != nil {
-				d.progress(d.done, d.total)
-			}
+			full <- buf[:n]
 		}
-		if rerr == io.EOF {
-			// A server may end the body cleanly because we hung up on it.
-			if err := d.w.ctx.Err(); err != nil {
-				return fmt.Errorf("reading body: %w", err)
-			}
-			break
+	}
+	close(full)
+	if err := <-written; err != nil {
+		return err
+	}
+	var stop errStop
+	switch {
+	case errors.As(rerr, &stop):
+		return rerr
+	case rerr == io.EOF:
+		// A server may end the body cleanly because we hung up on it.
+		if err := d.w.ctx.Err(); err != nil {
+			return fmt.Errorf("reading body: %w", err)
 		}
-		if rerr != nil {
-			return fmt.Errorf("reading body: %w", rerr)
-		}
+	default:
+		return fmt.Errorf("reading body: %w", rerr)
 	}
 	switch {
 	case d.total >= 0 && d.done < d.total:
