@@ -72,11 +72,14 @@ check_inputs() {
 
 # base_url prints the CDN base: the one the proxy filled in, or the default.
 base_url() {
-	local base="${FILLED_BASE_URL%/}"
+	local base="$FILLED_BASE_URL"
 	local url_re='^https://[]A-Za-z0-9.:[-]+(/[A-Za-z0-9._~%/+-]*)?$'
 	if [[ -z $base ]]; then
 		base="$DEFAULT_BASE_URL"
 	fi
+	# Strip one trailing slash only after the empty check, so "/" is refused
+	# instead of silently meaning the default.
+	base="${base%/}"
 	[[ $base == https://* ]] || die "the CDN base URL '$base' is not https://."
 	[[ $base =~ $url_re ]] || die "the CDN base URL '$base' is not a plain https://host[:port][/path] URL."
 	printf '%s\n' "$base"
