@@ -189,7 +189,7 @@ func TestSystemdInterruptedHealthCheck(t *testing.T) {
 // A run killed after reverting units and links (systemd still running the
 // broken version) is repaired by the next run, even with the window closed.
 func TestSystemdKilledDuringRollbackIsRepaired(t *testing.T) {
-	for _, step := range []string{"units", "reload", "restart", "revert"} {
+	for _, step := range []string{"units", "reload", "restart", "revert", "previous-reload", "previous-restart"} {
 		t.Run(step, func(t *testing.T) {
 			e := newTestEnv(t)
 			u := e.updater()

@@ -382,7 +382,7 @@ func (u *Updater) switchTo(ctx context.Context, cfg *Config, sd install.Systemd,
 			revertUnits = func() error { return nil }
 		} else {
 			u.step("units")
-			healthErr = u.restartAndCheck(ctx, sd, target)
+			healthErr = u.restartAndCheck(ctx, sd, target, "")
 		}
 	}
 	if healthErr == nil {
@@ -429,7 +429,7 @@ func (u *Updater) switchTo(ctx context.Context, cfg *Config, sd install.Systemd,
 		}
 		u.logErr(sd.ResetFailed(rctx, AgentUnit), "reset-failed "+AgentUnit)
 	}
-	if err := u.restartAndCheck(rctx, sd, prev); err != nil {
+	if err := u.restartAndCheck(rctx, sd, prev, "previous-"); err != nil {
 		return fmt.Errorf("went back to %s, but it is not healthy either: %w (switch to %s: %v)", prev, err, target, healthErr)
 	}
 	cfg.Status.Switching = ""
@@ -441,14 +441,17 @@ func (u *Updater) switchTo(ctx context.Context, cfg *Config, sd install.Systemd,
 	return fmt.Errorf("%w to %s: %s failed its health check: %w", ErrRolledBack, prev, target, healthErr)
 }
 
-func (u *Updater) restartAndCheck(ctx context.Context, sd install.Systemd, version string) error {
+// restartAndCheck reloads systemd, restarts the agent on version and checks
+// its health. stepPrefix names the steps for the crash tests ("" for the new
+// version, "previous-" when going back).
+func (u *Updater) restartAndCheck(ctx context.Context, sd install.Systemd, version, stepPrefix string) error {
 	if sd == nil {
 		return u.execCheck(ctx, version)
 	}
 	if err := sd.DaemonReload(ctx); err != nil {
 		return fmt.Errorf("daemon-reload: %w", err)
 	}
-	u.step("reload")
+	u.step(stepPrefix + "reload")
 	if err := sd.Restart(ctx, AgentUnit); err != nil {
 		if errors.Is(err, install.ErrJobFailed) {
 			// systemd ran the job and the unit did not come up.
@@ -456,7 +459,7 @@ func (u *Updater) restartAndCheck(ctx context.Context, sd install.Systemd, versi
 		}
 		return fmt.Errorf("restarting %s: %w", AgentUnit, err)
 	}
-	u.step("restart")
+	u.step(stepPrefix + "restart")
 	if err := install.CheckUnitHealth(ctx, sd, AgentUnit, u.Health); err != nil {
 		return err
 	}

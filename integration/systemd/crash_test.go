@@ -55,6 +55,8 @@ func TestCrashAtEveryStep(t *testing.T) {
 		{step: "reload", rollback: true},
 		{step: "restart", rollback: true},
 		{step: "revert", rollback: true},
+		{step: "previous-reload", rollback: true},
+		{step: "previous-restart", rollback: true},
 	} {
 		name := tc.step
 		if tc.rollback {
