@@ -247,7 +247,9 @@ func TestReboot(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	pidBefore := read("systemctl", "show", "-P", "MainPID", "sleeper.service")
+	// InvocationID is unique per run of a unit; a MainPID is not, since a
+	// fresh PID namespace hands out the same numbers on every boot.
+	invocationBefore := read("systemctl", "show", "-P", "InvocationID", "sleeper.service")
 	leaderBefore := c.Leader()
 	read("sh", "-c", "echo kept > /var/lib/marker && echo lost > /run/marker")
 
@@ -266,7 +268,7 @@ func TestReboot(t *testing.T) {
 	if got := read("systemctl", "is-active", "sleeper.service"); got != "active" {
 		t.Errorf("enabled sleeper.service is %q after reboot, want active", got)
 	}
-	if got := read("systemctl", "show", "-P", "MainPID", "sleeper.service"); got == pidBefore {
-		t.Errorf("sleeper.service MainPID %s unchanged after reboot", got)
+	if got := read("systemctl", "show", "-P", "InvocationID", "sleeper.service"); got == "" || got == invocationBefore {
+		t.Errorf("sleeper.service InvocationID %q unchanged after reboot: it did not start again", got)
 	}
 }
