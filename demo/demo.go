@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/proxyapi"
 	"github.com/gravitational/teleport-update/release"
@@ -66,7 +67,6 @@ type demo struct {
 	updater string   // the built teleport-update
 	env     []string // environment of teleport-update commands
 	arch    string
-	ca      *demoCA
 	client  *http.Client // trusts only the demo CA
 
 	cdnDir      string
@@ -241,21 +241,19 @@ func (d *demo) childEnv() []string {
 // startServers starts the HTTPS CDN and the proxy.
 func (d *demo) startServers(ctx context.Context) error {
 	d.stepf("Start a local HTTPS CDN and the proxy (`teleport-update proxy serve`), with a throwaway CA.")
-	now := time.Now()
-	ca, err := newDemoCA(now)
+	ca, err := fixture.NewCA("teleport-update demo CA")
 	if err != nil {
 		return err
 	}
-	d.ca = ca
-	if err := os.WriteFile(filepath.Join(d.work, "ca.pem"), ca.pem, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(d.work, "ca.pem"), ca.PEM, 0o644); err != nil {
 		return fmt.Errorf("write the CA certificate: %w", err)
 	}
 	d.client = &http.Client{
 		Timeout:   10 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12}},
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}},
 	}
 
-	cdnTLS, err := ca.tlsConfig(now, 2, "demo CDN")
+	cdnTLS, err := ca.ServerConfig("demo CDN")
 	if err != nil {
 		return err
 	}
@@ -281,7 +279,7 @@ func (d *demo) startServers(ctx context.Context) error {
 
 	certPath := filepath.Join(d.work, "proxy", "tls.crt")
 	keyPath := filepath.Join(d.work, "proxy", "tls.key")
-	if err := ca.issueFiles(now, 3, "demo proxy", certPath, keyPath); err != nil {
+	if err := ca.IssueFiles("demo proxy", certPath, keyPath); err != nil {
 		return err
 	}
 	if err := d.writePolicy("1.0.0"); err != nil {

@@ -22,16 +22,10 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -45,6 +39,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater/download"
 	"github.com/gravitational/teleport-update/updater/verify"
@@ -185,12 +180,16 @@ func newBench(work string, http2 bool) (*bench, error) {
 	if b.key, err = release.LoadPrivateKey(privPath); err != nil {
 		return nil, err
 	}
-	cert, caPEM, err := selfSigned()
+	ca, err := fixture.NewCA("bench-fetch CA")
+	if err != nil {
+		return nil, err
+	}
+	serverTLS, err := ca.ServerConfig("bench-fetch")
 	if err != nil {
 		return nil, err
 	}
 	b.caPath = filepath.Join(work, "ca.pem")
-	if err := os.WriteFile(b.caPath, caPEM, 0o644); err != nil {
+	if err := os.WriteFile(b.caPath, ca.PEM, 0o644); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -200,7 +199,7 @@ func newBench(work string, http2 bool) (*bench, error) {
 	b.base = "https://" + ln.Addr().String()
 	b.srv = &http.Server{
 		Handler:           http.FileServer(http.Dir(filepath.Join(work, "www"))),
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		TLSConfig:         serverTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	if !http2 {
@@ -208,31 +207,6 @@ func newBench(work string, http2 bool) (*bench, error) {
 	}
 	go b.srv.ServeTLS(ln, "", "")
 	return b, nil
-}
-
-// selfSigned makes a P-256 certificate for 127.0.0.1, its own CA.
-func selfSigned() (tls.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "bench-fetch"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 // publish writes a signed artifact of size MiB to the server's directory
