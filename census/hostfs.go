@@ -1,12 +1,12 @@
 package census
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/gravitational/teleport-update/internal/capread"
 )
 
 // hostFS reads host files under the collection root. Under "/" it opens
@@ -56,9 +56,6 @@ func (h *hostFS) exists(name string) bool {
 	return true
 }
 
-// errTooLarge reports a host file over the probe's cap.
-var errTooLarge = errors.New("file too large")
-
 // readFile reads name, refusing files larger than limit bytes.
 func (h *hostFS) readFile(name string, limit int64) ([]byte, error) {
 	f, err := h.open(name)
@@ -66,12 +63,9 @@ func (h *hostFS) readFile(name string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	b, err := capread.All(f, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("read %s: %w: more than %d bytes", name, errTooLarge, limit)
 	}
 	return b, nil
 }

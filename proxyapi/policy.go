@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/Masterminds/semver/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/updater/schedule"
 )
 
@@ -165,7 +165,7 @@ type rawGroup struct {
 // from (also when parsing fails, so callers can tell changes apart).
 // Errors name the path; see ParsePolicy.
 func LoadPolicy(path string) (*Policy, []byte, error) {
-	data, err := readCapped(path, MaxPolicySize)
+	data, err := capread.File(path, MaxPolicySize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read policy: %w", err)
 	}
@@ -174,23 +174,6 @@ func LoadPolicy(path string) (*Policy, []byte, error) {
 		return nil, data, fmt.Errorf("parse policy %s: %w", path, err)
 	}
 	return p, data, nil
-}
-
-// readCapped reads at most limit bytes of path and fails if there are more.
-func readCapped(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return data, nil
 }
 
 // ParsePolicy parses one autoupdate_version resource strictly. Outcomes:

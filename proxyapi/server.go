@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/internal/capread"
 )
 
 // CensusBackend stores census reports. census/store.Store implements it.
@@ -238,7 +239,7 @@ func (s *Server) Reload() error {
 func (s *Server) reload(debounce bool) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	data, err := readCapped(s.cfg.PolicyFile, MaxPolicySize)
+	data, err := capread.File(s.cfg.PolicyFile, MaxPolicySize)
 	if err != nil {
 		hash := sha256.Sum256([]byte("unreadable: " + err.Error()))
 		return s.reject(hash, debounce, fmt.Errorf("read policy: %w", err))

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gravitational/teleport-update/internal/capread"
 	"gopkg.in/yaml.v3"
 )
 
@@ -82,7 +83,7 @@ func ParseTokens(data []byte) ([]Token, error) {
 
 // LoadTokens reads and parses the tokens file at path.
 func LoadTokens(path string) ([]Token, error) {
-	data, err := readCapped(path, MaxTokensFileSize)
+	data, err := capread.File(path, MaxTokensFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("read tokens: %w", err)
 	}

@@ -35,6 +35,7 @@ import (
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/updater/verify"
 )
 
@@ -375,17 +376,9 @@ func verifySigFile(path string, pub *ecdsa.PublicKey, checksum []byte) error {
 
 // readCapped reads path, failing with verify.ErrTooLarge past max bytes.
 func readCapped(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	data, err := capread.File(path, max)
+	if errors.Is(err, capread.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %w", verify.ErrTooLarge, err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("read %s: %w: larger than %d bytes", path, verify.ErrTooLarge, max)
-	}
-	return data, nil
+	return data, err
 }

@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/updater/install"
 )
 
@@ -124,17 +125,15 @@ func ParseConfig(data []byte) (*Config, error) {
 // LoadConfig reads update.yaml at path. A missing file yields NewConfig and
 // exists=false.
 func LoadConfig(path string) (cfg *Config, exists bool, err error) {
-	f, err := os.Open(path)
+	data, err := capread.File(path, MaxConfigSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return NewConfig(), false, nil
 	}
+	if errors.Is(err, capread.ErrTooLarge) {
+		return nil, true, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("reading update config: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
-	if err != nil {
-		return nil, false, fmt.Errorf("reading update config %s: %w", path, err)
 	}
 	cfg, err = ParseConfig(data)
 	if err != nil {

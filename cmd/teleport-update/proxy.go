@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -21,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gravitational/teleport-update/census/store"
+	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/keys"
 	"github.com/gravitational/teleport-update/proxyapi"
 	"github.com/gravitational/teleport-update/scripts"
@@ -243,17 +243,9 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 // first *.pem embedded in package keys.
 func installKey(path string) ([]byte, error) {
 	if path != "" {
-		f, err := os.Open(path)
+		b, err := capread.File(path, maxInstallKeySize)
 		if err != nil {
-			return nil, fmt.Errorf("read install key: %w", err)
-		}
-		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, maxInstallKeySize+1))
-		if err != nil {
-			return nil, fmt.Errorf("read install key %s: %w", path, err)
-		}
-		if len(b) > maxInstallKeySize {
-			return nil, fmt.Errorf("install key %s is larger than %d bytes", path, maxInstallKeySize)
+			return nil, fmt.Errorf("install key: %w", err)
 		}
 		return b, nil
 	}

@@ -1,14 +1,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater/verify"
 )
@@ -108,7 +107,7 @@ func newReleaseVerifyCmd(c *cli) *cobra.Command {
 			if len(files) != 1 {
 				return usageError("release verify: want exactly one FILE, got %d", len(files))
 			}
-			pub, err := releaseReadFile(keyPath, maxReleasePublicKeyFile)
+			pub, err := capread.File(keyPath, maxReleasePublicKeyFile)
 			if err != nil {
 				return fmt.Errorf("release verify: %w", err)
 			}
@@ -126,7 +125,7 @@ func newReleaseVerifyCmd(c *cli) *cobra.Command {
 
 // releaseKeyHint returns the Sigstore key hint of the public key PEM at path.
 func releaseKeyHint(path string) (string, error) {
-	data, err := releaseReadFile(path, maxReleasePublicKeyFile)
+	data, err := capread.File(path, maxReleasePublicKeyFile)
 	if err != nil {
 		return "", err
 	}
@@ -136,22 +135,3 @@ func releaseKeyHint(path string) (string, error) {
 	}
 	return k.Hint, nil
 }
-
-// releaseReadFile reads at most max bytes of path and fails past that.
-func releaseReadFile(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("read %s: %w", path, errReleaseFileTooLarge)
-	}
-	return data, nil
-}
-
-var errReleaseFileTooLarge = errors.New("file too large")
