@@ -132,20 +132,9 @@ func simulate(o options, dir string, jitterSeconds int) (result, error) {
 		return vStart.Add(time.Duration(float64(time.Since(realStart)) * scale))
 	}
 	policy := filepath.Join(dir, fmt.Sprintf("policy-%d.yaml", jitterSeconds))
-	doc := fmt.Sprintf(`kind: autoupdate_version
-version: v1
-spec:
-  agents:
-    target_version: 2.0.0
-    mode: enabled
-    schedule: regular
-    jitter_seconds: %d
-    groups:
-      - name: fleet
-        window: "0 2 * * *"
-        duration: 1h
-`, jitterSeconds)
-	if err := os.WriteFile(policy, []byte(doc), 0o644); err != nil {
+	doc := fixture.Policy{Version: "2.0.0", Schedule: "regular", JitterSeconds: jitterSeconds,
+		Group: "fleet", Window: "0 2 * * *", Duration: time.Hour}.YAML()
+	if err := os.WriteFile(policy, doc, 0o644); err != nil {
 		return res, err
 	}
 	api, err := proxyapi.New(proxyapi.Config{PolicyFile: policy, Now: vnow, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -97,19 +97,10 @@ func run(runs int) error {
 		return err
 	}
 	policy := filepath.Join(dir, "policy.yaml")
-	os.WriteFile(policy, []byte(`kind: autoupdate_version
-version: v1
-spec:
-  agents:
-    target_version: 1.0.0
-    mode: enabled
-    schedule: immediate
-    jitter_seconds: 0
-    groups:
-      - name: staging
-        window: "0 2 * * *"
-        duration: 1h
-`), 0o644)
+	pol := fixture.Policy{Version: "1.0.0", Schedule: "immediate", Group: "staging", Window: "0 2 * * *", Duration: time.Hour}
+	if err := os.WriteFile(policy, pol.YAML(), 0o644); err != nil {
+		return err
+	}
 	proxy, err := fixture.StartProxy(bin, "--resource", policy, "--listen", "127.0.0.1:0", "--tls-cert", tlsFiles.CertFile, "--tls-key", tlsFiles.KeyFile)
 	if err != nil {
 		return err

@@ -123,11 +123,9 @@ func humanBytes(n int64) string {
 
 // explain turns an updater error into one line that says what failed and
 // what happens next.
-func explain(err error, cfg *updater.Config, proxy string) error {
-	running := "nothing"
-	if cfg != nil && cfg.Status.Active != "" {
-		running = cfg.Status.Active
-	}
+// running is the version that keeps running, "" for none.
+func explain(err error, running string) error {
+	running = orNone(running)
 	next := "the timer will retry"
 	if running == "nothing" {
 		next = "run install again once the cause is fixed"
@@ -184,7 +182,7 @@ Exit codes: 0 installed and healthy; 1 refused or failed (reason on stderr);
 			}
 			cfg, err := u.Install(cmd.Context(), req)
 			if err != nil {
-				return explain(err, cfg, req.Proxy)
+				return explain(err, activeOf(cfg))
 			}
 			if err := installSelf(c.root); err != nil {
 				return fmt.Errorf("the agent is installed, but copying teleport-update to /%s failed, so the timer cannot run it: %w; run install again", updater.UpdaterBinPath, err)
@@ -255,12 +253,7 @@ including a rollback; 2 usage error.`,
 			c.logCensusNotice(u)
 			res, err := u.Update(cmd.Context(), now)
 			if err != nil {
-				cfg, _, _ := updater.LoadConfig(u.Tree.StatePath())
-				proxy := ""
-				if cfg != nil {
-					proxy = cfg.Spec.Proxy
-				}
-				return explain(err, cfg, proxy)
+				return explain(err, res.From)
 			}
 			switch res.Outcome {
 			case updater.OutcomeUpdated:
@@ -276,6 +269,14 @@ including a rollback; 2 usage error.`,
 	cmd.Flags().BoolVar(&now, "now", false, "update now, even outside the maintenance window, without jitter")
 	f.register(cmd)
 	return cmd
+}
+
+// activeOf is the active version cfg records, "" without one.
+func activeOf(cfg *updater.Config) string {
+	if cfg == nil {
+		return ""
+	}
+	return cfg.Status.Active
 }
 
 func orNone(s string) string {
@@ -299,7 +300,7 @@ Exit codes: 0 shown; 1 not installed or update.yaml unreadable.`,
 			u := c.newUpdater(nil, 0)
 			st, err := u.Status(cmd.Context(), !offline)
 			if err != nil {
-				return explain(err, nil, "")
+				return explain(err, "")
 			}
 			if asJSON {
 				enc := json.NewEncoder(c.stdout)
@@ -384,7 +385,7 @@ func newSettingCmd(c *cli, use, short, long, done string, change func(context.Co
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := change(cmd.Context(), c.newUpdater(nil, interactiveLockWait)); err != nil {
-				return explain(err, nil, "")
+				return explain(err, "")
 			}
 			fmt.Fprintln(c.stdout, done)
 			return nil
@@ -425,7 +426,7 @@ Exit codes: 0 pinned; 1 failed (the previous version keeps running).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.newUpdater(&f, interactiveLockWait).Pin(cmd.Context(), ver)
 			if err != nil {
-				return explain(err, cfg, "")
+				return explain(err, activeOf(cfg))
 			}
 			fmt.Fprintf(c.stdout, "Pinned to %s.\n", cfg.Spec.PinnedVersion)
 			return nil
@@ -450,7 +451,7 @@ Exit codes: 0 rolled back and healthy; 1 failed or no backup.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.newUpdater(&f, interactiveLockWait).Rollback(cmd.Context())
 			if err != nil {
-				return explain(err, cfg, "")
+				return explain(err, activeOf(cfg))
 			}
 			fmt.Fprintf(c.stdout, "Rolled back to %s.\n", cfg.Status.Active)
 			return nil

@@ -110,7 +110,7 @@ Exit codes: 0 printed or changed; 1 failed.`,
 			u := c.newUpdater(nil, interactiveLockWait)
 			if disable || enable {
 				if _, err := u.SetCensus(cmd.Context(), enable); err != nil {
-					return explain(err, nil, "")
+					return explain(err, "")
 				}
 				fmt.Fprintf(c.stdout, "Census reporting %s.\n", map[bool]string{true: "enabled", false: "disabled"}[enable])
 				return nil

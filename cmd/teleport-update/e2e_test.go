@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -132,28 +133,14 @@ func (e *e2e) startProxy(certFile, keyFile, tokens string) string {
 // closed (a regular window that is not open now).
 func (e *e2e) setPolicy(version, schedule string) {
 	e.t.Helper()
-	window := `"0 2 * * *"`
+	pol := fixture.Policy{Version: version, Schedule: schedule, Group: "staging", Window: "0 2 * * *", Duration: time.Minute}
 	if schedule == "closed" {
 		// A window on Feb 29 at 00:00 for one minute: not open during tests
 		// run on other days.
-		window = `"0 0 29 2 *"`
-		schedule = "regular"
+		pol.Schedule, pol.Window = "regular", "0 0 29 2 *"
 	}
-	doc := fmt.Sprintf(`kind: autoupdate_version
-version: v1
-spec:
-  agents:
-    target_version: %s
-    mode: enabled
-    schedule: %s
-    jitter_seconds: 0
-    groups:
-      - name: staging
-        window: %s
-        duration: 1m
-`, version, schedule, window)
 	tmp := e.policy + ".tmp"
-	os.WriteFile(tmp, []byte(doc), 0o644)
+	os.WriteFile(tmp, pol.YAML(), 0o644)
 	if err := os.Rename(tmp, e.policy); err != nil {
 		e.t.Fatal(err)
 	}
@@ -413,7 +400,7 @@ func TestE2ECrashAtEveryStep(t *testing.T) {
 			want := "2.0.0"
 			if tc.broken {
 				want = "1.0.0"
-				if !contains(st.Skip, "2.0.0") {
+				if !slices.Contains(st.Skip, "2.0.0") {
 					t.Errorf("broken 2.0.0 not skipped after recovery: %+v", st)
 				}
 			} else if r.code != 0 {
@@ -426,15 +413,6 @@ func TestE2ECrashAtEveryStep(t *testing.T) {
 			checkNoLeftovers(t, e.root)
 		})
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func checkRunnable(t *testing.T, root, version string) {
