@@ -3,34 +3,18 @@ package install
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+	goldenfile "github.com/gravitational/teleport-update/internal/golden"
+)
 
 // golden compares got with testdata/<TestName>/<name>.golden.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	p := filepath.Join("testdata", filepath.Dir(t.Name()), name+".golden")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from %s:\n--- got\n%s\n--- want\n%s", t.Name(), p, got, want)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", filepath.Dir(t.Name()), name+".golden"), got)
 }
 
 var unitCases = []struct {
