@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -114,11 +115,22 @@ func CheckUnitHealth(ctx context.Context, sd Systemd, unit string, o HealthOptio
 func CheckExec(ctx context.Context, binary, version string) error {
 	ctx, cancel := context.WithTimeout(ctx, execCheckTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "version")
-	out := &limitedBuffer{max: maxExecOutput}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.WaitDelay = time.Second // do not wait for grandchildren holding the pipe
-	err := cmd.Run()
+	var out *limitedBuffer
+	var err error
+	// A binary written moments ago can briefly fail with ETXTBSY when any
+	// goroutine of this process forks while its write descriptor was open
+	// (golang.org/issue/22315); that is not the binary's fault, so retry.
+	for attempt := 0; ; attempt++ {
+		cmd := exec.CommandContext(ctx, binary, "version")
+		out = &limitedBuffer{max: maxExecOutput}
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.WaitDelay = time.Second // do not wait for grandchildren holding the pipe
+		err = cmd.Run()
+		if !errors.Is(err, syscall.ETXTBSY) || attempt == 4 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+	}
 	excerpt := strings.TrimSpace(out.String())
 	if len(excerpt) > 200 {
 		excerpt = excerpt[:200] + "…"
