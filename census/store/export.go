@@ -41,14 +41,6 @@ type ExportedHost struct {
 	UpdateHistory []census.UpdateResult `json:"update_history"`
 }
 
-// historyEntry is one element of the history column of the Export query.
-type historyEntry struct {
-	Time    int64  `json:"t"`
-	Target  string `json:"target"`
-	Success int    `json:"s"`
-	Code    string `json:"e"`
-}
-
 // PostHogEvent is one line of FormatPostHog, in the shape of PostHog's
 // capture API (event, distinct_id, timestamp, properties).
 type PostHogEvent struct {
@@ -81,9 +73,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer, format string) error {
 	rows, err := tx.QueryContext(ctx, `SELECT host_id, grp, version, services, os, os_version, arch, glibc,
 		install_methods, container_runtime, container_orchestrator, cloud, updater_status,
 		last_update_time, last_result, last_update_target, last_update_error, reported_at, first_seen, last_seen,
-		(SELECT json_group_array(json_object('t', time, 'target', target, 's', success, 'e', error_code))
-			FROM (SELECT * FROM update_history h WHERE h.host_id = hosts.host_id ORDER BY time DESC, target DESC))
-		FROM hosts ORDER BY host_id`)
+		history FROM hosts ORDER BY host_id`)
 	if err != nil {
 		return fmt.Errorf("export census: query hosts: %w", err)
 	}

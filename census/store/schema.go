@@ -1,11 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gravitational/teleport-update/census"
@@ -13,10 +15,36 @@ import (
 
 // schemaVersion is the PRAGMA user_version this binary writes. Each entry
 // of migrations moves the schema from version i to i+1.
-const schemaVersion = 1
+const schemaVersion = 2
+
+// hostColumns are the columns a report fills, in the order of upsertSQL's
+// parameters; migration 1 → 2 copies them as they are.
+const hostColumns = `host_id, grp, version, services, os, os_version, arch, glibc,
+	install_methods, container_runtime, container_orchestrator, cloud, updater_status, last_result,
+	last_update_time, last_update_target, last_update_error, reported_at, first_seen, last_seen, dims`
+
+// countTriggers keep dims_counts (hosts per dimensions key) in the same
+// transaction as the hosts change, so Summary reads a few rows instead of
+// scanning every host.
+const countTriggers = `
+	CREATE TRIGGER hosts_counted_insert AFTER INSERT ON hosts BEGIN
+		INSERT INTO dims_counts (dims, hosts) VALUES (NEW.dims, 1)
+			ON CONFLICT (dims) DO UPDATE SET hosts = hosts + 1;
+	END;
+	CREATE TRIGGER hosts_counted_update AFTER UPDATE OF dims ON hosts WHEN OLD.dims IS NOT NEW.dims BEGIN
+		UPDATE dims_counts SET hosts = hosts - 1 WHERE dims = OLD.dims;
+		DELETE FROM dims_counts WHERE dims = OLD.dims AND hosts <= 0;
+		INSERT INTO dims_counts (dims, hosts) VALUES (NEW.dims, 1)
+			ON CONFLICT (dims) DO UPDATE SET hosts = hosts + 1;
+	END;
+	CREATE TRIGGER hosts_counted_delete AFTER DELETE ON hosts BEGIN
+		UPDATE dims_counts SET hosts = hosts - 1 WHERE dims = OLD.dims;
+		DELETE FROM dims_counts WHERE dims = OLD.dims AND hosts <= 0;
+	END;`
 
 var migrations = []string{
-	// 0 → 1: hosts (latest report per host) and update_history.
+	// 0 → 1: hosts (latest report per host, keyed by host_id) and
+	// update_history (one row per result, keyed by host_id).
 	`CREATE TABLE hosts (
 		host_id                TEXT PRIMARY KEY,
 		grp                    TEXT NOT NULL,
@@ -41,27 +69,10 @@ var migrations = []string{
 		dims                   TEXT NOT NULL  -- the summary dimensions, one key (see dimsKey)
 	) WITHOUT ROWID;
 	CREATE INDEX hosts_last_seen ON hosts(last_seen);
-	-- dims_counts counts hosts per dimensions key, kept by the triggers below in
-	-- the same transaction as the hosts change, so Summary reads a few rows
-	-- instead of scanning every host.
 	CREATE TABLE dims_counts (
 		dims  TEXT PRIMARY KEY,
 		hosts INTEGER NOT NULL
-	) WITHOUT ROWID;
-	CREATE TRIGGER hosts_counted_insert AFTER INSERT ON hosts BEGIN
-		INSERT INTO dims_counts (dims, hosts) VALUES (NEW.dims, 1)
-			ON CONFLICT (dims) DO UPDATE SET hosts = hosts + 1;
-	END;
-	CREATE TRIGGER hosts_counted_update AFTER UPDATE OF dims ON hosts WHEN OLD.dims IS NOT NEW.dims BEGIN
-		UPDATE dims_counts SET hosts = hosts - 1 WHERE dims = OLD.dims;
-		DELETE FROM dims_counts WHERE dims = OLD.dims AND hosts <= 0;
-		INSERT INTO dims_counts (dims, hosts) VALUES (NEW.dims, 1)
-			ON CONFLICT (dims) DO UPDATE SET hosts = hosts + 1;
-	END;
-	CREATE TRIGGER hosts_counted_delete AFTER DELETE ON hosts BEGIN
-		UPDATE dims_counts SET hosts = hosts - 1 WHERE dims = OLD.dims;
-		DELETE FROM dims_counts WHERE dims = OLD.dims AND hosts <= 0;
-	END;
+	) WITHOUT ROWID;` + countTriggers + `
 	CREATE TABLE update_history (
 		host_id     TEXT NOT NULL,
 		time        INTEGER NOT NULL, -- agent clock, unix ms
@@ -71,6 +82,49 @@ var migrations = []string{
 		recorded_at INTEGER NOT NULL, -- proxy clock, unix ms
 		PRIMARY KEY (host_id, time, target)
 	) WITHOUT ROWID;`,
+
+	// 1 → 2: hosts becomes a rowid table, so a new host is appended instead
+	// of splitting a random leaf of a table keyed by a random hash, and the
+	// update history moves into the host's row (a JSON array, see
+	// historyEntry), so a report writes one row, not a row plus a history
+	// row on another random page. Both halve the pages each report dirties.
+	`DROP TRIGGER hosts_counted_insert;
+	DROP TRIGGER hosts_counted_update;
+	DROP TRIGGER hosts_counted_delete;
+	CREATE TABLE hosts_v2 (
+		id                     INTEGER PRIMARY KEY,
+		host_id                TEXT NOT NULL UNIQUE,
+		grp                    TEXT NOT NULL,
+		version                TEXT NOT NULL,
+		services               TEXT NOT NULL, -- JSON array
+		os                     TEXT NOT NULL,
+		os_version             TEXT NOT NULL,
+		arch                   TEXT NOT NULL,
+		glibc                  TEXT NOT NULL,
+		install_methods        TEXT NOT NULL, -- JSON array
+		container_runtime      TEXT NOT NULL,
+		container_orchestrator TEXT NOT NULL,
+		cloud                  TEXT NOT NULL,
+		updater_status         TEXT NOT NULL,
+		last_result            TEXT NOT NULL, -- success | failure | none
+		last_update_time       INTEGER,       -- unix ms, NULL without a result
+		last_update_target     TEXT NOT NULL,
+		last_update_error      TEXT NOT NULL,
+		reported_at            INTEGER NOT NULL, -- agent clock, unix ms
+		first_seen             INTEGER NOT NULL, -- proxy clock, unix ms
+		last_seen              INTEGER NOT NULL, -- proxy clock, unix ms
+		dims                   TEXT NOT NULL, -- the summary dimensions, one key (see dimsKey)
+		history                TEXT NOT NULL  -- JSON array of historyEntry, newest first
+	);
+	INSERT INTO hosts_v2 (` + hostColumns + `, history)
+		SELECT ` + hostColumns + `,
+			(SELECT json_group_array(json_object('t', time, 'target', target, 's', success, 'e', error_code))
+				FROM (SELECT * FROM update_history h WHERE h.host_id = hosts.host_id ORDER BY time DESC, target DESC))
+		FROM hosts ORDER BY first_seen, host_id;
+	DROP TABLE update_history;
+	DROP TABLE hosts;
+	ALTER TABLE hosts_v2 RENAME TO hosts;
+	CREATE INDEX hosts_last_seen ON hosts(last_seen);` + countTriggers,
 }
 
 // migrate brings the schema to schemaVersion in one transaction.
@@ -104,10 +158,10 @@ func migrate(ctx context.Context, conn *sql.Conn) error {
 	return nil
 }
 
-const upsertSQL = `INSERT INTO hosts (host_id, grp, version, services, os, os_version, arch, glibc,
-	install_methods, container_runtime, container_orchestrator, cloud, updater_status, last_result,
-	last_update_time, last_update_target, last_update_error, reported_at, first_seen, last_seen, dims)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20)
+// upsertSQL stores a report as its host's latest. ?21 is the host's new
+// update history (a JSON array), or NULL to keep the stored one.
+const upsertSQL = `INSERT INTO hosts (` + hostColumns + `, history)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, coalesce(?21, '[]'))
 ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.version,
 	services = excluded.services, os = excluded.os, os_version = excluded.os_version,
 	arch = excluded.arch, glibc = excluded.glibc, install_methods = excluded.install_methods,
@@ -115,16 +169,11 @@ ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.versi
 	cloud = excluded.cloud, updater_status = excluded.updater_status, last_result = excluded.last_result,
 	last_update_time = excluded.last_update_time, last_update_target = excluded.last_update_target,
 	last_update_error = excluded.last_update_error, reported_at = excluded.reported_at,
-	last_seen = excluded.last_seen, dims = excluded.dims`
+	last_seen = excluded.last_seen, dims = excluded.dims, history = coalesce(?21, history)`
 
-const historySQL = `INSERT OR IGNORE INTO update_history (host_id, time, target, success, error_code, recorded_at)
-VALUES (?, ?, ?, ?, ?, ?)`
-
-// pruneSQL keeps the newest ?2 results of host ?1: it deletes what sorts
-// below the ?2-th newest (time, target). With fewer results the subquery is
-// NULL and nothing is deleted. Index lookups only, no temporary table.
-const pruneSQL = `DELETE FROM update_history WHERE host_id = ?1 AND (time, target) <
-	(SELECT time, target FROM update_history WHERE host_id = ?1 ORDER BY time DESC, target DESC LIMIT 1 OFFSET ?2 - 1)`
+// lookupSQL reads what the writer needs to merge a report's update result
+// into its host's history.
+const lookupSQL = `SELECT last_update_time, last_update_target, history FROM hosts WHERE host_id = ?`
 
 // hostRow is one report as stored in hosts.
 type hostRow struct {
@@ -163,8 +212,9 @@ func newHostRow(r census.Report, now time.Time) hostRow {
 	return row
 }
 
-// args are the upsert statement's parameters ?1 … ?20.
-func (r *hostRow) args() []any {
+// args are the upsert statement's parameters ?1 … ?21; history is the
+// host's new update history, or nil to keep the stored one.
+func (r *hostRow) args(history any) []any {
 	var resultTime any
 	if r.hasResult {
 		resultTime = r.resultTime
@@ -172,7 +222,50 @@ func (r *hostRow) args() []any {
 	return []any{r.HostID, r.UpdateGroup, r.Version, r.services, r.OS, r.OSVersion, r.HostArchitecture,
 		r.GlibcVersion, r.installMethods, r.ContainerRuntime, r.ContainerOrchestrator, r.CloudEnvironment,
 		r.UpdaterStatus, r.lastResult, resultTime, r.resultTarget, r.resultError,
-		r.ReportedAt.UnixMilli(), r.lastSeen, r.dims}
+		r.ReportedAt.UnixMilli(), r.lastSeen, r.dims, history}
+}
+
+// historyEntry is one update result in a host's history column.
+type historyEntry struct {
+	Time    int64  `json:"t"` // agent clock, unix ms
+	Target  string `json:"target"`
+	Success int    `json:"s"` // 1 or 0
+	Code    string `json:"e"`
+}
+
+// entry is the row's update result as a history entry.
+func (r *hostRow) entry() historyEntry {
+	e := historyEntry{Time: r.resultTime, Target: r.resultTarget, Code: r.resultError}
+	if r.resultSuccess {
+		e.Success = 1
+	}
+	return e
+}
+
+// mergeHistory adds e to the stored history (a JSON array of historyEntry,
+// newest first) and keeps the newest keep entries, ordered by time then
+// target, both descending. One entry is kept per (time, target): when e's is
+// already there, the stored entry stays (a repeated report is not news).
+func mergeHistory(stored string, e historyEntry, keep int) (string, error) {
+	var h []historyEntry
+	if err := json.Unmarshal([]byte(stored), &h); err != nil {
+		return "", fmt.Errorf("decode stored update history: %w", err)
+	}
+	if !slices.ContainsFunc(h, func(o historyEntry) bool { return o.Time == e.Time && o.Target == e.Target }) {
+		h = append(h, e)
+	}
+	slices.SortStableFunc(h, func(a, b historyEntry) int {
+		if c := cmp.Compare(b.Time, a.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(b.Target, a.Target)
+	})
+	h = h[:min(len(h), keep)]
+	b, err := json.Marshal(h)
+	if err != nil {
+		return "", fmt.Errorf("encode update history: %w", err) // plain fields: cannot fail
+	}
+	return string(b), nil
 }
 
 // dimensions are the fields Summary counts, in the order dims encodes them.

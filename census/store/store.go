@@ -63,8 +63,7 @@ type Store struct {
 	wconn   *sql.Conn // the one write connection, used under writeMu
 	writeMu sync.Mutex
 	upsert  *sql.Stmt
-	history *sql.Stmt
-	prune   *sql.Stmt
+	lookup  *sql.Stmt
 
 	opts   Options
 	logger *slog.Logger
@@ -147,7 +146,7 @@ func (s *Store) init(ctx context.Context, path string) error {
 	for _, p := range []struct {
 		stmt **sql.Stmt
 		sql  string
-	}{{&s.upsert, upsertSQL}, {&s.history, historySQL}, {&s.prune, pruneSQL}} {
+	}{{&s.upsert, upsertSQL}, {&s.lookup, lookupSQL}} {
 		if *p.stmt, err = conn.PrepareContext(ctx, p.sql); err != nil {
 			return fmt.Errorf("open census database %s: prepare statement: %w", path, err)
 		}
@@ -180,7 +179,7 @@ func (s *Store) Close() error {
 	s.closeMu.Unlock()
 	<-s.writerEnd
 	var errs []error
-	for _, st := range []*sql.Stmt{s.upsert, s.history, s.prune} {
+	for _, st := range []*sql.Stmt{s.upsert, s.lookup} {
 		errs = append(errs, st.Close())
 	}
 	errs = append(errs, s.wconn.Close(), s.db.Close())
@@ -250,12 +249,7 @@ func (s *Store) Forget(ctx context.Context, cutoff time.Time) (int, error) {
 		return 0, fmt.Errorf("forget census hosts: begin transaction: %w", err)
 	}
 	defer tx.Rollback()
-	ms := cutoff.UnixMilli()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM update_history WHERE host_id IN
-		(SELECT host_id FROM hosts WHERE last_seen < ?)`, ms); err != nil {
-		return 0, fmt.Errorf("forget census hosts: delete history: %w", err)
-	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM hosts WHERE last_seen < ?`, ms)
+	res, err := tx.ExecContext(ctx, `DELETE FROM hosts WHERE last_seen < ?`, cutoff.UnixMilli())
 	if err != nil {
 		return 0, fmt.Errorf("forget census hosts: delete hosts: %w", err)
 	}
@@ -398,23 +392,40 @@ func (s *Store) rollback() {
 	}
 }
 
-// write upserts one host and records its last update result.
+// write upserts one host, merging its last update result into the host's
+// history.
 func (s *Store) write(ctx context.Context, r *hostRow) error {
-	if _, err := s.upsert.ExecContext(ctx, r.args()...); err != nil {
+	history, err := s.history(ctx, r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.upsert.ExecContext(ctx, r.args(history)...); err != nil {
 		return fmt.Errorf("upsert host: %w", err)
 	}
-	if !r.hasResult {
-		return nil
-	}
-	res, err := s.history.ExecContext(ctx, r.HostID, r.resultTime, r.resultTarget, r.resultSuccess, r.resultError, r.lastSeen)
-	if err != nil {
-		return fmt.Errorf("record update result: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return err // already recorded: a repeat of the same result
-	}
-	if _, err := s.prune.ExecContext(ctx, r.HostID, s.opts.HistoryPerHost); err != nil {
-		return fmt.Errorf("prune update history: %w", err)
-	}
 	return nil
+}
+
+// history returns the host's update history with r's result merged in, or
+// nil when the stored history stays as it is: r has no result, or the
+// same result as the host's last report (each run reports it again).
+func (s *Store) history(ctx context.Context, r *hostRow) (any, error) {
+	if !r.hasResult {
+		return nil, nil
+	}
+	var lastTime sql.NullInt64
+	var lastTarget string
+	stored := "[]"
+	err := s.lookup.QueryRowContext(ctx, r.HostID).Scan(&lastTime, &lastTarget, &stored)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, fmt.Errorf("read update history: %w", err)
+	case lastTime.Valid && lastTime.Int64 == r.resultTime && lastTarget == r.resultTarget:
+		return nil, nil
+	}
+	merged, err := mergeHistory(stored, r.entry(), s.opts.HistoryPerHost)
+	if err != nil {
+		return nil, err
+	}
+	return merged, nil
 }

@@ -213,10 +213,12 @@ func TestInvalidReportsNotStored(t *testing.T) {
 	}
 }
 
-// historyLen returns the stored update results of host n, newest first.
+// history returns the targets of host n's stored update results, in the
+// stored order (newest first).
 func history(t *testing.T, s *Store, n int) []string {
 	t.Helper()
-	rows, err := s.db.Query(`SELECT target FROM update_history WHERE host_id = ? ORDER BY time DESC`, hostID(n))
+	rows, err := s.db.Query(`SELECT json_extract(h.value, '$.target') FROM hosts, json_each(hosts.history) h
+		WHERE host_id = ? ORDER BY h.key`, hostID(n))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,6 +261,28 @@ func TestHistoryBounded(t *testing.T) {
 	}
 	if got, want := strings.Join(history(t, s, 1), ","), "15.0.0"; got != want {
 		t.Errorf("history of host 1 = %s, want %s", got, want)
+	}
+
+	// Host 0, in order: a report without a result keeps the history; an
+	// older result already kept is not added twice; a result that sorts
+	// between kept ones is placed by time; one older than all kept falls off.
+	steps := []struct {
+		result *census.UpdateResult
+		want   string
+	}{
+		{nil, "16.4.5,16.4.4,16.4.3"},
+		{&census.UpdateResult{Time: t0.Add(4 * time.Hour), Target: "16.4.4", Success: true}, "16.4.5,16.4.4,16.4.3"},
+		{&census.UpdateResult{Time: t0.Add(4*time.Hour + time.Minute), Target: "16.4.4-hotfix"}, "16.4.5,16.4.4-hotfix,16.4.4"},
+		{&census.UpdateResult{Time: t0.Add(-time.Hour), Target: "15.9.9"}, "16.4.5,16.4.4-hotfix,16.4.4"},
+	}
+	for _, step := range steps {
+		r := report(0, func(r *census.Report) { r.LastUpdateResult = step.result })
+		if err := s.Ingest(ctx, "staging", body(t, r), t0); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(history(t, s, 0), ","); got != step.want {
+			t.Errorf("after result %+v: history of host 0 = %s, want %s", step.result, got, step.want)
+		}
 	}
 }
 
