@@ -279,7 +279,10 @@ func (p *proxy) stop() {
 }
 
 // hostReport returns the report of simulated host i, varied like a fleet.
-func hostReport(i int, now time.Time) ([]byte, string) {
+// Round 0 is a host's first report; in round 1 every host has updated to
+// 16.5.0 since, so its report changes version and summary counts and adds a
+// result to its stored history.
+func hostReport(i, round int, now time.Time) ([]byte, string) {
 	sum := sha256.Sum256([]byte("bench host " + strconv.Itoa(i)))
 	versions := []string{"16.4.6", "16.4.5", "16.4.3", "15.4.22"}
 	oses := []string{"Ubuntu 22.04", "Debian GNU/Linux 12", "Red Hat Enterprise Linux 9.4", "Amazon Linux 2023", "Alpine Linux 3.20.3"}
@@ -299,11 +302,15 @@ func hostReport(i int, now time.Time) ([]byte, string) {
 		UpdaterStatus:    census.StatusEnabled,
 		ReportedAt:       now,
 	}
+	if round > 0 {
+		r.Version = "16.5.0"
+		r.LastUpdateResult = &census.UpdateResult{Time: now.Add(-time.Minute), Target: r.Version, Success: true}
+	}
 	if i%len(methods) == 2 {
 		r.ContainerRuntime = "docker"
 		r.GlibcVersion = ""
 	}
-	if i%7 != 0 {
+	if i%7 != 0 && round == 0 {
 		r.LastUpdateResult = &census.UpdateResult{Time: now.Add(-time.Hour), Target: r.Version, Success: i%50 != 0}
 		if !r.LastUpdateResult.Success {
 			r.LastUpdateResult.ErrorCode = "health_check"
@@ -332,8 +339,8 @@ type phaseResult struct {
 	driverCPU  float64 // CPU seconds the load generator used
 }
 
-// intake posts reports of hosts [0, n) with concurrency workers.
-func intake(p *proxy, n, concurrency int) (phaseResult, error) {
+// intake posts the round's reports of hosts [0, n) with concurrency workers.
+func intake(p *proxy, n, round, concurrency int) (phaseResult, error) {
 	var next, done atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
@@ -342,7 +349,7 @@ func intake(p *proxy, n, concurrency int) (phaseResult, error) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	bodies, tokens := make([][]byte, n), make([]string, n)
 	for i := range n {
-		bodies[i], tokens[i] = hostReport(i, now)
+		bodies[i], tokens[i] = hostReport(i, round, now)
 	}
 	windows := 10
 	windowStart := make([]time.Time, windows+1)
@@ -455,33 +462,45 @@ func drive(dir string, hosts, baselineHosts, concurrency int) error {
 		hosts, baselineHosts, concurrency, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	fmt.Printf("databases in %s (WAL, synchronous=FULL)\n\n", dir)
 
-	run := func(name string, oneTx bool, n int) (phaseResult, *proxy, error) {
+	start := func(name string, oneTx bool) (*proxy, error) {
 		sub := filepath.Join(dir, name)
 		if err := os.MkdirAll(sub, 0o755); err != nil {
-			return phaseResult{}, nil, err
+			return nil, err
 		}
-		p, err := startProxy(filepath.Join(sub, "census.db"), oneTx, concurrency)
+		return startProxy(filepath.Join(sub, "census.db"), oneTx, concurrency)
+	}
+	phase := func(p *proxy, name string, n, round int) (phaseResult, error) {
+		res, err := intake(p, n, round, concurrency)
 		if err != nil {
-			return phaseResult{}, nil, err
-		}
-		res, err := intake(p, n, concurrency)
-		if err != nil {
-			p.stop()
-			return phaseResult{}, nil, err
+			return res, err
 		}
 		fmt.Printf("%-9s %7d reports in %8.2fs: %8.0f reports/s (slowest tenth %8.0f/s), proxy peak RSS %6.1f MiB\n",
 			name, n, res.elapsed.Seconds(), res.rate, res.minWindow, res.peakRSS)
 		fmt.Printf("%-9s CPU: proxy %.1fs (%.0f µs/report, %.0f reports per proxy CPU-second), load generator %.1fs; machine load %s\n",
 			"", res.proxyCPU, res.proxyCPU/float64(n)*1e6, float64(n)/res.proxyCPU, res.driverCPU, loadAvg())
-		return res, p, nil
+		return res, nil
 	}
-	base, bp, err := run("one-tx", true, baselineHosts)
+	bp, err := start("one-tx", true)
 	if err != nil {
 		return err
 	}
+	base, err := phase(bp, "one-tx", baselineHosts, 0)
 	bp.stop()
-	batched, p, err := run("batched", false, hosts)
 	if err != nil {
+		return err
+	}
+	// The batched proxy takes every host's first report (new rows), then a
+	// second round from the same hosts (updates in place, history merged).
+	p, err := start("batched", false)
+	if err != nil {
+		return err
+	}
+	batched, err := phase(p, "batched", hosts, 0)
+	if err == nil {
+		_, err = phase(p, "again", hosts, 1)
+	}
+	if err != nil {
+		p.stop()
 		return err
 	}
 	httpSummary, total, err := timeSummaryHTTP(p, 5)
