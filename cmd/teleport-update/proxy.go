@@ -63,15 +63,16 @@ func newProxyCmd(c *cli) *cobra.Command {
 
 // proxyServeOptions are the flags of proxy serve.
 type proxyServeOptions struct {
-	resource   string
-	listen     string
-	tlsCert    string
-	tlsKey     string
-	tokens     string
-	censusDB   string
-	publicAddr string
-	baseURL    string
-	installKey string
+	resource    string
+	listen      string
+	tlsCert     string
+	tlsKey      string
+	tokens      string
+	censusDB    string
+	forgetAfter time.Duration
+	publicAddr  string
+	baseURL     string
+	installKey  string
 }
 
 func newProxyServeCmd(c *cli) *cobra.Command {
@@ -94,6 +95,9 @@ the listener is up.`,
 			if o.resource == "" || o.tlsCert == "" || o.tlsKey == "" {
 				return usageError("proxy serve needs --resource, --tls-cert and --tls-key")
 			}
+			if o.forgetAfter < 0 {
+				return usageError("--census-forget-after must not be negative, got %v", o.forgetAfter)
+			}
 			return runProxyServe(cmd.Context(), c.logger(), o)
 		},
 	}
@@ -104,6 +108,8 @@ the listener is up.`,
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key, PEM (required)")
 	f.StringVar(&o.tokens, "tokens", "", "static enrollment tokens file (YAML) for census intake")
 	f.StringVar(&o.censusDB, "census-db", "", "SQLite census database; without it census intake is disabled")
+	f.DurationVar(&o.forgetAfter, "census-forget-after", defaultCensusForgetAfter,
+		"delete census hosts not seen for this long, checked hourly (0 keeps them forever)")
 	f.StringVar(&o.publicAddr, "public-addr", "", "proxy host:port filled into install.sh (default: the request's Host)")
 	f.StringVar(&o.baseURL, "base-url", "", "https:// CDN base filled into install.sh (default: the built-in CDN)")
 	f.StringVar(&o.installKey, "install-key", "", "PEM public key install.sh checks signatures with (default: the first embedded release key)")
@@ -139,6 +145,16 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 			}
 		}()
 		cfg.Census = st
+		if o.forgetAfter > 0 {
+			forgetCtx, stopForget := context.WithCancel(ctx)
+			forgotten := make(chan struct{})
+			go func() {
+				defer close(forgotten)
+				forgetStaleHosts(forgetCtx, log, st, o.forgetAfter)
+			}()
+			// Runs before the database is closed (defers run last first).
+			defer func() { stopForget(); <-forgotten }()
+		}
 	}
 	api, err := proxyapi.New(cfg)
 	if err != nil {
@@ -259,4 +275,32 @@ func installKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read embedded key %s: %w", names[0], err)
 	}
 	return b, nil
+}
+
+// defaultCensusForgetAfter is how long proxy serve keeps a census host that
+// has stopped reporting: long enough to list it as stale for weeks, not so
+// long that an autoscaling fleet's database keeps every host it ever saw.
+const defaultCensusForgetAfter = 90 * 24 * time.Hour
+
+// censusForgetEvery is how often proxy serve deletes hosts not seen for
+// --census-forget-after.
+const censusForgetEvery = time.Hour
+
+// forgetStaleHosts deletes the hosts not seen for after, at once and then
+// every censusForgetEvery, until ctx is done. A failure is logged and tried
+// again on the next tick.
+func forgetStaleHosts(ctx context.Context, log *slog.Logger, st *store.Store, after time.Duration) {
+	tick := time.NewTicker(censusForgetEvery)
+	defer tick.Stop()
+	for {
+		if _, err := st.Forget(ctx, time.Now().Add(-after)); err != nil && ctx.Err() == nil {
+			log.Error("Deleting census hosts not seen recently failed; trying again later.",
+				"not_seen_for", after, "retry_in", censusForgetEvery, "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -139,3 +139,45 @@ func TestProxyCensusErrors(t *testing.T) {
 		t.Errorf("census created the missing database %s (stat: %v)", missing, err)
 	}
 }
+
+// TestProxyServeForgetsSilentHosts checks proxy serve deletes the hosts
+// not seen for --census-forget-after (here the one silent for two days),
+// and keeps them with 0.
+func TestProxyServeForgetsSilentHosts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		after string
+		hosts int
+	}{{"24h", 2}, {"0", 3}} {
+		t.Run(tc.after, func(t *testing.T) {
+			t.Parallel()
+			db := censusDB(t)
+			_, _, stderr, stop := startProxy(t, "--census-db", db, "--census-forget-after", tc.after)
+			if tc.hosts < 3 {
+				deadline := time.Now().Add(30 * time.Second)
+				for !strings.Contains(stderr.String(), "Forgot census hosts") {
+					if time.Now().After(deadline) {
+						t.Fatalf("no hosts forgotten; stderr:\n%s", stderr.String())
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			if code := stop(); code != exitOK {
+				t.Fatalf("proxy serve exit %d; stderr:\n%s", code, stderr.String())
+			}
+			code, out, errb := runCensusCLI(t, "proxy", "census", "--db", db, "--json")
+			var sum census.Summary
+			if code != exitOK || json.Unmarshal([]byte(out), &sum) != nil {
+				t.Fatalf("proxy census: exit %d, %s %s", code, out, errb)
+			}
+			if sum.TotalHosts != tc.hosts || sum.StaleHosts != tc.hosts-2 {
+				t.Errorf("after proxy serve with --census-forget-after %s: %d hosts (%d stale), want %d",
+					tc.after, sum.TotalHosts, sum.StaleHosts, tc.hosts)
+			}
+		})
+	}
+	code, _, errb := runCensusCLI(t, "proxy", "serve", "--resource", "x", "--tls-cert", "x", "--tls-key", "x", "--census-forget-after", "-1h")
+	if code != exitUsage || !strings.Contains(errb, "--census-forget-after must not be negative") {
+		t.Errorf("negative --census-forget-after: exit %d, %s", code, errb)
+	}
+}
