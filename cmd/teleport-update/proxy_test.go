@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -273,5 +275,68 @@ func TestProxyServeGracefulShutdown(t *testing.T) {
 	}
 	if code := <-exit; code != exitOK {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+	}
+}
+
+// TestProxyServeSIGHUP checks SIGHUP reloads the TLS certificate (the
+// policy watcher does not), and that an unreadable one leaves the previous
+// certificate serving. Not parallel: the signal goes to the whole test
+// process, which holds its own SIGHUP subscription so that no moment
+// between proxies leaves SIGHUP with its default action (exit).
+func TestProxyServeSIGHUP(t *testing.T) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	dir := t.TempDir()
+	certPath, keyPath, oldCA := writeTestCert(t, dir)
+	url, _, stderr, stop := startProxy(t, "--tls-cert", certPath, "--tls-key", keyPath)
+	get := func(pool *x509.CertPool) error {
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
+		resp, err := client.Get(url + proxyapi.HealthPath)
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
+	sighup := func(logged string) {
+		t.Helper()
+		before := strings.Count(stderr.String(), logged)
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for strings.Count(stderr.String(), logged) == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q logged after SIGHUP:\n%s", logged, stderr.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if err := get(oldCA); err != nil {
+		t.Fatalf("first certificate: %v", err)
+	}
+	_, _, newCA := writeTestCert(t, dir) // a new CA's certificate at the same paths
+	if err := get(newCA); err == nil {
+		t.Fatal("the new certificate served before SIGHUP")
+	}
+	sighup("TLS certificate reloaded on SIGHUP.")
+	if !strings.Contains(stderr.String(), "Policy checked on SIGHUP.") {
+		t.Errorf("SIGHUP did not check the policy:\n%s", stderr.String())
+	}
+	if err := get(newCA); err != nil {
+		t.Errorf("after SIGHUP the new certificate is not served: %v", err)
+	}
+	if err := get(oldCA); err == nil {
+		t.Error("after SIGHUP the old certificate is still served")
+	}
+	if err := os.WriteFile(certPath, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sighup("TLS certificate not reloaded; the previous one keeps serving.")
+	if err := get(newCA); err != nil {
+		t.Errorf("after a SIGHUP with a broken certificate file the previous one is not served: %v", err)
+	}
+	if code := stop(); code != exitOK {
+		t.Fatalf("proxy serve exited %d; stderr:\n%s", code, stderr.String())
 	}
 }
