@@ -28,6 +28,9 @@ type fakeSystemd struct {
 	enabled  []string
 	calls    []string
 	onState  func(f *fakeSystemd)
+	// shutdown is what ShuttingDown reports: false, true, or an error.
+	shutdown error
+	down     bool
 }
 
 var execStartRE = regexp.MustCompile(`versions/([^/]+)/bin/teleport`)
@@ -99,6 +102,13 @@ func (f *fakeSystemd) State(ctx context.Context, unit string) (install.UnitState
 		return install.UnitState{ActiveState: "inactive", SubState: "dead"}, nil
 	}
 	return install.UnitState{ActiveState: "active", SubState: "running", MainPID: f.pid + 100}, nil
+}
+
+func (f *fakeSystemd) ShuttingDown(ctx context.Context) (bool, error) {
+	if f.shutdown != nil {
+		return false, f.shutdown
+	}
+	return f.down, ctx.Err()
 }
 
 func (f *fakeSystemd) Close() {}
@@ -183,6 +193,50 @@ func TestSystemdInterruptedHealthCheck(t *testing.T) {
 	}
 	if _, err := u.Update(context.Background(), true); err != nil || sd.running != "2.0.0" {
 		t.Fatalf("next run: %v, running %q", err, sd.running)
+	}
+}
+
+// A shutdown that stops the agent during the health check, before this run
+// gets its SIGTERM, is not the new version's fault; nor is a health failure
+// when systemd cannot say whether it is shutting down. The host goes back
+// without skip-listing. The same failure outside a shutdown skip-lists.
+func TestSystemdShutdownDuringHealthCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		down    bool
+		err     error
+		skipped bool
+		wantErr error
+	}{
+		{name: "shutting down", down: true, wantErr: ErrSwitch},
+		{name: "cannot tell", err: errors.New("dbus: connection closed by user"), wantErr: ErrSwitch},
+		{name: "running", skipped: true, wantErr: ErrRolledBack},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			u := e.updater()
+			sd := withSystemd(e, u)
+			e.publish("1.0.0", false)
+			e.publish("2.0.0", false)
+			e.install(u, "1.0.0")
+			// The agent on 2.0.0 is stopped under the health check.
+			sd.onState = func(f *fakeSystemd) {
+				if f.running == "2.0.0" {
+					f.running = ""
+					f.down, f.shutdown = tc.down, tc.err
+				}
+			}
+			e.setTarget("2.0.0", true, 0)
+			_, err := u.Update(context.Background(), true)
+			sd.onState, sd.down, sd.shutdown = nil, false, nil
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("update = %v, want %v", err, tc.wantErr)
+			}
+			cfg := e.config()
+			if cfg.Status.IsSkipped("2.0.0") != tc.skipped || cfg.Status.Active != "1.0.0" || sd.running != "1.0.0" || cfg.Status.Switching != "" {
+				t.Fatalf("after the failed health check: running %q, status %+v; want 2.0.0 skip-listed: %v", sd.running, cfg.Status, tc.skipped)
+			}
+		})
 	}
 }
 

@@ -395,6 +395,18 @@ func (u *Updater) switchTo(ctx context.Context, cfg *Config, sd install.Systemd,
 	defer cancel()
 	interrupted := ctx.Err() != nil
 	atFault := !interrupted && errors.Is(healthErr, install.ErrUnhealthy)
+	if atFault && sd != nil {
+		// A shutdown stops the agent, maybe before this run gets its
+		// SIGTERM; that is not the new version's fault.
+		switch down, err := sd.ShuttingDown(rctx); {
+		case err != nil:
+			u.Log.Warn("Could not ask systemd whether the system is shutting down; not skip-listing the version.", "version", target, "error", err)
+			atFault = false
+		case down:
+			u.Log.Warn("The system is shutting down; the failed health check is not the new version's fault.", "version", target)
+			atFault = false
+		}
+	}
 	if atFault {
 		u.Log.Error("New version failed its health check; rolling back.", "version", target, "error", healthErr, "previous", prev)
 		cfg.Status.addSkip(target)

@@ -14,6 +14,7 @@ var inContainerTests = []string{
 	"TestDBusFailingUnitNeedsResetFailed",
 	"TestDBusEnableDisable",
 	"TestCheckUnitHealth",
+	"TestDBusOutlivesConnectContext",
 }
 
 // TestDBusWrapper runs the tests of ./incontainer (the D-Bus wrapper of

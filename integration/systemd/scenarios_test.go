@@ -1,6 +1,8 @@
 package systemd
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -204,5 +206,85 @@ func TestTimerUpdates(t *testing.T) {
 	}
 	if st := h.status(); st.Active != v2 || st.Backup != v1 {
 		t.Errorf("status after the timer's run: active %q backup %q, want %q %q", st.Active, st.Backup, v2, v1)
+	}
+}
+
+// TestInterruptedHealthCheck stops the timer's update run
+// (teleport-update.service) while it checks the new version's health,
+// first with systemctl stop, then by rebooting the host. Neither is the new
+// version's fault: it must not be skip-listed, and the host must run what
+// update.yaml says is active. After the stop the run itself goes back at
+// once (its D-Bus connection outlives the cancelled run). At shutdown the
+// agent may be stopped before the run gets its SIGTERM; the run asks
+// systemd whether it is shutting down before it blames the version. The
+// next run then finishes the update.
+func TestInterruptedHealthCheck(t *testing.T) {
+	requireHarness(t)
+	t.Parallel()
+	cli := teleportUpdateBinary(t)
+	c := sharedCDN(t)
+	px := newProxy(t, v1)
+	h := bootHost(t, prepareForCLI(cli, c))
+
+	h.mustRun(cliPath, "install", "--proxy", px.addr(), "--base-url", c.srv.URL, "--no-census", "--health-window", "2s")
+	h.mustRun("systemctl", "stop", updaterTimer)
+	// The timer's run with a health window long enough to interrupt it.
+	dropIn := "/etc/systemd/system/" + updaterUnit + ".d/long-health-check.conf"
+	if err := writeFile(h.c.Root(), dropIn, []byte("[Service]\nExecStart=\nExecStart="+cliPath+" update --health-window 15s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.mustRun("systemctl", "daemon-reload")
+	px.setTarget(v2)
+	startInHealthCheck := func() {
+		t.Helper()
+		h.mustRun("systemctl", "start", "--no-block", updaterUnit)
+		waitFor(t, timerTimeout, "the update run to restart the agent on "+v2, func() bool {
+			p := h.show(agentUnit, "ActiveState", "SubState", "MainPID")
+			return p["ActiveState"] == "active" && p["SubState"] == "running" && h.runningVersion() == v2
+		})
+		if got := h.show(updaterUnit, "ActiveState")["ActiveState"]; got != "activating" {
+			t.Fatalf("%s is %s with the agent on %s, want activating (in its health check)", updaterUnit, got, v2)
+		}
+	}
+	checkNotBlamed := func(when string) {
+		t.Helper()
+		st := h.status()
+		t.Logf("%s: active %q, backup %q, skip %q, last update %+v.", when, st.Active, st.Backup, st.Skip, st.LastUpdate)
+		if slices.Contains(st.Skip, v2) {
+			t.Errorf("%s: %s is skip-listed: %q", when, v2, st.Skip)
+		}
+		if got := h.runningVersion(); got != st.Active {
+			t.Errorf("%s: the agent runs %s, update.yaml says %s is active", when, got, st.Active)
+		}
+	}
+
+	startInHealthCheck()
+	t.Log("Stopping the update run in the middle of the health check.")
+	h.mustRun("systemctl", "stop", updaterUnit)
+	checkNotBlamed("after systemctl stop")
+	if got := h.runningVersion(); got != v1 {
+		t.Errorf("after systemctl stop the agent runs %s, want %s (the run goes back)", got, v1)
+	}
+
+	startInHealthCheck()
+	t.Log("Rebooting in the middle of the health check.")
+	if err := h.c.Reboot(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, commandTimeout, agentUnit+" to start after the reboot", func() bool {
+		p := h.show(agentUnit, "ActiveState", "SubState")
+		return p["ActiveState"] == "active" && p["SubState"] == "running"
+	})
+	checkNotBlamed("after the reboot")
+
+	if err := os.Remove(filepath.Join(h.c.Root(), dropIn)); err != nil {
+		t.Fatal(err)
+	}
+	h.mustRun("systemctl", "daemon-reload")
+	if o, e, err := h.run(cliPath, "update", "--now", "--health-window", "2s"); err != nil {
+		t.Fatalf("update after the interruptions: %v\nstdout:\n%s\nstderr:\n%s", err, o, e)
+	}
+	if got, st := h.runningVersion(), h.status(); got != v2 || st.Active != v2 || slices.Contains(st.Skip, v2) {
+		t.Errorf("after the next update: agent runs %s, active %q, skip %q; want %s, not skipped", got, st.Active, st.Skip, v2)
 	}
 }

@@ -126,14 +126,15 @@ func (f *fakeSystemd) State(ctx context.Context, unit string) (UnitState, error)
 	f.calls++
 	return st, nil
 }
-func (f *fakeSystemd) DaemonReload(context.Context) error        { return nil }
-func (f *fakeSystemd) Start(context.Context, string) error       { return nil }
-func (f *fakeSystemd) Restart(context.Context, string) error     { return nil }
-func (f *fakeSystemd) Stop(context.Context, string) error        { return nil }
-func (f *fakeSystemd) ResetFailed(context.Context, string) error { return nil }
-func (f *fakeSystemd) Enable(context.Context, ...string) error   { return nil }
-func (f *fakeSystemd) Disable(context.Context, ...string) error  { return nil }
-func (f *fakeSystemd) Close()                                    {}
+func (f *fakeSystemd) ShuttingDown(context.Context) (bool, error) { return false, nil }
+func (f *fakeSystemd) DaemonReload(context.Context) error         { return nil }
+func (f *fakeSystemd) Start(context.Context, string) error        { return nil }
+func (f *fakeSystemd) Restart(context.Context, string) error      { return nil }
+func (f *fakeSystemd) Stop(context.Context, string) error         { return nil }
+func (f *fakeSystemd) ResetFailed(context.Context, string) error  { return nil }
+func (f *fakeSystemd) Enable(context.Context, ...string) error    { return nil }
+func (f *fakeSystemd) Disable(context.Context, ...string) error   { return nil }
+func (f *fakeSystemd) Close()                                     {}
 
 var _ Systemd = (*fakeSystemd)(nil)
 

@@ -50,31 +50,50 @@ type Systemd interface {
 	// .service units only). An unknown unit is reported as inactive/dead,
 	// as systemd does.
 	State(ctx context.Context, unit string) (UnitState, error)
+	// ShuttingDown reports whether the system is shutting down (or
+	// rebooting): shutdown.target is active or has a job queued, which is
+	// how systemd itself decides its state is "stopping".
+	ShuttingDown(ctx context.Context) (bool, error)
 	// Close releases the connection.
 	Close()
 }
 
 // dbusSystemd implements Systemd over systemd's D-Bus API.
 type dbusSystemd struct {
-	conn *sddbus.Conn
+	conn      *sddbus.Conn
+	closeConn context.CancelFunc // ends the context the connection was made with
 }
 
 // NewDBus connects to systemd over the system bus, falling back to
 // systemd's private socket (/run/systemd/private, root only) on hosts
-// without a running D-Bus daemon.
+// without a running D-Bus daemon. ctx bounds connecting, not the
+// connection: it stays open until Close, so a run that is being stopped
+// can still use it to go back (each call takes its own context).
 func NewDBus(ctx context.Context) (Systemd, error) {
-	conn, err := sddbus.NewSystemConnectionContext(ctx)
+	// godbus closes a connection when the context it was made with ends.
+	connCtx, closeConn := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, closeConn)
+	conn, err := sddbus.NewSystemConnectionContext(connCtx)
 	if err != nil {
 		var perr error
-		conn, perr = sddbus.NewSystemdConnectionContext(ctx)
+		conn, perr = sddbus.NewSystemdConnectionContext(connCtx)
 		if perr != nil {
+			closeConn()
 			return nil, fmt.Errorf("connect to systemd: system bus: %w; private socket: %w", err, perr)
 		}
 	}
-	return &dbusSystemd{conn: conn}, nil
+	if !stop() { // ctx ended while connecting
+		conn.Close()
+		closeConn()
+		return nil, fmt.Errorf("connect to systemd: %w", ctx.Err())
+	}
+	return &dbusSystemd{conn: conn, closeConn: closeConn}, nil
 }
 
-func (d *dbusSystemd) Close() { d.conn.Close() }
+func (d *dbusSystemd) Close() {
+	d.conn.Close()
+	d.closeConn()
+}
 
 func (d *dbusSystemd) DaemonReload(ctx context.Context) error {
 	if err := d.conn.ReloadContext(ctx); err != nil {
@@ -157,6 +176,34 @@ func (d *dbusSystemd) State(ctx context.Context, unit string) (UnitState, error)
 	st.MainPID, _ = svc["MainPID"].(uint32)
 	st.NRestarts, _ = svc["NRestarts"].(uint32)
 	return st, nil
+}
+
+// shutdownTarget is the unit every way of stopping the system (poweroff,
+// reboot, halt, kexec) goes through.
+const shutdownTarget = "shutdown.target"
+
+func (d *dbusSystemd) ShuttingDown(ctx context.Context) (bool, error) {
+	props, err := d.conn.GetUnitPropertiesContext(ctx, shutdownTarget)
+	if err != nil {
+		return false, fmt.Errorf("systemd state of %s: %w", shutdownTarget, err)
+	}
+	return shuttingDown(props), nil
+}
+
+// shuttingDown decides from shutdown.target's properties: active or
+// activating, or a job queued (Job is the struct (job id, path), id 0 for
+// none).
+func shuttingDown(props map[string]any) bool {
+	switch state, _ := props["ActiveState"].(string); state {
+	case "active", "activating":
+		return true
+	}
+	job, _ := props["Job"].([]any)
+	if len(job) == 0 {
+		return false
+	}
+	id, _ := job[0].(uint32)
+	return id != 0
 }
 
 // dbusErrorName returns the D-Bus error name carried by err, or "".

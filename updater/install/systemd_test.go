@@ -3,6 +3,7 @@ package install
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -64,6 +65,28 @@ func TestDBusErrorName(t *testing.T) {
 	} {
 		if got := dbusErrorName(tc.err); got != tc.want {
 			t.Errorf("dbusErrorName(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestShuttingDown(t *testing.T) {
+	job := func(id uint32) []any {
+		return []any{id, godbus.ObjectPath(fmt.Sprintf("/org/freedesktop/systemd1/job/%d", id))}
+	}
+	for _, tc := range []struct {
+		name  string
+		props map[string]any
+		want  bool
+	}{
+		{"running system", map[string]any{"ActiveState": "inactive", "Job": job(0)}, false},
+		{"shutdown queued", map[string]any{"ActiveState": "inactive", "Job": job(4121)}, true},
+		{"shutdown reached", map[string]any{"ActiveState": "active", "Job": job(0)}, true},
+		{"shutdown starting", map[string]any{"ActiveState": "activating"}, true},
+		{"no properties", map[string]any{}, false},
+		{"odd job value", map[string]any{"ActiveState": "inactive", "Job": "x"}, false},
+	} {
+		if got := shuttingDown(tc.props); got != tc.want {
+			t.Errorf("%s: shuttingDown = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -41,9 +41,7 @@ func inContainer(t *testing.T) {
 // connect returns a D-Bus connection to systemd through install.NewDBus.
 func connect(t *testing.T) install.Systemd {
 	t.Helper()
-	// The connection lives as long as the context given to NewDBus, so not
-	// t.Context(): that ends before the cleanups that stop the test units.
-	sd, err := install.NewDBus(context.Background())
+	sd, err := install.NewDBus(t.Context())
 	if err != nil {
 		t.Fatalf("NewDBus: %v", err)
 	}
@@ -289,5 +287,31 @@ func TestCheckUnitHealth(t *testing.T) {
 				t.Errorf("CheckUnitHealth = %v, want %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestDBusOutlivesConnectContext checks the connection stays usable after
+// the context it was made with ends: a run that is being stopped still goes
+// back over it.
+func TestDBusOutlivesConnectContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sd, err := install.NewDBus(ctx)
+	if err != nil {
+		t.Fatalf("NewDBus: %v", err)
+	}
+	defer sd.Close()
+	cancel()
+	if err := sd.DaemonReload(ctxT(t)); err != nil {
+		t.Fatalf("daemon-reload after the connect context ended: %v", err)
+	}
+	if down, err := sd.ShuttingDown(ctxT(t)); err != nil || down {
+		t.Fatalf("ShuttingDown on a running system = %v, %v; want false", down, err)
+	}
+	sd.Close()
+	if err := sd.DaemonReload(ctxT(t)); err == nil {
+		t.Fatal("daemon-reload after Close succeeded")
+	}
+	if _, err := install.NewDBus(ctx); err == nil {
+		t.Fatal("NewDBus with an ended context succeeded")
 	}
 }
