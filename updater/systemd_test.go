@@ -122,14 +122,30 @@ func withSystemd(e *testEnv, u *Updater) *fakeSystemd {
 	return f
 }
 
-func TestSystemdUpdateAndRollback(t *testing.T) {
+// pub is a version to publish on the test CDN; broken ones fail their
+// health check.
+type pub struct {
+	version string
+	broken  bool
+}
+
+// newSystemdHost returns a fake-systemd host with 1.0.0 installed and
+// running, and releases published besides.
+func newSystemdHost(t *testing.T, releases ...pub) (*testEnv, *Updater, *fakeSystemd) {
+	t.Helper()
 	e := newTestEnv(t)
 	u := e.updater()
 	sd := withSystemd(e, u)
 	e.publish("1.0.0", false)
-	e.publish("2.0.0", false)
-	e.publish("3.0.0", true)
+	for _, r := range releases {
+		e.publish(r.version, r.broken)
+	}
 	e.install(u, "1.0.0")
+	return e, u, sd
+}
+
+func TestSystemdUpdateAndRollback(t *testing.T) {
+	e, u, sd := newSystemdHost(t, pub{"2.0.0", false}, pub{"3.0.0", true})
 	if sd.running != "1.0.0" || !slices.Contains(sd.enabled, UpdaterTimerUnit) {
 		t.Fatalf("after install: running %q, enabled %v", sd.running, sd.enabled)
 	}
@@ -165,12 +181,7 @@ func TestSystemdUpdateAndRollback(t *testing.T) {
 // version's fault: the host goes back, nothing is skip-listed or pruned,
 // and the next run can take the version.
 func TestSystemdInterruptedHealthCheck(t *testing.T) {
-	e := newTestEnv(t)
-	u := e.updater()
-	sd := withSystemd(e, u)
-	e.publish("1.0.0", false)
-	e.publish("2.0.0", false)
-	e.install(u, "1.0.0")
+	e, u, sd := newSystemdHost(t, pub{"2.0.0", false})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	sd.onState = func(f *fakeSystemd) {
@@ -213,12 +224,7 @@ func TestSystemdShutdownDuringHealthCheck(t *testing.T) {
 		{name: "running", skipped: true, wantErr: ErrRolledBack},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newTestEnv(t)
-			u := e.updater()
-			sd := withSystemd(e, u)
-			e.publish("1.0.0", false)
-			e.publish("2.0.0", false)
-			e.install(u, "1.0.0")
+			e, u, sd := newSystemdHost(t, pub{"2.0.0", false})
 			// The agent on 2.0.0 is stopped under the health check.
 			sd.onState = func(f *fakeSystemd) {
 				if f.running == "2.0.0" {
@@ -245,12 +251,7 @@ func TestSystemdShutdownDuringHealthCheck(t *testing.T) {
 func TestSystemdKilledDuringRollbackIsRepaired(t *testing.T) {
 	for _, step := range []string{"units", "reload", "restart", "revert", "previous-reload", "previous-restart"} {
 		t.Run(step, func(t *testing.T) {
-			e := newTestEnv(t)
-			u := e.updater()
-			sd := withSystemd(e, u)
-			e.publish("1.0.0", false)
-			e.publish("2.0.0", true)
-			e.install(u, "1.0.0")
+			e, u, sd := newSystemdHost(t, pub{"2.0.0", true})
 			e.setTarget("2.0.0", true, 0)
 			killed := e.updater()
 			killed.Systemd, killed.Health = u.Systemd, u.Health
@@ -281,11 +282,7 @@ func TestSystemdKilledDuringRollbackIsRepaired(t *testing.T) {
 // A unit rendered differently (a newer teleport-update) is rewritten but
 // does not restart the agent outside the window.
 func TestSystemdReconcileDoesNotRestartOutsideWindow(t *testing.T) {
-	e := newTestEnv(t)
-	u := e.updater()
-	sd := withSystemd(e, u)
-	e.publish("1.0.0", false)
-	e.install(u, "1.0.0")
+	e, u, sd := newSystemdHost(t)
 	timer := filepath.Join(e.root, "etc/systemd/system", UpdaterTimerUnit)
 	b, _ := os.ReadFile(timer)
 	os.WriteFile(timer, []byte(strings.Replace(string(b), "RandomizedDelaySec", "#RandomizedDelaySec", 1)), 0o644)

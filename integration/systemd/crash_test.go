@@ -162,11 +162,7 @@ func testCrashAt(t *testing.T, step string, rollback bool) {
 func TestCrashAtRevertThenTargetBack(t *testing.T) {
 	requireHarness(t)
 	t.Parallel()
-	cli := crashtestBinary(t)
-	c := sharedCDN(t)
-	px := newProxy(t, v1)
-	h := bootHost(t, prepareForCLI(cli, c))
-	h.mustRun(cliPath, "install", "--proxy", px.addr(), "--base-url", c.srv.URL, "--no-census", "--health-window", crashHealthWindow)
+	h, px := installedHost(t, crashtestBinary(t), crashHealthWindow)
 	h.mustRun("systemctl", "stop", updaterTimer)
 
 	px.setTarget(v3)

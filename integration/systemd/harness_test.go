@@ -325,6 +325,18 @@ func prepareForCLI(cli string, c *cdn) func(root string) error {
 	}
 }
 
+// installedHost boots a host with the teleport-update binary cli and
+// installs v1 from a new test proxy (health window healthWindow, census
+// off).
+func installedHost(t *testing.T, cli, healthWindow string) (*host, *proxy) {
+	t.Helper()
+	c := sharedCDN(t)
+	px := newProxy(t, v1)
+	h := bootHost(t, prepareForCLI(cli, c))
+	h.mustRun(cliPath, "install", "--proxy", px.addr(), "--base-url", c.srv.URL, "--no-census", "--health-window", healthWindow)
+	return h, px
+}
+
 // waitFor polls cond until it returns true or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

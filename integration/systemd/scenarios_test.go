@@ -170,12 +170,7 @@ func TestScenarios(t *testing.T) {
 func TestTimerUpdates(t *testing.T) {
 	requireHarness(t)
 	t.Parallel()
-	cli := teleportUpdateBinary(t)
-	c := sharedCDN(t)
-	px := newProxy(t, v1)
-	h := bootHost(t, prepareForCLI(cli, c))
-
-	h.mustRun(cliPath, "install", "--proxy", px.addr(), "--base-url", c.srv.URL, "--no-census", "--health-window", "2s")
+	h, px := installedHost(t, teleportUpdateBinary(t), "2s")
 	if got := h.runningVersion(); got != v1 {
 		t.Fatalf("agent runs %s after install, want %s", got, v1)
 	}
@@ -221,12 +216,7 @@ func TestTimerUpdates(t *testing.T) {
 func TestInterruptedHealthCheck(t *testing.T) {
 	requireHarness(t)
 	t.Parallel()
-	cli := teleportUpdateBinary(t)
-	c := sharedCDN(t)
-	px := newProxy(t, v1)
-	h := bootHost(t, prepareForCLI(cli, c))
-
-	h.mustRun(cliPath, "install", "--proxy", px.addr(), "--base-url", c.srv.URL, "--no-census", "--health-window", "2s")
+	h, px := installedHost(t, teleportUpdateBinary(t), "2s")
 	h.mustRun("systemctl", "stop", updaterTimer)
 	// The timer's run with a health window long enough to interrupt it.
 	dropIn := "/etc/systemd/system/" + updaterUnit + ".d/long-health-check.conf"
