@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/gravitational/teleport-update/census/store"
@@ -159,6 +160,11 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 	api, err := proxyapi.New(cfg)
 	if err != nil {
 		return err
+	}
+	if st, ok := cfg.Census.(*store.Store); ok {
+		if err := registerCensusMetrics(api.Registry(), st); err != nil {
+			return err
+		}
 	}
 	var cert atomic.Pointer[tls.Certificate]
 	loadCert := func() error {
@@ -303,4 +309,24 @@ func forgetStaleHosts(ctx context.Context, log *slog.Logger, st *store.Store, af
 		case <-tick.C:
 		}
 	}
+}
+
+// registerCensusMetrics exports the census store's group-commit counters:
+// reports per transaction is the batch size fsyncs are shared by.
+func registerCensusMetrics(reg prometheus.Registerer, st *store.Store) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "teleport_update_census_transactions_total",
+			Help: "Census database transactions committed by the batch writer.",
+		}, func() float64 { return float64(st.Stats().Batches) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "teleport_update_census_reports_stored_total",
+			Help: "Census reports committed by the batch writer.",
+		}, func() float64 { return float64(st.Stats().Reports) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register census metrics: %w", err)
+		}
+	}
+	return nil
 }

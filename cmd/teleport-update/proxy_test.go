@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/proxyapi"
 )
@@ -172,6 +173,29 @@ func TestProxyServeCensus(t *testing.T) {
 	// accepted.
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("census with an invalid report = %d %s; want 400 from the store", resp.StatusCode, body)
+	}
+	// A valid one is stored, and the store's counters are in /metrics.
+	report, _ := json.Marshal(census.Report{HostID: strings.Repeat("a", 64), Version: "16.4.6", OS: "linux",
+		HostArchitecture: "amd64", UpdaterStatus: census.StatusEnabled, ReportedAt: time.Now()})
+	req, _ = http.NewRequest(http.MethodPost, url+proxyapi.CensusPath, bytes.NewReader(report))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err = client.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("census with a valid report = %d %s; want 202", resp.StatusCode, body)
+	}
+	if resp, err = client.Get(url + proxyapi.MetricsPath); err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"teleport_update_census_reports_stored_total 1\n", "teleport_update_census_transactions_total 1\n"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
 	}
 	if code := stop(); code != exitOK {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
