@@ -294,6 +294,7 @@ func TestCheckUnitHealth(t *testing.T) {
 // the context it was made with ends: a run that is being stopped still goes
 // back over it.
 func TestDBusOutlivesConnectContext(t *testing.T) {
+	inContainer(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	sd, err := install.NewDBus(ctx)
 	if err != nil {
