@@ -31,6 +31,8 @@ type fakeSystemd struct {
 	// shutdown is what ShuttingDown reports: false, true, or an error.
 	shutdown error
 	down     bool
+	// onShutdownQuery runs when ShuttingDown is called.
+	onShutdownQuery func()
 }
 
 var execStartRE = regexp.MustCompile(`versions/([^/]+)/bin/teleport`)
@@ -105,6 +107,9 @@ func (f *fakeSystemd) State(ctx context.Context, unit string) (install.UnitState
 }
 
 func (f *fakeSystemd) ShuttingDown(ctx context.Context) (bool, error) {
+	if f.onShutdownQuery != nil {
+		f.onShutdownQuery()
+	}
 	if f.shutdown != nil {
 		return false, f.shutdown
 	}
@@ -208,23 +213,28 @@ func TestSystemdInterruptedHealthCheck(t *testing.T) {
 }
 
 // A shutdown that stops the agent during the health check, before this run
-// gets its SIGTERM, is not the new version's fault; nor is a health failure
-// when systemd cannot say whether it is shutting down. The host goes back
-// without skip-listing. The same failure outside a shutdown skip-lists.
+// gets its SIGTERM, is not the new version's fault; nor is it when systemd
+// cannot say whether it is shutting down and the run is then stopped. When
+// systemd cannot say and the run goes on, or says it is running, the failed
+// check counts and the version is skip-listed.
 func TestSystemdShutdownDuringHealthCheck(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		down    bool
 		err     error
+		stopRun bool // the run's context ends when systemd is asked
 		skipped bool
 		wantErr error
 	}{
 		{name: "shutting down", down: true, wantErr: ErrSwitch},
-		{name: "cannot tell", err: errors.New("dbus: connection closed by user"), wantErr: ErrSwitch},
+		{name: "cannot tell, run stopped", err: errors.New("dbus: connection closed by user"), stopRun: true, wantErr: ErrSwitch},
+		{name: "cannot tell", err: errors.New("dbus: connection closed by user"), skipped: true, wantErr: ErrRolledBack},
 		{name: "running", skipped: true, wantErr: ErrRolledBack},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, u, sd := newSystemdHost(t, pub{"2.0.0", false})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
 			// The agent on 2.0.0 is stopped under the health check.
 			sd.onState = func(f *fakeSystemd) {
 				if f.running == "2.0.0" {
@@ -232,9 +242,12 @@ func TestSystemdShutdownDuringHealthCheck(t *testing.T) {
 					f.down, f.shutdown = tc.down, tc.err
 				}
 			}
+			if tc.stopRun {
+				sd.onShutdownQuery = cancel
+			}
 			e.setTarget("2.0.0", true, 0)
-			_, err := u.Update(context.Background(), true)
-			sd.onState, sd.down, sd.shutdown = nil, false, nil
+			_, err := u.Update(ctx, true)
+			sd.onState, sd.onShutdownQuery, sd.down, sd.shutdown = nil, nil, false, nil
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("update = %v, want %v", err, tc.wantErr)
 			}

@@ -395,17 +395,8 @@ func (u *Updater) switchTo(ctx context.Context, cfg *Config, sd install.Systemd,
 	defer cancel()
 	interrupted := ctx.Err() != nil
 	atFault := !interrupted && errors.Is(healthErr, install.ErrUnhealthy)
-	if atFault && sd != nil {
-		// A shutdown stops the agent, maybe before this run gets its
-		// SIGTERM; that is not the new version's fault.
-		switch down, err := sd.ShuttingDown(rctx); {
-		case err != nil:
-			u.Log.Warn("Could not ask systemd whether the system is shutting down; not skip-listing the version.", "version", target, "error", err)
-			atFault = false
-		case down:
-			u.Log.Warn("The system is shutting down; the failed health check is not the new version's fault.", "version", target)
-			atFault = false
-		}
+	if atFault && sd != nil && u.shutdownExcuses(ctx, rctx, sd, target) {
+		atFault = false
 	}
 	if atFault {
 		u.Log.Error("New version failed its health check; rolling back.", "version", target, "error", healthErr, "previous", prev)
@@ -451,6 +442,47 @@ func (u *Updater) switchTo(ctx context.Context, cfg *Config, sd install.Systemd,
 	}
 	u.Log.Info("Rolled back; the previous version is healthy.", "version", prev, "skipped", target)
 	return fmt.Errorf("%w to %s: %s failed its health check: %w", ErrRolledBack, prev, target, healthErr)
+}
+
+// Bounds of asking systemd whether it is shutting down after a failed
+// health check.
+const (
+	shutdownQueryTimeout = 5 * time.Second
+	shutdownQueryRetry   = 2 * time.Second
+)
+
+// shutdownExcuses reports whether a failed health check of target is
+// excused by a shutdown, which stops the agent, maybe before this run gets
+// its SIGTERM. It is when systemd says it is shutting down, or cannot say
+// (a shutdown also stops the D-Bus daemon) and this run is stopped before a
+// second try. When systemd cannot say and the run goes on, the health check
+// counts, so a broken version is not retried on every run.
+func (u *Updater) shutdownExcuses(ctx, rctx context.Context, sd install.Systemd, target string) bool {
+	query := func() (bool, error) {
+		qctx, cancel := context.WithTimeout(rctx, shutdownQueryTimeout)
+		defer cancel()
+		return sd.ShuttingDown(qctx)
+	}
+	down, err := query()
+	if err != nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(shutdownQueryRetry):
+		}
+		if ctx.Err() != nil {
+			u.Log.Warn("This run was stopped while asking systemd whether the system is shutting down; the failed health check is not the new version's fault.", "version", target, "error", err)
+			return true
+		}
+		down, err = query()
+	}
+	switch {
+	case err != nil:
+		u.Log.Warn("Could not ask systemd whether the system is shutting down; the failed health check counts.", "version", target, "error", err)
+		return false
+	case down:
+		u.Log.Warn("The system is shutting down; the failed health check is not the new version's fault.", "version", target)
+	}
+	return down
 }
 
 // restartAndCheck reloads systemd, restarts the agent on version and checks

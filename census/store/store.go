@@ -65,8 +65,9 @@ type Store struct {
 	upsert  *sql.Stmt
 	lookup  *sql.Stmt
 
-	opts   Options
-	logger *slog.Logger
+	opts        Options
+	logger      *slog.Logger
+	forgetBatch int // hosts per Forget transaction (forgetBatch; tests lower it)
 
 	batches, reports atomic.Uint64 // committed by the batch writer
 
@@ -112,7 +113,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	db.SetMaxOpenConns(maxReaders + 1)
 	db.SetMaxIdleConns(maxReaders + 1)
-	s := &Store{db: db, opts: opts, logger: logger}
+	s := &Store{db: db, opts: opts, logger: logger, forgetBatch: forgetBatch}
 	if err := s.init(ctx, path); err != nil {
 		db.Close()
 		return nil, err
@@ -238,30 +239,82 @@ func (s *Store) IngestOneTx(ctx context.Context, group string, body []byte, now 
 	return s.commit(ctx, []hostRow{row})
 }
 
+// forgetBatch is how many hosts Forget deletes per transaction: intake
+// waits for each, so a first sweep of a large database never stalls it.
+const forgetBatch = 1000
+
+// ErrAllStale is returned by Forget when no host was seen since the cutoff.
+var ErrAllStale = errors.New("no census host was seen since the cutoff")
+
 // Forget deletes the hosts last seen before cutoff, with their update
 // history, and returns how many it deleted: a fleet that autoscales would
-// otherwise keep every host it ever saw. The summary counts follow.
+// otherwise keep every host it ever saw. The summary counts follow. It
+// deletes in transactions of forgetBatch hosts and stops between them when
+// ctx ends.
+//
+// It never deletes every host: when none was seen since cutoff it deletes
+// nothing and returns ErrAllStale. A whole fleet silent for the retention
+// time is far more likely a clock that jumped, or a proxy that lost its
+// agents, than hosts an operator wants gone.
 func (s *Store) Forget(ctx context.Context, cutoff time.Time) (int, error) {
+	ms := cutoff.UnixMilli()
+	var newest sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT max(last_seen) FROM hosts`).Scan(&newest); err != nil {
+		return 0, fmt.Errorf("forget census hosts: %w", err)
+	}
+	if !newest.Valid {
+		return 0, nil // no hosts
+	}
+	if newest.Int64 < ms {
+		return 0, fmt.Errorf("forget census hosts: %w (newest report %s, cutoff %s)", ErrAllStale,
+			time.UnixMilli(newest.Int64).UTC().Format(time.RFC3339), cutoff.UTC().Format(time.RFC3339))
+	}
+	total := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("forget census hosts: %w", err)
+		}
+		n, err := s.forgetSome(ms, s.forgetBatch)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n < s.forgetBatch {
+			break
+		}
+	}
+	if total > 0 {
+		s.logger.InfoContext(ctx, "Forgot census hosts not seen since the cutoff.", "hosts", total, "cutoff", cutoff.UTC())
+	}
+	return total, nil
+}
+
+// forgetSome deletes up to limit hosts last seen before cutoffMs in one
+// transaction on the write connection. Like the batch writer's, the
+// transaction does not follow a context: it ends here, committed or rolled
+// back, never by a context that ends later (that rollback could land on the
+// next transaction of the shared connection).
+func (s *Store) forgetSome(cutoffMs int64, limit int) (int, error) {
+	ctx := context.Background()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	tx, err := s.wconn.BeginTx(ctx, nil)
-	if err != nil {
+	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return 0, fmt.Errorf("forget census hosts: begin transaction: %w", err)
 	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM hosts WHERE last_seen < ?`, cutoff.UnixMilli())
+	res, err := s.wconn.ExecContext(ctx, `DELETE FROM hosts WHERE id IN
+		(SELECT id FROM hosts WHERE last_seen < ? ORDER BY last_seen LIMIT ?)`, cutoffMs, limit)
 	if err != nil {
+		s.rollback()
 		return 0, fmt.Errorf("forget census hosts: delete hosts: %w", err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
+		s.rollback()
 		return 0, fmt.Errorf("forget census hosts: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := s.wconn.ExecContext(ctx, "COMMIT"); err != nil {
+		s.rollback()
 		return 0, fmt.Errorf("forget census hosts: commit: %w", err)
-	}
-	if n > 0 {
-		s.logger.InfoContext(ctx, "Forgot census hosts not seen since the cutoff.", "hosts", n, "cutoff", cutoff.UTC())
 	}
 	return int(n), nil
 }

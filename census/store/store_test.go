@@ -557,9 +557,19 @@ func TestForget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	s.forgetBatch = 1 // two transactions, then one that finds nothing
 	n, err := s.Forget(ctx, t0.Add(2*time.Hour))
 	if err != nil || n != 2 {
 		t.Fatalf("Forget = %d, %v; want 2 hosts", n, err)
+	}
+	// A cutoff after every host's last report deletes nothing.
+	if n, err := s.Forget(ctx, t0.Add(5*time.Hour)); !errors.Is(err, ErrAllStale) || n != 0 {
+		t.Errorf("Forget of every host = %d, %v; want 0 and ErrAllStale", n, err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if n, err := s.Forget(cancelled, t0.Add(3*time.Hour)); !errors.Is(err, context.Canceled) || n != 0 {
+		t.Errorf("Forget with an ended context = %d, %v; want 0 and context.Canceled", n, err)
 	}
 	sum, err := s.Summary(ctx, t0.Add(5*time.Hour), time.Hour)
 	if err != nil {

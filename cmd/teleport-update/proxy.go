@@ -299,7 +299,13 @@ func forgetStaleHosts(ctx context.Context, log *slog.Logger, st *store.Store, af
 	tick := time.NewTicker(censusForgetEvery)
 	defer tick.Stop()
 	for {
-		if _, err := st.Forget(ctx, time.Now().Add(-after)); err != nil && ctx.Err() == nil {
+		_, err := st.Forget(ctx, time.Now().Add(-after))
+		switch {
+		case err == nil, ctx.Err() != nil:
+		case errors.Is(err, store.ErrAllStale):
+			log.Warn("No census host has reported within --census-forget-after; deleting none of them. Check this proxy's clock, or remove the database to start afresh.",
+				"not_seen_for", after, "error", err.Error())
+		default:
 			log.Error("Deleting census hosts not seen recently failed; trying again later.",
 				"not_seen_for", after, "retry_in", censusForgetEvery, "error", err.Error())
 		}

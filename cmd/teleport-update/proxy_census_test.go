@@ -146,16 +146,22 @@ func TestProxyCensusErrors(t *testing.T) {
 func TestProxyServeForgetsSilentHosts(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		after string
-		hosts int
-	}{{"24h", 2}, {"0", 3}} {
+		after  string
+		hosts  int
+		logged string // waited for before the proxy is stopped
+	}{
+		{"24h", 2, "Forgot census hosts"},
+		{"0", 3, ""},
+		// Every host silent for longer than 1ms: none is deleted.
+		{"1ms", 3, "No census host has reported within --census-forget-after"},
+	} {
 		t.Run(tc.after, func(t *testing.T) {
 			t.Parallel()
 			db := censusDB(t)
 			_, _, stderr, stop := startProxy(t, "--census-db", db, "--census-forget-after", tc.after)
-			if tc.hosts < 3 {
+			if tc.logged != "" {
 				deadline := time.Now().Add(30 * time.Second)
-				for !strings.Contains(stderr.String(), "Forgot census hosts") {
+				for !strings.Contains(stderr.String(), tc.logged) {
 					if time.Now().After(deadline) {
 						t.Fatalf("no hosts forgotten; stderr:\n%s", stderr.String())
 					}
@@ -170,9 +176,9 @@ func TestProxyServeForgetsSilentHosts(t *testing.T) {
 			if code != exitOK || json.Unmarshal([]byte(out), &sum) != nil {
 				t.Fatalf("proxy census: exit %d, %s %s", code, out, errb)
 			}
-			if sum.TotalHosts != tc.hosts || sum.StaleHosts != tc.hosts-2 {
-				t.Errorf("after proxy serve with --census-forget-after %s: %d hosts (%d stale), want %d",
-					tc.after, sum.TotalHosts, sum.StaleHosts, tc.hosts)
+			if sum.TotalHosts != tc.hosts || sum.StaleHosts != tc.hosts-2 || strings.Contains(stderr.String(), "level=ERROR") {
+				t.Errorf("after proxy serve with --census-forget-after %s: %d hosts (%d stale), want %d; stderr:\n%s",
+					tc.after, sum.TotalHosts, sum.StaleHosts, tc.hosts, stderr.String())
 			}
 		})
 	}
