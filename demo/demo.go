@@ -320,21 +320,10 @@ func (d *demo) startServers(ctx context.Context) error {
 // writePolicy writes the autoupdate_version resource with target version,
 // atomically so the proxy never reads half a file.
 func (d *demo) writePolicy(version string) error {
-	policy := fmt.Sprintf(`kind: autoupdate_version
-version: v1
-spec:
-  agents:
-    target_version: %s
-    mode: enabled
-    schedule: immediate
-    jitter_seconds: 0
-    groups:
-      - name: %s
-        window: "0 2 * * *"
-        duration: 1h
-`, version, group)
+	policy := fixture.Policy{Version: version, Schedule: "immediate", Group: group,
+		Window: "0 2 * * *", Duration: time.Hour}.YAML()
 	tmp := d.policyPath + ".tmp"
-	if err := os.WriteFile(tmp, []byte(policy), 0o644); err != nil {
+	if err := os.WriteFile(tmp, policy, 0o644); err != nil {
 		return fmt.Errorf("write the policy: %w", err)
 	}
 	if err := os.Rename(tmp, d.policyPath); err != nil {

@@ -184,3 +184,27 @@ func (e *testEnv) stagingLeft() []string {
 	matches, _ := filepath.Glob(filepath.Join(e.root, "var/lib/teleport/.staging/*"))
 	return matches
 }
+
+// pub is a version to publish on the test CDN; broken ones fail their
+// health check.
+type pub struct {
+	version string
+	broken  bool
+}
+
+// installedHost returns a test host with 1.0.0 installed and releases
+// published besides. before, unless nil, runs ahead of the install.
+func installedHost(t *testing.T, before func(*testEnv, *Updater), releases ...pub) (*testEnv, *Updater) {
+	t.Helper()
+	e := newTestEnv(t)
+	u := e.updater()
+	if before != nil {
+		before(e, u)
+	}
+	e.publish("1.0.0", false)
+	for _, r := range releases {
+		e.publish(r.version, r.broken)
+	}
+	e.install(u, "1.0.0")
+	return e, u
+}

@@ -127,25 +127,12 @@ func withSystemd(e *testEnv, u *Updater) *fakeSystemd {
 	return f
 }
 
-// pub is a version to publish on the test CDN; broken ones fail their
-// health check.
-type pub struct {
-	version string
-	broken  bool
-}
-
-// newSystemdHost returns a fake-systemd host with 1.0.0 installed and
-// running, and releases published besides.
+// newSystemdHost is installedHost driven by a fake systemd (set up before
+// the install, which writes and starts the units).
 func newSystemdHost(t *testing.T, releases ...pub) (*testEnv, *Updater, *fakeSystemd) {
 	t.Helper()
-	e := newTestEnv(t)
-	u := e.updater()
-	sd := withSystemd(e, u)
-	e.publish("1.0.0", false)
-	for _, r := range releases {
-		e.publish(r.version, r.broken)
-	}
-	e.install(u, "1.0.0")
+	var sd *fakeSystemd
+	e, u := installedHost(t, func(e *testEnv, u *Updater) { sd = withSystemd(e, u) }, releases...)
 	return e, u, sd
 }
 
@@ -370,11 +357,7 @@ func TestReinstallFollowsUpdateRules(t *testing.T) {
 }
 
 func TestPinnedSkippedVersionIsNotRetried(t *testing.T) {
-	e := newTestEnv(t)
-	u := e.updater()
-	e.publish("1.0.0", false)
-	e.publish("2.0.0", true)
-	e.install(u, "1.0.0")
+	e, u := installedHost(t, nil, pub{"2.0.0", true})
 	ctx := context.Background()
 	if _, err := u.Pin(ctx, "2.0.0"); !errors.Is(err, ErrRolledBack) {
 		t.Fatalf("pin to a broken version: %v", err)
@@ -395,10 +378,7 @@ func TestPinnedSkippedVersionIsNotRetried(t *testing.T) {
 }
 
 func TestRollbackWithoutBackup(t *testing.T) {
-	e := newTestEnv(t)
-	u := e.updater()
-	e.publish("1.0.0", false)
-	e.install(u, "1.0.0")
+	_, u := installedHost(t, nil)
 	if _, err := u.Rollback(context.Background()); !errors.Is(err, ErrNoBackup) {
 		t.Fatalf("rollback without backup: %v", err)
 	}

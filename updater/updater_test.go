@@ -128,11 +128,8 @@ func TestInstallUpdateRollbackSkip(t *testing.T) {
 }
 
 func TestVerificationFailureIsNotSkipped(t *testing.T) {
-	e := newTestEnv(t)
-	u := e.updater()
+	e, u := installedHost(t, nil)
 	ctx := context.Background()
-	e.publish("1.0.0", false)
-	e.install(u, "1.0.0")
 
 	a := e.publish("2.0.0", false)
 	e.tamper(a.TarballName(), func(b []byte) []byte { b[len(b)/2] ^= 1; return b })
@@ -162,13 +159,8 @@ func TestVerificationFailureIsNotSkipped(t *testing.T) {
 }
 
 func TestDowngradeRule(t *testing.T) {
-	e := newTestEnv(t)
-	u := e.updater()
+	e, u := installedHost(t, nil, pub{"0.9.0", false}, pub{"2.0.0", false})
 	ctx := context.Background()
-	for _, v := range []string{"0.9.0", "1.0.0", "2.0.0"} {
-		e.publish(v, false)
-	}
-	e.install(u, "1.0.0")
 	e.setTarget("2.0.0", true, 0)
 	if _, err := u.Update(ctx, false); err != nil {
 		t.Fatal(err)
@@ -197,12 +189,8 @@ func TestDowngradeRule(t *testing.T) {
 }
 
 func TestPinnedHostDoesNotFollowProxy(t *testing.T) {
-	e := newTestEnv(t)
-	u := e.updater()
+	e, u := installedHost(t, nil, pub{"2.0.0", false})
 	ctx := context.Background()
-	e.publish("1.0.0", false)
-	e.publish("2.0.0", false)
-	e.install(u, "1.0.0")
 	if _, err := u.Pin(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -224,10 +212,7 @@ func TestPinnedHostDoesNotFollowProxy(t *testing.T) {
 }
 
 func TestDisabledHostContactsNothing(t *testing.T) {
-	e := newTestEnv(t)
-	u := e.updater()
-	e.publish("1.0.0", false)
-	e.install(u, "1.0.0")
+	e, u := installedHost(t, nil)
 	if _, err := u.SetEnabled(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
@@ -256,11 +241,7 @@ func TestBadProxyAnswersChangeNothing(t *testing.T) {
 		{"negative jitter", 200, `{"auto_update":{"agent_version":"2.0.0","agent_auto_update":true,"agent_update_jitter_seconds":-5}}`},
 		{"oversized", 200, `{"auto_update":{"agent_version":"2.0.0","x":"` + string(bytes.Repeat([]byte("a"), MaxFindResponseSize)) + `"}}`},
 	}
-	e := newTestEnv(t)
-	u := e.updater()
-	e.publish("1.0.0", false)
-	e.publish("2.0.0", false)
-	e.install(u, "1.0.0")
+	e, u := installedHost(t, nil, pub{"2.0.0", false})
 	statePath := install.New(e.root).StatePath()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -285,12 +266,7 @@ func TestBadProxyAnswersChangeNothing(t *testing.T) {
 }
 
 func TestJitter(t *testing.T) {
-	e := newTestEnv(t)
-	u := e.updater()
-	e.publish("1.0.0", false)
-	e.publish("2.0.0", false)
-	e.publish("3.0.0", false)
-	e.install(u, "1.0.0")
+	e, u := installedHost(t, nil, pub{"2.0.0", false}, pub{"3.0.0", false})
 
 	e.setTarget("2.0.0", true, 60)
 	if _, err := u.Update(context.Background(), false); err != nil {
@@ -343,11 +319,7 @@ func TestFirstInstallRefusedWithoutKeys(t *testing.T) {
 }
 
 func TestInterruptedSwitchIsRepaired(t *testing.T) {
-	e := newTestEnv(t)
-	u := e.updater()
-	e.publish("1.0.0", false)
-	e.publish("2.0.0", false)
-	e.install(u, "1.0.0")
+	e, u := installedHost(t, nil, pub{"2.0.0", false})
 	// Simulate a run killed after linking 2.0.0 but before update.yaml was
 	// written, with a half-extracted version and staging left behind.
 	tree := install.New(e.root)

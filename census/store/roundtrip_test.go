@@ -14,6 +14,7 @@ import (
 
 	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/census/store"
+	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/proxyapi"
 )
 
@@ -21,20 +22,6 @@ const (
 	stagingToken = "roundtrip-staging-token-0123456789abcdef"
 	adminToken   = "roundtrip-admin-token-0123456789abcdef01"
 )
-
-const policy = `kind: autoupdate_version
-version: v1
-spec:
-  agents:
-    target_version: 16.4.6
-    mode: enabled
-    schedule: regular
-    jitter_seconds: 60
-    groups:
-      - name: staging
-        window: "0 2 * * *"
-        duration: 1h
-`
 
 // TestAgentToProxyRoundTrip: the agent collects its report from a fixture
 // tree, sends it over TLS to the real proxy handler, which stores it in
@@ -50,7 +37,9 @@ func TestAgentToProxyRoundTrip(t *testing.T) {
 	}
 	defer st.Close()
 	policyFile := filepath.Join(dir, "autoupdate_version.yaml")
-	if err := os.WriteFile(policyFile, []byte(policy), 0o644); err != nil {
+	policy := fixture.Policy{Version: "16.4.6", Schedule: "regular", JitterSeconds: 60, Group: "staging",
+		Window: "0 2 * * *", Duration: time.Hour}.YAML()
+	if err := os.WriteFile(policyFile, policy, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	api, err := proxyapi.New(proxyapi.Config{

@@ -491,6 +491,30 @@ func BenchmarkSummary(b *testing.B) {
 }
 
 // TestCountsMatchHosts checks that the trigger-kept dims_counts agree with
+// countRows runs query, which selects (key, count) rows, and returns them
+// as a map.
+func countRows(t *testing.T, s *Store, query string) map[string]int {
+	t.Helper()
+	rows, err := s.db.Query(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	counts := map[string]int{}
+	for rows.Next() {
+		var k string
+		var n int
+		if err := rows.Scan(&k, &n); err != nil {
+			t.Fatal(err)
+		}
+		counts[k] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return counts
+}
+
 // the hosts table after hosts move between versions, clouds and groups.
 func TestCountsMatchHosts(t *testing.T) {
 	t.Parallel()
@@ -515,30 +539,8 @@ func TestCountsMatchHosts(t *testing.T) {
 		if _, err := s.db.Exec(`DELETE FROM hosts WHERE host_id = ?`, hostID(round)); err != nil {
 			t.Fatal(err)
 		}
-		got := map[string]int{}
-		rows, err := s.db.Query(`SELECT dims, hosts FROM dims_counts`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var k string
-			var n int
-			rows.Scan(&k, &n)
-			got[k] = n
-		}
-		rows.Close()
-		want := map[string]int{}
-		rows, err = s.db.Query(`SELECT dims, count(*) FROM hosts GROUP BY dims`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var k string
-			var n int
-			rows.Scan(&k, &n)
-			want[k] = n
-		}
-		rows.Close()
+		got := countRows(t, s, `SELECT dims, hosts FROM dims_counts`)
+		want := countRows(t, s, `SELECT dims, count(*) FROM hosts GROUP BY dims`)
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("round %d: dims_counts\n%v\nwant (from hosts)\n%v", round, got, want)
 		}

@@ -135,8 +135,9 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 	if cfg.InstallPublicKeyPEM, err = installKey(o.installKey); err != nil {
 		return err
 	}
+	var st *store.Store // nil without --census-db
 	if o.censusDB != "" {
-		st, err := store.Open(ctx, o.censusDB, store.Options{Logger: log})
+		st, err = store.Open(ctx, o.censusDB, store.Options{Logger: log})
 		if err != nil {
 			return fmt.Errorf("open census database: %w", err)
 		}
@@ -161,7 +162,7 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 	if err != nil {
 		return err
 	}
-	if st, ok := cfg.Census.(*store.Store); ok {
+	if st != nil {
 		if err := registerCensusMetrics(api.Registry(), st); err != nil {
 			return err
 		}

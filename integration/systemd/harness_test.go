@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/nspawn"
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/proxyapi"
@@ -289,20 +290,9 @@ func (p *proxy) setTarget(version string) {
 
 func (p *proxy) writePolicy(version string) {
 	p.t.Helper()
-	policy := fmt.Sprintf(`kind: autoupdate_version
-version: v1
-spec:
-  agents:
-    target_version: %s
-    mode: enabled
-    schedule: immediate
-    jitter_seconds: 0
-    groups:
-      - name: default
-        window: "0 2 * * *"
-        duration: 1h
-`, version)
-	if err := os.WriteFile(p.policy, []byte(policy), 0o644); err != nil {
+	policy := fixture.Policy{Version: version, Schedule: "immediate", Group: "default",
+		Window: "0 2 * * *", Duration: time.Hour}.YAML()
+	if err := os.WriteFile(p.policy, policy, 0o644); err != nil {
 		p.t.Fatal(err)
 	}
 }
