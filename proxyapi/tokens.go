@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/capread"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // ErrInvalidTokens is wrapped by every error about the enrollment token

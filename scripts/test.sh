@@ -52,7 +52,8 @@ stage_unit() {
 	# The real-systemd suite has its own stage.
 	local pkgs
 	mapfile -t pkgs < <(go list ./... | grep -v /integration/systemd)
-	go test -count=1 "${pkgs[@]}"
+	# The race detector needs cgo; the shipped binaries do not.
+	CGO_ENABLED=1 go test -race -count=1 "${pkgs[@]}"
 }
 
 stage_systemd() {
@@ -70,13 +71,43 @@ stage_systemd() {
 	bash scripts/test-systemd.sh
 }
 
+# fuzz_seconds turns FUZZTIME (Go duration: 10s, 2m, 1h) into seconds.
+fuzz_seconds() {
+	local t="$1"
+	case "$t" in
+	*h) echo $((${t%h} * 3600)) ;;
+	*m) echo $((${t%m} * 60)) ;;
+	*s) echo "${t%s}" ;;
+	*)
+		echo "FUZZTIME must be a Go duration in s, m or h, not $t" >&2
+		return 1
+		;;
+	esac
+}
+
 stage_fuzz() {
 	log "fuzz targets, ${FUZZTIME} each"
-	local pkg target
+	local pkg target budget rc
+	# Minimizing a newly interesting input runs the target thousands of times
+	# without counting them (the "0 execs/s" stall). A time limit there makes
+	# Go's coordinator report the minimizer's own deadline as a failure, so the
+	# smoke run bounds it by count. A crasher is still saved either way.
+	local minimize=500x
+	# A target that stops making progress must fail loudly, naming itself,
+	# not wait for go test's ten-minute timeout.
+	budget=$(($(fuzz_seconds "$FUZZTIME") + 120))
 	while read -r pkg; do
 		for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 			echo "--- $pkg $target"
-			go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg"
+			rc=0
+			timeout --signal=QUIT --kill-after=10 "$budget" \
+				go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" \
+				-fuzzminimizetime="$minimize" "$pkg" || rc=$?
+			if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+				echo "FUZZ STALL: $pkg $target made no progress within ${budget} s" >&2
+				return 1
+			fi
+			[ "$rc" -eq 0 ] || return "$rc"
 		done
 	done < <(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u | sed 's|^\./|github.com/gravitational/teleport-update/|')
 }
