@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 )
 
 const validBody = `{"host_id":"3094a6150cd1bbb551bd449dde8ae6e744f7962dab97c7a484a906b9f284d5ba",
@@ -142,6 +144,7 @@ func FuzzDecodeReport(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"o\u0073":"linux","last_update_result":{"time":"x"},"services":["a",{}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		defer fuzzwatch.Start()()
 		r, err := DecodeReport(body)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidReport) {
@@ -190,6 +193,7 @@ func FuzzParseOSRelease(f *testing.F) {
 	f.Add([]byte("NAME=\"a\\\"b\\\\\"\nX=\"unterminated\n"))
 	f.Add([]byte("=\n==\n#\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzwatch.Start()()
 		for k := range ParseOSRelease(data) {
 			if !isEnvKey(k) {
 				t.Fatalf("key %q is not a variable name", k)
@@ -222,6 +226,7 @@ func FuzzGlibcVersionFromLibc(f *testing.F) {
 	f.Add([]byte("GNU C Library (GNU libc) stable release version 2.34."))
 	f.Add([]byte("GNU C Library GNU C Library version 1.2"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzwatch.Start()()
 		if v := GlibcVersionFromLibc(data); v != "" && !glibcPattern.MatchString(v) {
 			t.Fatalf("version %q would be refused by the proxy", v)
 		}
@@ -254,6 +259,7 @@ func FuzzServicesFromConfig(f *testing.F) {
 	f.Add([]byte("a: &a [*a, *a]\n"))
 	f.Add([]byte("app_service: {enabled: [x]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzwatch.Start()()
 		for _, s := range ServicesFromConfig(data) {
 			if !wordPattern.MatchString(s) {
 				t.Fatalf("service %q would be refused", s)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 )
 
 func FuzzParsePolicy(f *testing.F) {
@@ -21,6 +23,7 @@ func FuzzParsePolicy(f *testing.F) {
 	f.Add([]byte(""))
 	now := time.Date(2026, 11, 22, 2, 30, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzwatch.Start()()
 		p, err := ParsePolicy(data)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidPolicy) {
@@ -48,6 +51,7 @@ func FuzzFindQuery(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
+		defer fuzzwatch.Start()()
 		q, err := ParseFindQuery(raw)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidQuery) {
@@ -68,6 +72,7 @@ func FuzzParseTokens(f *testing.F) {
 	f.Add([]byte("tokens: []\n"))
 	f.Add([]byte("tokens:\n  - token: short\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzwatch.Start()()
 		toks, err := ParseTokens(data)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidTokens) {

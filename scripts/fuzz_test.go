@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 )
 
 // scriptFuncs returns the rendered script without its final `main "$@"`
@@ -74,6 +76,7 @@ func FuzzVerifyChecksum(f *testing.F) {
 	f.Add([]byte{})
 
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzwatch.Start()()
 		sumfile := filepath.Join(t.TempDir(), "sum")
 		if err := os.WriteFile(sumfile, data, 0o644); err != nil {
 			t.Fatal(err)
@@ -105,6 +108,7 @@ func FuzzFilledValues(f *testing.F) {
 	f.Add("a\nb", "g\x00", "1.2.3\n", "http://cdn")
 	f.Add("proxy", "a b", "v1.2.3", "https://cdn/\\'")
 	f.Fuzz(func(t *testing.T, proxy, group, version, base string) {
+		defer fuzzwatch.Start()()
 		if strings.ContainsRune(proxy+group+version+base, 0) {
 			t.Skip("text/template output cannot hold NUL in a bash script; the proxy validates values first")
 		}

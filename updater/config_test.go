@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 )
 
 func TestConfigRoundTrip(t *testing.T) {
@@ -71,6 +73,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("kind: update_config\nversion: v1\n"))
 	f.Add([]byte("kind: update_config\nversion: v1\nstatus:\n  skip: [a, b]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzwatch.Start()()
 		cfg, err := ParseConfig(data)
 		if err != nil {
 			return
@@ -101,6 +104,7 @@ func FuzzParseFindResponse(f *testing.F) {
 	f.Add([]byte(`{"auto_update":{"agent_version":"1.2.3-rc.1+b5","agent_update_jitter_seconds":-1}}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzwatch.Start()()
 		p, err := ParseFindResponse(data)
 		if err != nil {
 			if !errors.Is(err, ErrProxy) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 )
 
 func TestParseStat(t *testing.T) {
@@ -61,6 +63,7 @@ func FuzzParseStat(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		defer fuzzwatch.Start()()
 		st, err := parseStat(b)
 		if err != nil {
 			if !errors.Is(err, errBadStat) {

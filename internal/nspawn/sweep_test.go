@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 )
 
 func TestParseOwner(t *testing.T) {
@@ -45,6 +47,7 @@ func FuzzParseOwner(f *testing.F) {
 	f.Add([]byte("\n\n\n"))
 	f.Add([]byte("1\n2\n/../" + cgroupParent + "/../../etc\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		defer fuzzwatch.Start()()
 		o, err := parseOwner(b)
 		if err != nil {
 			return

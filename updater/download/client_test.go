@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 )
 
 // fileServer serves one file with knobs for the failures a CDN can produce.
@@ -522,6 +524,7 @@ func FuzzParseContentRange(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		defer fuzzwatch.Start()()
 		start, size, ok := parseContentRange(s)
 		if !ok {
 			return

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 )
 
 func TestParseVersion(t *testing.T) {
@@ -177,6 +179,7 @@ func FuzzParseVersion(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		defer fuzzwatch.Start()()
 		v, err := ParseVersion(s)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidVersion) {
@@ -208,6 +211,7 @@ func FuzzValidateBaseURL(f *testing.F) {
 	}
 	a := Artifact{Product: ProductTeleport, Version: semver.New(16, 4, 6, "", ""), OS: "linux", Arch: "amd64"}
 	f.Fuzz(func(t *testing.T, s string) {
+		defer fuzzwatch.Start()()
 		err := ValidateBaseURL(s)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidBaseURL) && !errors.Is(err, ErrInsecureURL) {

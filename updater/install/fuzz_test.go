@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 )
 
 // FuzzExtract feeds arbitrary bytes to Extract as a tarball (gzip-compressed
@@ -33,6 +35,7 @@ func FuzzExtract(f *testing.F) {
 	f.Add([]byte{0x1f, 0x8b})
 
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzwatch.Start()()
 		if !bytes.HasPrefix(data, gzipMagic) {
 			data = gzipBytes(t, data)
 		}

@@ -3,6 +3,8 @@ package schedule
 import (
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 )
 
 func FuzzParseSchedule(f *testing.F) {
@@ -26,6 +28,7 @@ func FuzzParseSchedule(f *testing.F) {
 		f.Add(s.expr, int64(s.d), int64(1795392000))
 	}
 	f.Fuzz(func(t *testing.T, expr string, d int64, unix int64) {
+		defer fuzzwatch.Start()()
 		s, err := ParseSchedule(expr, time.Duration(d))
 		if err != nil {
 			return

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 	"github.com/gravitational/teleport-update/updater/verify"
 )
 
@@ -78,6 +79,7 @@ func FuzzParseChecksum(f *testing.F) {
 	f.Add([]byte(""))
 	f.Add([]byte("\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
+		defer fuzzwatch.Start()()
 		sum, name, err := verify.ParseChecksum(in)
 		if err != nil {
 			if !errors.Is(err, verify.ErrVerification) {

@@ -20,6 +20,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 	"github.com/gravitational/teleport-update/updater/verify"
 )
 
@@ -390,6 +391,7 @@ func FuzzParsePublicKeyPEM(f *testing.F) {
 	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"))
 	f.Add([]byte(""))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzwatch.Start()()
 		key, err := verify.ParsePublicKeyPEM(data, "fuzz")
 		if err != nil {
 			if !errors.Is(err, verify.ErrKeyFormat) {

@@ -14,6 +14,7 @@ import (
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
 
+	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 	"github.com/gravitational/teleport-update/updater/verify"
 )
 
@@ -209,6 +210,7 @@ func FuzzVerifyBundle(f *testing.F) {
 	}))
 	ks := verify.NewKeySet(k.key)
 	f.Fuzz(func(t *testing.T, bundle []byte) {
+		defer fuzzwatch.Start()()
 		got, err := verify.VerifyChecksumFile(ks, checksum, bundle, tarball, now)
 		if err != nil {
 			if !errors.Is(err, verify.ErrVerification) {
