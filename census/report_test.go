@@ -255,6 +255,9 @@ func TestServicesFromConfig(t *testing.T) {
 }
 
 func FuzzServicesFromConfig(f *testing.F) {
+	for _, seed := range fuzzwatch.HardYAML() {
+		f.Add(seed)
+	}
 	f.Add([]byte("ssh_service:\n  enabled: yes\n"))
 	f.Add([]byte("a: &a [*a, *a]\n"))
 	f.Add([]byte("app_service: {enabled: [x]}\n"))

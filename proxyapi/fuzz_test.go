@@ -12,6 +12,9 @@ import (
 )
 
 func FuzzParsePolicy(f *testing.F) {
+	for _, seed := range fuzzwatch.HardYAML() {
+		f.Add(seed)
+	}
 	f.Add([]byte(validPolicy))
 	if b, err := os.ReadFile(filepath.Join("..", "resources", "autoupdate_version.yaml")); err == nil {
 		f.Add(b)
@@ -68,6 +71,9 @@ func FuzzFindQuery(f *testing.F) {
 }
 
 func FuzzParseTokens(f *testing.F) {
+	for _, seed := range fuzzwatch.HardYAML() {
+		f.Add(seed)
+	}
 	f.Add([]byte("tokens:\n  - token: " + strings.Repeat("k", 32) + "\n    group: staging\n    cidrs: [10.0.0.0/8]\n"))
 	f.Add([]byte("tokens: []\n"))
 	f.Add([]byte("tokens:\n  - token: short\n"))

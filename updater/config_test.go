@@ -65,6 +65,9 @@ func TestParseConfigStrict(t *testing.T) {
 }
 
 func FuzzParseConfig(f *testing.F) {
+	for _, seed := range fuzzwatch.HardYAML() {
+		f.Add(seed)
+	}
 	cfg := NewConfig()
 	cfg.Spec.Proxy = "p:443"
 	cfg.Status.Skip = []string{"1.0.0"}
