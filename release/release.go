@@ -215,6 +215,12 @@ func Sign(key *ecdsa.PrivateKey, file string) error {
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", file, err)
 	}
+	return signSum(key, file, sum)
+}
+
+// signSum writes file's three signature files for a SHA-256 the caller has
+// already computed over exactly file's bytes.
+func signSum(key *ecdsa.PrivateKey, file string, sum []byte) error {
 	checksum := []byte(hex.EncodeToString(sum) + "  " + filepath.Base(file) + "\n")
 	if _, _, err := verify.ParseChecksum(checksum); err != nil {
 		return fmt.Errorf("sign %s: file name cannot be signed: %w", file, err)

@@ -26,15 +26,17 @@ func newReleaseCmd(c *cli) *cobra.Command {
   release keygen --out DIR         ECDSA P-256 key: DIR/release.key (0600) and DIR/release.pub
   release sign --key KEY FILE...   writes FILE.sha256, FILE.sha256.sigstore.json, FILE.sha256.sig
   release verify --key PUB FILE    checks FILE against its .sha256 and bundle (exit 0 only if valid)
+  release mirror --version V --key KEY --out DIR
+                                   copies genuine releases from a CDN into DIR, signed with KEY
 
 The bundle is what ` + "`cosign sign-blob --key K --bundle B --use-signing-config=false --tlog-upload=false`" + `
 writes, so releases signed by either tool verify with both.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usageError("release: missing subcommand (keygen, sign or verify)")
+			return usageError("release: missing subcommand (keygen, sign, verify or mirror)")
 		},
 	}
-	cmd.AddCommand(newReleaseKeygenCmd(c), newReleaseSignCmd(c), newReleaseVerifyCmd(c))
+	cmd.AddCommand(newReleaseKeygenCmd(c), newReleaseSignCmd(c), newReleaseVerifyCmd(c), newReleaseMirrorCmd(c))
 	return cmd
 }
 

@@ -75,12 +75,38 @@ func isSemverRune(r rune) bool {
 	return r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '.' || r == '-' || r == '+'
 }
 
+// Teleport editions, as the proxy's find answer names them. Community and
+// "oss" are the same build; an empty edition means community.
+const (
+	EditionCommunity  = "community"
+	EditionOSS        = "oss"
+	EditionEnterprise = "ent"
+)
+
 // Artifact names one release tarball on the CDN.
 type Artifact struct {
 	Product string // ProductTeleport or ProductUpdater
 	Version *semver.Version
 	OS      string // GOOS, e.g. "linux"
 	Arch    string // GOARCH, e.g. "amd64"
+	// Edition is "", EditionCommunity, EditionOSS or EditionEnterprise. Only
+	// Teleport itself comes in editions.
+	Edition string
+	// FIPS selects the FIPS build (Teleport itself only).
+	FIPS bool
+}
+
+// ParseEdition checks an edition name from the proxy or a flag and returns
+// it canonical: EditionEnterprise, or EditionCommunity for "", "community"
+// and "oss". Anything else wraps ErrInvalidArtifact.
+func ParseEdition(s string) (string, error) {
+	switch s {
+	case "", EditionCommunity, EditionOSS:
+		return EditionCommunity, nil
+	case EditionEnterprise:
+		return EditionEnterprise, nil
+	}
+	return "", fmt.Errorf("%w: unknown edition %s (want community, oss or ent)", ErrInvalidArtifact, quote(s))
 }
 
 // Validate reports whether a can be turned into file names: a known product,
@@ -103,6 +129,13 @@ func (a Artifact) Validate() error {
 	if !isLowerAlnum(a.Arch) {
 		return fmt.Errorf("%w: arch %s is not [a-z0-9]+", ErrInvalidArtifact, quote(a.Arch))
 	}
+	edition, err := ParseEdition(a.Edition)
+	if err != nil {
+		return err
+	}
+	if a.Product != ProductTeleport && (edition != EditionCommunity || a.FIPS) {
+		return fmt.Errorf("%w: %s has no editions or FIPS builds", ErrInvalidArtifact, a.Product)
+	}
 	return nil
 }
 
@@ -118,14 +151,22 @@ func isLowerAlnum(s string) bool {
 	return true
 }
 
-// TarballName returns "{product}-v{ver}-{os}-{arch}-bin.tar.gz". Call
-// Validate first; the name of an invalid artifact is meaningless.
+// TarballName returns Teleport's published name,
+// "{product}{-ent}-v{ver}-{os}-{arch}{-fips}-bin.tar.gz". Call Validate
+// first; the name of an invalid artifact is meaningless.
 func (a Artifact) TarballName() string {
 	ver := ""
 	if a.Version != nil {
 		ver = a.Version.String()
 	}
-	return a.Product + "-v" + ver + "-" + a.OS + "-" + a.Arch + "-bin.tar.gz"
+	product, fips := a.Product, ""
+	if a.Edition == EditionEnterprise {
+		product += "-ent"
+	}
+	if a.FIPS {
+		fips = "-fips"
+	}
+	return product + "-v" + ver + "-" + a.OS + "-" + a.Arch + fips + "-bin.tar.gz"
 }
 
 // ChecksumName returns the name of the tarball's sha256sum-format file.

@@ -85,6 +85,51 @@ func TestArtifactNames(t *testing.T) {
 	}
 }
 
+// Teleport's template: {base}/teleport{-ent}-v{version}-{os}-{arch}{-fips}-bin.tar.gz.
+func TestArtifactEditionNames(t *testing.T) {
+	t.Parallel()
+	v := mustVersion(t, "16.4.6")
+	tests := []struct {
+		edition string
+		fips    bool
+		want    string
+	}{
+		{"", false, "teleport-v16.4.6-linux-amd64-bin.tar.gz"},
+		{EditionCommunity, false, "teleport-v16.4.6-linux-amd64-bin.tar.gz"},
+		{EditionOSS, false, "teleport-v16.4.6-linux-amd64-bin.tar.gz"},
+		{EditionEnterprise, false, "teleport-ent-v16.4.6-linux-amd64-bin.tar.gz"},
+		{EditionEnterprise, true, "teleport-ent-v16.4.6-linux-amd64-fips-bin.tar.gz"},
+		{"", true, "teleport-v16.4.6-linux-amd64-fips-bin.tar.gz"},
+	}
+	for _, tt := range tests {
+		a := Artifact{Product: ProductTeleport, Version: v, OS: "linux", Arch: "amd64", Edition: tt.edition, FIPS: tt.fips}
+		if err := a.Validate(); err != nil {
+			t.Errorf("%q fips=%t: %v", tt.edition, tt.fips, err)
+			continue
+		}
+		if got := a.TarballName(); got != tt.want {
+			t.Errorf("%q fips=%t: TarballName = %q, want %q", tt.edition, tt.fips, got, tt.want)
+		}
+		if u, err := a.URL(DefaultBaseURL, a.ChecksumName()); err != nil || u != DefaultBaseURL+"/"+tt.want+".sha256" {
+			t.Errorf("%q fips=%t: URL = %q, %v", tt.edition, tt.fips, u, err)
+		}
+	}
+}
+
+func TestParseEdition(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"": EditionCommunity, "community": EditionCommunity, "oss": EditionCommunity, "ent": EditionEnterprise} {
+		if got, err := ParseEdition(in); err != nil || got != want {
+			t.Errorf("ParseEdition(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"enterprise", "ENT", "ent/../x", " ent"} {
+		if _, err := ParseEdition(in); !errors.Is(err, ErrInvalidArtifact) {
+			t.Errorf("ParseEdition(%q) = %v, want ErrInvalidArtifact", in, err)
+		}
+	}
+}
+
 func TestArtifactValidate(t *testing.T) {
 	t.Parallel()
 	v := mustVersion(t, "16.4.6")
@@ -100,6 +145,9 @@ func TestArtifactValidate(t *testing.T) {
 		{"OS with a dash", Artifact{Product: ProductTeleport, Version: v, OS: "linux-x", Arch: "amd64"}},
 		{"arch with a slash", Artifact{Product: ProductTeleport, Version: v, OS: "linux", Arch: "amd64/.."}},
 		{"arch with a dot", Artifact{Product: ProductTeleport, Version: v, OS: "linux", Arch: "."}},
+		{"unknown edition", Artifact{Product: ProductTeleport, Version: v, OS: "linux", Arch: "amd64", Edition: "enterprise"}},
+		{"updater edition", Artifact{Product: ProductUpdater, Version: v, OS: "linux", Arch: "amd64", Edition: EditionEnterprise}},
+		{"updater FIPS", Artifact{Product: ProductUpdater, Version: v, OS: "linux", Arch: "amd64", FIPS: true}},
 	}
 	for _, tt := range tests {
 		if err := tt.a.Validate(); !errors.Is(err, ErrInvalidArtifact) {
