@@ -86,7 +86,13 @@ func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, err
 			attempt.Spec.PinnedVersion = ver
 		}
 	}
-	if err := u.moveTo(ctx, attempt, s.sd, target, req.Overwrite, nil); err != nil {
+	if req.Version == "" && ver == attempt.Status.Active && u.Tree.Intact(ver) == nil {
+		// Kept: only the settings change, and last_update still tells of
+		// the last real attempt.
+		if err := u.save(attempt); err != nil {
+			return cfg, err
+		}
+	} else if err := u.moveTo(ctx, attempt, s.sd, target, req.Overwrite, nil); err != nil {
 		if cfg.Status.Active != "" || attempt.Status.Active != "" {
 			cfg.Status = attempt.Status
 		} else {

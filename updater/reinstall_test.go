@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/gravitational/teleport-update/updater/install"
 )
 
 // finds is how many find requests the proxy answered.
@@ -49,6 +53,12 @@ func TestReinstallHonoursHostSettings(t *testing.T) {
 				tc.setup(t, u)
 			}
 			e.setTarget("2.0.0", tc.open, tc.jitter)
+			// An earlier failed update, which a re-install that keeps the
+			// version must not paper over.
+			lastUpdate := &LastUpdate{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Target: "2.0.0", Error: "earlier failure", ErrorCode: "health_check"}
+			before := e.config()
+			before.Status.LastUpdate = lastUpdate
+			mustDo(t, SaveConfig(install.New(e.root).StatePath(), before))
 			finds := e.finds()
 			sd.enabled, sd.calls = nil, nil
 			token := "token-given-on-reinstall-0123456789"
@@ -77,6 +87,9 @@ func TestReinstallHonoursHostSettings(t *testing.T) {
 			timerOn := slices.Contains(sd.enabled, UpdaterTimerUnit) || slices.Contains(sd.calls, "start "+UpdaterTimerUnit)
 			if timerOn != tc.enabled {
 				t.Errorf("update timer enabled or started = %v, want %v (enabled %v, calls %v)", timerOn, tc.enabled, sd.enabled, sd.calls)
+			}
+			if kept := tc.version == "" && tc.active == "1.0.0"; kept && !reflect.DeepEqual(saved.Status.LastUpdate, lastUpdate) {
+				t.Errorf("a re-install that kept the version rewrote last_update: %+v, was %+v", saved.Status.LastUpdate, lastUpdate)
 			}
 			if len(e.sleeps) != 0 {
 				t.Errorf("install slept %v", e.sleeps)
