@@ -70,8 +70,8 @@ func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, err
 	}
 	defer s.close()
 
-	// The attempt is a deep copy: the failure below records its status
-	// next to the previous settings.
+	// The attempt is a deep copy: a failure records its status next to
+	// the previous settings.
 	attempt := cfg.Clone()
 	attempt.Spec = spec
 	target, err := u.installTarget(ctx, attempt, req.Version)
@@ -93,21 +93,28 @@ func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, err
 			return cfg, err
 		}
 	} else if err := u.moveTo(ctx, attempt, s.sd, target, req.Overwrite, nil); err != nil {
-		if cfg.Status.Active != "" || attempt.Status.Active != "" {
-			cfg.Status = attempt.Status
-		} else {
-			cfg = attempt
-		}
-		if saveErr := u.save(cfg); saveErr != nil {
-			u.Log.Error("Failed to record the failed install.", "error", saveErr)
-		}
-		return cfg, err
+		return u.failedInstall(cfg, attempt), err
 	}
 	if err := u.enableUnits(ctx, s.sd, attempt.Spec.Enabled); err != nil {
 		return attempt, err
 	}
 	u.report(ctx, attempt)
 	return attempt, nil
+}
+
+// failedInstall saves the outcome of a failed install with the previous
+// settings, or, on a first install, with the settings tried, which say
+// which proxy and CDN that was. It returns what it saved.
+func (u *Updater) failedInstall(prev, attempt *Config) *Config {
+	saved := attempt
+	if prev.Status.Active != "" || attempt.Status.Active != "" {
+		saved = prev
+		saved.Status = attempt.Status
+	}
+	if err := u.save(saved); err != nil {
+		u.Log.Error("Failed to record the failed install.", "error", err)
+	}
+	return saved
 }
 
 // installSpec returns spec with the settings req gives, validated. It
