@@ -172,6 +172,20 @@ func SaveConfig(path string, cfg *Config) error {
 	return nil
 }
 
+// Clone returns a deep copy of c: changing the copy's lists or last
+// update never changes c.
+func (c *Config) Clone() *Config {
+	out := *c
+	out.Spec.InstallMethods = slices.Clone(c.Spec.InstallMethods)
+	out.Status.Skip = slices.Clone(c.Status.Skip)
+	out.Status.KnownGood = slices.Clone(c.Status.KnownGood)
+	if c.Status.LastUpdate != nil {
+		lu := *c.Status.LastUpdate
+		out.Status.LastUpdate = &lu
+	}
+	return &out
+}
+
 // IsSkipped reports whether v is on the skip list.
 func (s *Status) IsSkipped(v string) bool { return slices.Contains(s.Skip, v) }
 

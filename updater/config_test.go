@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,62 @@ func TestValidateProxyAddr(t *testing.T) {
 	for _, s := range bad {
 		if err := ValidateProxyAddr(s); err == nil {
 			t.Errorf("%q accepted", s)
+		}
+	}
+}
+
+// fullConfig has every list and pointer of a Config set, so a deep copy
+// has something to copy everywhere.
+func fullConfig() *Config {
+	cfg := NewConfig()
+	cfg.Spec = Spec{Proxy: "proxy.example.com:443", Group: "staging", Enabled: true, Pinned: true, PinnedVersion: "1.0.0",
+		Token: "t", InstallMethods: []string{"node_script", "systemd"}, CensusSalt: "s"}
+	cfg.Status = Status{Active: "1.0.0", Backup: "0.9.0", Skip: []string{"2.0.0", "3.0.0"}, KnownGood: []string{"0.9.0", "1.0.0"},
+		LastUpdate: &LastUpdate{Target: "2.0.0", Error: "x"}, Switching: "2.0.0"}
+	return cfg
+}
+
+func TestConfigCloneIsDeep(t *testing.T) {
+	orig := fullConfig()
+	c := orig.Clone()
+	if !reflect.DeepEqual(c, orig) {
+		t.Fatalf("clone differs:\n%+v\n%+v", c, orig)
+	}
+	// What install does to its attempt must not reach the original.
+	c.Status.removeSkip("2.0.0")
+	c.Status.addKnownGood("0.9.0")
+	c.Spec.InstallMethods[0] = "changed"
+	c.Status.LastUpdate.Error = "changed"
+	if want := fullConfig(); !reflect.DeepEqual(orig, want) {
+		t.Fatalf("changing the clone changed the original:\n got %+v\nwant %+v", orig, want)
+	}
+	// Every reference a Config holds is copied, including ones added later.
+	checkNoSharedMemory(t, "Config", reflect.ValueOf(*orig.Clone()), reflect.ValueOf(*orig))
+}
+
+// checkNoSharedMemory fails when a and b (of the same type) share a slice,
+// map or pointer target; it also fails on an unset reference in b, which
+// fullConfig must then fill.
+func checkNoSharedMemory(t *testing.T, path string, a, b reflect.Value) {
+	t.Helper()
+	switch b.Kind() {
+	case reflect.Struct:
+		if b.Type() == reflect.TypeFor[time.Time]() {
+			return // a value; its location pointer is shared by design
+		}
+		for i := range b.NumField() {
+			checkNoSharedMemory(t, path+"."+b.Type().Field(i).Name, a.Field(i), b.Field(i))
+		}
+	case reflect.Slice, reflect.Map, reflect.Pointer:
+		if b.IsNil() || (b.Kind() != reflect.Pointer && b.Len() == 0) {
+			t.Errorf("%s is empty in fullConfig; set it so the copy can be checked", path)
+			return
+		}
+		if a.UnsafePointer() == b.UnsafePointer() {
+			t.Errorf("%s is shared between the clone and the original", path)
+		}
+		if b.Kind() == reflect.Pointer {
+			checkNoSharedMemory(t, path, a.Elem(), b.Elem())
 		}
 	}
 }

@@ -36,10 +36,21 @@ type InstallRequest struct {
 	DisableCensus bool
 }
 
-// Install installs the agent for the first time or re-installs it with new
-// settings. The version is req.Version or the proxy's target regardless of
-// the maintenance window. Settings are saved only if the install succeeds;
-// an admin install takes the version off the skip list.
+// Install installs the agent for the first time, or re-installs it with
+// new settings.
+//
+// The version is req.Version when given: an admin's choice, installed
+// regardless of the window, taken off the skip list, and the new pin of a
+// pinned host. Without it, a first install takes the proxy's target
+// regardless of the window. A re-install without it decides as the timer
+// would (see reinstallTarget), so re-running install changes nothing an
+// admin set: it never turns a disabled host back on and never takes
+// pinned_version from the proxy.
+//
+// Settings are saved when the install succeeds, including when it keeps
+// the active version; a refused or failed install keeps the previous ones,
+// except on a first install, where they say which proxy and CDN were
+// tried. The outcome is recorded either way.
 func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, error) {
 	cfg, unlock, err := u.open(ctx, false)
 	if err != nil {
@@ -49,7 +60,66 @@ func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, err
 		return nil, err
 	}
 	defer unlock()
-	spec := cfg.Spec
+	spec, err := installSpec(cfg.Spec, req)
+	if err != nil {
+		return nil, err
+	}
+	s, err := u.attach(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+
+	// The attempt is a deep copy: a failure records its status next to
+	// the previous settings.
+	attempt := cfg.Clone()
+	attempt.Spec = spec
+	target, err := u.installTarget(ctx, attempt, req.Version)
+	if err != nil {
+		return cfg, err
+	}
+	ver := target.String()
+	if req.Version != "" {
+		// An admin naming a version takes it off the skip list.
+		attempt.Status.removeSkip(ver)
+		if attempt.Spec.Pinned {
+			attempt.Spec.PinnedVersion = ver
+		}
+	}
+	if req.Version == "" && ver == attempt.Status.Active && u.Tree.Intact(ver) == nil {
+		// Kept: only the settings change, and last_update still tells of
+		// the last real attempt.
+		if err := u.save(attempt); err != nil {
+			return cfg, err
+		}
+	} else if err := u.moveTo(ctx, attempt, s.sd, target, req.Overwrite, nil); err != nil {
+		return u.failedInstall(cfg, attempt), err
+	}
+	if err := u.enableUnits(ctx, s.sd, attempt.Spec.Enabled); err != nil {
+		return attempt, err
+	}
+	u.report(ctx, attempt)
+	return attempt, nil
+}
+
+// failedInstall saves the outcome of a failed install with the previous
+// settings, or, on a first install, with the settings tried, which say
+// which proxy and CDN that was. It returns what it saved.
+func (u *Updater) failedInstall(prev, attempt *Config) *Config {
+	saved := attempt
+	if prev.Status.Active != "" || attempt.Status.Active != "" {
+		saved = prev
+		saved.Status = attempt.Status
+	}
+	if err := u.save(saved); err != nil {
+		u.Log.Error("Failed to record the failed install.", "error", err)
+	}
+	return saved
+}
+
+// installSpec returns spec with the settings req gives, validated. It
+// never changes enabled, pinned or pinned_version.
+func installSpec(spec Spec, req InstallRequest) (Spec, error) {
 	if req.Proxy != "" {
 		spec.Proxy = req.Proxy
 	}
@@ -68,92 +138,133 @@ func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, err
 	if req.DisableCensus {
 		spec.CensusDisabled = true
 	}
-	spec.Enabled = true
 	if spec.CensusSalt == "" {
 		salt := make([]byte, 16)
 		if _, err := rand.Read(salt); err != nil {
-			return nil, fmt.Errorf("generating census salt: %w", err)
+			return spec, fmt.Errorf("generating census salt: %w", err)
 		}
 		spec.CensusSalt = hex.EncodeToString(salt)
 	}
 	if err := ValidateProxyAddr(spec.Proxy); err != nil {
-		return nil, err
+		return spec, err
 	}
 	if spec.BaseURL != "" {
 		if err := download.ValidateBaseURL(spec.BaseURL); err != nil {
-			return nil, fmt.Errorf("--base-url: %w", err)
+			return spec, fmt.Errorf("--base-url: %w", err)
 		}
 	}
+	return spec, nil
+}
 
-	sd, done, err := u.attach(ctx, cfg)
+// installTarget picks the version install moves the host to (the active
+// version when it keeps it): version when given, the proxy's target on a
+// first install, and otherwise what reinstallTarget decides.
+func (u *Updater) installTarget(ctx context.Context, cfg *Config, version string) (*semver.Version, error) {
+	if version != "" {
+		v, err := download.ParseVersion(version)
+		if err != nil {
+			return nil, fmt.Errorf("--version: %w", err)
+		}
+		return v, nil
+	}
+	if cfg.Status.Active != "" {
+		return u.reinstallTarget(ctx, cfg)
+	}
+	pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	if cfg.Status.IsSkipped(pol.Version.String()) {
+		return nil, skippedTargetError(pol.Version)
+	}
+	return pol.Version, nil
+}
 
-	var target *semver.Version
-	if req.Version != "" {
-		if target, err = download.ParseVersion(req.Version); err != nil {
-			return nil, fmt.Errorf("--version: %w", err)
-		}
-	} else {
-		pol, err := Find(ctx, u.HTTP, spec.Proxy, spec.Group, "")
+// reinstallTarget decides a re-install without --version of an installed
+// host as the timer would decide now, and says why when it keeps the
+// active version:
+//   - disabled: keeps it; the proxy is not asked.
+//   - pinned: goes to the pin (unless it failed its health check here);
+//     the proxy is not asked.
+//   - following the proxy: moves to the proxy's target only inside the
+//     window and only when the proxy asks for no jitter; with jitter, the
+//     timer moves the host after its random delay. A skip-listed target and
+//     a downgrade to a version that never ran here are refused.
+func (u *Updater) reinstallTarget(ctx context.Context, cfg *Config) (*semver.Version, error) {
+	active, err := download.ParseVersion(cfg.Status.Active)
+	if err != nil {
+		return nil, fmt.Errorf("active version in update.yaml: %w", err)
+	}
+	if !cfg.Spec.Enabled {
+		u.Log.Warn("Automatic updates are disabled on this host: install saved the settings and kept the active version. Run `teleport-update enable` to follow the proxy again, or install --version to choose a version.", "active", active)
+		return active, nil
+	}
+	if cfg.Spec.Pinned {
+		target, outcome, err := u.pinnedTarget(cfg)
 		if err != nil {
 			return nil, err
 		}
-		target = pol.Version
-		// Re-running install (config management, install.sh) must not let
-		// the proxy do what the update loop refuses.
-		if cfg.Status.IsSkipped(target.String()) {
-			return cfg, fmt.Errorf("%w: the proxy's target %s failed its health check on this host before; run install --version %s to try it again", ErrSkipped, target, target)
+		if outcome != "" {
+			u.Log.Info("This host is pinned: install saved the settings and kept the active version. Run `teleport-update unpin` to follow the proxy again.", "active", active, "pinned", cfg.Spec.PinnedVersion)
+			return active, nil
 		}
-		if err := u.checkDowngrade(cfg, target); err != nil {
-			return cfg, err
-		}
+		return target, nil
 	}
-	ver := target.String()
+	pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
+	if err != nil {
+		return nil, err
+	}
+	outcome, err := decidePolicy(cfg, pol, false)
+	switch {
+	case err != nil:
+		return nil, err
+	case outcome == OutcomeSkipped:
+		return nil, skippedTargetError(pol.Version)
+	case outcome == OutcomeWindowClosed:
+		u.Log.Info("The group's maintenance window is closed: install saved the settings and kept the active version; the timer moves the host in the window, or run `teleport-update update --now`.", "active", active, "target", pol.Version)
+		return active, nil
+	case outcome == OutcomeUpToDate:
+		return active, nil
+	case pol.Jitter > 0:
+		u.Log.Info("The proxy spreads updates over a random delay: install saved the settings and kept the active version; the timer moves the host after its delay, or run `teleport-update update --now`.", "active", active, "target", pol.Version, "jitter", pol.Jitter)
+		return active, nil
+	}
+	return pol.Version, nil
+}
 
-	attempt := *cfg
-	attempt.Spec = spec
-	if req.Version != "" {
-		// An admin naming a version takes it off the skip list.
-		attempt.Status.removeSkip(ver)
+func skippedTargetError(target *semver.Version) error {
+	return fmt.Errorf("%w: the proxy's target %s failed its health check on this host before; run install --version %s to try it again", ErrSkipped, target, target)
+}
+
+// enableUnits enables the agent and, on a host with automatic updates on,
+// starts the update timer; a disabled host's timer stays off.
+func (u *Updater) enableUnits(ctx context.Context, sd install.Systemd, updates bool) error {
+	if sd == nil {
+		return nil
 	}
-	if attempt.Spec.Pinned {
-		attempt.Spec.PinnedVersion = ver
+	if !updates {
+		if err := sd.Enable(ctx, AgentUnit); err != nil {
+			return fmt.Errorf("enabling %s: %w", AgentUnit, err)
+		}
+		return nil
 	}
-	if err := u.moveTo(ctx, &attempt, sd, target, req.Overwrite, nil); err != nil {
-		// Settings are kept only when the install succeeds, except on a
-		// first install, where they say which proxy and CDN were tried.
-		// The outcome is recorded either way.
-		if cfg.Status.Active != "" || attempt.Status.Active != "" {
-			cfg.Status = attempt.Status
-		} else {
-			cfg = &attempt
-		}
-		if saveErr := u.save(cfg); saveErr != nil {
-			u.Log.Error("Failed to record the failed install.", "error", saveErr)
-		}
-		return cfg, err
+	if err := sd.Enable(ctx, UpdaterTimerUnit, AgentUnit); err != nil {
+		return fmt.Errorf("enabling %s: %w", UpdaterTimerUnit, err)
 	}
-	if sd != nil {
-		if err := sd.Enable(ctx, UpdaterTimerUnit, AgentUnit); err != nil {
-			return &attempt, fmt.Errorf("enabling %s: %w", UpdaterTimerUnit, err)
-		}
-		if err := sd.Start(ctx, UpdaterTimerUnit); err != nil {
-			return &attempt, fmt.Errorf("starting %s: %w", UpdaterTimerUnit, err)
-		}
+	if err := sd.Start(ctx, UpdaterTimerUnit); err != nil {
+		return fmt.Errorf("starting %s: %w", UpdaterTimerUnit, err)
 	}
-	u.report(ctx, &attempt)
-	return &attempt, nil
+	return nil
 }
 
 // moveTo fetches, switches and commits target, saving cfg at the end.
 // beforeCommit, when set, edits cfg in the same save as the commit. On
 // failure cfg.Status records it (and the skip list, after a rollback).
+// Moving to the active version only saves cfg, unless that version is
+// missing or damaged on disk: then it is fetched and switched to again.
 func (u *Updater) moveTo(ctx context.Context, cfg *Config, sd install.Systemd, target *semver.Version, overwrite bool, beforeCommit func(*Config)) error {
 	ver := target.String()
-	if cfg.Status.Active == ver {
+	if cfg.Status.Active == ver && u.Tree.Intact(ver) == nil {
 		// Already there: reconcile made links and units say so.
 		if beforeCommit != nil {
 			beforeCommit(cfg)
@@ -217,6 +328,8 @@ type UpdateResult struct {
 // downgrade rule and a pin. Jitter is slept unless force, and the proxy is
 // asked again after it, so a window that closed meanwhile is respected.
 // A census report is sent at the end of every run of an installed host.
+// A run that leaves the host on an active version it could not repair
+// fails with the reason.
 func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err error) {
 	// A host that was never installed gets nothing created on it.
 	if _, err := os.Stat(u.Tree.StatePath()); errors.Is(err, os.ErrNotExist) {
@@ -233,30 +346,22 @@ func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err
 		res.Outcome = OutcomeDisabled
 		return res, nil
 	}
-	sd, done, err := u.attach(ctx, cfg)
+	s, err := u.attach(ctx, cfg)
 	if err != nil {
 		return res, err
 	}
-	defer done()
+	defer s.close()
 
 	if cfg.Spec.Pinned {
-		want := cfg.Spec.PinnedVersion
-		res.Target = want
-		switch {
-		case want == "" || want == cfg.Status.Active:
-			res.Outcome = OutcomePinned
+		target, outcome, err := u.pinnedTarget(cfg)
+		res.Target, res.Outcome = cfg.Spec.PinnedVersion, outcome
+		if outcome == OutcomePinned {
 			res.Target = cfg.Status.Active
-			return res, nil
-		case cfg.Status.IsSkipped(want):
-			u.Log.Warn("The pinned version failed its health check on this host; staying where the host is. Run pin --version to try it again.", "pinned", want)
-			res.Outcome = OutcomeSkipped
-			return res, nil
 		}
-		target, err := download.ParseVersion(want)
-		if err != nil {
-			return res, fmt.Errorf("pinned_version in update.yaml: %w", err)
+		if err != nil || outcome != "" {
+			return res, errors.Join(err, s.broken)
 		}
-		if err := u.moveTo(ctx, cfg, sd, target, false, nil); err != nil {
+		if err := u.moveTo(ctx, cfg, s.sd, target, false, nil); err != nil {
 			return res, err
 		}
 		res.Outcome = OutcomeUpdated
@@ -267,7 +372,7 @@ func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err
 	res.Target = targetString(target)
 	if err != nil || outcome != "" {
 		res.Outcome = outcome
-		return res, err
+		return res, errors.Join(err, s.broken)
 	}
 	if !force && jitter > 0 {
 		d := u.jitter(jitter)
@@ -280,37 +385,68 @@ func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err
 		res.Target = targetString(target)
 		if err != nil || outcome != "" {
 			res.Outcome = outcome
-			return res, err
+			return res, errors.Join(err, s.broken)
 		}
 	}
-	if err := u.moveTo(ctx, cfg, sd, target, false, nil); err != nil {
+	if err := u.moveTo(ctx, cfg, s.sd, target, false, nil); err != nil {
 		return res, err
 	}
 	res.Outcome = OutcomeUpdated
 	return res, nil
 }
 
-// decide asks the proxy and applies DESIGN §6. A non-empty outcome means
-// there is nothing to do.
+// pinnedTarget is where a pinned host goes, without asking the proxy: its
+// pinned version, unless the host is there already (OutcomePinned) or that
+// version failed its health check here (OutcomeSkipped).
+func (u *Updater) pinnedTarget(cfg *Config) (*semver.Version, Outcome, error) {
+	want := cfg.Spec.PinnedVersion
+	switch {
+	case want == "" || want == cfg.Status.Active:
+		return nil, OutcomePinned, nil
+	case cfg.Status.IsSkipped(want):
+		u.Log.Warn("The pinned version failed its health check on this host; staying where the host is. Run pin --version to try it again.", "pinned", want)
+		return nil, OutcomeSkipped, nil
+	}
+	target, err := download.ParseVersion(want)
+	if err != nil {
+		return nil, "", fmt.Errorf("pinned_version in update.yaml: %w", err)
+	}
+	return target, "", nil
+}
+
+// decide asks the proxy and applies decidePolicy. A non-empty outcome
+// means there is nothing to do.
 func (u *Updater) decide(ctx context.Context, cfg *Config, force bool) (*semver.Version, Outcome, time.Duration, error) {
 	pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
 	if err != nil {
 		return nil, "", 0, err
 	}
+	outcome, err := decidePolicy(cfg, pol, force)
+	if outcome == OutcomeSkipped {
+		u.Log.Warn("The proxy's target failed its health check on this host before; not installing it. Run install --version or pin --version to try it again.", "target", pol.Version)
+	}
+	if err != nil || outcome != "" {
+		return pol.Version, outcome, 0, err
+	}
+	return pol.Version, "", pol.Jitter, nil
+}
+
+// decidePolicy applies the update rules to the proxy's answer: nothing to
+// do when the window is closed (unless force), the host runs the target
+// already, or the target failed its health check here (the outcome says
+// which); ErrDowngrade when the proxy asks for a downgrade the host may
+// not take; otherwise move to pol.Version.
+func decidePolicy(cfg *Config, pol *Policy, force bool) (Outcome, error) {
 	target := pol.Version.String()
 	switch {
 	case !pol.AutoUpdate && !force:
-		return pol.Version, OutcomeWindowClosed, 0, nil
+		return OutcomeWindowClosed, nil
 	case target == cfg.Status.Active:
-		return pol.Version, OutcomeUpToDate, 0, nil
+		return OutcomeUpToDate, nil
 	case cfg.Status.IsSkipped(target):
-		u.Log.Warn("The proxy's target failed its health check on this host before; not installing it. Run install --version or pin --version to try it again.", "target", target)
-		return pol.Version, OutcomeSkipped, 0, nil
+		return OutcomeSkipped, nil
 	}
-	if err := u.checkDowngrade(cfg, pol.Version); err != nil {
-		return pol.Version, "", 0, err
-	}
-	return pol.Version, "", pol.Jitter, nil
+	return "", checkDowngrade(cfg, pol.Version)
 }
 
 func targetString(v *semver.Version) string {
@@ -320,9 +456,9 @@ func targetString(v *semver.Version) string {
 	return v.String()
 }
 
-// checkDowngrade enforces DESIGN §6: the proxy may move a host down only to
+// checkDowngrade enforces the downgrade rule: the proxy may move a host down only to
 // a version it ran successfully before.
-func (u *Updater) checkDowngrade(cfg *Config, target *semver.Version) error {
+func checkDowngrade(cfg *Config, target *semver.Version) error {
 	if cfg.Status.Active == "" {
 		return nil
 	}
@@ -349,11 +485,11 @@ func (u *Updater) Rollback(ctx context.Context) (*Config, error) {
 	if cfg.Status.Active == "" {
 		return nil, ErrNotInstalled
 	}
-	sd, done, err := u.attach(ctx, cfg)
+	s, err := u.attach(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer s.close()
 	backup := cfg.Status.Backup
 	if backup == "" {
 		return cfg, ErrNoBackup
@@ -368,7 +504,7 @@ func (u *Updater) Rollback(ctx context.Context) (*Config, error) {
 	}
 	// The version rolled back from is skip-listed in the same save that
 	// commits the rollback, so no crash can let the timer reinstall it.
-	err = u.moveTo(ctx, cfg, sd, target, false, func(cfg *Config) {
+	err = u.moveTo(ctx, cfg, s.sd, target, false, func(cfg *Config) {
 		cfg.Status.addSkip(from)
 		if cfg.Spec.Pinned && cfg.Spec.PinnedVersion == from {
 			cfg.Spec.PinnedVersion = backup
@@ -395,13 +531,13 @@ func (u *Updater) Pin(ctx context.Context, version string) (*Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("--version: %w", err)
 	}
-	sd, done, err := u.attach(ctx, cfg)
+	s, err := u.attach(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer s.close()
 	cfg.Status.removeSkip(target.String())
-	err = u.moveTo(ctx, cfg, sd, target, false, func(cfg *Config) {
+	err = u.moveTo(ctx, cfg, s.sd, target, false, func(cfg *Config) {
 		cfg.Spec.Pinned = true
 		cfg.Spec.PinnedVersion = target.String()
 	})
@@ -554,21 +690,34 @@ func (u *Updater) open(ctx context.Context, requireInstalled bool) (cfg *Config,
 	return cfg, unlock, nil
 }
 
+// session is one operation's hold on the host, from attach to close.
+type session struct {
+	// sd is systemd; nil when the host has none.
+	sd install.Systemd
+	// broken is why the active version is still missing or damaged after
+	// repair; nil when it is intact. An operation that moves the host to
+	// another version goes on and repairs the host that way; one that
+	// leaves the host where it is fails with it.
+	broken error
+}
+
+func (s *session) close() {
+	if s.sd != nil {
+		s.sd.Close()
+	}
+}
+
 // attach connects to systemd (when the host has it) and repairs what an
-// interrupted run left. The caller must call done.
-func (u *Updater) attach(ctx context.Context, cfg *Config) (sd install.Systemd, done func(), err error) {
-	sd, err = u.systemd(ctx)
+// interrupted run left. The caller must call close.
+func (u *Updater) attach(ctx context.Context, cfg *Config) (*session, error) {
+	sd, err := u.systemd(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	done = func() {
-		if sd != nil {
-			sd.Close()
-		}
+	s := &session{sd: sd}
+	if s.broken, err = u.reconcile(ctx, cfg, sd); err != nil {
+		s.close()
+		return nil, err
 	}
-	if err := u.reconcile(ctx, cfg, sd); err != nil {
-		done()
-		return nil, nil, err
-	}
-	return sd, done, nil
+	return s, nil
 }

@@ -192,16 +192,22 @@ func (u *Updater) keys() (*verify.KeySet, error) {
 }
 
 // reconcile repairs what an interrupted run left: staging and incomplete
-// version directories go, a missing active version is fetched again, and
-// links and units go back to status.active (the last committed state). When
-// status.switching says a switch was under way, the agent is restarted on
-// the active version, since systemd may still run the other one. Otherwise
-// the agent is never restarted here: a unit rendered differently by a newer
-// teleport-update takes effect at the next restart, not outside the window.
-func (u *Updater) reconcile(ctx context.Context, cfg *Config, sd install.Systemd) error {
+// version directories go, a missing or damaged active version is fetched
+// again, and links and units go back to status.active (the last committed
+// state). When status.switching says a switch was under way, the agent is
+// restarted on the active version, since systemd may still run the other
+// one. Otherwise the agent is never restarted here: a unit rendered
+// differently by a newer teleport-update takes effect at the next restart,
+// not outside the window.
+//
+// Repairing the active version is best effort: when it cannot be fetched
+// again, links, units and status.switching are left as they are and
+// broken says why, so that an operation moving the host to another
+// version can still go on. err is a failure nothing can go on after.
+func (u *Updater) reconcile(ctx context.Context, cfg *Config, sd install.Systemd) (broken, err error) {
 	removed, err := u.Tree.CleanLeftovers()
 	if err != nil {
-		return fmt.Errorf("cleaning up after an earlier run: %w", err)
+		return nil, fmt.Errorf("cleaning up after an earlier run: %w", err)
 	}
 	for _, r := range removed {
 		u.Log.Info("Removed leftovers of an interrupted run.", "path", r)
@@ -212,11 +218,11 @@ func (u *Updater) reconcile(ctx context.Context, cfg *Config, sd install.Systemd
 	}
 	if active == "" {
 		if linked, err := u.Tree.LinkedVersion(); err != nil {
-			return fmt.Errorf("reading links: %w", err)
+			return nil, fmt.Errorf("reading links: %w", err)
 		} else if linked != "" {
 			u.Log.Warn("An interrupted first install left links behind; removing them.", "linked", linked)
 			if _, err := u.Tree.Unlink(); err != nil {
-				return fmt.Errorf("removing links of an interrupted install: %w", err)
+				return nil, fmt.Errorf("removing links of an interrupted install: %w", err)
 			}
 		}
 		if switching != "" && sd != nil {
@@ -227,23 +233,15 @@ func (u *Updater) reconcile(ctx context.Context, cfg *Config, sd install.Systemd
 			u.logErr(sd.Stop(ctx, AgentUnit), "stopping "+AgentUnit)
 			u.logErr(sd.ResetFailed(ctx, AgentUnit), "reset-failed "+AgentUnit)
 		}
-		return u.clearSwitching(cfg)
+		return nil, u.clearSwitching(cfg)
 	}
-	if _, ok, err := u.Tree.Installed(active); err != nil {
-		return fmt.Errorf("checking the active version %s: %w", active, err)
-	} else if !ok {
-		u.Log.Warn("The active version is missing from disk; fetching it again.", "version", active, "dir", u.Tree.VersionDir(active))
-		v, err := download.ParseVersion(active)
-		if err != nil {
-			return fmt.Errorf("active version in update.yaml: %w", err)
-		}
-		if err := u.fetch(ctx, cfg, v); err != nil {
-			return fmt.Errorf("repairing the active version %s: %w", active, err)
-		}
+	if broken := u.repairActive(ctx, cfg); broken != nil {
+		u.Log.Error("The active version is missing or damaged and could not be fetched again; links and units are left as they are. Moving to another version (update, install --version, pin --version, rollback) can still repair the host.", "active", active, "error", broken)
+		return broken, nil
 	}
 	linked, err := u.Tree.LinkedVersions()
 	if err != nil {
-		return fmt.Errorf("reading links: %w", err)
+		return nil, fmt.Errorf("reading links: %w", err)
 	}
 	if len(linked) != 1 || linked[0] != active {
 		u.Log.Warn("Links do not match the active version; restoring them.", "active", active, "linked", linked)
@@ -252,7 +250,7 @@ func (u *Updater) reconcile(ctx context.Context, cfg *Config, sd install.Systemd
 	// to the active version; a file an admin put there is left alone.
 	if _, err := u.Tree.Link(active, false); err != nil {
 		if !errors.Is(err, install.ErrNotOurs) {
-			return fmt.Errorf("restoring links to %s: %w", active, err)
+			return nil, fmt.Errorf("restoring links to %s: %w", active, err)
 		}
 		u.Log.Warn("A file teleport-update did not create is in the way of a link; leaving it.", "error", err)
 	}
@@ -261,25 +259,49 @@ func (u *Updater) reconcile(ctx context.Context, cfg *Config, sd install.Systemd
 		opts.Version = active
 		_, changed, err := u.Tree.WriteUnits(opts)
 		if err != nil {
-			return fmt.Errorf("restoring units for %s: %w", active, err)
+			return nil, fmt.Errorf("restoring units for %s: %w", active, err)
 		}
 		if changed {
 			u.Log.Info("Rewrote the systemd units for the active version.", "active", active)
 			if err := sd.DaemonReload(ctx); err != nil {
-				return fmt.Errorf("daemon-reload: %w", err)
+				return nil, fmt.Errorf("daemon-reload: %w", err)
 			}
 		}
 		if switching != "" {
 			if err := sd.DaemonReload(ctx); err != nil {
-				return fmt.Errorf("daemon-reload: %w", err)
+				return nil, fmt.Errorf("daemon-reload: %w", err)
 			}
 			u.logErr(sd.ResetFailed(ctx, AgentUnit), "reset-failed "+AgentUnit)
 			if err := sd.Restart(ctx, AgentUnit); err != nil {
-				return fmt.Errorf("restarting %s on %s: %w", AgentUnit, active, err)
+				return nil, fmt.Errorf("restarting %s on %s: %w", AgentUnit, active, err)
 			}
 		}
 	}
-	return u.clearSwitching(cfg)
+	return nil, u.clearSwitching(cfg)
+}
+
+// repairActive fetches the active version again when it is missing or
+// damaged (a damaged directory is replaced, not trusted because of its
+// .verified marker). It returns why the active version is still unusable,
+// nil when it is intact.
+func (u *Updater) repairActive(ctx context.Context, cfg *Config) error {
+	active := cfg.Status.Active
+	err := u.Tree.Intact(active)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, install.ErrNotInstalled) && !errors.Is(err, install.ErrDamaged) {
+		return fmt.Errorf("checking the active version %s: %w", active, err)
+	}
+	u.Log.Warn("The active version is missing or damaged; fetching it again.", "version", active, "reason", err)
+	v, err := download.ParseVersion(active)
+	if err != nil {
+		return fmt.Errorf("active version in update.yaml: %w", err)
+	}
+	if err := u.fetch(ctx, cfg, v); err != nil {
+		return fmt.Errorf("repairing the active version %s: %w", active, err)
+	}
+	return nil
 }
 
 func (u *Updater) clearSwitching(cfg *Config) error {
@@ -296,15 +318,19 @@ func (u *Updater) logErr(err error, op string) {
 	}
 }
 
-// fetch makes sure target is installed under versions/, downloading and
-// verifying it when it is not.
+// fetch makes sure target is installed and intact under versions/,
+// downloading and verifying it when it is not. A damaged directory is
+// replaced once the download is verified.
 func (u *Updater) fetch(ctx context.Context, cfg *Config, target *semver.Version) error {
 	ver := target.String()
-	if _, ok, err := u.Tree.Installed(ver); err != nil {
-		return fmt.Errorf("checking installed versions: %w", err)
-	} else if ok {
+	switch err := u.Tree.Intact(ver); {
+	case err == nil:
 		u.Log.Info("Version already installed; not downloading it again.", "version", ver)
 		return nil
+	case errors.Is(err, install.ErrDamaged):
+		u.Log.Warn("The version's directory is damaged; fetching the version again.", "version", ver, "reason", err)
+	case !errors.Is(err, install.ErrNotInstalled):
+		return fmt.Errorf("checking installed versions: %w", err)
 	}
 	ks, err := u.keys()
 	if err != nil {
@@ -330,6 +356,11 @@ func (u *Updater) fetch(ctx context.Context, cfg *Config, target *semver.Version
 	}
 	u.Log.Info("Download verified.", "version", ver, "bytes", got.Size, "sha256", got.SHA256, "duration", u.now().Sub(start).Round(time.Millisecond))
 	u.step("download")
+	if removed, err := u.Tree.RemoveDamaged(ver); err != nil {
+		return fmt.Errorf("removing the damaged version %s: %w", ver, err)
+	} else if removed {
+		u.Log.Info("Removed the damaged version directory.", "version", ver)
+	}
 	if err := u.Tree.Extract(ctx, got.Path, ver, got.SHA256, u.Limits); err != nil {
 		return fmt.Errorf("installing %s: %w", ver, err)
 	}

@@ -168,6 +168,9 @@ systemd units, starts the agent and enables the update timer.
 
 Re-running install with new flags changes the settings; settings are saved only
 when the install succeeds. Installing a version takes it off the skip list.
+Without --version, a re-install moves the host only as the timer would: a
+disabled host stays where it is, a pinned host stays at its pin, and a host
+that follows the proxy moves only inside its window and without jitter.
 
 Exit codes: 0 installed and healthy; 1 refused or failed (reason on stderr);
 2 usage error.`,

@@ -265,6 +265,59 @@ func (t *Tree) removeVersionDir(v string) error {
 	return nil
 }
 
+// ErrDamaged: a version directory marked complete no longer holds what
+// every release has (an executable regular file bin/teleport); something
+// changed it after it was installed.
+var ErrDamaged = errors.New("version directory is damaged")
+
+// Intact reports whether version v is completely installed (see Installed)
+// and still holds an executable regular file bin/teleport.
+//
+// Outcomes: nil; ErrNotInstalled when versions/<v> is missing or has no
+// valid .verified marker; ErrDamaged, naming what is wrong, when it is
+// marked complete but bin/teleport is missing or not an executable
+// regular file; ErrInvalidVersion.
+func (t *Tree) Intact(v string) error {
+	_, ok, err := t.Installed(v)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return fmt.Errorf("version %s: %w", v, ErrNotInstalled)
+	}
+	bin := filepath.Join(t.VersionDir(v), filepath.FromSlash(requiredBinary))
+	fi, err := os.Lstat(bin)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("version %s: %w: %s is missing", v, ErrDamaged, bin)
+	case err != nil:
+		return fmt.Errorf("version %s: %w: %w", v, ErrDamaged, err)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("version %s: %w: %s is not a regular file (%s)", v, ErrDamaged, bin, fi.Mode().Type())
+	case fi.Mode()&0o111 == 0:
+		return fmt.Errorf("version %s: %w: %s is not executable (mode %s)", v, ErrDamaged, bin, fi.Mode().Perm())
+	}
+	return nil
+}
+
+// RemoveDamaged removes versions/<v> when it exists but is not Intact
+// (incomplete or damaged), even when links point into it: they are broken
+// anyway, and the caller is about to fetch the version again. An intact or
+// absent version is left alone. It reports whether it removed anything.
+func (t *Tree) RemoveDamaged(v string) (removed bool, err error) {
+	err = t.Intact(v)
+	if err == nil || !errors.Is(err, ErrDamaged) && !errors.Is(err, ErrNotInstalled) {
+		return false, err
+	}
+	if _, err := os.Lstat(t.VersionDir(v)); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err := t.removeVersionDir(v); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // Prune deletes every version directory (complete or not) except those in
 // keep and those linked from /usr/local/bin, and returns the removed
 // versions. Empty strings in keep are ignored.
