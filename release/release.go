@@ -215,12 +215,13 @@ func Sign(key *ecdsa.PrivateKey, file string) error {
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", file, err)
 	}
-	return signSum(key, file, sum)
+	return SignDigest(key, file, sum)
 }
 
-// signSum writes file's three signature files for a SHA-256 the caller has
-// already computed over exactly file's bytes.
-func signSum(key *ecdsa.PrivateKey, file string, sum []byte) error {
+// SignDigest is Sign for a caller that already computed the SHA-256 of
+// exactly file's bytes (while writing them, say): it writes the same three
+// files without reading file again.
+func SignDigest(key *ecdsa.PrivateKey, file string, sum []byte) error {
 	checksum := []byte(hex.EncodeToString(sum) + "  " + filepath.Base(file) + "\n")
 	if _, _, err := verify.ParseChecksum(checksum); err != nil {
 		return fmt.Errorf("sign %s: file name cannot be signed: %w", file, err)

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gravitational/teleport-update/release"
+	"github.com/gravitational/teleport-update/release/mirror"
 	"github.com/gravitational/teleport-update/updater/download"
 )
 
@@ -37,7 +38,7 @@ origin's .sha256 is deleted and never signed.`,
 				return err
 			}
 			opts.Log = c.logger()
-			done, err := release.Mirror(cmd.Context(), opts)
+			done, err := mirror.Run(cmd.Context(), opts)
 			for _, m := range done {
 				state := "mirrored"
 				if m.Skipped {
@@ -65,27 +66,27 @@ origin's .sha256 is deleted and never signed.`,
 	return cmd
 }
 
-// options turns the flags into release.MirrorOptions: every artifact is
+// options turns the flags into mirror.Options: every artifact is
 // validated before anything is fetched.
-func (f *mirrorFlags) options() (release.MirrorOptions, error) {
+func (f *mirrorFlags) options() (mirror.Options, error) {
 	switch {
 	case f.version == "":
-		return release.MirrorOptions{}, usageError("release mirror: --version is required")
+		return mirror.Options{}, usageError("release mirror: --version is required")
 	case f.keyPath == "":
-		return release.MirrorOptions{}, usageError("release mirror: --key KEY is required")
+		return mirror.Options{}, usageError("release mirror: --key KEY is required")
 	case f.out == "":
-		return release.MirrorOptions{}, usageError("release mirror: --out DIR is required")
+		return mirror.Options{}, usageError("release mirror: --out DIR is required")
 	}
 	edition, err := download.ParseEdition(f.edition)
 	if err != nil {
-		return release.MirrorOptions{}, usageError("release mirror: --edition: %v", err)
+		return mirror.Options{}, usageError("release mirror: --edition: %v", err)
 	}
 	var artifacts []download.Artifact
 	for _, product := range splitList(f.products) {
 		for _, arch := range splitList(f.arches) {
 			a, err := download.NewArtifact(product, f.version, f.goos, arch)
 			if err != nil {
-				return release.MirrorOptions{}, usageError("release mirror: %v", err)
+				return mirror.Options{}, usageError("release mirror: %v", err)
 			}
 			if product == download.ProductTeleport {
 				a.Edition, a.FIPS = edition, f.fips
@@ -94,14 +95,14 @@ func (f *mirrorFlags) options() (release.MirrorOptions, error) {
 		}
 	}
 	if len(artifacts) == 0 {
-		return release.MirrorOptions{}, usageError("release mirror: no --product or --arch given")
+		return mirror.Options{}, usageError("release mirror: no --product or --arch given")
 	}
 	// cosign's encrypted keys take their password from COSIGN_PASSWORD, as in cosign.
 	key, err := release.LoadPrivateKeyPassword(f.keyPath, []byte(os.Getenv("COSIGN_PASSWORD")))
 	if err != nil {
-		return release.MirrorOptions{}, fmt.Errorf("release mirror: %w", err)
+		return mirror.Options{}, fmt.Errorf("release mirror: %w", err)
 	}
-	return release.MirrorOptions{
+	return mirror.Options{
 		From: f.from, Artifacts: artifacts, Key: key, Out: f.out, MaxSize: f.maxSize,
 		Client: download.New(download.Options{}),
 	}, nil

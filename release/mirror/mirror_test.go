@@ -1,4 +1,4 @@
-package release_test
+package mirror_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/release"
+	"github.com/gravitational/teleport-update/release/mirror"
 	"github.com/gravitational/teleport-update/updater/download"
 	"github.com/gravitational/teleport-update/updater/verify"
 )
@@ -80,9 +81,11 @@ func mirrorKey(t *testing.T) (*ecdsa.PrivateKey, []byte) {
 	return key, pubPEM
 }
 
-func runMirror(t *testing.T, o origin, key *ecdsa.PrivateKey, out string, as []download.Artifact) ([]release.Mirrored, error) {
+var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func runMirror(t *testing.T, o origin, key *ecdsa.PrivateKey, out string, as []download.Artifact) ([]mirror.Result, error) {
 	t.Helper()
-	return release.Mirror(context.Background(), release.MirrorOptions{
+	return mirror.Run(context.Background(), mirror.Options{
 		From:      o.Server.URL,
 		Artifacts: as,
 		Key:       key,
@@ -156,7 +159,7 @@ func TestMirrorRefusesTamperedOrigin(t *testing.T) {
 	o.Put(as[0].TarballName(), tampered)
 
 	_, err := runMirror(t, o, key, out, as)
-	if !errors.Is(err, release.ErrOriginMismatch) || !errors.Is(err, verify.ErrVerification) {
+	if !errors.Is(err, mirror.ErrOriginMismatch) || !errors.Is(err, verify.ErrVerification) {
 		t.Fatalf("err = %v, want ErrOriginMismatch", err)
 	}
 	entries, _ := os.ReadDir(out)

@@ -1,4 +1,7 @@
-package release
+// Package mirror copies genuine releases from a CDN that publishes only
+// tarballs and sha256sum files into a directory, signed with an
+// organisation's key in the format the updater verifies.
+package mirror
 
 import (
 	"context"
@@ -12,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater/download"
 	"github.com/gravitational/teleport-update/updater/verify"
 )
@@ -20,8 +24,8 @@ import (
 // .sha256 the origin publishes next to it. Nothing is signed for it.
 var ErrOriginMismatch = fmt.Errorf("%w: origin tarball does not match its published SHA-256", verify.ErrVerification)
 
-// MirrorOptions says what Mirror copies, from where, and with which key.
-type MirrorOptions struct {
+// Options says what Run copies, from where, and with which key.
+type Options struct {
 	// From is the origin's base URL (https), e.g. https://cdn.teleport.dev.
 	From string
 	// Artifacts are the tarballs to mirror, each validated.
@@ -42,14 +46,14 @@ type MirrorOptions struct {
 }
 
 // Mirrored is the outcome for one artifact.
-type Mirrored struct {
+type Result struct {
 	Name    string // tarball file name
 	SHA256  string // lowercase hex
 	Size    int64
 	Skipped bool // already mirrored and signed by Key: nothing fetched
 }
 
-// Mirror copies each artifact's tarball from the origin into opts.Out and
+// Run copies each artifact's tarball from the origin into opts.Out and
 // signs it there, so hosts pinning the organisation's key can install
 // genuine releases from a mirror. For each artifact, in order:
 //
@@ -64,16 +68,16 @@ type Mirrored struct {
 //   - a matching tarball is synced, renamed into place, and only then are
 //     its .sha256, .sha256.sigstore.json and .sha256.sig written.
 //
-// Mirror returns what it did for the artifacts it finished, and the first
+// Run returns what it did for the artifacts it finished, and the first
 // error, which names the artifact.
-func Mirror(ctx context.Context, opts MirrorOptions) ([]Mirrored, error) {
+func Run(ctx context.Context, opts Options) ([]Result, error) {
 	if opts.Key == nil || opts.Client == nil {
 		return nil, errors.New("mirror: a signing key and a download client are required")
 	}
 	if err := download.ValidateBaseURL(opts.From); err != nil {
 		return nil, fmt.Errorf("mirror: origin: %w", err)
 	}
-	pubPEM, err := PublicKeyPEM(&opts.Key.PublicKey)
+	pubPEM, err := release.PublicKeyPEM(&opts.Key.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: %w", err)
 	}
@@ -87,7 +91,7 @@ func Mirror(ctx context.Context, opts MirrorOptions) ([]Mirrored, error) {
 	if m.opts.Now == nil {
 		m.opts.Now = time.Now
 	}
-	var done []Mirrored
+	var done []Result
 	for _, a := range opts.Artifacts {
 		r, err := m.one(ctx, a)
 		if err != nil {
@@ -99,44 +103,44 @@ func Mirror(ctx context.Context, opts MirrorOptions) ([]Mirrored, error) {
 }
 
 type mirror struct {
-	opts   MirrorOptions
+	opts   Options
 	pubPEM []byte
 	log    *slog.Logger
 }
 
-func (m *mirror) one(ctx context.Context, a download.Artifact) (Mirrored, error) {
+func (m *mirror) one(ctx context.Context, a download.Artifact) (Result, error) {
 	if err := a.Validate(); err != nil {
-		return Mirrored{}, err
+		return Result{}, err
 	}
 	name := a.TarballName()
 	path := filepath.Join(m.opts.Out, name)
 	if v, ok := m.complete(path); ok {
 		m.log.InfoContext(ctx, "Already mirrored and signed.", "file", name)
-		return Mirrored{Name: name, SHA256: v.SHA256, Size: fileSize(path), Skipped: true}, nil
+		return Result{Name: name, SHA256: v.SHA256, Size: fileSize(path), Skipped: true}, nil
 	}
 	want, err := m.originChecksum(ctx, a)
 	if err != nil {
-		return Mirrored{}, err
+		return Result{}, err
 	}
 	res, err := m.fetch(ctx, a, path, want)
 	if err != nil {
-		return Mirrored{}, err
+		return Result{}, err
 	}
 	sum, _ := hex.DecodeString(res.SHA256)
-	if err := signSum(m.opts.Key, path, sum); err != nil {
-		return Mirrored{}, err
+	if err := release.SignDigest(m.opts.Key, path, sum); err != nil {
+		return Result{}, err
 	}
 	m.log.InfoContext(ctx, "Mirrored and signed.", "file", name, "bytes", res.Size, "sha256", res.SHA256)
-	return Mirrored{Name: name, SHA256: res.SHA256, Size: res.Size}, nil
+	return Result{Name: name, SHA256: res.SHA256, Size: res.Size}, nil
 }
 
 // complete reports whether path and its three signature files are all
 // present and verify against the mirror's key.
 func (m *mirror) complete(path string) (verify.Verified, bool) {
-	if _, err := os.Stat(path + SignatureSuffix); err != nil {
+	if _, err := os.Stat(path + release.SignatureSuffix); err != nil {
 		return verify.Verified{}, false
 	}
-	v, err := Verify(m.pubPEM, path, m.opts.Now())
+	v, err := release.Verify(m.pubPEM, path, m.opts.Now())
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			m.log.Warn("Mirrored files do not verify; mirroring again.", "file", filepath.Base(path), "error", err)
