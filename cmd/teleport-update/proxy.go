@@ -198,10 +198,12 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)
 	}
-	ln = api.LimitListener(ln, fitOpenFileLimit(log, o.conns))
+	limits := fitOpenFileLimit(log, o.conns)
+	ln = api.LimitListener(ln, limits)
 	srv := proxyapi.NewHTTPServer(api.Handler(), proxyapi.TLSConfig(cert.get), log)
 	log.Info("Proxy listening.", "addr", ln.Addr().String(), "resource", o.resource,
-		"target_version", api.Policy().TargetVersion.String(), "census", cfg.Census != nil, "tokens", len(cfg.Tokens))
+		"target_version", api.Policy().TargetVersion.String(), "census", cfg.Census != nil, "tokens", len(cfg.Tokens),
+		"max_connections", limits.Total, "max_connections_per_ip", limits.PerClient)
 	run := &proxyRun{log: log, api: api, srv: srv, ln: ln, cert: cert, policyPath: o.resource}
 	return run.serve(ctx, hup)
 }
@@ -245,20 +247,10 @@ func (p *proxyRun) serve(ctx context.Context, hup <-chan os.Signal) error {
 	} else if ok {
 		log.Debug("Notified systemd: ready.")
 	}
-	for done := false; !done; {
-		select {
-		case err := <-serveErr:
-			cancel()
-			stopped()
-			return fmt.Errorf("serve HTTPS on %s: %w", ln.Addr(), err)
-		case <-hup:
-			// Apart, so a policy read stuck on a hung file cannot hold
-			// back a certificate renewal.
-			certs.request()
-			policy.request()
-		case <-ctx.Done():
-			done = true
-		}
+	if err := waitForStop(ctx, hup, serveErr, certs, policy); err != nil {
+		cancel()
+		stopped()
+		return fmt.Errorf("serve HTTPS on %s: %w", ln.Addr(), err)
 	}
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	log.Info("Proxy shutting down; requests in flight may finish.", "timeout", proxyShutdownTimeout)
@@ -274,6 +266,24 @@ func (p *proxyRun) serve(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	log.Info("Proxy stopped.")
 	return nil
+}
+
+// waitForStop returns nil when ctx is done, or the error serving stopped
+// with. Meanwhile each SIGHUP asks for a certificate and a policy reload,
+// apart, so a policy read stuck on a hung file cannot hold back a
+// certificate renewal.
+func waitForStop(ctx context.Context, hup <-chan os.Signal, serveErr <-chan error, certs, policy *reloader) error {
+	for {
+		select {
+		case err := <-serveErr:
+			return err
+		case <-hup:
+			certs.request()
+			policy.request()
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 // waitStopped waits up to limit for every channel in done to close, and
