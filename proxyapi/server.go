@@ -368,8 +368,9 @@ func (s *Server) routes() http.Handler {
 }
 
 // instrument records metrics and the access log of every request. Routine
-// successful polls (find, healthz, metrics) are logged at debug level, so a
-// large fleet does not flood the log; everything else at info.
+// successful polls (find, healthz, metrics) and every readiness probe are
+// logged at debug level, so a large fleet or a load balancer does not
+// flood the log; everything else at info.
 func (s *Server) instrument(route string, f routedFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -377,7 +378,9 @@ func (s *Server) instrument(route string, f routedFunc) http.Handler {
 		d := time.Since(start)
 		s.metrics.record(route, code, d)
 		level := slog.LevelInfo
-		if code < 400 && (route == routeFind || route == routeHealth || route == routeReady || route == routeMetrics) {
+		// Probes of /readyz repeat every few seconds whatever the answer;
+		// what makes it 503 is logged where it happens.
+		if route == routeReady || (code < 400 && (route == routeFind || route == routeHealth || route == routeMetrics)) {
 			level = slog.LevelDebug
 		}
 		if !s.logger.Enabled(r.Context(), level) {
