@@ -20,8 +20,11 @@ const (
 	CensusSummaryPath = "/v1/webapi/census/summary"
 	// InstallScriptPath serves the templated installer (GET, query group).
 	InstallScriptPath = "/scripts/install.sh"
-	// HealthPath answers 200 while the server runs.
+	// HealthPath answers 200 while the server runs (liveness).
 	HealthPath = "/healthz"
+	// ReadyPath answers 200 when the server can serve everything it is
+	// configured for, 503 with the reasons otherwise (readiness).
+	ReadyPath = "/readyz"
 	// MetricsPath serves Prometheus text metrics.
 	MetricsPath = "/metrics"
 )
@@ -57,6 +60,17 @@ type AutoUpdateSettings struct {
 type UpdateWindow struct {
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
+}
+
+// ReadyResponse is the JSON answer of ReadyPath.
+type ReadyResponse struct {
+	// Status is "ready" (200) or "not ready" (503).
+	Status string `json:"status"`
+	// Reasons say why the server is not ready.
+	Reasons []string `json:"reasons,omitempty"`
+	// Warnings name problems that do not stop it serving, such as a policy
+	// file that was refused while the last good policy keeps serving.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ErrorResponse is the JSON body of every 4xx/5xx answer.

@@ -160,12 +160,13 @@ type rawGroup struct {
 	Days        any `yaml:"days"`
 }
 
-// LoadPolicy reads and parses the policy file at path (at most
-// MaxPolicySize bytes). It returns the policy and the bytes it was parsed
-// from (also when parsing fails, so callers can tell changes apart).
-// Errors name the path; see ParsePolicy.
+// LoadPolicy reads and parses the policy file at path, which must be a
+// regular file of at most MaxPolicySize bytes (a named pipe or device is
+// refused without waiting on it). It returns the policy and the bytes it
+// was parsed from (also when parsing fails, so callers can tell changes
+// apart). Errors name the path; see ParsePolicy.
 func LoadPolicy(path string) (*Policy, []byte, error) {
-	data, err := capread.File(path, MaxPolicySize)
+	data, err := capread.RegularFile(path, MaxPolicySize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read policy: %w", err)
 	}

@@ -62,6 +62,15 @@ type Config struct {
 	Tokens []Token
 	// Census stores census reports; nil disables census (404).
 	Census CensusBackend
+	// CensusUnavailable, when not nil, says census is configured but its
+	// database could not be opened (Census is nil then): census requests
+	// answer 503 and ReadyPath reports the proxy not ready.
+	CensusUnavailable error
+	// CensusHealth, when set, reports the census writer: since when its
+	// writes have failed without one succeeding, and the latest error; a
+	// zero time while writes succeed. ReadyPath reports the proxy not ready
+	// once writes have failed for CensusFailingFor.
+	CensusHealth func() (since time.Time, err error)
 	// CensusStaleAfter is the default silence after which the summary lists
 	// a host as stale (default DefaultStaleAfter); the summary's
 	// stale_after query parameter overrides it.
@@ -103,13 +112,18 @@ type Server struct {
 	handler http.Handler
 
 	state atomic.Pointer[state]
+	// refused is set while the policy file's content is refused and the
+	// last good policy keeps serving.
+	refused atomic.Bool
+	conns   *connMetrics
 
-	// reloadMu serializes Reload; seen is the hash of the file content
-	// last acted on (accepted or rejected), pending the hash of an invalid
-	// content seen once and not yet reported (it may be half written).
-	reloadMu sync.Mutex
-	seen     [sha256.Size]byte
-	pending  [sha256.Size]byte
+	// reloadMu serializes reloads; seen is the hash of the file content
+	// last acted on (installed or refused), candidate the hash of a content
+	// the watcher has seen once and not acted on yet (it may be half
+	// written).
+	reloadMu  sync.Mutex
+	seen      [sha256.Size]byte
+	candidate [sha256.Size]byte
 }
 
 // state is one accepted policy with its precomputed answers.
@@ -194,6 +208,9 @@ func New(cfg Config) (*Server, error) {
 	if s.metrics, err = newMetrics(s.reg); err != nil {
 		return nil, fmt.Errorf("new proxy API: register metrics: %w", err)
 	}
+	if s.conns, err = newConnMetrics(s.reg); err != nil {
+		return nil, fmt.Errorf("new proxy API: register metrics: %w", err)
+	}
 	s.install(p, sha256.Sum256(data))
 	for i, t := range s.tokens {
 		if t.group != "" && !p.HasGroup(t.group) {
@@ -217,6 +234,7 @@ func (s *Server) install(p *Policy, hash [sha256.Size]byte) {
 		st.def = &groupAnswer{policy: p}
 	}
 	s.seen = hash
+	s.refused.Store(false)
 	s.state.Store(st)
 	s.metrics.setPolicy(p)
 }
@@ -228,34 +246,45 @@ func (s *Server) Policy() *Policy { return s.state.Load().policy }
 // valid policy takes effect at once (requests in flight finish with the
 // old one); an invalid one is refused: the error is logged, counted in
 // teleport_update_policy_rejects_total, returned, and the last good policy
-// keeps serving. Reload returns nil when the content is unchanged.
+// keeps serving. Reload returns nil when the content is unchanged. The file
+// must be a regular file; a named pipe or device is refused without
+// waiting on it.
 func (s *Server) Reload() error {
 	return s.reload(false)
 }
 
-// reload implements Reload. With debounce, an invalid content is reported
-// only when it is seen twice in a row, so a file caught half written by a
-// non-atomic save does not count as a reject.
-func (s *Server) reload(debounce bool) error {
+// reload implements Reload and each look of Watch. With settle, a changed
+// content is acted on only when the previous look saw the same bytes: a
+// file caught half written by a non-atomic save is often a valid policy
+// itself (one group of two, a version or duration cut short), and must
+// neither be served nor counted as a reject.
+func (s *Server) reload(settle bool) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	data, err := capread.File(s.cfg.PolicyFile, MaxPolicySize)
-	if err != nil {
-		hash := sha256.Sum256([]byte("unreadable: " + err.Error()))
-		return s.reject(hash, debounce, fmt.Errorf("read policy: %w", err))
-	}
+	data, readErr := capread.RegularFile(s.cfg.PolicyFile, MaxPolicySize)
 	hash := sha256.Sum256(data)
+	if readErr != nil {
+		hash = sha256.Sum256([]byte("unreadable: " + readErr.Error()))
+	}
 	if hash == s.seen {
-		s.pending = [sha256.Size]byte{}
+		s.candidate = [sha256.Size]byte{}
 		return nil
+	}
+	if settle && hash != s.candidate {
+		s.candidate = hash
+		s.logger.Debug("Policy file changed; it takes effect once unchanged on the next look.", "path", s.cfg.PolicyFile)
+		return nil
+	}
+	s.candidate = [sha256.Size]byte{}
+	if readErr != nil {
+		return s.reject(hash, fmt.Errorf("read policy: %w", readErr))
 	}
 	p, err := ParsePolicy(data)
 	if err != nil {
-		return s.reject(hash, debounce, fmt.Errorf("parse policy %s: %w", s.cfg.PolicyFile, err))
+		return s.reject(hash, fmt.Errorf("parse policy %s: %w", s.cfg.PolicyFile, err))
 	}
 	old := s.state.Load().policy
 	s.install(p, hash)
-	s.pending = [sha256.Size]byte{}
 	s.metrics.reloads.Inc()
 	s.logger.Info("Policy reloaded.",
 		"path", s.cfg.PolicyFile,
@@ -267,16 +296,10 @@ func (s *Server) reload(debounce bool) error {
 	return nil
 }
 
-func (s *Server) reject(hash [sha256.Size]byte, debounce bool, err error) error {
-	if hash == s.seen {
-		return nil // already reported
-	}
-	if debounce && hash != s.pending {
-		s.pending = hash
-		return nil // report it if it is still there on the next look
-	}
+// reject records a refused content (hash) of the policy file.
+func (s *Server) reject(hash [sha256.Size]byte, err error) error {
 	s.seen = hash
-	s.pending = [sha256.Size]byte{}
+	s.refused.Store(true)
 	s.metrics.rejects.Inc()
 	s.logger.Error("Policy file refused; the last good policy keeps serving.",
 		"path", s.cfg.PolicyFile,
@@ -285,9 +308,11 @@ func (s *Server) reject(hash [sha256.Size]byte, debounce bool, err error) error 
 	return err
 }
 
-// Watch polls the policy file every ReloadInterval and reloads it when its
-// content changes, until ctx is done; then it returns nil. Problems are
-// logged and counted (see Reload), never returned.
+// Watch looks at the policy file every ReloadInterval until ctx is done;
+// then it returns nil. A changed content takes effect, or is refused, once
+// two looks in a row have seen it unchanged, so a file being written in
+// place is never served half written. Problems are logged and counted (see
+// Reload), never returned.
 func (s *Server) Watch(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.ReloadInterval)
 	defer t.Stop()
@@ -319,9 +344,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(FindPath, find)
 	mux.Handle(LegacyFindPath, find)
 	handle(InstallScriptPath, routeInstallScript, s.serveInstallScript)
-	handle(CensusPath, routeCensus, s.serveCensus)
-	handle(CensusSummaryPath, routeCensusSummary, s.serveCensusSummary)
+	handle(CensusPath, routeCensus, s.censusGuard(s.serveCensus))
+	handle(CensusSummaryPath, routeCensusSummary, s.censusGuard(s.serveCensusSummary))
 	handle(HealthPath, routeHealth, s.serveHealth)
+	handle(ReadyPath, routeReady, s.serveReady)
 	prom := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})
 	handle(MetricsPath, routeMetrics, func(w http.ResponseWriter, r *http.Request) int {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
@@ -342,8 +368,9 @@ func (s *Server) routes() http.Handler {
 }
 
 // instrument records metrics and the access log of every request. Routine
-// successful polls (find, healthz, metrics) are logged at debug level, so a
-// large fleet does not flood the log; everything else at info.
+// successful polls (find, healthz, metrics) and every readiness probe are
+// logged at debug level, so a large fleet or a load balancer does not
+// flood the log; everything else at info.
 func (s *Server) instrument(route string, f routedFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -351,7 +378,9 @@ func (s *Server) instrument(route string, f routedFunc) http.Handler {
 		d := time.Since(start)
 		s.metrics.record(route, code, d)
 		level := slog.LevelInfo
-		if code < 400 && (route == routeFind || route == routeHealth || route == routeMetrics) {
+		// Probes of /readyz repeat every few seconds whatever the answer;
+		// what makes it 503 is logged where it happens.
+		if route == routeReady || (code < 400 && (route == routeFind || route == routeHealth || route == routeMetrics)) {
 			level = slog.LevelDebug
 		}
 		if !s.logger.Enabled(r.Context(), level) {

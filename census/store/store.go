@@ -70,6 +70,7 @@ type Store struct {
 	forgetBatch int // hosts per Forget transaction (forgetBatch; tests lower it)
 
 	batches, reports atomic.Uint64 // committed by the batch writer
+	health           writeHealth
 
 	queue     chan *request
 	closeMu   sync.RWMutex // guards closed against sends on queue
@@ -421,7 +422,8 @@ func (s *Store) gather(batch *[]*request, timer **time.Timer) bool {
 // holds writeMu. The transaction is plain BEGIN/COMMIT on the dedicated
 // connection, so the statements prepared on it at Open are used as they are
 // (database/sql's Tx.Stmt would prepare them again for every batch).
-func (s *Store) commit(ctx context.Context, rows []hostRow) error {
+func (s *Store) commit(ctx context.Context, rows []hostRow) (err error) {
+	defer func() { s.health.record(err, time.Now()) }()
 	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("store census reports: begin transaction: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -36,18 +37,25 @@ func init() {
 	proxySubcommands = append(proxySubcommands, newProxyServeCmd)
 }
 
-// HTTP server limits of proxy serve.
+// Limits of proxy serve.
 const (
-	proxyReadHeaderTimeout = 10 * time.Second
-	proxyReadTimeout       = 30 * time.Second
-	proxyWriteTimeout      = 30 * time.Second
-	proxyIdleTimeout       = 2 * time.Minute
-	proxyMaxHeaderBytes    = 16 << 10
 	// proxyShutdownTimeout is how long requests in flight may take to
 	// finish after SIGTERM.
 	proxyShutdownTimeout = 20 * time.Second
+	// proxyStopWait bounds the wait for the policy watcher and the reloads
+	// after the server stopped: a read stuck on a hung mount must not keep
+	// the process from exiting.
+	proxyStopWait = 5 * time.Second
 	// maxInstallKeySize caps the --install-key file.
 	maxInstallKeySize = 64 << 10
+	// maxTLSFileSize caps the --tls-cert and --tls-key files.
+	maxTLSFileSize = 1 << 20
+	// Defaults of --max-connections and --max-connections-per-ip.
+	defaultMaxConns          = 8192
+	defaultMaxConnsPerClient = 128
+	// fdReserve is how many file descriptors --max-connections leaves for
+	// the rest of the process: the census database, the policy file, logs.
+	fdReserve = 64
 )
 
 func newProxyCmd(c *cli) *cobra.Command {
@@ -74,6 +82,9 @@ type proxyServeOptions struct {
 	publicAddr  string
 	baseURL     string
 	installKey  string
+
+	censusRequired bool
+	conns          proxyapi.ConnLimits
 }
 
 func newProxyServeCmd(c *cli) *cobra.Command {
@@ -85,12 +96,22 @@ func newProxyServeCmd(c *cli) *cobra.Command {
 (GET /scripts/install.sh), census intake (POST /v1/webapi/census, with
 --tokens), /healthz and /metrics, over HTTPS with TLS 1.2 or newer.
 
-The policy file (--resource, kind autoupdate_version) is re-read when it
-changes and on SIGHUP; an invalid change is refused with a log line and the
-last good policy keeps serving. SIGHUP also reloads the TLS certificate and
-key. SIGTERM stops accepting connections and lets
-requests in flight finish. Under systemd (Type=notify) READY=1 is sent once
-the listener is up.`,
+The policy file (--resource, kind autoupdate_version) must be a regular
+file. It is re-read when it changes, and a change takes effect once two looks
+half a second apart see the same content (replace it by renaming a complete
+file over it to be sure); SIGHUP reads it at once. An invalid change is
+refused with a log line and the last good policy keeps serving. SIGHUP also
+reloads the TLS certificate and key, independently of the policy.
+
+/healthz answers while the process runs; /readyz answers 503 with the reasons
+when the census database could not be opened or its writes keep failing. A
+census database that cannot be opened does not stop find and install.sh
+unless --census-required is set.
+
+Connections are capped in total and per client address (an IPv6 client by
+its /64); behind a load balancer raise or disable (0) the per-address cap.
+SIGTERM stops accepting connections and lets requests in flight finish.
+Under systemd (Type=notify) READY=1 is sent once the listener is up.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.resource == "" || o.tlsCert == "" || o.tlsKey == "" {
@@ -98,6 +119,12 @@ the listener is up.`,
 			}
 			if o.forgetAfter < 0 {
 				return usageError("--census-forget-after must not be negative, got %v", o.forgetAfter)
+			}
+			if o.censusRequired && o.censusDB == "" {
+				return usageError("--census-required needs --census-db")
+			}
+			if o.conns.Total < 0 || o.conns.PerClient < 0 {
+				return usageError("--max-connections and --max-connections-per-ip must not be negative")
 			}
 			return runProxyServe(cmd.Context(), c.logger(), o)
 		},
@@ -114,11 +141,23 @@ the listener is up.`,
 	f.StringVar(&o.publicAddr, "public-addr", "", "proxy host:port filled into install.sh (default: the request's Host)")
 	f.StringVar(&o.baseURL, "base-url", "", "https:// CDN base filled into install.sh (default: the built-in CDN)")
 	f.StringVar(&o.installKey, "install-key", "", "PEM public key install.sh checks signatures with (default: the first embedded release key)")
+	f.BoolVar(&o.censusRequired, "census-required", false,
+		"refuse to start when --census-db cannot be opened (default: serve find and install.sh without census; /readyz reports it)")
+	f.IntVar(&o.conns.Total, "max-connections", defaultMaxConns, "most connections open at once (0: no cap)")
+	f.IntVar(&o.conns.PerClient, "max-connections-per-ip", defaultMaxConnsPerClient,
+		"most connections open at once from one client address, IPv6 by /64 (0: no cap)")
 	return cmd
 }
 
 // runProxyServe serves until ctx is done, then shuts down gracefully.
 func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) error {
+	// Before anything that can take a while: SIGHUP's default action ends
+	// the process, and config management may send it while the proxy
+	// starts. One that arrives now is acted on once serving begins.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	cfg := proxyapi.Config{
 		PolicyFile:    o.resource,
 		InstallScript: scripts.InstallSH,
@@ -135,71 +174,56 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 	if cfg.InstallPublicKeyPEM, err = installKey(o.installKey); err != nil {
 		return err
 	}
-	var st *store.Store // nil without --census-db
-	if o.censusDB != "" {
-		st, err = store.Open(ctx, o.censusDB, store.Options{Logger: log})
-		if err != nil {
-			return fmt.Errorf("open census database: %w", err)
-		}
-		defer func() {
-			if err := st.Close(); err != nil {
-				log.Error("Closing the census database failed.", "path", o.censusDB, "error", err.Error())
-			}
-		}()
-		cfg.Census = st
-		if o.forgetAfter > 0 {
-			forgetCtx, stopForget := context.WithCancel(ctx)
-			forgotten := make(chan struct{})
-			go func() {
-				defer close(forgotten)
-				forgetStaleHosts(forgetCtx, log, st, o.forgetAfter)
-			}()
-			// Runs before the database is closed (defers run last first).
-			defer func() { stopForget(); <-forgotten }()
-		}
+	st, err := openProxyCensus(ctx, log, o, &cfg)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		defer st.close()
 	}
 	api, err := proxyapi.New(cfg)
 	if err != nil {
 		return err
 	}
 	if st != nil {
-		if err := registerCensusMetrics(api.Registry(), st); err != nil {
+		if err := registerCensusMetrics(api.Registry(), st.store); err != nil {
 			return err
 		}
 	}
-	var cert atomic.Pointer[tls.Certificate]
-	loadCert := func() error {
-		c, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			return fmt.Errorf("load TLS certificate %s and key %s: %w", o.tlsCert, o.tlsKey, err)
-		}
-		cert.Store(&c)
-		return nil
-	}
-	if err := loadCert(); err != nil {
+	cert := &certLoader{certPath: o.tlsCert, keyPath: o.tlsKey}
+	if err := cert.load(); err != nil {
 		return err
 	}
-
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)
 	}
-	srv := &http.Server{
-		Handler: api.Handler(),
-		TLSConfig: &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return cert.Load(), nil
-			},
-		},
-		ReadHeaderTimeout: proxyReadHeaderTimeout,
-		ReadTimeout:       proxyReadTimeout,
-		WriteTimeout:      proxyWriteTimeout,
-		IdleTimeout:       proxyIdleTimeout,
-		MaxHeaderBytes:    proxyMaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	limits := fitOpenFileLimit(log, o.conns)
+	ln = api.LimitListener(ln, limits)
+	srv := proxyapi.NewHTTPServer(api.Handler(), proxyapi.TLSConfig(cert.get), log)
+	log.Info("Proxy listening.", "addr", ln.Addr().String(), "resource", o.resource,
+		"target_version", api.Policy().TargetVersion.String(), "census", cfg.Census != nil, "tokens", len(cfg.Tokens),
+		"max_connections", limits.Total, "max_connections_per_ip", limits.PerClient)
+	run := &proxyRun{log: log, api: api, srv: srv, ln: ln, cert: cert, policyPath: o.resource}
+	return run.serve(ctx, hup)
+}
 
+// proxyRun is a proxy serve that is ready to serve.
+type proxyRun struct {
+	log        *slog.Logger
+	api        *proxyapi.Server
+	srv        *http.Server
+	ln         net.Listener
+	cert       *certLoader
+	policyPath string
+}
+
+// serve serves until ctx is done or serving fails, reloading the
+// certificate and the policy on hup, then shuts down: requests in flight
+// may finish within proxyShutdownTimeout, and the watcher and reloads get
+// proxyStopWait to stop.
+func (p *proxyRun) serve(ctx context.Context, hup <-chan os.Signal) error {
+	log, api, srv, ln := p.log, p.api, p.srv, p.ln
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watchDone := make(chan struct{})
@@ -207,51 +231,33 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 		defer close(watchDone)
 		_ = api.Watch(ctx) // returns nil when ctx is done
 	}()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				// Reload logs and counts a refused policy itself.
-				if err := api.Reload(); err == nil {
-					log.Info("Policy checked on SIGHUP.", "path", o.resource)
-				}
-				if err := loadCert(); err != nil {
-					log.Error("TLS certificate not reloaded; the previous one keeps serving.", "error", err.Error())
-				} else {
-					log.Info("TLS certificate reloaded on SIGHUP.", "cert", o.tlsCert)
-				}
-			}
+	certs := startReloader(ctx, func() { p.cert.reload(log) })
+	policy := startReloader(ctx, func() {
+		// Reload logs and counts a refused policy itself.
+		if err := api.Reload(); err == nil {
+			log.Info("Policy checked on SIGHUP.", "path", p.policyPath)
 		}
-	}()
+	})
+	stopped := func() { waitStopped(log, proxyStopWait, watchDone, certs.done, policy.done) }
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
-	log.Info("Proxy listening.", "addr", ln.Addr().String(), "resource", o.resource,
-		"target_version", api.Policy().TargetVersion.String(), "census", cfg.Census != nil, "tokens", len(cfg.Tokens))
 	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("Notifying systemd failed.", "error", err.Error())
 	} else if ok {
 		log.Debug("Notified systemd: ready.")
 	}
-
-	select {
-	case err := <-serveErr:
+	if err := waitForStop(ctx, hup, serveErr, certs, policy); err != nil {
 		cancel()
-		<-watchDone
+		stopped()
 		return fmt.Errorf("serve HTTPS on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
 	}
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	log.Info("Proxy shutting down; requests in flight may finish.", "timeout", proxyShutdownTimeout)
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), proxyShutdownTimeout)
 	defer cancelShutdown()
-	err = srv.Shutdown(shutdownCtx)
-	<-watchDone
+	err := srv.Shutdown(shutdownCtx)
+	stopped()
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve HTTPS on %s: %w", ln.Addr(), err)
 	}
@@ -260,6 +266,183 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 	}
 	log.Info("Proxy stopped.")
 	return nil
+}
+
+// waitForStop returns nil when ctx is done, or the error serving stopped
+// with. Meanwhile each SIGHUP asks for a certificate and a policy reload,
+// apart, so a policy read stuck on a hung file cannot hold back a
+// certificate renewal.
+func waitForStop(ctx context.Context, hup <-chan os.Signal, serveErr <-chan error, certs, policy *reloader) error {
+	for {
+		select {
+		case err := <-serveErr:
+			return err
+		case <-hup:
+			certs.request()
+			policy.request()
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// waitStopped waits up to limit for every channel in done to close, and
+// logs when some did not: the process exits anyway.
+func waitStopped(log *slog.Logger, limit time.Duration, done ...<-chan struct{}) {
+	timeout := time.NewTimer(limit)
+	defer timeout.Stop()
+	for _, d := range done {
+		select {
+		case <-d:
+		case <-timeout.C:
+			log.Warn("The policy watcher or a reload did not stop; a read of the policy or certificate may be hung. Exiting anyway.",
+				"waited", limit)
+			return
+		}
+	}
+}
+
+// reloader runs a reload in its own goroutine, one at a time, until its
+// context is done. A request made while a reload runs is kept (one,
+// however many arrive) and served after it, so a reload stuck on a hung
+// file blocks neither the caller nor other reloads, and requests do not
+// pile up.
+type reloader struct {
+	req  chan struct{}
+	done chan struct{} // closed when the goroutine has returned
+}
+
+func startReloader(ctx context.Context, reload func()) *reloader {
+	r := &reloader{req: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.req:
+				reload()
+			}
+		}
+	}()
+	return r
+}
+
+// request asks for a reload without waiting.
+func (r *reloader) request() {
+	select {
+	case r.req <- struct{}{}:
+	default: // one is already pending
+	}
+}
+
+// certLoader holds the TLS certificate served, reloadable.
+type certLoader struct {
+	certPath, keyPath string
+	cur               atomic.Pointer[tls.Certificate]
+}
+
+// load reads the certificate chain and key, both regular files, and
+// serves them from the next handshake on.
+func (c *certLoader) load() error {
+	certPEM, err := capread.RegularFile(c.certPath, maxTLSFileSize)
+	if err != nil {
+		return fmt.Errorf("load TLS certificate: %w", err)
+	}
+	keyPEM, err := capread.RegularFile(c.keyPath, maxTLSFileSize)
+	if err != nil {
+		return fmt.Errorf("load TLS key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("load TLS certificate %s and key %s: %w", c.certPath, c.keyPath, err)
+	}
+	c.cur.Store(&cert)
+	return nil
+}
+
+// reload is load on SIGHUP: a failure is logged, the previous certificate
+// keeps serving.
+func (c *certLoader) reload(log *slog.Logger) {
+	if err := c.load(); err != nil {
+		log.Error("TLS certificate not reloaded; the previous one keeps serving.", "error", err.Error())
+		return
+	}
+	log.Info("TLS certificate reloaded on SIGHUP.", "cert", c.certPath)
+}
+
+// get is tls.Config.GetCertificate.
+func (c *certLoader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cur.Load(), nil }
+
+// fitOpenFileLimit caps lim.Total at what the process's open-file limit
+// holds besides fdReserve other files (past the limit, accept would fail
+// for every client instead of the cap refusing a few), with a warning when
+// that lowers a cap that was asked for.
+func fitOpenFileLimit(log *slog.Logger, lim proxyapi.ConnLimits) proxyapi.ConnLimits {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > math.MaxInt32 {
+		return lim
+	}
+	fit := int(max(int64(rl.Cur)-fdReserve, 1))
+	if lim.Total == 0 {
+		lim.Total = fit
+	}
+	if lim.Total > fit {
+		log.Warn("Lowering --max-connections to fit the open-file limit; raise LimitNOFILE (ulimit -n) to allow more.",
+			"max_connections", fit, "requested", lim.Total, "open_file_limit", rl.Cur)
+		lim.Total = fit
+	}
+	return lim
+}
+
+// proxyCensus is the census database of proxy serve, with the goroutine
+// that forgets hosts gone silent.
+type proxyCensus struct {
+	store *store.Store
+	stop  func() // stops forgetting; runs before the database closes
+	path  string
+	log   *slog.Logger
+}
+
+// openProxyCensus opens --census-db and sets cfg's census fields; it
+// returns nil without --census-db. A database that cannot be opened fails
+// with --census-required; otherwise it is logged, and the proxy serves
+// find and install.sh without census (503, and /readyz says not ready).
+func openProxyCensus(ctx context.Context, log *slog.Logger, o proxyServeOptions, cfg *proxyapi.Config) (*proxyCensus, error) {
+	if o.censusDB == "" {
+		return nil, nil
+	}
+	st, err := store.Open(ctx, o.censusDB, store.Options{Logger: log})
+	if err != nil {
+		if o.censusRequired {
+			return nil, fmt.Errorf("open census database (--census-required): %w", err)
+		}
+		log.Error("Census database could not be opened; serving find and install.sh without census, and /readyz reports not ready. Fix or move the file and restart the proxy.",
+			"path", o.censusDB, "error", err.Error())
+		cfg.CensusUnavailable = err
+		return nil, nil
+	}
+	cfg.Census = st
+	cfg.CensusHealth = st.WriteFailure
+	c := &proxyCensus{store: st, stop: func() {}, path: o.censusDB, log: log}
+	if o.forgetAfter > 0 {
+		forgetCtx, stopForget := context.WithCancel(ctx)
+		forgotten := make(chan struct{})
+		go func() {
+			defer close(forgotten)
+			forgetStaleHosts(forgetCtx, log, st, o.forgetAfter)
+		}()
+		c.stop = func() { stopForget(); <-forgotten }
+	}
+	return c, nil
+}
+
+// close stops forgetting, then closes the database.
+func (c *proxyCensus) close() {
+	c.stop()
+	if err := c.store.Close(); err != nil {
+		c.log.Error("Closing the census database failed.", "path", c.path, "error", err.Error())
+	}
 }
 
 // installKey returns the PEM key for install.sh: the file at path, or the

@@ -6,13 +6,17 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -140,6 +144,31 @@ func TestProxyServe(t *testing.T) {
 	if resp, err := old.Get(url + proxyapi.HealthPath); err == nil {
 		resp.Body.Close()
 		t.Error("a TLS 1.1 client was served; want TLS 1.2 minimum")
+	}
+	// TLS 1.2 with only CBC suites is refused; the proxy's AEAD suites work.
+	pool := client.Transport.(*http.Transport).TLSClientConfig.RootCAs
+	tls12 := func(suites ...uint16) error {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			RootCAs: pool, MaxVersion: tls.VersionTLS12, CipherSuites: suites}}}
+		defer c.CloseIdleConnections()
+		resp, err := c.Get(url + proxyapi.HealthPath)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := tls12(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+		tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_RSA_WITH_AES_128_GCM_SHA256); err == nil {
+		t.Error("a TLS 1.2 client offering only CBC and RSA key exchange suites was served")
+	}
+	if err := tls12(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); err != nil {
+		t.Errorf("TLS 1.2 with ECDHE-ECDSA-AES128-GCM: %v", err)
+	}
+	if resp, err := client.Get(url + proxyapi.ReadyPath); err != nil {
+		t.Error(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusOK {
+		t.Errorf("readyz = %d; want 200", resp.StatusCode)
 	}
 	if code := stop(); code != exitOK {
 		t.Fatalf("proxy serve exited %d after cancel; stderr:\n%s", code, stderr.String())
@@ -362,5 +391,295 @@ func TestProxyServeSIGHUP(t *testing.T) {
 	}
 	if code := stop(); code != exitOK {
 		t.Fatalf("proxy serve exited %d; stderr:\n%s", code, stderr.String())
+	}
+}
+
+// get GETs url with client and returns the status code and body.
+func get(t *testing.T, client *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestProxyServeConnectionCapPerIP: with --max-connections-per-ip 2, a
+// third connection from 127.0.0.1 is closed before its handshake while
+// 127.0.0.2 still gets find answered.
+func TestProxyServeConnectionCapPerIP(t *testing.T) {
+	t.Parallel()
+	url, client, stderr, _ := startProxy(t, "--max-connections-per-ip", "2")
+	conf := client.Transport.(*http.Transport).TLSClientConfig
+	addr := strings.TrimPrefix(url, "https://")
+	dialFrom := func(ip string) (*tls.Conn, error) {
+		d := &tls.Dialer{NetDialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 10 * time.Second}, Config: conf}
+		c, err := d.DialContext(context.Background(), "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return c.(*tls.Conn), nil
+	}
+	for i := range 2 {
+		c, err := dialFrom("127.0.0.1")
+		if err != nil {
+			t.Fatalf("connection %d from 127.0.0.1: %v\n%s", i+1, err, stderr.String())
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	if c, err := dialFrom("127.0.0.1"); err == nil {
+		c.Close()
+		t.Fatal("a third connection from 127.0.0.1 was served; want it closed at --max-connections-per-ip 2")
+	}
+	other := &http.Client{Transport: &http.Transport{TLSClientConfig: conf,
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
+	t.Cleanup(other.CloseIdleConnections)
+	if code, body := get(t, other, url+proxyapi.FindPath+"?group=staging"); code != http.StatusOK {
+		t.Errorf("find from 127.0.0.2 = %d %s; want 200", code, body)
+	}
+}
+
+// TestProxyServeCorruptCensusDB: a census database that is not one leaves
+// find and install.sh served, census refused with 503 and /readyz 503;
+// with --census-required the proxy refuses to start.
+func TestProxyServeCorruptCensusDB(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "census.db")
+	if err := os.WriteFile(db, bytes.Repeat([]byte("this is not an SQLite database\n"), 200), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	token := strings.Repeat("c", 40)
+	tokens := filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(tokens, []byte("tokens:\n  - token: "+token+"\n    group: staging\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, client, stderr, stop := startProxy(t, "--census-db", db, "--tokens", tokens)
+	if code, body := get(t, client, url+proxyapi.FindPath+"?group=staging"); code != http.StatusOK {
+		t.Errorf("find = %d %s; want 200", code, body)
+	}
+	if code, body := get(t, client, url+proxyapi.InstallScriptPath); code != http.StatusOK {
+		t.Errorf("install.sh = %d %.200s; want 200", code, body)
+	}
+	code, body := get(t, client, url+proxyapi.ReadyPath)
+	var rr proxyapi.ReadyResponse
+	if err := json.Unmarshal([]byte(body), &rr); err != nil || code != http.StatusServiceUnavailable ||
+		len(rr.Reasons) != 1 || !strings.Contains(rr.Reasons[0], "census") {
+		t.Errorf("readyz = %d %s; want 503 naming the census", code, body)
+	}
+	req, _ := http.NewRequest(http.MethodPost, url+proxyapi.CensusPath, strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("census = %d; want 503", resp.StatusCode)
+	}
+	if !strings.Contains(stderr.String(), "Census database could not be opened") || !strings.Contains(stderr.String(), db) {
+		t.Errorf("the log does not name the census database and its problem:\n%s", stderr.String())
+	}
+	if code := stop(); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+	}
+
+	certPath, keyPath, _ := writeTestCert(t, dir)
+	var out lockedBuffer
+	code = Run(context.Background(), []string{"proxy", "serve", "--resource", filepath.Join("..", "..", "resources", "autoupdate_version.yaml"),
+		"--listen", "127.0.0.1:0", "--tls-cert", certPath, "--tls-key", keyPath, "--census-db", db, "--census-required"}, &out, &out)
+	if code != exitFailure || !strings.Contains(out.String(), "census") || strings.Contains(out.String(), "Proxy listening") {
+		t.Errorf("with --census-required: exit %d, output:\n%s\nwant exit 1 before listening, naming the census database", code, out.String())
+	}
+}
+
+// waitLogged waits until log holds n lines containing msg, or fails.
+func waitLogged(t *testing.T, log *lockedBuffer, msg string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(log.String(), msg) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q not logged %d times within 30s:\n%s", msg, n, log.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestProxyServeFIFOPolicy replaces the policy file with a named pipe no one
+// writes to. The policy is refused (the last good one keeps serving),
+// SIGHUP still reloads the certificate, and the proxy stops on request.
+// Not parallel: see TestProxyServeSIGHUP.
+func TestProxyServeFIFOPolicy(t *testing.T) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	dir := t.TempDir()
+	certPath, keyPath, _ := writeTestCert(t, dir)
+	policy := filepath.Join(dir, "policy.yaml")
+	example, err := os.ReadFile(filepath.Join("..", "..", "resources", "autoupdate_version.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(policy, example, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, _, stderr, stop := startProxy(t, "--tls-cert", certPath, "--tls-key", keyPath, "--resource", policy)
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(fifo, policy); err != nil {
+		t.Fatal(err)
+	}
+	// Lets a reader stuck in open go, should the proxy block on the pipe.
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(policy, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+	_, _, newCA := writeTestCert(t, dir)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLogged(t, stderr, "TLS certificate reloaded on SIGHUP.", 1)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: newCA}}}
+	defer client.CloseIdleConnections()
+	if code, body := get(t, client, url+proxyapi.FindPath+"?group=staging"); code != http.StatusOK || !strings.Contains(body, `"agent_version":"16.4.6"`) {
+		t.Errorf("find with the new certificate = %d %s; want the last good policy", code, body)
+	}
+	if code := stop(); code != exitOK {
+		t.Fatalf("proxy serve exited %d; stderr:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "Policy file refused") || !strings.Contains(stderr.String(), "named pipe") {
+		t.Errorf("the named pipe at the policy path was not refused:\n%s", stderr.String())
+	}
+}
+
+// TestProxyServeSIGHUPDuringStartup signals a real proxy serve process while
+// it starts: while it reads its --install-key, a named pipe the test holds
+// open until the signal has been delivered. The proxy must survive,
+// serve, and exit 0 on SIGTERM.
+func TestProxyServeSIGHUPDuringStartup(t *testing.T) {
+	t.Parallel()
+	bin := testBinary(t)
+	dir := t.TempDir()
+	certPath, keyPath, pool := writeTestCert(t, dir)
+	keyPipe := filepath.Join(dir, "install-key.pem")
+	if err := syscall.Mkfifo(keyPipe, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	cmd := exec.Command(bin, "proxy", "serve", "--resource", filepath.Join("..", "..", "resources", "autoupdate_version.yaml"),
+		"--listen", "127.0.0.1:0", "--tls-cert", certPath, "--tls-key", keyPath, "--install-key", keyPipe)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	// Opening the pipe for writing returns once the proxy opened it to read.
+	opened := make(chan *os.File, 1)
+	go func() {
+		f, err := os.OpenFile(keyPipe, os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- f
+	}()
+	var w *os.File
+	select {
+	case w = <-opened:
+	case err := <-exited:
+		t.Fatalf("proxy exited (%v) before reading --install-key:\n%s", err, stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("proxy did not open --install-key within 30s:\n%s", stderr.String())
+	}
+	if w == nil {
+		t.FailNow()
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitSignalDelivered(t, cmd.Process.Pid, syscall.SIGHUP)
+	pub, err := os.ReadFile(filepath.Join("..", "..", "keys", "teleport-update-release.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(pub); err != nil {
+		t.Fatalf("write --install-key: %v (proxy gone?)\n%s", err, stderr.String())
+	}
+	w.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	var addr string
+	for addr == "" {
+		if m := proxyListenRE.FindStringSubmatch(stderr.String()); m != nil {
+			addr = m[1]
+			break
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("proxy exited (%v) after SIGHUP during start-up; want it to survive:\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy did not listen within 30s:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer client.CloseIdleConnections()
+	if code, body := get(t, client, "https://"+addr+proxyapi.FindPath); code != http.StatusOK {
+		t.Errorf("find = %d %s", code, body)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Fatalf("proxy exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("proxy did not exit within 30s of SIGTERM:\n%s", stderr.String())
+	}
+}
+
+// waitSignalDelivered waits until sig is no longer pending for process pid
+// (its handler ran), reading /proc/PID/status.
+func waitSignalDelivered(t *testing.T, pid int, sig syscall.Signal) {
+	t.Helper()
+	bit := uint64(1) << (uint(sig) - 1)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return // gone: delivered, and fatal
+		}
+		pending := false
+		for _, line := range strings.Split(string(status), "\n") {
+			field, value, ok := strings.Cut(line, ":")
+			if !ok || (field != "SigPnd" && field != "ShdPnd") {
+				continue
+			}
+			mask, err := strconv.ParseUint(strings.TrimSpace(value), 16, 64)
+			if err == nil && mask&bit != 0 {
+				pending = true
+			}
+		}
+		if !pending {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("signal %v still pending for pid %d after 30s", sig, pid)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
