@@ -20,6 +20,8 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/gravitational/teleport-update/internal/diskspace"
 )
 
 // Sentinel errors for the decisions callers make. Errors returned by this
@@ -36,7 +38,8 @@ var (
 	// version directory or is otherwise refused; the entry is named.
 	ErrUnsafeArchive = errors.New("unsafe archive")
 	// ErrNoSpace: not enough free space to extract; says needed and free.
-	ErrNoSpace = errors.New("not enough free disk space")
+	// It is diskspace.ErrNoSpace, which a download reports too.
+	ErrNoSpace = diskspace.ErrNoSpace
 	// ErrInvalidVersion: a version string is not a safe directory name.
 	ErrInvalidVersion = errors.New("invalid version")
 	// ErrChecksumMismatch: the tarball's SHA-256 is not the expected one,
