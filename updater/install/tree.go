@@ -368,7 +368,11 @@ func (t *Tree) CleanLeftovers() (removed []string, err error) {
 		removed = append(removed, t.VersionDir(v))
 	}
 
-	for _, dir := range []string{t.DataDir(), t.BinDir(), t.UnitDir()} {
+	links, err := t.linkLayout()
+	if err != nil {
+		return removed, fmt.Errorf("clean leftovers: %w", err)
+	}
+	for _, dir := range []string{t.DataDir(), links.dir, t.UnitDir()} {
 		entries, err := os.ReadDir(dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
