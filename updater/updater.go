@@ -160,7 +160,7 @@ func (u *Updater) lock(ctx context.Context) (func(), error) {
 	if err := os.MkdirAll(u.Tree.DataDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", u.Tree.DataDir(), err)
 	}
-	release, err := install.AcquireLock(ctx, u.Tree.LockPath(), u.LockWait)
+	release, err := u.Tree.Lock(ctx, u.LockWait)
 	if err != nil {
 		return nil, err
 	}

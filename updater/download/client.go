@@ -12,10 +12,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/diskspace"
 )
 
 // Defaults for Options and fixed limits of the client.
@@ -80,6 +82,11 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives progress and resume events. nil discards them.
 	Logger *slog.Logger
+	// ReserveBytes is the free space a download must leave on the
+	// filesystem it writes to: a download whose announced size does not
+	// fit is refused before its body is read. 0 means
+	// diskspace.DefaultReserve, negative disables the check.
+	ReserveBytes int64
 }
 
 // Client fetches files over HTTPS with hard limits on size, rate and
@@ -91,6 +98,7 @@ type Client struct {
 	rateWindow   time.Duration
 	timeout      time.Duration
 	logger       *slog.Logger
+	reserve      int64
 }
 
 // New returns a Client configured by opts.
@@ -101,6 +109,7 @@ func New(opts Options) *Client {
 		rateWindow:   opts.RateWindow,
 		timeout:      opts.Timeout,
 		logger:       opts.Logger,
+		reserve:      opts.ReserveBytes,
 	}
 	if c.stallTimeout == 0 {
 		c.stallTimeout = DefaultStallTimeout
@@ -113,6 +122,9 @@ func New(opts Options) *Client {
 	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
+	}
+	if c.reserve == 0 {
+		c.reserve = diskspace.DefaultReserve
 	}
 	var hc http.Client
 	if opts.HTTPClient != nil {
@@ -189,12 +201,12 @@ func checkFetchURL(raw string) error {
 	return nil
 }
 
-// newRequest builds a GET for url asking for the bytes as stored: with an
-// explicit identity Accept-Encoding, net/http neither asks for gzip nor
+// newRequest builds a request for url asking for the bytes as stored: with
+// an explicit identity Accept-Encoding, net/http neither asks for gzip nor
 // transparently decompresses, so a CDN that labels a .tar.gz with
 // Content-Encoding: gzip cannot change the bytes that get hashed.
-func newRequest(ctx context.Context, url string) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+func newRequest(ctx context.Context, method, url string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +228,7 @@ func (c *Client) Fetch(ctx context.Context, url string, max int64) ([]byte, erro
 	}
 	w := c.startWatchdog(ctx)
 	defer w.stop()
-	req, err := newRequest(w.ctx, url)
+	req, err := newRequest(w.ctx, http.MethodGet, url)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
@@ -252,6 +264,16 @@ type Result struct {
 	Resumed int    // how many times a broken transfer was resumed
 }
 
+// File is what Download writes to; *os.File is one. Download truncates
+// and rewinds it when a transfer starts over, and checks free space on the
+// filesystem of the directory Name is in.
+type File interface {
+	io.Writer
+	io.Seeker
+	Truncate(size int64) error
+	Name() string
+}
+
 // errStop marks failures Download must not retry.
 type errStop struct{ err error }
 
@@ -270,8 +292,15 @@ func (e errStop) Unwrap() error { return e.err }
 // MaxResumes times, continuing the hash. A 200 answer to a range request
 // restarts from zero. The cap max holds across resumes.
 //
-// Outcomes are those of Fetch, plus write errors on f.
-func (c *Client) Download(ctx context.Context, url string, f *os.File, max int64, progress func(done, total int64)) (Result, error) {
+// An answer whose Content-Length does not fit on f's filesystem with the
+// reserve left over (Options.ReserveBytes) is refused before its body is
+// read. The first failed write on f ends the transfer at once: no more of
+// the body is read.
+//
+// Outcomes are those of Fetch, plus diskspace.ErrNoSpace for an answer
+// that does not fit or a write that ran out of room, and other write
+// errors on f.
+func (c *Client) Download(ctx context.Context, url string, f File, max int64, progress func(done, total int64)) (Result, error) {
 	var res Result
 	if err := checkFetchURL(url); err != nil {
 		return res, err
@@ -319,7 +348,7 @@ type transfer struct {
 	c        *Client
 	w        *watchdog
 	url      string
-	f        *os.File
+	f        File
 	max      int64
 	progress func(done, total int64)
 	h        interface {
@@ -337,7 +366,7 @@ type transfer struct {
 // attempt makes one request and copies its body. A returned errStop must
 // not be retried; any other error may be resumed.
 func (d *transfer) attempt() error {
-	req, err := newRequest(d.w.ctx, d.url)
+	req, err := newRequest(d.w.ctx, http.MethodGet, d.url)
 	if err != nil {
 		return errStop{err}
 	}
@@ -386,6 +415,11 @@ func (d *transfer) attempt() error {
 	if resp.ContentLength >= 0 && d.done+resp.ContentLength > d.max {
 		return errStop{fmt.Errorf("%w: announced size %d exceeds %d", ErrTooLarge, d.done+resp.ContentLength, d.max)}
 	}
+	if resp.ContentLength >= 0 {
+		if err := d.c.checkSpace(filepath.Dir(d.f.Name()), resp.ContentLength); err != nil {
+			return errStop{err}
+		}
+	}
 	return d.copy(d.w.meter(resp.Body))
 }
 
@@ -395,7 +429,9 @@ const pipelineDepth = 4
 
 // copy streams body into f and the hash until EOF. Reading (TLS decryption)
 // and hashing+writing run in two goroutines over a few large buffers, so
-// the SHA-256 costs no extra wall time when a core is free.
+// the SHA-256 costs no extra wall time when a core is free. A failed write
+// cancels the transfer, which unblocks the reader at once: on a full disk
+// the rest of the body is never fetched.
 func (d *transfer) copy(body io.Reader) error {
 	free := make(chan []byte, pipelineDepth)
 	full := make(chan []byte, pipelineDepth)
@@ -409,7 +445,8 @@ func (d *transfer) copy(body io.Reader) error {
 		for b := range full {
 			if err == nil {
 				if _, werr := d.f.Write(b); werr != nil {
-					err = errStop{fmt.Errorf("writing %s: %w", d.f.Name(), werr)}
+					err = errStop{fmt.Errorf("writing %s: %w", d.f.Name(), diskspace.Label(werr))}
+					d.w.cancel(err)
 				} else {
 					d.h.Write(b)
 					d.done += int64(len(b))
@@ -427,6 +464,9 @@ func (d *transfer) copy(body io.Reader) error {
 	var rerr error
 	for rerr == nil {
 		buf := <-free
+		if rerr = d.w.ctx.Err(); rerr != nil {
+			break
+		}
 		n := 0
 		for n < len(buf) && rerr == nil {
 			var m int
@@ -549,4 +589,36 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// checkSpace refuses a download of need bytes into dir when it would leave
+// less than the reserve free.
+func (c *Client) checkSpace(dir string, need int64) error {
+	if c.reserve < 0 {
+		return nil
+	}
+	return diskspace.Check(dir, need, c.reserve, "to download")
+}
+
+// announcedSize asks for url's size with a HEAD request: the
+// Content-Length of a 200 answer, -1 when the server does not say.
+func (c *Client) announcedSize(ctx context.Context, url string) (int64, error) {
+	if err := checkFetchURL(url); err != nil {
+		return -1, err
+	}
+	w := c.startWatchdog(ctx)
+	defer w.stop()
+	req, err := newRequest(w.ctx, http.MethodHead, url)
+	if err != nil {
+		return -1, fmt.Errorf("HEAD %s: %w", url, err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return -1, fmt.Errorf("HEAD %s: %w", url, w.cause(unwrapURLError(err)))
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return -1, fmt.Errorf("HEAD %s: server answered %d %s", url, resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	return resp.ContentLength, nil
 }

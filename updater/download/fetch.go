@@ -51,10 +51,12 @@ func NewArtifact(product, version, goos, goarch string) (Artifact, error) {
 //     bundle (cap verify.MaxBundleSize);
 //  2. verify the bundle over the checksum bytes against ks, and that the
 //     checksum line names exactly a.TarballName();
-//  3. stream the tarball into stagingDir/<name>.unverified (created with
+//  3. ask the tarball's size (HEAD) and refuse it when it is over maxSize
+//     or does not fit in stagingDir with the reserve left free;
+//  4. stream the tarball into stagingDir/<name>.unverified (created with
 //     O_EXCL, mode 0600) through SHA-256, with cap maxSize (0 means
 //     DefaultMaxArtifactSize), and compare with the signed checksum;
-//  4. rename it to stagingDir/<name>.
+//  5. rename it to stagingDir/<name>.
 //
 // stagingDir must be on the install filesystem. On every failure nothing of
 // this call is left in stagingDir.
@@ -64,9 +66,10 @@ func NewArtifact(product, version, goos, goarch string) (Artifact, error) {
 // base, both before any request; verify.ErrNoKeys for an empty key set;
 // an error wrapping verify.ErrVerification for an untrusted signature, a
 // checksum naming another file, or a tarball whose SHA-256 differs
-// (ErrChecksumMismatch); otherwise the transport errors of Fetch and
-// Download (*HTTPStatusError, ErrTooLarge, ErrStalled, ErrTooSlow,
-// ErrRedirectRefused, the context's error).
+// (ErrChecksumMismatch); diskspace.ErrNoSpace when the tarball does not
+// fit, naming stagingDir and the needed and free bytes; otherwise the
+// transport errors of Fetch and Download (*HTTPStatusError, ErrTooLarge,
+// ErrStalled, ErrTooSlow, ErrRedirectRefused, the context's error).
 func (c *Client) FetchVerified(ctx context.Context, base string, a Artifact, ks *verify.KeySet,
 	stagingDir string, maxSize int64, now time.Time, progress func(done, total int64)) (*Fetched, error) {
 	if err := a.Validate(); err != nil {
@@ -111,6 +114,10 @@ func (c *Client) FetchVerified(ctx context.Context, base string, a Artifact, ks 
 	}
 	c.logger.InfoContext(ctx, "Checksum signature verified.", "file", name, "key", verified.Key.Source, "sha256", verified.SHA256)
 
+	if err := c.checkRoom(ctx, tarURL, stagingDir, maxSize); err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", name, err)
+	}
+
 	tmp := filepath.Join(stagingDir, name+UnverifiedSuffix)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -140,4 +147,25 @@ func (c *Client) FetchVerified(ctx context.Context, base string, a Artifact, ks 
 	keep = true
 	c.logger.InfoContext(ctx, "Download complete.", "file", name, "bytes", res.Size, "resumed", res.Resumed, "duration", time.Since(start))
 	return &Fetched{Path: final, SHA256: res.SHA256, Size: res.Size}, nil
+}
+
+// checkRoom refuses the tarball at url before any byte of it is requested
+// when its size, as a HEAD request announces it, is over maxSize or does
+// not fit in dir. A server that cannot answer HEAD, or does not say the
+// size, is not an error here: Download checks the GET answer's
+// Content-Length the same way before reading its body.
+func (c *Client) checkRoom(ctx context.Context, url, dir string, maxSize int64) error {
+	size, err := c.announcedSize(ctx, url)
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		c.logger.DebugContext(ctx, "Could not learn the tarball's size in advance.", "error", err)
+		return nil
+	case size > maxSize:
+		return fmt.Errorf("%w: announced size %d exceeds %d", ErrTooLarge, size, maxSize)
+	case size < 0:
+		return nil
+	}
+	return c.checkSpace(dir, size)
 }

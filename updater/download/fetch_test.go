@@ -31,18 +31,24 @@ type cdn struct {
 	handlers map[string]http.Handler // path -> override
 	ranges   bool                    // serve with Range support
 	cutOnce  map[string]int64        // path -> abort after N bytes, once
-	hits     map[string]int
+	hits     map[string]int          // GET requests
+	heads    map[string]int          // HEAD requests
+	noHead   bool                    // answer HEAD with 405
 }
 
 func newCDN(t *testing.T) *cdn {
 	t.Helper()
-	c := &cdn{files: map[string][]byte{}, handlers: map[string]http.Handler{}, cutOnce: map[string]int64{}, hits: map[string]int{}}
+	c := &cdn{files: map[string][]byte{}, handlers: map[string]http.Handler{}, cutOnce: map[string]int64{}, hits: map[string]int{}, heads: map[string]int{}}
 	c.srv = httptest.NewTLSServer(c)
 	t.Cleanup(c.srv.Close)
 	return c
 }
 
 func (c *cdn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead {
+		c.serveHead(w, r)
+		return
+	}
 	c.mu.Lock()
 	c.hits[r.URL.Path]++
 	data, ok := c.files[r.URL.Path]
@@ -69,6 +75,25 @@ func (c *cdn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.Write(data)
+}
+
+// serveHead answers HEAD from the files alone, as a CDN in front of the
+// same objects would, without counting a hit or reaching an override.
+func (c *cdn) serveHead(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	c.heads[r.URL.Path]++
+	data, ok := c.files[r.URL.Path]
+	noHead := c.noHead
+	c.mu.Unlock()
+	if noHead {
+		http.Error(w, "HEAD not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 }
 
 func (c *cdn) set(name string, data []byte) {
@@ -225,6 +250,13 @@ func TestFetchVerified(t *testing.T) {
 		wantTarballHits int
 	}{
 		{name: "genuine release", wantTarballHits: 1},
+		{
+			name: "server refuses HEAD",
+			setup: func(t *testing.T, c *cdn, _ *Artifact, _ *string, _ *Options, _ *int64) {
+				c.noHead = true
+			},
+			wantTarballHits: 1,
+		},
 		{
 			name: "one flipped byte in the tarball",
 			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {

@@ -18,9 +18,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gravitational/teleport-update/internal/diskspace"
 )
 
 // Limits bound what Extract accepts. A zero or negative field means the
@@ -40,10 +41,10 @@ type Limits struct {
 // Default extraction limits. A Teleport release unpacks to ~500 MiB with
 // a handful of entries; the caps leave ample headroom.
 const (
-	DefaultMaxFileSize  = 1 << 30   // 1 GiB
-	DefaultMaxTotalSize = 4 << 30   // 4 GiB
-	DefaultMaxEntries   = 10000     // entries of any type
-	DefaultReserveBytes = 256 << 20 // 256 MiB kept free
+	DefaultMaxFileSize  = 1 << 30 // 1 GiB
+	DefaultMaxTotalSize = 4 << 30 // 4 GiB
+	DefaultMaxEntries   = 10000   // entries of any type
+	DefaultReserveBytes = diskspace.DefaultReserve
 )
 
 // DefaultLimits are the limits used in production.
@@ -167,7 +168,7 @@ func (t *Tree) Extract(ctx context.Context, tarball, version, sha256hex string, 
 			_ = os.RemoveAll(staging)
 		}
 	}()
-	if err := checkFreeSpace(staging, min(estimate, lim.MaxTotalSize), lim.ReserveBytes); err != nil {
+	if err := diskspace.Check(staging, min(estimate, lim.MaxTotalSize), lim.ReserveBytes, "to unpack"); err != nil {
 		return fmt.Errorf("extract version %s: %w", version, err)
 	}
 
@@ -262,21 +263,6 @@ func unpackedEstimate(f *os.File, size int64) (int64, error) {
 	return est, nil
 }
 
-// checkFreeSpace fails with ErrNoSpace unless the filesystem holding dir
-// has need+reserve bytes available to unprivileged writers.
-func checkFreeSpace(dir string, need, reserve int64) error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return fmt.Errorf("check free space on %s: %w", dir, err)
-	}
-	free := int64(st.Bavail) * int64(st.Bsize)
-	if free < need+reserve {
-		return fmt.Errorf("%w on %s: need %d bytes (%d to unpack + %d reserve), %d available",
-			ErrNoSpace, dir, need+reserve, need, reserve, free)
-	}
-	return nil
-}
-
 // entryKind is what an archive path became in the staging directory.
 type entryKind uint8
 
@@ -353,7 +339,7 @@ func extractTar(ctx context.Context, dir string, r io.Reader, lim Limits) (dirs 
 			return nil, fmt.Errorf("%w: read archive after %d entries: %v", ErrUnsafeArchive, x.entries, err)
 		}
 		if err := x.entry(hdr, tr); err != nil {
-			return nil, mapNoSpace(err)
+			return nil, diskspace.Label(err)
 		}
 	}
 	if err := x.checkSymlinks(); err != nil {
@@ -367,13 +353,6 @@ func extractTar(ctx context.Context, dir string, r io.Reader, lim Limits) (dirs 
 	return x.dirs, nil
 }
 
-func mapNoSpace(err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("%w: %w", ErrNoSpace, err)
-	}
-	return err
-}
-
 func (x *extractor) syncer() {
 	defer x.syncWG.Done()
 	for f := range x.syncq {
@@ -384,7 +363,7 @@ func (x *extractor) syncer() {
 		if err != nil {
 			x.syncMu.Lock()
 			if x.syncErr == nil {
-				x.syncErr = mapNoSpace(fmt.Errorf("fsync %s: %w", f.Name(), err))
+				x.syncErr = diskspace.Label(fmt.Errorf("fsync %s: %w", f.Name(), err))
 			}
 			x.syncMu.Unlock()
 		}

@@ -10,9 +10,10 @@ import (
 	"strings"
 )
 
-// linkPrefix is how every link of ours in /usr/local/bin starts: relative,
-// so the tree stays valid under any root.
-const linkPrefix = "../../../" + versionsRel + "/"
+// legacyLinkPrefix is how links in /usr/local/bin started when their
+// target was not computed from the real link directory. Such a link is
+// still ours: Link replaces it when it differs from the computed target.
+const legacyLinkPrefix = "../../../" + versionsRel + "/"
 
 // notLinked are binaries a release may carry that Link leaves alone:
 // /usr/local/bin/teleport-update is the updater itself, installed and
@@ -21,23 +22,123 @@ const linkPrefix = "../../../" + versionsRel + "/"
 // regular file) make every update fail with ErrNotOurs.
 var notLinked = []string{"teleport-update"}
 
-// linkTarget is the symlink target for binary name of version v.
-func linkTarget(v, name string) string {
-	return linkPrefix + v + "/bin/" + name
+// linkLayout is where the links live and how they reach the versions,
+// with every symlink on the way resolved inside the root. Links are
+// relative, so the tree stays valid under any root; the relative path is
+// computed from the links' real directory, because ".." in a link target
+// climbs from where the link really is: with /usr/local a symlink to
+// /opt/vendor/local, a fixed "../../../var/lib/…" would land in /opt.
+type linkLayout struct {
+	root     string
+	dir      string // the real directory of the links: usr/local/bin resolved
+	versions string // the real versions directory
+	prefix   string // relative path from dir to versions, ending in "/"
 }
 
-// ourLinkVersion returns the version a symlink target points to when it is
-// a link of ours for binary name.
-func ourLinkVersion(name, target string) (string, bool) {
-	rest, ok := strings.CutPrefix(target, linkPrefix)
-	if !ok {
-		return "", false
+func (t *Tree) linkLayout() (linkLayout, error) {
+	dir, err := resolveIn(t.Root, binDirRel)
+	if err != nil {
+		return linkLayout{}, fmt.Errorf("resolve link directory: %w", err)
 	}
-	v, tail, ok := strings.Cut(rest, "/")
-	if !ok || tail != "bin/"+name || ValidateVersion(v) != nil {
-		return "", false
+	versions, err := resolveIn(t.Root, versionsRel)
+	if err != nil {
+		return linkLayout{}, fmt.Errorf("resolve versions directory: %w", err)
 	}
-	return v, true
+	rel, err := filepath.Rel(dir, versions)
+	if err != nil {
+		return linkLayout{}, fmt.Errorf("link %s to %s: %w", dir, versions, err)
+	}
+	return linkLayout{root: t.Root, dir: dir, versions: versions, prefix: filepath.ToSlash(rel) + "/"}, nil
+}
+
+// target is the symlink target for binary name of version v.
+func (l linkLayout) target(v, name string) string {
+	return l.prefix + v + "/bin/" + name
+}
+
+// ourVersion returns the version a symlink target points to when it is a
+// link of ours for binary name.
+func (l linkLayout) ourVersion(name, target string) (string, bool) {
+	for _, prefix := range []string{l.prefix, legacyLinkPrefix} {
+		rest, ok := strings.CutPrefix(target, prefix)
+		if !ok {
+			continue
+		}
+		v, tail, ok := strings.Cut(rest, "/")
+		if ok && tail == "bin/"+name && ValidateVersion(v) == nil {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// checkLinks makes sure that each link for bins really reaches version v's
+// binary of the same name: the filesystem, not the target text, decides.
+func (l linkLayout) checkLinks(v string, bins []string) error {
+	for _, name := range bins {
+		link := filepath.Join(l.dir, name)
+		want := filepath.Join(l.versions, v, "bin", name)
+		wantFi, err := os.Stat(want)
+		if err != nil {
+			return fmt.Errorf("check link %s: %w", link, err)
+		}
+		if got, err := os.Stat(link); err == nil && os.SameFile(got, wantFi) {
+			continue
+		}
+		where := "?"
+		if rel, err := filepath.Rel(l.root, link); err == nil {
+			where, _ = resolveIn(l.root, rel)
+		}
+		return fmt.Errorf("check link %s: it resolves to %s, not to %s", link, where, want)
+	}
+	return nil
+}
+
+// resolveIn returns the real path of root/rel, resolving symlinks as the
+// kernel would if root were "/": an absolute target starts again at root,
+// and ".." never climbs above it. Components that do not exist are kept as
+// they are. At most maxSymlinkHops symlinks are followed.
+func resolveIn(root, rel string) (string, error) {
+	root = filepath.Clean(root)
+	cur, hops := root, 0
+	todo := strings.Split(filepath.ToSlash(rel), "/")
+	for len(todo) > 0 {
+		part := todo[0]
+		todo = todo[1:]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			if cur != root {
+				cur = filepath.Dir(cur)
+			}
+			continue
+		}
+		next := filepath.Join(cur, part)
+		fi, err := os.Lstat(next)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			cur = next
+			continue
+		case err != nil:
+			return "", err
+		case fi.Mode()&fs.ModeSymlink == 0:
+			cur = next
+			continue
+		}
+		if hops++; hops > maxSymlinkHops {
+			return "", fmt.Errorf("resolve %s under %s: too many levels of symbolic links", rel, root)
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", err
+		}
+		if strings.HasPrefix(target, "/") {
+			cur = root
+		}
+		todo = append(strings.Split(target, "/"), todo...)
+	}
+	return cur, nil
 }
 
 // Binaries lists the executables in versions/<v>/bin (regular files, or
@@ -68,9 +169,18 @@ func (t *Tree) Binaries(v string) ([]string, error) {
 	return out, nil
 }
 
-// ourLinks maps binary name to version for every link of ours in BinDir.
+// ourLinks maps binary name to version for every link of ours in the
+// link directory.
 func (t *Tree) ourLinks() (map[string]string, error) {
-	entries, err := os.ReadDir(t.BinDir())
+	l, err := t.linkLayout()
+	if err != nil {
+		return nil, err
+	}
+	return l.ourLinks()
+}
+
+func (l linkLayout) ourLinks() (map[string]string, error) {
+	entries, err := os.ReadDir(l.dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -82,11 +192,11 @@ func (t *Tree) ourLinks() (map[string]string, error) {
 		if e.Type()&fs.ModeSymlink == 0 || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		target, err := os.Readlink(filepath.Join(t.BinDir(), e.Name()))
+		target, err := os.Readlink(filepath.Join(l.dir, e.Name()))
 		if err != nil {
 			return nil, fmt.Errorf("read link: %w", err)
 		}
-		if v, ok := ourLinkVersion(e.Name(), target); ok {
+		if v, ok := l.ourVersion(e.Name(), target); ok {
 			links[e.Name()] = v
 		}
 	}
@@ -128,7 +238,7 @@ func (t *Tree) LinkedVersions() ([]string, error) {
 	return vs, nil
 }
 
-// linkStep records one change in BinDir and how to undo it.
+// linkStep records one change in the link directory and how to undo it.
 type linkStep struct {
 	path       string
 	prevTarget string // symlink target before, "" if none
@@ -136,18 +246,23 @@ type linkStep struct {
 }
 
 // Link points /usr/local/bin/<name> at versions/<v>/bin/<name> for every
-// binary of version v (except teleport-update, see notLinked), replacing each link atomically (a new symlink under
-// a temporary name renamed over the old one), and removes links of ours
-// for binaries v lacks.
+// binary of version v (except teleport-update, see notLinked), replacing
+// each link atomically (a new symlink under a temporary name renamed over
+// the old one), and removes links of ours for binaries v lacks. The links
+// go into /usr/local/bin as resolved inside the root, with targets relative
+// to that real directory (see linkLayout).
 //
 // Before changing anything, every path is checked: a regular file or a
 // symlink that is not ours fails with ErrNotOurs unless overwrite; a
 // directory always fails. An overwritten regular file is kept as a hidden
-// hard link next to it until revert or the next CleanLeftovers.
+// hard link next to it until revert or the next CleanLeftovers. After the
+// swap, each link must reach v's binary on the filesystem; if one does
+// not, Link fails naming it and where it leads.
 //
-// revert restores BinDir exactly as it was (links, their targets and
-// overwritten files). If Link fails midway it reverts what it did itself.
-// Outcomes: ErrInvalidVersion, ErrNotInstalled, ErrNotOurs.
+// revert restores the link directory exactly as it was (links, their
+// targets and overwritten files). If Link fails midway it reverts what it
+// did itself. Outcomes: ErrInvalidVersion, ErrNotInstalled, ErrNotOurs, a
+// link that does not reach v's binary.
 func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 	if err := ValidateVersion(v); err != nil {
 		return nil, fmt.Errorf("link: %w", err)
@@ -165,10 +280,14 @@ func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 		return nil, fmt.Errorf("link version %s: %w: no bin/teleport", v, ErrNotInstalled)
 	}
 	bins = slices.DeleteFunc(bins, func(name string) bool { return slices.Contains(notLinked, name) })
-	if err := os.MkdirAll(t.BinDir(), 0o755); err != nil {
+	l, err := t.linkLayout()
+	if err != nil {
 		return nil, fmt.Errorf("link version %s: %w", v, err)
 	}
-	old, err := t.ourLinks()
+	if err := os.MkdirAll(l.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("link version %s: %w", v, err)
+	}
+	old, err := l.ourLinks()
 	if err != nil {
 		return nil, fmt.Errorf("link version %s: %w", v, err)
 	}
@@ -181,8 +300,8 @@ func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 	}
 	var plan []change
 	for _, name := range bins {
-		p := filepath.Join(t.BinDir(), name)
-		c := change{name: name, target: linkTarget(v, name), step: linkStep{path: p}}
+		p := filepath.Join(l.dir, name)
+		c := change{name: name, target: l.target(v, name), step: linkStep{path: p}}
 		fi, err := os.Lstat(p)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -196,7 +315,7 @@ func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 			if target == c.target {
 				continue // already there
 			}
-			if _, ours := ourLinkVersion(name, target); !ours && !overwrite {
+			if _, ours := l.ourVersion(name, target); !ours && !overwrite {
 				return nil, fmt.Errorf("link version %s: %s is a symlink to %q: %w (use overwrite to replace it)", v, p, target, ErrNotOurs)
 			}
 			c.step.prevTarget = target
@@ -210,12 +329,16 @@ func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 		}
 		plan = append(plan, c)
 	}
-	for name, ov := range old {
+	for name := range old {
 		if slices.Contains(bins, name) {
 			continue
 		}
-		p := filepath.Join(t.BinDir(), name)
-		plan = append(plan, change{name: name, step: linkStep{path: p, prevTarget: linkTarget(ov, name)}})
+		p := filepath.Join(l.dir, name)
+		target, err := os.Readlink(p)
+		if err != nil {
+			return nil, fmt.Errorf("link version %s: %w", v, err)
+		}
+		plan = append(plan, change{name: name, step: linkStep{path: p, prevTarget: target}})
 	}
 
 	var done []linkStep
@@ -227,7 +350,7 @@ func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 			}
 		}
 		done = nil
-		if err := syncDir(t.BinDir()); err != nil {
+		if err := syncDir(l.dir); err != nil {
 			errs = append(errs, err)
 		}
 		if err := errors.Join(errs...); err != nil {
@@ -262,7 +385,10 @@ func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 		done = append(done, c.step)
 		t.step("link:" + c.name)
 	}
-	if err := syncDir(t.BinDir()); err != nil {
+	if err := syncDir(l.dir); err != nil {
+		return fail(err)
+	}
+	if err := l.checkLinks(v, bins); err != nil {
 		return fail(err)
 	}
 	return revert, nil
@@ -307,7 +433,11 @@ func swapSymlink(p, target string) error {
 // Unlink removes every link of ours from /usr/local/bin and returns the
 // removed paths. Files and links that are not ours are left alone.
 func (t *Tree) Unlink() (removed []string, err error) {
-	links, err := t.ourLinks()
+	l, err := t.linkLayout()
+	if err != nil {
+		return nil, fmt.Errorf("unlink: %w", err)
+	}
+	links, err := l.ourLinks()
 	if err != nil {
 		return nil, fmt.Errorf("unlink: %w", err)
 	}
@@ -317,14 +447,14 @@ func (t *Tree) Unlink() (removed []string, err error) {
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		p := filepath.Join(t.BinDir(), name)
+		p := filepath.Join(l.dir, name)
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, fmt.Errorf("unlink: %w", err)
 		}
 		removed = append(removed, p)
 	}
 	if len(removed) > 0 {
-		if err := syncDir(t.BinDir()); err != nil {
+		if err := syncDir(l.dir); err != nil {
 			return removed, fmt.Errorf("unlink: %w", err)
 		}
 	}

@@ -110,7 +110,7 @@ func TestLinkForeign(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Link with overwrite: %v", err)
 			}
-			if got := snapshot(t, tr.BinDir())["teleport"]; got != "link "+linkTarget("1.0.0", "teleport") {
+			if got := snapshot(t, tr.BinDir())["teleport"]; got != "link "+linkTarget(t, tr, "1.0.0", "teleport") {
 				t.Errorf("teleport = %q after overwrite", got)
 			}
 			if err := revert(); err != nil {
@@ -258,7 +258,7 @@ func TestInterruptedSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Killed after swapping teleport, before tctl.
-	if err := swapSymlink(filepath.Join(tr.BinDir(), "teleport"), linkTarget("2.0.0", "teleport")); err != nil {
+	if err := swapSymlink(filepath.Join(tr.BinDir(), "teleport"), linkTarget(t, tr, "2.0.0", "teleport")); err != nil {
 		t.Fatal(err)
 	}
 	if vs, err := tr.LinkedVersions(); err != nil || !slices.Equal(vs, []string{"1.0.0", "2.0.0"}) {
@@ -284,4 +284,14 @@ func TestInterruptedSwap(t *testing.T) {
 	if vs, _ := tr.LinkedVersions(); !slices.Equal(vs, []string{"2.0.0"}) {
 		t.Errorf("LinkedVersions() after relinking = %v", vs)
 	}
+}
+
+// linkTarget is the target of tr's link for binary name of version v.
+func linkTarget(t *testing.T, tr *Tree, v, name string) string {
+	t.Helper()
+	l, err := tr.linkLayout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.target(v, name)
 }

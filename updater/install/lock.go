@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gravitational/teleport-update/internal/safeperm"
 )
 
 // lockRetry is how often a waiting AcquireLock tries again.
@@ -23,14 +27,20 @@ const lockRetry = 100 * time.Millisecond
 // one; the file itself is never removed (removing it would let two runs
 // lock two different files).
 //
+// path is opened without following a symlink, and must be a regular file
+// with one link that passes the safeperm rule: a lock planted as a link to
+// another file would otherwise have that file truncated by root.
+//
 // wait < 0 waits until ctx is done (the timer run); wait >= 0 gives up
 // after wait (interactive commands) with ErrLocked naming the holder's PID.
 // release unlocks and closes; the lock also ends when the process dies.
+// Outcomes: ErrLocked, an error wrapping safeperm.ErrUnsafe naming path,
+// the context's error, or the error of creating or opening the file.
 func AcquireLock(ctx context.Context, path string, wait time.Duration) (release func() error, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("acquire update lock: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openLockFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("acquire update lock: %w", err)
 	}
@@ -85,6 +95,79 @@ func AcquireLock(ctx context.Context, path string, wait time.Duration) (release 
 		}
 		return nil
 	}, nil
+}
+
+// Lock takes the update lock of the tree (see AcquireLock) after creating
+// the data directory if needed and checking it with CheckDataDir: a data
+// directory another user can write to is refused before anything in it is
+// opened.
+func (t *Tree) Lock(ctx context.Context, wait time.Duration) (release func() error, err error) {
+	if err := os.MkdirAll(t.DataDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("acquire update lock: %w", err)
+	}
+	if err := t.CheckDataDir(); err != nil {
+		return nil, fmt.Errorf("acquire update lock: %w", err)
+	}
+	return AcquireLock(ctx, t.LockPath(), wait)
+}
+
+// CheckDataDir applies the safeperm rule to the root, every directory down
+// to the data directory, and the versions and staging directories when
+// they exist: teleport-update runs as root what it finds there, so no other
+// user may be able to change it.
+//
+// Outcomes: nil; an error wrapping safeperm.ErrUnsafe naming the first
+// failing path and why; a stat error (fs.ErrNotExist for a missing data
+// directory).
+func (t *Tree) CheckDataDir() error {
+	if err := safeperm.CheckDirs(t.Root, dataDirRel); err != nil {
+		return fmt.Errorf("check data directory: %w", err)
+	}
+	for _, dir := range []string{t.VersionsDir(), t.StagingDir()} {
+		fi, err := os.Lstat(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err == nil {
+			err = safeperm.Check(dir, fi, true)
+		}
+		if err != nil {
+			return fmt.Errorf("check data directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// openLockFile opens or creates path for locking and checks what it got.
+func openLockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%w: %s: is a symlink", safeperm.ErrUnsafe, path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		err = checkLockFile(path, fi)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// checkLockFile refuses a lock file that fails the safeperm rule or has
+// another name elsewhere (a hard link to a file that is not ours).
+func checkLockFile(path string, fi os.FileInfo) error {
+	if err := safeperm.Check(path, fi, false); err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink != 1 {
+		return fmt.Errorf("%w: %s: has %d hard links, want 1", safeperm.ErrUnsafe, path, st.Nlink)
+	}
+	return nil
 }
 
 // maxLockFileRead bounds how much of the lock file is read for the PID.

@@ -18,8 +18,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/gravitational/teleport-update/internal/capread"
+	"github.com/gravitational/teleport-update/internal/diskspace"
+	"github.com/gravitational/teleport-update/internal/safeperm"
 )
 
 // Sentinel errors for the decisions callers make. Errors returned by this
@@ -36,7 +41,8 @@ var (
 	// version directory or is otherwise refused; the entry is named.
 	ErrUnsafeArchive = errors.New("unsafe archive")
 	// ErrNoSpace: not enough free space to extract; says needed and free.
-	ErrNoSpace = errors.New("not enough free disk space")
+	// It is diskspace.ErrNoSpace, which a download reports too.
+	ErrNoSpace = diskspace.ErrNoSpace
 	// ErrInvalidVersion: a version string is not a safe directory name.
 	ErrInvalidVersion = errors.New("invalid version")
 	// ErrChecksumMismatch: the tarball's SHA-256 is not the expected one,
@@ -156,14 +162,18 @@ func (t *Tree) NewStaging() (string, error) {
 
 // Installed reports whether version v is completely installed and returns
 // the SHA-256 recorded in its .verified marker. A missing or incomplete
-// version directory is ok=false with a nil error.
+// version directory is ok=false with a nil error. The version directory
+// and the marker must pass the safeperm rule (owned by root or the running
+// user, not writable by others, no symlinks); a version directory someone
+// else made is refused with an error wrapping safeperm.ErrUnsafe, never
+// taken as installed.
 func (t *Tree) Installed(v string) (sha256hex string, ok bool, err error) {
 	if err := ValidateVersion(v); err != nil {
 		return "", false, err
 	}
-	b, err := os.ReadFile(filepath.Join(t.VersionDir(v), verifiedName))
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", false, nil
+	b, err := t.readVerified(v)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, capread.ErrTooLarge) {
+		return "", false, nil // absent, or too long to be one of ours
 	}
 	if err != nil {
 		return "", false, fmt.Errorf("read %s marker of version %s: %w", verifiedName, v, err)
@@ -175,6 +185,38 @@ func (t *Tree) Installed(v string) (sha256hex string, ok bool, err error) {
 		return "", false, nil
 	}
 	return sum, true, nil
+}
+
+// maxVerifiedSize bounds the .verified marker: a checksum and a newline.
+const maxVerifiedSize = 128
+
+// readVerified checks version v's directory and reads its .verified marker
+// without following a symlink, after checking the opened file.
+func (t *Tree) readVerified(v string) ([]byte, error) {
+	dir := t.VersionDir(v)
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := safeperm.Check(dir, fi, true); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(dir, verifiedName)
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%w: %s: is a symlink", safeperm.ErrUnsafe, p)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, err
+	}
+	if err := safeperm.Check(p, fi, false); err != nil {
+		return nil, err
+	}
+	return capread.All(f, maxVerifiedSize)
 }
 
 // Versions lists the completely installed versions (those with a .verified
@@ -379,7 +421,11 @@ func (t *Tree) CleanLeftovers() (removed []string, err error) {
 		removed = append(removed, t.VersionDir(v))
 	}
 
-	for _, dir := range []string{t.DataDir(), t.BinDir(), t.UnitDir()} {
+	links, err := t.linkLayout()
+	if err != nil {
+		return removed, fmt.Errorf("clean leftovers: %w", err)
+	}
+	for _, dir := range []string{t.DataDir(), links.dir, t.UnitDir()} {
 		entries, err := os.ReadDir(dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/safeperm"
 )
 
 // MaxKeyFileSize caps a public key file; a P-256 PEM key is under 200 bytes.
@@ -36,8 +38,9 @@ var (
 	ErrKeyFormat = errors.New("invalid public key")
 	// ErrUnsafeKeyPath: a key file or a directory above it is writable by
 	// group/others, owned by someone other than root or the current user,
-	// or is not a regular file/directory.
-	ErrUnsafeKeyPath = errors.New("unsafe permissions")
+	// or is not a regular file/directory. It is safeperm.ErrUnsafe: keys.d
+	// follows the same rule as every other path teleport-update trusts.
+	ErrUnsafeKeyPath = safeperm.ErrUnsafe
 )
 
 // HintFor returns the Sigstore key hint for pub: base64 (standard encoding)
@@ -188,21 +191,8 @@ func loadKeysDir(root string) ([]Key, []error) {
 		return nil, nil
 	}
 	// Every directory from root down to keys.d.
-	euid := os.Geteuid()
-	p := filepath.Clean(root)
-	for _, part := range append([]string{""}, strings.Split(KeysDir, "/")...) {
-		p = filepath.Join(p, part)
-		stat := os.Lstat
-		if part == "" {
-			stat = os.Stat // the root itself is the caller's choice and may be a symlink
-		}
-		fi, err := stat(p)
-		if err != nil {
-			return nil, []error{fmt.Errorf("ignoring all keys in %s: %w", dir, err)}
-		}
-		if reason := unsafeReason(fi, true, euid); reason != "" {
-			return nil, []error{fmt.Errorf("ignoring all keys in %s: %w: %s: %s", dir, ErrUnsafeKeyPath, p, reason)}
-		}
+	if err := safeperm.CheckDirs(root, KeysDir); err != nil {
+		return nil, []error{fmt.Errorf("ignoring all keys in %s: %w", dir, err)}
 	}
 	entries, err := os.ReadDir(dir) // sorted by name: warnings come in a stable order
 	if err != nil {
@@ -215,7 +205,7 @@ func loadKeysDir(root string) ([]Key, []error) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
-		k, err := readKeyFile(path, euid)
+		k, err := readKeyFile(path)
 		switch {
 		case errors.Is(err, ErrKeyFormat): // already names the path
 			warnings = append(warnings, fmt.Errorf("ignoring key file: %w", err))
@@ -231,7 +221,7 @@ func loadKeysDir(root string) ([]Key, []error) {
 
 // readKeyFile opens path without following symlinks, checks the opened file's
 // mode and owner, and parses it.
-func readKeyFile(path string, euid int) (Key, error) {
+func readKeyFile(path string) (Key, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
@@ -244,7 +234,7 @@ func readKeyFile(path string, euid int) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	if reason := unsafeReason(fi, false, euid); reason != "" {
+	if reason := safeperm.Reason(fi, false, os.Geteuid()); reason != "" {
 		return Key{}, fmt.Errorf("%w: %s", ErrUnsafeKeyPath, reason)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxKeyFileSize+1))
@@ -255,28 +245,4 @@ func readKeyFile(path string, euid int) (Key, error) {
 		return Key{}, fmt.Errorf("parse public key %s: %w: larger than %d bytes", path, ErrKeyFormat, MaxKeyFileSize)
 	}
 	return ParsePublicKeyPEM(data, path)
-}
-
-// unsafeReason returns why fi may not hold or lead to a pinned key, or "".
-func unsafeReason(fi fs.FileInfo, wantDir bool, euid int) string {
-	mode := fi.Mode()
-	switch {
-	case mode&fs.ModeSymlink != 0:
-		return "is a symlink"
-	case wantDir && !mode.IsDir():
-		return "is not a directory"
-	case !wantDir && !mode.IsRegular():
-		return "is not a regular file"
-	}
-	if perm := mode.Perm(); perm&0o022 != 0 {
-		return fmt.Sprintf("mode %#o is group/world-writable", perm)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return "cannot determine owner"
-	}
-	if st.Uid != 0 && int(st.Uid) != euid {
-		return fmt.Sprintf("owned by uid %d, want 0 or %d", st.Uid, euid)
-	}
-	return ""
 }
