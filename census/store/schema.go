@@ -139,7 +139,7 @@ func migrate(ctx context.Context, conn *sql.Conn) error {
 		return fmt.Errorf("migrate schema: read version: %w", err)
 	}
 	if v > schemaVersion {
-		return fmt.Errorf("migrate schema: database has schema version %d, newer than %d this binary knows", v, schemaVersion)
+		return fmt.Errorf("migrate schema: %w: version %d, this binary knows up to %d", ErrNewerSchema, v, schemaVersion)
 	}
 	if v == schemaVersion {
 		return nil

@@ -46,6 +46,10 @@ const (
 // ErrClosed is returned by Ingest after Close.
 var ErrClosed = errors.New("census store is closed")
 
+// ErrReadOnly is returned by the writing methods of a Store opened with
+// OpenReadOnly.
+var ErrReadOnly = errors.New("census store is open read-only")
+
 // Options tune a Store. Zero values take the defaults.
 type Options struct {
 	// HistoryPerHost is how many update results are kept per host
@@ -84,6 +88,7 @@ type Store struct {
 	// full, I/O error) included; commit clears it at BEGIN.
 	rolledBack atomic.Bool
 
+	readOnly  bool // opened by OpenReadOnly: no writer, no write connection
 	queue     chan *request
 	closeMu   sync.RWMutex // guards closed against sends on queue
 	closed    bool
@@ -199,6 +204,12 @@ func (s *Store) Stats() Stats {
 // Close commits the reports already queued, stops the writer and closes the
 // database. Ingest calls after Close return ErrClosed.
 func (s *Store) Close() error {
+	if s.readOnly {
+		if err := s.db.Close(); err != nil {
+			return fmt.Errorf("close census database: %w", err)
+		}
+		return nil
+	}
 	s.closeMu.Lock()
 	if s.closed {
 		s.closeMu.Unlock()
@@ -226,10 +237,13 @@ func (s *Store) Close() error {
 // holds the report has committed to disk.
 //
 // Outcomes: nil when stored; an error wrapping census.ErrInvalidReport when
-// the body is refused (nothing is stored); ErrClosed after Close; ctx's error
-// when ctx ends first (the report may still be committed); otherwise a
-// database error.
+// the body is refused (nothing is stored); ErrClosed after Close;
+// ErrReadOnly on a read-only Store; ctx's error when ctx ends first (the
+// report may still be committed); otherwise a database error.
 func (s *Store) Ingest(ctx context.Context, group string, body []byte, now time.Time) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	row, err := prepare(group, body, now)
 	if err != nil {
 		return err
@@ -259,6 +273,9 @@ func (s *Store) Ingest(ctx context.Context, group string, body []byte, now time.
 // without the batch writer: the baseline the group commit is measured
 // against.
 func (s *Store) IngestOneTx(ctx context.Context, group string, body []byte, now time.Time) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	row, err := prepare(group, body, now)
 	if err != nil {
 		return err
@@ -286,6 +303,9 @@ var ErrAllStale = errors.New("no census host was seen since the cutoff")
 // time is far more likely a clock that jumped, or a proxy that lost its
 // agents, than hosts an operator wants gone.
 func (s *Store) Forget(ctx context.Context, cutoff time.Time) (int, error) {
+	if s.readOnly {
+		return 0, ErrReadOnly
+	}
 	ms := cutoff.UnixMilli()
 	var newest sql.NullInt64
 	if err := s.db.QueryRowContext(ctx, `SELECT max(last_seen) FROM hosts`).Scan(&newest); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,14 +16,22 @@ import (
 
 	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/census/store"
+	"github.com/gravitational/teleport-update/internal/tmpfs"
 )
 
 // censusDB returns a database holding three hosts, one of them silent for
 // two days.
 func censusDB(t *testing.T) string {
 	t.Helper()
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "census.db")
+	censusDBAt(t, path)
+	return path
+}
+
+// censusDBAt writes censusDB's three hosts to a new database at path.
+func censusDBAt(t *testing.T, path string) {
+	t.Helper()
+	ctx := context.Background()
 	st, err := store.Open(ctx, path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +55,6 @@ func censusDB(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	return path
 }
 
 func runCensusCLI(t *testing.T, args ...string) (int, string, string) {
@@ -137,6 +145,39 @@ func TestProxyCensusErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("census created the missing database %s (stat: %v)", missing, err)
+	}
+}
+
+// TestProxyCensusReadOnly reads a database on a file system remounted
+// read-only, where nothing can be written (not even by root), and refuses
+// a database of a newer schema with the way out.
+func TestProxyCensusReadOnly(t *testing.T) {
+	t.Parallel()
+	dir := tmpfs.Mount(t, 4<<20)
+	db := filepath.Join(dir, "census.db")
+	censusDBAt(t, db)
+	tmpfs.ReadOnly(t, dir)
+	code, out, stderr := runCensusCLI(t, "proxy", "census", "--db", db)
+	if code != exitOK || !strings.Contains(out, "Census of 3 hosts") {
+		t.Errorf("census of a read-only database: exit %d, stdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	if code, out, stderr = runCensusCLI(t, "proxy", "census", "--db", db, "--format", "json"); code != exitOK || strings.Count(out, "\n") != 3 {
+		t.Errorf("export of a read-only database: exit %d, stdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+
+	newer := censusDB(t)
+	sqldb, err := sql.Open("sqlite", newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqldb.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	sqldb.Close()
+	code, _, stderr = runCensusCLI(t, "proxy", "census", "--db", newer)
+	if code != exitFailure || !strings.Contains(stderr, "newer schema") || !strings.Contains(stderr, "version 99") ||
+		!strings.Contains(stderr, "use the teleport-update of the proxy that wrote it") {
+		t.Errorf("census of a newer schema: exit %d, stderr %s; want exit 1 naming the version and what to do", code, stderr)
 	}
 }
 
