@@ -60,6 +60,12 @@ type Config struct {
 	// Tokens are the static enrollment tokens (see LoadTokens). Without
 	// tokens every census request is refused.
 	Tokens []Token
+	// TokensFile, instead of Tokens, is the tokens file: read at New (it
+	// must be valid and safe then), then again by ReloadTokens and Watch.
+	TokensFile string
+	// TrustedProxies are the load balancers whose X-Forwarded-For names the
+	// client (see ParseTrustedProxies). Empty: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
 	// Census stores census reports; nil disables census (404).
 	Census CensusBackend
 	// CensusStaleAfter is the default silence after which the summary lists
@@ -95,7 +101,8 @@ type Server struct {
 	cfg     Config
 	logger  *slog.Logger
 	now     func() time.Time
-	tokens  []tokenEntry
+	tokens  tokenStore
+	logs    logLimits
 	limiter *failLimiter
 	metrics *metrics
 	reg     *prometheus.Registry
@@ -160,7 +167,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new proxy API: %w", err)
 	}
-	if s.tokens, err = compileTokens(cfg.Tokens); err != nil {
+	if err := s.initAuth(); err != nil {
 		return nil, fmt.Errorf("new proxy API: %w", err)
 	}
 	if cfg.BaseURL != "" {
@@ -195,12 +202,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("new proxy API: register metrics: %w", err)
 	}
 	s.install(p, sha256.Sum256(data))
-	for i, t := range s.tokens {
-		if t.group != "" && !p.HasGroup(t.group) {
-			s.logger.Warn("Enrollment token's group is not in the policy; its agents are refused until it is.",
-				"token_index", i, "group", t.group)
-		}
-	}
+	s.warnTokenGroups(p)
 	s.handler = s.routes()
 	return s, nil
 }
@@ -287,7 +289,8 @@ func (s *Server) reject(hash [sha256.Size]byte, debounce bool, err error) error 
 
 // Watch polls the policy file every ReloadInterval and reloads it when its
 // content changes, until ctx is done; then it returns nil. Problems are
-// logged and counted (see Reload), never returned.
+// logged and counted (see Reload), never returned. It polls the tokens
+// file too (see ReloadTokens).
 func (s *Server) Watch(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.ReloadInterval)
 	defer t.Stop()
@@ -297,6 +300,7 @@ func (s *Server) Watch(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			_ = s.reload(true) // logged and counted by reload
+			s.pollTokens()
 		}
 	}
 }
@@ -341,19 +345,15 @@ func (s *Server) routes() http.Handler {
 	})
 }
 
-// instrument records metrics and the access log of every request. Routine
-// successful polls (find, healthz, metrics) are logged at debug level, so a
-// large fleet does not flood the log; everything else at info.
+// instrument records metrics and the access log of every request, at the
+// level accessLevel gives.
 func (s *Server) instrument(route string, f routedFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		code := f(w, r)
 		d := time.Since(start)
 		s.metrics.record(route, code, d)
-		level := slog.LevelInfo
-		if code < 400 && (route == routeFind || route == routeHealth || route == routeMetrics) {
-			level = slog.LevelDebug
-		}
+		level := accessLevel(code)
 		if !s.logger.Enabled(r.Context(), level) {
 			return
 		}

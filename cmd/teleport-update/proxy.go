@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sort"
@@ -69,6 +70,7 @@ type proxyServeOptions struct {
 	tlsCert     string
 	tlsKey      string
 	tokens      string
+	trusted     []netip.Prefix // --trusted-proxies
 	censusDB    string
 	forgetAfter time.Duration
 	publicAddr  string
@@ -78,6 +80,7 @@ type proxyServeOptions struct {
 
 func newProxyServeCmd(c *cli) *cobra.Command {
 	var o proxyServeOptions
+	var trusted string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve find, install.sh and census over HTTPS from a policy file",
@@ -99,6 +102,10 @@ the listener is up.`,
 			if o.forgetAfter < 0 {
 				return usageError("--census-forget-after must not be negative, got %v", o.forgetAfter)
 			}
+			var err error
+			if o.trusted, err = proxyapi.ParseTrustedProxies(trusted); err != nil {
+				return usageError("--trusted-proxies: %v", err)
+			}
 			return runProxyServe(cmd.Context(), c.logger(), o)
 		},
 	}
@@ -107,7 +114,8 @@ the listener is up.`,
 	f.StringVar(&o.listen, "listen", ":3080", "address to listen on (127.0.0.1:0 picks a free port)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate chain, PEM (required)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key, PEM (required)")
-	f.StringVar(&o.tokens, "tokens", "", "static enrollment tokens file (YAML) for census intake")
+	f.StringVar(&o.tokens, "tokens", "", "static enrollment tokens file (YAML, mode 0600) for census intake; reloaded when it changes and on SIGHUP")
+	f.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For names the client")
 	f.StringVar(&o.censusDB, "census-db", "", "SQLite census database; without it census intake is disabled")
 	f.DurationVar(&o.forgetAfter, "census-forget-after", defaultCensusForgetAfter,
 		"delete census hosts not seen for this long, checked hourly (0 keeps them forever)")
@@ -127,10 +135,10 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 		Logger:        log,
 	}
 	var err error
-	if o.tokens != "" {
-		if cfg.Tokens, err = proxyapi.LoadTokens(o.tokens); err != nil {
-			return err
-		}
+	cfg.TokensFile = o.tokens
+	cfg.TrustedProxies = o.trusted
+	if o.censusDB != "" && o.tokens == "" {
+		log.Warn("Census intake is on (--census-db) but no --tokens file is set: every census report will be refused.")
 	}
 	if cfg.InstallPublicKeyPEM, err = installKey(o.installKey); err != nil {
 		return err
@@ -197,7 +205,7 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 		WriteTimeout:      proxyWriteTimeout,
 		IdleTimeout:       proxyIdleTimeout,
 		MaxHeaderBytes:    proxyMaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          proxyapi.NewErrorLog(log),
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -220,6 +228,9 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 				if err := api.Reload(); err == nil {
 					log.Info("Policy checked on SIGHUP.", "path", o.resource)
 				}
+				if err := api.ReloadTokens(); err == nil && o.tokens != "" {
+					log.Info("Enrollment tokens checked on SIGHUP.", "path", o.tokens)
+				}
 				if err := loadCert(); err != nil {
 					log.Error("TLS certificate not reloaded; the previous one keeps serving.", "error", err.Error())
 				} else {
@@ -232,7 +243,7 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 	log.Info("Proxy listening.", "addr", ln.Addr().String(), "resource", o.resource,
-		"target_version", api.Policy().TargetVersion.String(), "census", cfg.Census != nil, "tokens", len(cfg.Tokens))
+		"target_version", api.Policy().TargetVersion.String(), "census", cfg.Census != nil, "tokens_file", o.tokens)
 	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("Notifying systemd failed.", "error", err.Error())
 	} else if ok {
@@ -330,6 +341,10 @@ func registerCensusMetrics(reg prometheus.Registerer, st *store.Store) error {
 			Name: "teleport_update_census_reports_stored_total",
 			Help: "Census reports committed by the batch writer.",
 		}, func() float64 { return float64(st.Stats().Reports) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "teleport_update_census_write_errors_total",
+			Help: "Census reports not stored because the database failed (disk full, I/O error, locked, corrupt).",
+		}, func() float64 { return float64(st.Stats().WriteErrors) }),
 	} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register census metrics: %w", err)
