@@ -283,8 +283,8 @@ func (e *tokenEntry) allows(addr netip.Addr) bool {
 // Failure rate limiting for authenticated endpoints. Only failed requests
 // count: a valid token is accepted whatever others did from its address.
 const (
-	// failBurst is how many authentication failures an address may have
-	// before it is refused with 429.
+	// failBurst is how many authentication failures a client (an IPv4
+	// address or IPv6 /64) may have before its failures get 429.
 	failBurst = 10
 	// failRefill is how often one failure is forgiven.
 	failRefill = 6 * time.Second
