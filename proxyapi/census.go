@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -17,43 +19,60 @@ const maxStaleAfter = 366 * 24 * time.Hour
 
 // authenticate checks the request's Bearer token. On failure it writes the
 // answer and returns its code and false:
-//   - 429 with Retry-After when the client address has failed too often;
 //   - 401 for a missing, malformed or unknown token;
-//   - 403 for a token used from outside its CIDRs.
+//   - 403 for a token used from outside its CIDRs;
+//   - 429 with Retry-After instead, when the client has failed too often.
 //
-// Every 401 and 403 counts as a failure for the client address.
+// The token is checked first, and only failures count against the client
+// (its IPv4 address or IPv6 /64, see clientAddr and limitKey): a valid
+// token is accepted from an address others are failing from, as behind a
+// NAT or a load balancer. Tokens are at least MinTokenLen characters, too
+// long to guess, so failures need no limit to protect them; it spares the
+// server and its log. Failures are logged at debug; a client that becomes
+// blocked is logged at warn, a bounded number of times a minute.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (tokenEntry, int, bool) {
+	addr := s.clientAddr(r)
+	tok, code, msg := s.checkToken(r, addr)
+	if code == 0 {
+		return tok, 0, true
+	}
 	now := s.now()
-	addr := remoteAddr(r)
 	if wait, blocked := s.limiter.blocked(addr, now); blocked {
 		secs := int((wait + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		return tokenEntry{}, writeError(w, http.StatusTooManyRequests, "too many failed authentication attempts from this address; retry later"), false
 	}
-	failed := func(code int, msg string) (tokenEntry, int, bool) {
-		s.limiter.fail(addr, now)
-		if code == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="teleport-update"`)
-		}
-		s.logger.Warn("Authentication failed.", "remote", r.RemoteAddr, "code", code, "reason", msg)
-		return tokenEntry{}, writeError(w, code, msg), false
+	if s.limiter.fail(addr, now) {
+		logLimited(r.Context(), s.logger, s.logs.blocked, slog.LevelWarn,
+			"Too many failed authentication attempts; the client's failures get 429 for a while.",
+			"client", limitKey(addr).String(), "remote", r.RemoteAddr, "code", code, "reason", msg)
 	}
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="teleport-update"`)
+	}
+	s.logger.Debug("Authentication failed.", "client", addr.String(), "remote", r.RemoteAddr, "code", code, "reason", msg)
+	return tokenEntry{}, writeError(w, code, msg), false
+}
+
+// checkToken finds r's Bearer token among the tokens in effect and checks
+// addr may use it. It returns the token, or the failure's code and message.
+func (s *Server) checkToken(r *http.Request, addr netip.Addr) (tokenEntry, int, string) {
 	auth := r.Header.Get("Authorization")
-	scheme, secret, ok := strings.Cut(auth, " ")
 	if auth == "" {
-		return failed(http.StatusUnauthorized, "an enrollment token is required: Authorization: Bearer <token>")
+		return tokenEntry{}, http.StatusUnauthorized, "an enrollment token is required: Authorization: Bearer <token>"
 	}
+	scheme, secret, ok := strings.Cut(auth, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" || len(secret) > MaxTokenLen {
-		return failed(http.StatusUnauthorized, "the Authorization header must be Bearer <token>")
+		return tokenEntry{}, http.StatusUnauthorized, "the Authorization header must be Bearer <token>"
 	}
-	tok, ok := lookupToken(s.tokens, secret)
+	tok, ok := lookupToken(s.tokenEntries(), secret)
 	if !ok {
-		return failed(http.StatusUnauthorized, "the enrollment token is not valid")
+		return tokenEntry{}, http.StatusUnauthorized, "the enrollment token is not valid"
 	}
 	if !tok.allows(addr) {
-		return failed(http.StatusForbidden, "the enrollment token is not allowed from this address")
+		return tokenEntry{}, http.StatusForbidden, "the enrollment token is not allowed from this address"
 	}
-	return tok, 0, true
+	return tok, 0, ""
 }
 
 // serveCensus takes an agent's census report: POST with a Bearer
@@ -87,10 +106,19 @@ func (s *Server) serveCensus(w http.ResponseWriter, r *http.Request) int {
 		return writeError(w, http.StatusBadRequest, "read census report: "+err.Error())
 	}
 	if err := s.cfg.Census.Ingest(r.Context(), tok.group, body, s.now()); err != nil {
-		if errors.Is(err, census.ErrInvalidReport) {
+		switch {
+		case errors.Is(err, census.ErrInvalidReport):
 			return writeError(w, http.StatusBadRequest, err.Error())
+		case r.Context().Err() != nil:
+			// The backend may still commit the report after the client
+			// went away (it is queued), or may not.
+			logLimited(r.Context(), s.logger, s.logs.unknown, slog.LevelWarn,
+				"Census report outcome unknown: the client went away before it was stored.",
+				"group", tok.group, "remote", r.RemoteAddr, "error", err.Error())
+		default:
+			logLimited(r.Context(), s.logger, s.logs.census, slog.LevelError,
+				"Census report not stored.", "group", tok.group, "error", err.Error())
 		}
-		s.logger.Error("Census report not stored.", "group", tok.group, "error", err.Error())
 		return writeError(w, http.StatusServiceUnavailable, "the census report could not be stored; retry later")
 	}
 	return writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})

@@ -60,7 +60,7 @@ func NewHTTPServer(h http.Handler, tlsConf *tls.Config, log *slog.Logger) *http.
 		WriteTimeout:      WriteTimeout,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          NewErrorLog(log),
 	}
 }
 

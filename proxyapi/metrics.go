@@ -59,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Policy file changes that were refused; the last good policy kept serving.",
 		}),
 		target: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "teleport_update_target_version",
+			Name: "teleport_update_target_version_info",
 			Help: "Target version per group of the policy in effect (value 1).",
 		}, []string{"group", "version"}),
 		counters: make(map[routeCode]prometheus.Counter),

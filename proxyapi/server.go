@@ -60,6 +60,12 @@ type Config struct {
 	// Tokens are the static enrollment tokens (see LoadTokens). Without
 	// tokens every census request is refused.
 	Tokens []Token
+	// TokensFile, instead of Tokens, is the tokens file: read at New (it
+	// must be valid and safe then), then again by ReloadTokens and Watch.
+	TokensFile string
+	// TrustedProxies are the load balancers whose X-Forwarded-For names the
+	// client (see ParseTrustedProxies). Empty: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
 	// Census stores census reports; nil disables census (404).
 	Census CensusBackend
 	// CensusUnavailable, when not nil, says census is configured but its
@@ -104,7 +110,8 @@ type Server struct {
 	cfg     Config
 	logger  *slog.Logger
 	now     func() time.Time
-	tokens  []tokenEntry
+	tokens  tokenStore
+	logs    logLimits
 	limiter *failLimiter
 	metrics *metrics
 	reg     *prometheus.Registry
@@ -174,7 +181,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new proxy API: %w", err)
 	}
-	if s.tokens, err = compileTokens(cfg.Tokens); err != nil {
+	if err := s.initAuth(); err != nil {
 		return nil, fmt.Errorf("new proxy API: %w", err)
 	}
 	if cfg.BaseURL != "" {
@@ -212,12 +219,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("new proxy API: register metrics: %w", err)
 	}
 	s.install(p, sha256.Sum256(data))
-	for i, t := range s.tokens {
-		if t.group != "" && !p.HasGroup(t.group) {
-			s.logger.Warn("Enrollment token's group is not in the policy; its agents are refused until it is.",
-				"token_index", i, "group", t.group)
-		}
-	}
+	s.warnTokenGroups(p)
 	s.handler = s.routes()
 	return s, nil
 }
@@ -312,7 +314,7 @@ func (s *Server) reject(hash [sha256.Size]byte, err error) error {
 // then it returns nil. A changed content takes effect, or is refused, once
 // two looks in a row have seen it unchanged, so a file being written in
 // place is never served half written. Problems are logged and counted (see
-// Reload), never returned.
+// Reload), never returned. It polls the tokens file too (see ReloadTokens).
 func (s *Server) Watch(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.ReloadInterval)
 	defer t.Stop()
@@ -322,6 +324,7 @@ func (s *Server) Watch(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			_ = s.reload(true) // logged and counted by reload
+			s.pollTokens()
 		}
 	}
 }
@@ -367,20 +370,18 @@ func (s *Server) routes() http.Handler {
 	})
 }
 
-// instrument records metrics and the access log of every request. Routine
-// successful polls (find, healthz, metrics) and every readiness probe are
-// logged at debug level, so a large fleet or a load balancer does not
-// flood the log; everything else at info.
+// instrument records metrics and the access log of every request, at the
+// level accessLevel gives; every readiness probe is logged at debug.
 func (s *Server) instrument(route string, f routedFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		code := f(w, r)
 		d := time.Since(start)
 		s.metrics.record(route, code, d)
-		level := slog.LevelInfo
+		level := accessLevel(code)
 		// Probes of /readyz repeat every few seconds whatever the answer;
 		// what makes it 503 is logged where it happens.
-		if route == routeReady || (code < 400 && (route == routeFind || route == routeHealth || route == routeMetrics)) {
+		if route == routeReady {
 			level = slog.LevelDebug
 		}
 		if !s.logger.Enabled(r.Context(), level) {

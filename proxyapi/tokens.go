@@ -7,18 +7,27 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
-	"github.com/gravitational/teleport-update/internal/capread"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gravitational/teleport-update/internal/capread"
+	"github.com/gravitational/teleport-update/internal/safeperm"
 )
 
 // ErrInvalidTokens is wrapped by every error about the enrollment token
 // configuration.
 var ErrInvalidTokens = errors.New("invalid enrollment tokens")
+
+// ErrUnsafeTokensFile is wrapped by the error about a tokens file that
+// others than its owner may read or change: it holds secrets.
+var ErrUnsafeTokensFile = errors.New("unsafe tokens file")
 
 // Token limits.
 const (
@@ -81,17 +90,73 @@ func ParseTokens(data []byte) ([]Token, error) {
 	return f.Tokens, nil
 }
 
-// LoadTokens reads and parses the tokens file at path.
+// LoadTokens reads and parses the tokens file at path. The file must be
+// safe to hold secrets (see readTokensFile); otherwise the error wraps
+// ErrUnsafeTokensFile.
 func LoadTokens(path string) ([]Token, error) {
-	data, err := capread.File(path, MaxTokensFileSize)
+	data, _, err := readTokensFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read tokens: %w", err)
+		return nil, err
 	}
 	toks, err := ParseTokens(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse tokens %s: %w", path, err)
 	}
 	return toks, nil
+}
+
+// readTokensFile reads the tokens file at path and returns its content and
+// its version: a hash of the content, mode and owner, so that a chmod is
+// noticed as a change. The opened file must follow the rule key files in
+// keys.d follow (a regular file, not group- or world-writable, owned by
+// root or the current user) and, since it holds secrets, be neither group-
+// nor world-readable. A symlink is followed (the path is the operator's
+// choice; Kubernetes secret volumes are symlinks); the file it leads to is
+// checked. A FIFO is refused without blocking. When the file cannot be
+// read, version identifies the error instead.
+func readTokensFile(path string) (data []byte, version [sha256.Size]byte, err error) {
+	defer func() {
+		if err != nil {
+			version = sha256.Sum256([]byte("unreadable: " + err.Error()))
+		}
+	}()
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, version, fmt.Errorf("read tokens: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, version, fmt.Errorf("read tokens: %w", err)
+	}
+	if reason := tokensFileReason(fi); reason != "" {
+		return nil, version, fmt.Errorf("%w %s: %s; it holds secrets: make it mode 0600, owned by root or the proxy's user",
+			ErrUnsafeTokensFile, path, reason)
+	}
+	if data, err = capread.All(f, MaxTokensFileSize); err != nil {
+		return nil, version, fmt.Errorf("read tokens %s: %w", path, err)
+	}
+	var uid uint32
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		uid = st.Uid
+	}
+	h := sha256.New()
+	h.Write(data)
+	fmt.Fprintf(h, "\x00%o:%d", fi.Mode(), uid)
+	h.Sum(version[:0])
+	return data, version, nil
+}
+
+// tokensFileReason returns why the opened tokens file fi may not hold
+// tokens, or "".
+func tokensFileReason(fi fs.FileInfo) string {
+	if reason := safeperm.Reason(fi, false, os.Geteuid()); reason != "" {
+		return reason
+	}
+	if perm := fi.Mode().Perm(); perm&0o044 != 0 {
+		return fmt.Sprintf("mode %#o is group/world-readable", perm)
+	}
+	return ""
 }
 
 // CheckTokens validates tokens without revealing them in errors (tokens are
@@ -155,20 +220,33 @@ func compileTokens(toks []Token) ([]tokenEntry, error) {
 	return entries, nil
 }
 
-// parseCIDR accepts a prefix or a single address.
+// parseCIDR accepts a prefix or a single address. An IPv4-mapped IPv6
+// prefix (::ffff:10.0.0.0/104) becomes the IPv4 prefix it maps (10.0.0.0/8):
+// client addresses are compared unmapped, so as written it would match no
+// client at all.
 func parseCIDR(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR: %w", s, err)
 		}
-		return p.Masked(), nil
+		return unmapPrefix(p.Masked()), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or address: %w", s, err)
 	}
 	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// unmapPrefix turns a masked IPv4-mapped prefix into its IPv4 prefix. A
+// masked prefix whose address is IPv4-mapped has at least 96 bits (the
+// ::ffff: part is bits 80 to 95), so it always maps to an IPv4 prefix.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if !p.Addr().Is4In6() || p.Bits() < 96 {
+		return p
+	}
+	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 }
 
 // lookupToken returns the entry whose hash matches secret. It compares the
@@ -202,10 +280,11 @@ func (e *tokenEntry) allows(addr netip.Addr) bool {
 	return false
 }
 
-// Failure rate limiting for authenticated endpoints.
+// Failure rate limiting for authenticated endpoints. Only failed requests
+// count: a valid token is accepted whatever others did from its address.
 const (
-	// failBurst is how many authentication failures an address may have
-	// before it is refused with 429.
+	// failBurst is how many authentication failures a client (an IPv4
+	// address or IPv6 /64) may have before its failures get 429.
 	failBurst = 10
 	// failRefill is how often one failure is forgiven.
 	failRefill = 6 * time.Second
@@ -213,12 +292,12 @@ const (
 	maxLimitedAddrs = 10000
 )
 
-// failLimiter is a token bucket per client address that only failures
-// drain. It is bounded: when full, fully refilled buckets are dropped and
-// then arbitrary ones.
+// failLimiter is a token bucket per client that only failures drain. A
+// client is an IPv4 address or an IPv6 /64 (see limitKey). It is bounded:
+// when full, fully refilled buckets are dropped and then arbitrary ones.
 type failLimiter struct {
 	mu      sync.Mutex
-	buckets map[netip.Addr]*bucket
+	buckets map[netip.Prefix]*bucket
 }
 
 type bucket struct {
@@ -227,7 +306,19 @@ type bucket struct {
 }
 
 func newFailLimiter() *failLimiter {
-	return &failLimiter{buckets: make(map[netip.Addr]*bucket)}
+	return &failLimiter{buckets: make(map[netip.Prefix]*bucket)}
+}
+
+// limitKey is the bucket of addr: the address for IPv4, its /64 for IPv6.
+// A single IPv6 host is usually given a whole /64, so a bucket per address
+// would let it try 2^64 times as often.
+func limitKey(addr netip.Addr) netip.Prefix {
+	addr = addr.Unmap()
+	if addr.Is6() {
+		p, _ := addr.Prefix(64) // cannot fail for an IPv6 address
+		return p
+	}
+	return netip.PrefixFrom(addr, addr.BitLen())
 }
 
 // refill brings b up to date at now.
@@ -238,12 +329,12 @@ func (b *bucket) refill(now time.Time) {
 	}
 }
 
-// blocked reports whether addr has no failures left, and if so how long
-// until one is forgiven.
+// blocked reports whether addr's client has no failures left, and if so
+// how long until one is forgiven.
 func (l *failLimiter) blocked(addr netip.Addr, now time.Time) (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.buckets[addr]
+	b, ok := l.buckets[limitKey(addr)]
 	if !ok {
 		return 0, false
 	}
@@ -255,40 +346,44 @@ func (l *failLimiter) blocked(addr netip.Addr, now time.Time) (time.Duration, bo
 	return max(wait, time.Second), true
 }
 
-// fail records a failure from addr.
-func (l *failLimiter) fail(addr netip.Addr, now time.Time) {
+// fail records a failure from addr's client and reports whether it used
+// the client's last one (it is blocked from now on).
+func (l *failLimiter) fail(addr netip.Addr, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.buckets[addr]
+	key := limitKey(addr)
+	b, ok := l.buckets[key]
 	if !ok {
 		if len(l.buckets) >= maxLimitedAddrs {
 			l.evict(now)
 		}
 		b = &bucket{tokens: failBurst, last: now}
-		l.buckets[addr] = b
+		l.buckets[key] = b
 	}
 	b.refill(now)
+	wasOpen := b.tokens >= 1
 	b.tokens = max(0, b.tokens-1)
+	return wasOpen && b.tokens < 1
 }
 
 // evict drops refilled buckets, and if none were, one arbitrary bucket.
 func (l *failLimiter) evict(now time.Time) {
-	for a, b := range l.buckets {
+	for k, b := range l.buckets {
 		b.refill(now)
 		if b.tokens >= failBurst {
-			delete(l.buckets, a)
+			delete(l.buckets, k)
 		}
 	}
 	if len(l.buckets) < maxLimitedAddrs {
 		return
 	}
-	for a := range l.buckets {
-		delete(l.buckets, a)
+	for k := range l.buckets {
+		delete(l.buckets, k)
 		return
 	}
 }
 
-// len returns the number of tracked addresses (tests).
+// len returns the number of tracked clients (tests).
 func (l *failLimiter) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -139,7 +139,7 @@ func migrate(ctx context.Context, conn *sql.Conn) error {
 		return fmt.Errorf("migrate schema: read version: %w", err)
 	}
 	if v > schemaVersion {
-		return fmt.Errorf("migrate schema: database has schema version %d, newer than %d this binary knows", v, schemaVersion)
+		return fmt.Errorf("migrate schema: %w: version %d, this binary knows up to %d", ErrNewerSchema, v, schemaVersion)
 	}
 	if v == schemaVersion {
 		return nil
@@ -249,7 +249,7 @@ func (r *hostRow) entry() historyEntry {
 func mergeHistory(stored string, e historyEntry, keep int) (string, error) {
 	var h []historyEntry
 	if err := json.Unmarshal([]byte(stored), &h); err != nil {
-		return "", fmt.Errorf("decode stored update history: %w", err)
+		return "", fmt.Errorf("%w: %v", errStoredHistory, err)
 	}
 	if !slices.ContainsFunc(h, func(o historyEntry) bool { return o.Time == e.Time && o.Target == e.Target }) {
 		h = append(h, e)

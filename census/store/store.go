@@ -22,6 +22,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/internal/lograte"
 )
 
 // Defaults for Options fields left zero.
@@ -36,10 +37,18 @@ const (
 	maxReaders = 4
 	// maxGroupLen bounds the group name a caller passes to Ingest.
 	maxGroupLen = 256
+	// failureLogBurst and failureLogEvery bound the log lines of failed
+	// writes: a full disk fails every batch, many a second.
+	failureLogBurst = 5
+	failureLogEvery = time.Minute
 )
 
 // ErrClosed is returned by Ingest after Close.
 var ErrClosed = errors.New("census store is closed")
+
+// ErrReadOnly is returned by the writing methods of a Store opened with
+// OpenReadOnly.
+var ErrReadOnly = errors.New("census store is open read-only")
 
 // Options tune a Store. Zero values take the defaults.
 type Options struct {
@@ -67,11 +76,20 @@ type Store struct {
 
 	opts        Options
 	logger      *slog.Logger
-	forgetBatch int // hosts per Forget transaction (forgetBatch; tests lower it)
+	failLog     *lograte.Limiter // bounds the lines of failed writes
+	forgetBatch int              // hosts per Forget transaction (forgetBatch; tests lower it)
 
-	batches, reports atomic.Uint64 // committed by the batch writer
-	health           writeHealth
+	// Counters of the batch writer: transactions and reports committed,
+	// and reports a database error kept out.
+	batches, reports, writeErrors atomic.Uint64
+	health                        writeHealth
 
+	// rolledBack is set by SQLite's rollback hook on the write connection
+	// when a transaction ends in a rollback, its own after an error (disk
+	// full, I/O error) included; commit clears it at BEGIN.
+	rolledBack atomic.Bool
+
+	readOnly  bool // opened by OpenReadOnly: no writer, no write connection
 	queue     chan *request
 	closeMu   sync.RWMutex // guards closed against sends on queue
 	closed    bool
@@ -106,6 +124,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	created, err := createPrivate(path)
+	if err != nil {
+		return nil, fmt.Errorf("open census database %s: %w", path, err)
+	}
 	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)",
 		path, busyTimeout.Milliseconds())
 	db, err := sql.Open("sqlite", dsn)
@@ -114,9 +136,16 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	db.SetMaxOpenConns(maxReaders + 1)
 	db.SetMaxIdleConns(maxReaders + 1)
-	s := &Store{db: db, opts: opts, logger: logger, forgetBatch: forgetBatch}
+	s := &Store{db: db, opts: opts, logger: logger, forgetBatch: forgetBatch,
+		failLog: lograte.New(failureLogBurst, failureLogEvery, nil)}
 	if err := s.init(ctx, path); err != nil {
+		if s.wconn != nil {
+			s.wconn.Close()
+		}
 		db.Close()
+		if created {
+			removeDatabase(path)
+		}
 		return nil, err
 	}
 	s.queue = make(chan *request, opts.BatchSize)
@@ -145,6 +174,9 @@ func (s *Store) init(ctx context.Context, path string) error {
 	if err := migrate(ctx, conn); err != nil {
 		return fmt.Errorf("open census database %s: %w", path, err)
 	}
+	if err := s.watchRollbacks(conn); err != nil {
+		return fmt.Errorf("open census database %s: %w", path, err)
+	}
 	for _, p := range []struct {
 		stmt **sql.Stmt
 		sql  string
@@ -158,19 +190,27 @@ func (s *Store) init(ctx context.Context, path string) error {
 
 // Stats counts the batch writer's work since Open.
 type Stats struct {
-	Batches uint64 // transactions committed by the batch writer
-	Reports uint64 // reports in them
+	Batches     uint64 // transactions committed by the batch writer
+	Reports     uint64 // reports in them, each stored
+	WriteErrors uint64 // reports not stored because the database failed
 }
 
 // Stats returns the batch writer's counters; Reports/Batches is the mean
-// group-commit size.
+// group-commit size. Only committed transactions count as batches and
+// reports; a report whose transaction failed counts as a write error.
 func (s *Store) Stats() Stats {
-	return Stats{Batches: s.batches.Load(), Reports: s.reports.Load()}
+	return Stats{Batches: s.batches.Load(), Reports: s.reports.Load(), WriteErrors: s.writeErrors.Load()}
 }
 
 // Close commits the reports already queued, stops the writer and closes the
 // database. Ingest calls after Close return ErrClosed.
 func (s *Store) Close() error {
+	if s.readOnly {
+		if err := s.db.Close(); err != nil {
+			return fmt.Errorf("close census database: %w", err)
+		}
+		return nil
+	}
 	s.closeMu.Lock()
 	if s.closed {
 		s.closeMu.Unlock()
@@ -198,10 +238,13 @@ func (s *Store) Close() error {
 // holds the report has committed to disk.
 //
 // Outcomes: nil when stored; an error wrapping census.ErrInvalidReport when
-// the body is refused (nothing is stored); ErrClosed after Close; ctx's error
-// when ctx ends first (the report may still be committed); otherwise a
-// database error.
+// the body is refused (nothing is stored); ErrClosed after Close;
+// ErrReadOnly on a read-only Store; ctx's error when ctx ends first (the
+// report may still be committed); otherwise a database error.
 func (s *Store) Ingest(ctx context.Context, group string, body []byte, now time.Time) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	row, err := prepare(group, body, now)
 	if err != nil {
 		return err
@@ -231,6 +274,9 @@ func (s *Store) Ingest(ctx context.Context, group string, body []byte, now time.
 // without the batch writer: the baseline the group commit is measured
 // against.
 func (s *Store) IngestOneTx(ctx context.Context, group string, body []byte, now time.Time) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	row, err := prepare(group, body, now)
 	if err != nil {
 		return err
@@ -258,6 +304,9 @@ var ErrAllStale = errors.New("no census host was seen since the cutoff")
 // time is far more likely a clock that jumped, or a proxy that lost its
 // agents, than hosts an operator wants gone.
 func (s *Store) Forget(ctx context.Context, cutoff time.Time) (int, error) {
+	if s.readOnly {
+		return 0, ErrReadOnly
+	}
 	ms := cutoff.UnixMilli()
 	var newest sql.NullInt64
 	if err := s.db.QueryRowContext(ctx, `SELECT max(last_seen) FROM hosts`).Scan(&newest); err != nil {
@@ -351,25 +400,8 @@ func (s *Store) writer() {
 		}
 		batch = append(batch[:0], first)
 		open := s.gather(&batch, &timer)
-		rows = rows[:0]
-		for _, r := range batch {
-			rows = append(rows, r.row)
-		}
 		s.writeMu.Lock()
-		err := s.commit(context.Background(), rows)
-		if err != nil && len(rows) > 1 {
-			// One bad row must not fail its neighbours: retry them apart.
-			s.logger.Warn("Census batch failed, retrying its reports one by one.", "reports", len(rows), "error", err)
-			for _, r := range batch {
-				r.done <- s.commit(context.Background(), []hostRow{r.row})
-			}
-		} else {
-			for _, r := range batch {
-				r.done <- err
-			}
-		}
-		s.batches.Add(1)
-		s.reports.Add(uint64(len(batch)))
+		s.storeBatch(batch, rows[:0])
 		s.writeMu.Unlock()
 		if !open {
 			return
@@ -422,15 +454,18 @@ func (s *Store) gather(batch *[]*request, timer **time.Timer) bool {
 // holds writeMu. The transaction is plain BEGIN/COMMIT on the dedicated
 // connection, so the statements prepared on it at Open are used as they are
 // (database/sql's Tx.Stmt would prepare them again for every batch).
+//
+// A failure while writing one row is returned as a *rowError.
 func (s *Store) commit(ctx context.Context, rows []hostRow) (err error) {
 	defer func() { s.health.record(err, time.Now()) }()
+	s.rolledBack.Store(false)
 	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("store census reports: begin transaction: %w", err)
 	}
 	for i := range rows {
 		if err := s.write(ctx, &rows[i]); err != nil {
 			s.rollback()
-			return fmt.Errorf("store census report of host %s: %w", rows[i].HostID, err)
+			return &rowError{index: i, err: fmt.Errorf("store census report of host %s: %w", rows[i].HostID, err)}
 		}
 	}
 	if _, err := s.wconn.ExecContext(ctx, "COMMIT"); err != nil {
@@ -440,10 +475,15 @@ func (s *Store) commit(ctx context.Context, rows []hostRow) (err error) {
 	return nil
 }
 
-// rollback ends a failed transaction on the write connection.
+// rollback ends a failed transaction on the write connection, unless
+// SQLite has already rolled it back itself, as it may after a full disk or
+// an I/O error: a ROLLBACK then only fails with "no transaction is active".
 func (s *Store) rollback() {
+	if s.rolledBack.Load() {
+		return
+	}
 	if _, err := s.wconn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
-		s.logger.Warn("Census transaction rollback failed.", "error", err)
+		s.logFailure(slog.LevelWarn, "Census transaction rollback failed.", "error", err.Error())
 	}
 }
 

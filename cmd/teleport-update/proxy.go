@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sort"
@@ -77,6 +78,7 @@ type proxyServeOptions struct {
 	tlsCert     string
 	tlsKey      string
 	tokens      string
+	trusted     []netip.Prefix // --trusted-proxies
 	censusDB    string
 	forgetAfter time.Duration
 	publicAddr  string
@@ -89,6 +91,7 @@ type proxyServeOptions struct {
 
 func newProxyServeCmd(c *cli) *cobra.Command {
 	var o proxyServeOptions
+	var trusted string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve find, install.sh and census over HTTPS from a policy file",
@@ -126,6 +129,10 @@ Under systemd (Type=notify) READY=1 is sent once the listener is up.`,
 			if o.conns.Total < 0 || o.conns.PerClient < 0 {
 				return usageError("--max-connections and --max-connections-per-ip must not be negative")
 			}
+			var err error
+			if o.trusted, err = proxyapi.ParseTrustedProxies(trusted); err != nil {
+				return usageError("--trusted-proxies: %v", err)
+			}
 			return runProxyServe(cmd.Context(), c.logger(), o)
 		},
 	}
@@ -134,7 +141,8 @@ Under systemd (Type=notify) READY=1 is sent once the listener is up.`,
 	f.StringVar(&o.listen, "listen", ":3080", "address to listen on (127.0.0.1:0 picks a free port)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate chain, PEM (required)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key, PEM (required)")
-	f.StringVar(&o.tokens, "tokens", "", "static enrollment tokens file (YAML) for census intake")
+	f.StringVar(&o.tokens, "tokens", "", "static enrollment tokens file (YAML, mode 0600) for census intake; reloaded when it changes and on SIGHUP")
+	f.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For names the client")
 	f.StringVar(&o.censusDB, "census-db", "", "SQLite census database; without it census intake is disabled")
 	f.DurationVar(&o.forgetAfter, "census-forget-after", defaultCensusForgetAfter,
 		"delete census hosts not seen for this long, checked hourly (0 keeps them forever)")
@@ -166,10 +174,10 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 		Logger:        log,
 	}
 	var err error
-	if o.tokens != "" {
-		if cfg.Tokens, err = proxyapi.LoadTokens(o.tokens); err != nil {
-			return err
-		}
+	cfg.TokensFile = o.tokens
+	cfg.TrustedProxies = o.trusted
+	if o.censusDB != "" && o.tokens == "" {
+		log.Warn("Census intake is on (--census-db) but no --tokens file is set: every census report will be refused.")
 	}
 	if cfg.InstallPublicKeyPEM, err = installKey(o.installKey); err != nil {
 		return err
@@ -202,9 +210,9 @@ func runProxyServe(ctx context.Context, log *slog.Logger, o proxyServeOptions) e
 	ln = api.LimitListener(ln, limits)
 	srv := proxyapi.NewHTTPServer(api.Handler(), proxyapi.TLSConfig(cert.get), log)
 	log.Info("Proxy listening.", "addr", ln.Addr().String(), "resource", o.resource,
-		"target_version", api.Policy().TargetVersion.String(), "census", cfg.Census != nil, "tokens", len(cfg.Tokens),
+		"target_version", api.Policy().TargetVersion.String(), "census", cfg.Census != nil, "tokens_file", o.tokens,
 		"max_connections", limits.Total, "max_connections_per_ip", limits.PerClient)
-	run := &proxyRun{log: log, api: api, srv: srv, ln: ln, cert: cert, policyPath: o.resource}
+	run := &proxyRun{log: log, api: api, srv: srv, ln: ln, cert: cert, policyPath: o.resource, tokensPath: o.tokens}
 	return run.serve(ctx, hup)
 }
 
@@ -216,6 +224,7 @@ type proxyRun struct {
 	ln         net.Listener
 	cert       *certLoader
 	policyPath string
+	tokensPath string
 }
 
 // serve serves until ctx is done or serving fails, reloading the
@@ -233,9 +242,12 @@ func (p *proxyRun) serve(ctx context.Context, hup <-chan os.Signal) error {
 	}()
 	certs := startReloader(ctx, func() { p.cert.reload(log) })
 	policy := startReloader(ctx, func() {
-		// Reload logs and counts a refused policy itself.
+		// Reload and ReloadTokens log and count a refused file themselves.
 		if err := api.Reload(); err == nil {
 			log.Info("Policy checked on SIGHUP.", "path", p.policyPath)
+		}
+		if err := api.ReloadTokens(); err == nil && p.tokensPath != "" {
+			log.Info("Enrollment tokens checked on SIGHUP.", "path", p.tokensPath)
 		}
 	})
 	stopped := func() { waitStopped(log, proxyStopWait, watchDone, certs.done, policy.done) }
@@ -513,6 +525,10 @@ func registerCensusMetrics(reg prometheus.Registerer, st *store.Store) error {
 			Name: "teleport_update_census_reports_stored_total",
 			Help: "Census reports committed by the batch writer.",
 		}, func() float64 { return float64(st.Stats().Reports) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "teleport_update_census_write_errors_total",
+			Help: "Census reports not stored because the database failed (disk full, I/O error, locked, corrupt).",
+		}, func() float64 { return float64(st.Stats().WriteErrors) }),
 	} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register census metrics: %w", err)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"maps"
-	"os"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -45,7 +44,9 @@ as JSON lines instead: "json" as stored, "posthog" as PostHog events with the
 properties flattened as in Teleport's RFD 108 (tp.agent.services = [node, kube]
 plus tp.agent.service.node = true, ...).
 
-The database may be in use by a running proxy; census only reads it.
+The database may be in use by a running proxy; census only reads it (opened
+read-only, never migrated), so read access to the file is enough. A database
+from another teleport-update version is refused with the version to use.
 
 Exit codes: 0 printed; 1 the database could not be read; 2 bad flags.`,
 		Args: cobra.NoArgs,
@@ -62,12 +63,11 @@ Exit codes: 0 printed; 1 the database could not be read; 2 bad flags.`,
 			if format != "" && asJSON {
 				return usageError("--json and --format are exclusive: --json prints the summary, --format exports hosts")
 			}
-			// Open would create a missing database; a typo must not print an empty fleet.
-			if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
+			ctx := cmd.Context()
+			st, err := store.OpenReadOnly(ctx, dbPath, store.Options{Logger: c.logger()})
+			if errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("census database %s does not exist", dbPath)
 			}
-			ctx := cmd.Context()
-			st, err := store.Open(ctx, dbPath, store.Options{Logger: c.logger()})
 			if err != nil {
 				return err
 			}

@@ -3,26 +3,40 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/census/store"
+	"github.com/gravitational/teleport-update/internal/tmpfs"
+	"github.com/gravitational/teleport-update/proxyapi"
 )
 
 // censusDB returns a database holding three hosts, one of them silent for
 // two days.
 func censusDB(t *testing.T) string {
 	t.Helper()
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "census.db")
+	censusDBAt(t, path)
+	return path
+}
+
+// censusDBAt writes censusDB's three hosts to a new database at path.
+func censusDBAt(t *testing.T, path string) {
+	t.Helper()
+	ctx := context.Background()
 	st, err := store.Open(ctx, path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +60,6 @@ func censusDB(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	return path
 }
 
 func runCensusCLI(t *testing.T, args ...string) (int, string, string) {
@@ -137,6 +150,158 @@ func TestProxyCensusErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("census created the missing database %s (stat: %v)", missing, err)
+	}
+}
+
+// TestProxyCensusReadOnly reads a database on a file system remounted
+// read-only, where nothing can be written (not even by root), and refuses
+// a database of a newer schema with the way out.
+func TestProxyCensusReadOnly(t *testing.T) {
+	t.Parallel()
+	dir := tmpfs.Mount(t, 4<<20)
+	db := filepath.Join(dir, "census.db")
+	censusDBAt(t, db)
+	tmpfs.ReadOnly(t, dir)
+	code, out, stderr := runCensusCLI(t, "proxy", "census", "--db", db)
+	if code != exitOK || !strings.Contains(out, "Census of 3 hosts") {
+		t.Errorf("census of a read-only database: exit %d, stdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	if code, out, stderr = runCensusCLI(t, "proxy", "census", "--db", db, "--format", "json"); code != exitOK || strings.Count(out, "\n") != 3 {
+		t.Errorf("export of a read-only database: exit %d, stdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+
+	newer := censusDB(t)
+	sqldb, err := sql.Open("sqlite", newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqldb.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	sqldb.Close()
+	code, _, stderr = runCensusCLI(t, "proxy", "census", "--db", newer)
+	if code != exitFailure || !strings.Contains(stderr, "newer schema") || !strings.Contains(stderr, "version 99") ||
+		!strings.Contains(stderr, "use the teleport-update of the proxy that wrote it") {
+		t.Errorf("census of a newer schema: exit %d, stderr %s; want exit 1 naming the version and what to do", code, stderr)
+	}
+}
+
+// postReport posts a valid census report with token and returns the code.
+func postReport(t *testing.T, client *http.Client, url, token string) int {
+	t.Helper()
+	report, _ := json.Marshal(census.Report{HostID: strings.Repeat("b", 64), Version: "16.4.6", OS: "linux",
+		HostArchitecture: "amd64", UpdaterStatus: census.StatusEnabled, ReportedAt: time.Now()})
+	req, err := http.NewRequest(http.MethodPost, url+proxyapi.CensusPath, bytes.NewReader(report))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestProxyServeTokensReload revokes a token with SIGHUP, and brings it
+// back by editing the file alone (the watcher). Not parallel: the signal
+// goes to the whole test process, which holds its own SIGHUP subscription
+// so that no moment leaves SIGHUP with its default action (exit).
+func TestProxyServeTokensReload(t *testing.T) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	dir := t.TempDir()
+	leaked, kept := strings.Repeat("l", 40), strings.Repeat("k", 40)
+	tokens := filepath.Join(dir, "tokens.yaml")
+	writeTokens := func(toks ...string) {
+		t.Helper()
+		var b strings.Builder
+		b.WriteString("tokens:\n")
+		for _, tok := range toks {
+			fmt.Fprintf(&b, "  - token: %s\n    group: staging\n", tok)
+		}
+		tmp := tokens + ".tmp"
+		if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, tokens); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTokens(leaked, kept)
+	url, client, stderr, stop := startProxy(t, "--tokens", tokens, "--census-db", filepath.Join(dir, "census.db"))
+	if code := postReport(t, client, url, leaked); code != http.StatusAccepted {
+		t.Fatalf("report before revocation = %d; want 202", code)
+	}
+	writeTokens(kept)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), "Enrollment tokens checked on SIGHUP.") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no tokens reload after SIGHUP:\n%s", stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if code := postReport(t, client, url, leaked); code != http.StatusUnauthorized {
+		t.Errorf("revoked token after SIGHUP = %d; want 401", code)
+	}
+	writeTokens(leaked, kept)
+	for postReport(t, client, url, leaked) != http.StatusAccepted {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watcher did not put the edited tokens file in effect:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := client.Get(url + proxyapi.MetricsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"teleport_update_census_reports_stored_total 2\n", "teleport_update_census_write_errors_total 0\n"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, metrics)
+		}
+	}
+	if code := stop(); code != exitOK {
+		t.Fatalf("proxy serve exited %d; stderr:\n%s", code, stderr.String())
+	}
+}
+
+// TestProxyServeCensusFlags checks the warning of census intake without
+// tokens, and that a tokens file others may read, or a bad
+// --trusted-proxies, stops proxy serve with a clear error.
+func TestProxyServeCensusFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, _, stderr, stop := startProxy(t, "--census-db", filepath.Join(dir, "census.db"))
+	if code := stop(); code != exitOK {
+		t.Fatalf("proxy serve exited %d; stderr:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), `level=WARN msg="Census intake is on (--census-db) but no --tokens file is set: every census report will be refused."`) {
+		t.Errorf("no warning for --census-db without --tokens:\n%s", stderr.String())
+	}
+
+	tokens := filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(tokens, []byte("tokens:\n  - token: "+strings.Repeat("t", 40)+"\n    group: staging\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tokens, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath, _ := writeTestCert(t, dir)
+	code, _, errb := runCensusCLI(t, "proxy", "serve", "--resource", filepath.Join("..", "..", "resources", "autoupdate_version.yaml"),
+		"--listen", "127.0.0.1:0", "--tls-cert", certPath, "--tls-key", keyPath, "--tokens", tokens)
+	if code != exitFailure || !strings.Contains(errb, "unsafe tokens file") || !strings.Contains(errb, "group/world-readable") {
+		t.Errorf("world-readable tokens file: exit %d, %s; want exit 1 naming the problem", code, errb)
+	}
+	code, _, errb = runCensusCLI(t, "proxy", "serve", "--resource", "x", "--tls-cert", "x", "--tls-key", "x", "--trusted-proxies", "10.0.0.0/8,lb.example.com")
+	if code != exitUsage || !strings.Contains(errb, "--trusted-proxies") || !strings.Contains(errb, "lb.example.com") {
+		t.Errorf("bad --trusted-proxies: exit %d, %s; want exit 2 naming the entry", code, errb)
 	}
 }
 
