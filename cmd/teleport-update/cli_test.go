@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -149,4 +153,84 @@ func TestStatusStripsControlCharacters(t *testing.T) {
 // other than newline (status ends its lines with it), DEL and C1 controls.
 func isTerminalControl(r rune) bool {
 	return (r < 0x20 && r != '\n') || (r >= 0x7f && r <= 0x9f)
+}
+
+// installSelfRootEnv makes TestInstallSelfCopiesTheRunningFile act as its
+// own child process: it installs itself into the root this names.
+const installSelfRootEnv = "TELEPORT_UPDATE_TEST_INSTALL_SELF_ROOT"
+
+// installSelf copies the file the process is running, even when the path it
+// was started by names another file by the time it copies: whoever can
+// write that path must not get their file installed as the updater.
+func TestInstallSelfCopiesTheRunningFile(t *testing.T) {
+	if root := os.Getenv(installSelfRootEnv); root != "" {
+		fmt.Println("ready")
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			t.Fatalf("waiting for the path to be replaced: %v", err)
+		}
+		if err := installSelf(root); err != nil {
+			t.Fatalf("installSelf: %v", err)
+		}
+		return
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	running, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, root := t.TempDir(), t.TempDir()
+	exe := filepath.Join(dir, "teleport-update")
+	if err := os.WriteFile(exe, running, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestInstallSelfCopiesTheRunningFile$")
+	cmd.Env = append(os.Environ(), installSelfRootEnv+"="+root)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); err != nil || line != "ready\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("child: %q, %v\n%s", line, err, stderr.String())
+	}
+
+	// The path the child was started by now names an impostor.
+	impostor := []byte("#!/bin/sh\necho impostor\n")
+	if err := os.WriteFile(exe+".new", impostor, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(exe+".new", exe); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(stdin, "go\n")
+	stdin.Close()
+	rest, _ := io.ReadAll(out)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v\n%s\n%s", err, rest, stderr.String())
+	}
+
+	installed, err := os.ReadFile(filepath.Join(root, updater.UpdaterBinPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(installed, impostor) {
+		t.Fatalf("installSelf copied the file now at the path it was started by, not the running executable")
+	}
+	if !bytes.Equal(installed, running) {
+		t.Fatalf("installed %d bytes, not the running executable's %d", len(installed), len(running))
+	}
 }
