@@ -130,7 +130,7 @@ Exit codes: 0 printed or changed; 1 failed.`,
 			case cfg.Spec.CensusDisabled:
 				state = "off"
 			case !cfg.Spec.CensusOn():
-				state = "off while automatic updates are disabled (census --enable sends it anyway)"
+				state = "off (automatic updates are disabled; census --enable turns it on anyway)"
 			}
 			if !asJSON {
 				fmt.Fprintf(c.stdout, "Census reporting is %s. This is the report sent to %s:\n", state, orDefault(cfg.Spec.Proxy, "(no proxy configured)"))
