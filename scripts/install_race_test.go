@@ -12,13 +12,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -164,9 +165,15 @@ func ownParent(dir string) bool {
 	return ok && int(st.Uid) == os.Getuid()
 }
 
-// startRacer runs the racer as uid 65534 watching dirs and returns its
-// output so far (once it is ready) and a function that stops it and
-// returns the rest of its output.
+// racerSettle bounds how long the test waits for the racer to report on
+// root's work directory after the script ended; it reports within
+// milliseconds unless the machine is very busy.
+const racerSettle = 30 * time.Second
+
+// startRacer runs the racer as uid 65534 watching dirs, once it is ready.
+// The function it returns waits until the racer reported on a work
+// directory of install.sh (at most racerSettle), stops it and returns
+// everything it said.
 func startRacer(t *testing.T, exe, payload string, dirs ...string) func() string {
 	t.Helper()
 	cmd := exec.Command("setpriv", fmt.Sprintf("--reuid=%d", unprivileged), fmt.Sprintf("--regid=%d", unprivileged),
@@ -182,22 +189,48 @@ func startRacer(t *testing.T, exe, payload string, dirs ...string) func() string
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start the racer: %v", err)
 	}
-	lines := bufio.NewReader(out)
-	first, err := lines.ReadString('\n')
-	if err != nil || strings.TrimSpace(first) != racerReady {
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	if first, ok := <-lines; !ok || first != racerReady {
 		cmd.Process.Kill()
 		cmd.Wait()
-		t.Fatalf("the racer did not start: %q %v\n%s", first, err, stderr.String())
+		t.Fatalf("the racer did not start: %q\n%s", first, stderr.String())
 	}
+	var log []string
 	stopped := false
 	stop := func() string {
-		if !stopped {
-			stopped = true
-			cmd.Process.Kill()
+		if stopped {
+			return strings.Join(log, "\n")
 		}
-		rest, _ := io.ReadAll(lines)
+		stopped = true
+		deadline := time.After(racerSettle)
+	wait:
+		for !slices.ContainsFunc(log, func(l string) bool { return strings.Contains(l, workDirPrefix) }) {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					break wait
+				}
+				log = append(log, l)
+			case <-deadline:
+				break wait
+			}
+		}
+		cmd.Process.Kill()
+		for l := range lines {
+			log = append(log, l)
+		}
 		cmd.Wait()
-		return string(rest) + stderr.String()
+		if stderr.Len() > 0 {
+			log = append(log, stderr.String())
+		}
+		return strings.Join(log, "\n")
 	}
 	t.Cleanup(func() { stop() })
 	return stop
