@@ -15,6 +15,15 @@
 #                                            (tests and demos; no root needed)
 #   TELEPORT_UPDATE_INSECURE_SKIP_SIGNATURE  "yes" installs without a signature check
 #                                            when openssl is missing. INSECURE.
+#   TMPDIR                                   where to download and unpack (default /tmp).
+#                                            As root, only a root-only directory is used:
+#                                            it and every directory above it owned by
+#                                            root and writable by no one else (a
+#                                            root-owned sticky directory such as /tmp
+#                                            counts). Any other TMPDIR is ignored, with a
+#                                            warning, and /tmp is used: whoever can write
+#                                            there could swap the verified teleport-update
+#                                            for their own program before root runs it.
 #
 # The whole body is inside main, called on the last line, so a truncated
 # download executes nothing.
@@ -34,6 +43,8 @@ readonly MAX_SIGNATURE_BYTES=4096
 readonly MAX_TARBALL_BYTES=1073741824
 
 readonly LOG_PREFIX='teleport-update install.sh:'
+# Where root works when TMPDIR is not root-only.
+readonly ROOT_FALLBACK_TMP='/tmp'
 WORK_DIR=''
 
 say() {
@@ -164,6 +175,67 @@ verify_signature() {
 	say "Signature on $name.sha256 verified with the embedded release key."
 }
 
+# unsafe_path_reason DIR prints why root must not work in DIR, or nothing
+# when it may: every directory on DIR's real path must be owned by root and
+# writable by no one else. A root-owned sticky directory (like /tmp) may be
+# writable by others, since the sticky bit stops them from renaming or
+# removing what root creates in it. The group bits stand for ACL entries
+# too, so a directory an ACL lets another user write is refused as well.
+unsafe_path_reason() {
+	local dir="$1" real owner_mode uid mode
+	if ! real="$(cd -P -- "$dir" 2>/dev/null && pwd -P)"; then
+		printf '%s\n' "it is not a directory root can enter"
+		return
+	fi
+	while :; do
+		if ! owner_mode="$(stat -c '%u %a' -- "$real")"; then
+			printf '%s\n' "cannot read the owner and mode of $real"
+			return
+		fi
+		uid="${owner_mode% *}"
+		mode="${owner_mode#* }"
+		if [[ $uid != 0 ]]; then
+			printf '%s\n' "$real is owned by uid $uid, not root"
+			return
+		fi
+		if (((8#$mode & 8#022) != 0 && (8#$mode & 8#1000) == 0)); then
+			printf '%s\n' "$real is writable by users other than root (mode $mode)"
+			return
+		fi
+		[[ $real != / ]] || return 0
+		real="${real%/*}"
+		real="${real:-/}"
+	done
+}
+
+# work_base prints the real path of the directory to create the work
+# directory in: TMPDIR (default /tmp), except that as root a TMPDIR that is
+# not root-only is ignored with a warning.
+work_base() {
+	local base="${TMPDIR:-$ROOT_FALLBACK_TMP}" why
+	if ((EUID != 0)); then
+		printf '%s\n' "$base"
+		return
+	fi
+	why="$(unsafe_path_reason "$base")"
+	if [[ -n $why && $base != "$ROOT_FALLBACK_TMP" ]]; then
+		say "WARNING: ignoring TMPDIR=$base: $why. Another user could swap what this script verified before root runs it; working in $ROOT_FALLBACK_TMP instead."
+		base="$ROOT_FALLBACK_TMP"
+		why="$(unsafe_path_reason "$base")"
+	fi
+	[[ -z $why ]] ||
+		die "cannot work in $base as root: $why. Set TMPDIR to a directory owned by root and writable by no one else, like every directory above it."
+	(cd -P -- "$base" && pwd -P)
+}
+
+# check_work_dir DIR refuses a work directory that is not root's alone.
+check_work_dir() {
+	local owner_mode
+	owner_mode="$(stat -c '%u %a' -- "$1")"
+	[[ $owner_mode == '0 700' ]] ||
+		die "the work directory $1 is not owned by root with mode 700 (uid and mode: $owner_mode)."
+}
+
 # redact prints its arguments with the values of --token hidden.
 redact() {
 	local out=() hide=no arg
@@ -183,7 +255,7 @@ redact() {
 }
 
 main() {
-	need uname curl tar mktemp wc head base64
+	need uname curl tar mktemp wc head base64 stat
 	check_inputs
 
 	local base arch name
@@ -203,8 +275,13 @@ main() {
 		die "teleport-update installs system-wide and must run as root; pipe this script to 'sudo bash'."
 	fi
 
-	WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/teleport-update-install.XXXXXXXX")"
+	local base_dir
+	base_dir="$(work_base)"
+	WORK_DIR="$(mktemp -d "$base_dir/teleport-update-install.XXXXXXXX")"
 	trap cleanup EXIT
+	if ((EUID == 0)); then
+		check_work_dir "$WORK_DIR"
+	fi
 
 	say "Downloading teleport-update $VERSION for linux/$arch from $base."
 	# The small signed checksum first: a bad signature stops the script
@@ -243,7 +320,7 @@ main() {
 	local rc=0
 	TELEPORT_INSTALL_METHOD_NODE_SCRIPT=true "$updater" "${args[@]}" || rc=$?
 	if ((rc == 126)); then
-		die "could not execute $updater (exit 126); if ${TMPDIR:-/tmp} is mounted noexec, re-run with TMPDIR set to a directory that allows execution."
+		die "could not execute $updater (exit 126); if $base_dir is mounted noexec, re-run with TMPDIR set to a directory that allows execution and that only root can write to: owned by root and writable by no one else, like every directory above it."
 	fi
 	if ((rc != 0)); then
 		die "teleport-update install failed (exit $rc); see its message above. Re-run this script once the cause is fixed."

@@ -37,6 +37,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(racerEnv) == "1" {
+		os.Exit(runRacer())
+	}
 	code := m.Run()
 	if updaterDir != "" {
 		os.RemoveAll(updaterDir)

@@ -272,7 +272,7 @@ func writeCAFile(t *testing.T, srvs ...*httptest.Server) string {
 // scriptTools are the programs install.sh and the fake updater use.
 var scriptTools = []string{
 	"bash", "sh", "env", "curl", "tar", "gzip", "mktemp", "wc", "head", "base64", "sha256sum",
-	"uname", "rm", "mkdir", "id", "openssl", "cat",
+	"uname", "rm", "mkdir", "id", "openssl", "cat", "stat",
 }
 
 // toolPath builds a PATH directory holding only scriptTools minus omit,
@@ -622,6 +622,15 @@ func TestInstallScript(t *testing.T) {
 			wantCode:   1,
 			wantStderr: []string{"is not https://"},
 			wantNoCDN:  true,
+		},
+		{
+			name: "updater that cannot be executed gets the root-only hint",
+			tamper: func(t *testing.T, tarball string, s *signer) {
+				writeTarball(t, tarball, map[string][]byte{"bin/teleport-update": []byte("\x7fELF\x00\x00 not a program for this machine")})
+				s.sign(t, tarball)
+			},
+			wantCode:   1,
+			wantStderr: []string{"(exit 126)", "mounted noexec", "allows execution and that only root can write to"},
 		},
 		{
 			name:       "updater install failure is reported",

@@ -59,6 +59,10 @@ type Spec struct {
 	InstallMethods []string `yaml:"install_methods,omitempty"`
 	// CensusDisabled turns census reporting off.
 	CensusDisabled bool `yaml:"census_disabled,omitempty"`
+	// CensusEnabled records that an admin turned census reporting on
+	// explicitly (`census --enable`). Only then does a host whose automatic
+	// updates are disabled still send reports.
+	CensusEnabled bool `yaml:"census_enabled,omitempty"`
 	// CensusSalt keys the host_id hash; random per install, never sent.
 	CensusSalt string `yaml:"census_salt,omitempty"`
 }
@@ -184,6 +188,14 @@ func (c *Config) Clone() *Config {
 		out.Status.LastUpdate = &lu
 	}
 	return &out
+}
+
+// CensusOn reports whether this host sends census reports: not when they
+// were turned off, and not from a host with automatic updates disabled
+// unless reporting was explicitly turned on, since a disabled host
+// otherwise contacts nobody.
+func (s *Spec) CensusOn() bool {
+	return !s.CensusDisabled && (s.Enabled || s.CensusEnabled)
 }
 
 // IsSkipped reports whether v is on the skip list.

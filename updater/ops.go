@@ -578,10 +578,12 @@ func (u *Updater) SetEnabled(ctx context.Context, enabled bool) (*Config, error)
 	})
 }
 
-// SetCensus turns census reporting on or off.
+// SetCensus turns census reporting on or off. Turning it on is explicit:
+// the host reports even while its automatic updates are disabled.
 func (u *Updater) SetCensus(ctx context.Context, enabled bool) (*Config, error) {
 	return u.edit(ctx, func(cfg *Config) error {
 		cfg.Spec.CensusDisabled = !enabled
+		cfg.Spec.CensusEnabled = enabled
 		return nil
 	})
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"time"
 
+	"github.com/gravitational/teleport-update/internal/termtext"
 	"github.com/gravitational/teleport-update/proxyapi"
 )
 
 // StatusReport is what `teleport-update status` shows. Its JSON form is a
-// stable interface for scripts.
+// stable interface for scripts. Its text fields hold no terminal control
+// characters: errors from the proxy or from earlier runs may carry text
+// from outside, and status prints them on an admin's terminal.
 type StatusReport struct {
 	Proxy         string   `json:"proxy"`
 	Group         string   `json:"group"`
@@ -42,22 +45,28 @@ func (u *Updater) Status(ctx context.Context, askProxy bool) (*StatusReport, err
 	if !exists {
 		return nil, ErrNotInstalled
 	}
-	base := cfg.Spec.BaseURL
+	clean := termtext.Strip
 	r := &StatusReport{
-		Proxy: cfg.Spec.Proxy, Group: cfg.Spec.Group, BaseURL: base,
-		Enabled: cfg.Spec.Enabled, Pinned: cfg.Spec.Pinned, PinnedVersion: cfg.Spec.PinnedVersion,
-		Active: cfg.Status.Active, Backup: cfg.Status.Backup, Skip: cfg.Status.Skip,
-		LastUpdate: cfg.Status.LastUpdate, Census: !cfg.Spec.CensusDisabled,
+		Proxy: clean(cfg.Spec.Proxy), Group: clean(cfg.Spec.Group), BaseURL: clean(cfg.Spec.BaseURL),
+		Enabled: cfg.Spec.Enabled, Pinned: cfg.Spec.Pinned, PinnedVersion: clean(cfg.Spec.PinnedVersion),
+		Active: clean(cfg.Status.Active), Backup: clean(cfg.Status.Backup), Skip: []string{},
+		Census: cfg.Spec.CensusOn(),
 	}
-	if r.Skip == nil {
-		r.Skip = []string{}
+	for _, v := range cfg.Status.Skip {
+		r.Skip = append(r.Skip, clean(v))
+	}
+	if lu := cfg.Status.LastUpdate; lu != nil {
+		r.LastUpdate = &LastUpdate{
+			Time: lu.Time, Target: clean(lu.Target), Success: lu.Success,
+			Error: clean(lu.Error), ErrorCode: clean(lu.ErrorCode),
+		}
 	}
 	if askProxy && cfg.Spec.Proxy != "" {
 		ctx, cancel := context.WithTimeout(ctx, proxyStatusBudget)
 		defer cancel()
 		pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
 		if err != nil {
-			r.ProxyError = err.Error()
+			r.ProxyError = clean(err.Error())
 		} else {
 			r.Target = pol.Version.String()
 			r.WindowOpen = pol.AutoUpdate

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/keys"
 	"github.com/gravitational/teleport-update/updater"
 	"github.com/gravitational/teleport-update/updater/download"
@@ -30,6 +32,10 @@ var version = "0.0.0-dev"
 // interactiveLockWait is how long interactive commands wait for another
 // teleport-update run; the timer's update waits as long as it takes.
 const interactiveLockWait = 30 * time.Second
+
+// maxSelfSize bounds the executable installSelf copies (and the copy it
+// compares with); teleport-update is a few tens of megabytes.
+const maxSelfSize = 512 << 20
 
 func init() {
 	commands = append(commands,
@@ -61,7 +67,7 @@ func (c *cli) newUpdater(f *agentFlags, lockWait time.Duration) *updater.Updater
 		HTTP:         download.New(download.Options{Logger: log}),
 		Log:          log,
 		EmbeddedKeys: keys.FS,
-		Systemd:      install.NewDBus,
+		Systemd:      c.hostSystemd(),
 		Limits:       install.DefaultLimits,
 		Units: install.UnitOptions{
 			UpdaterPath: "/" + updater.UpdaterBinPath,
@@ -205,22 +211,21 @@ Exit codes: 0 installed and healthy; 1 refused or failed (reason on stderr);
 	return cmd
 }
 
+// selfExe is the running executable as the kernel sees it. Opening it
+// reaches the file this process was started from even when the path it was
+// started by now names another file (or none), so what gets copied is what
+// is running, never what someone put at that path since.
+const selfExe = "/proc/self/exe"
+
 // installSelf copies the running executable to <root>/usr/local/bin/teleport-update
-// (atomically), unless it already runs from there.
+// (atomically), unless that file already holds it.
 func installSelf(root string) error {
-	exe, err := os.Executable()
+	data, err := capread.File(selfExe, maxSelfSize)
 	if err != nil {
-		return err
+		return fmt.Errorf("reading the running executable: %w", err)
 	}
 	dst := filepath.Join(root, updater.UpdaterBinPath)
-	if same, _ := filepath.EvalSymlinks(exe); same == dst {
-		return nil
-	}
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		return err
-	}
-	if cur, err := os.ReadFile(dst); err == nil && string(cur) == string(data) {
+	if cur, err := capread.File(dst, maxSelfSize); err == nil && bytes.Equal(cur, data) {
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
@@ -240,8 +245,10 @@ It does nothing unless the window is open (or --now), sleeps a random jitter,
 then downloads, verifies, installs and switches to the target; if the new
 version fails its health check it rolls back and skips that version.
 
-A disabled host never updates and never contacts the CDN (it still sends
-its census report); a pinned host never follows the proxy. The timer's run waits for a concurrent run to finish.
+A disabled host never updates and contacts nobody: not the proxy, not the
+CDN, and it sends no census report unless reporting was turned on with
+census --enable. A pinned host never follows the proxy. The timer's run
+waits for a concurrent run to finish.
 
 Exit codes: 0 when the host ends in the intended state (updated, up to date,
 window closed, disabled, pinned); 1 when something was refused or failed,
@@ -404,7 +411,7 @@ func newEnableCmd(c *cli) *cobra.Command {
 
 func newDisableCmd(c *cli) *cobra.Command {
 	return newSettingCmd(c, "disable", "Turn automatic updates off (stops the timer)",
-		"Disable stops the timer; a disabled host never updates and never contacts the CDN.", "Automatic updates disabled.",
+		"Disable stops the timer; a disabled host never updates and contacts nobody (no census report either, unless census --enable turned it on explicitly).", "Automatic updates disabled.",
 		func(ctx context.Context, u *updater.Updater) error { _, err := u.SetEnabled(ctx, false); return err })
 }
 

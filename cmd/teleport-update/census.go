@@ -33,17 +33,17 @@ func (c *cli) censusReport(ctx context.Context, cfg *updater.Config) census.Repo
 	if lu := cfg.Status.LastUpdate; lu != nil {
 		st.LastUpdate = &census.UpdateResult{Time: lu.Time, Target: lu.Target, Success: lu.Success, ErrorCode: lu.ErrorCode}
 	}
-	if tree.HasSystemd() {
-		st.SystemdUnitActive = unitActive(ctx, updater.AgentUnit)
+	if connect := c.hostSystemd(); connect != nil && tree.HasSystemd() {
+		st.SystemdUnitActive = unitActive(ctx, connect, updater.AgentUnit)
 	}
 	return census.Collect(ctx, c.root, st, census.Options{})
 }
 
 // unitActive asks systemd whether unit is active, within a short budget.
-func unitActive(ctx context.Context, unit string) bool {
+func unitActive(ctx context.Context, connect updater.SystemdFunc, unit string) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	sd, err := install.NewDBus(ctx)
+	sd, err := connect(ctx)
 	if err != nil {
 		return false
 	}
@@ -57,7 +57,7 @@ func unitActive(ctx context.Context, unit string) bool {
 // failed report is retried on the next run.
 func (c *cli) reportCensus(ctx context.Context, cfg *updater.Config) {
 	log := c.logger()
-	if cfg.Spec.CensusDisabled {
+	if !cfg.Spec.CensusOn() {
 		return
 	}
 	if cfg.Spec.Token == "" {
@@ -82,7 +82,7 @@ func (c *cli) logCensusNotice(u *updater.Updater) {
 	if err != nil || !exists {
 		return
 	}
-	if cfg.Spec.CensusDisabled || cfg.Spec.Token == "" {
+	if !cfg.Spec.CensusOn() || cfg.Spec.Token == "" {
 		u.Log.Info("Census reporting is off.")
 		return
 	}
@@ -99,7 +99,9 @@ install and update runs: OS, architecture, glibc, install methods, container
 and cloud environment, and the updater's state. host_id is a salted hash of
 the machine id; no hostname, IP address or user name is ever sent.
 
---disable turns reporting off, --enable turns it back on.
+--disable turns reporting off, --enable turns it back on. A host with
+automatic updates disabled sends nothing unless reporting was turned on
+with --enable.
 
 Exit codes: 0 printed or changed; 1 failed.`,
 		Args: cobra.NoArgs,
@@ -124,8 +126,11 @@ Exit codes: 0 printed or changed; 1 failed.`,
 			}
 			r := c.censusReport(cmd.Context(), cfg)
 			state := "on"
-			if cfg.Spec.CensusDisabled {
+			switch {
+			case cfg.Spec.CensusDisabled:
 				state = "off"
+			case !cfg.Spec.CensusOn():
+				state = "off (automatic updates are disabled; census --enable turns it on anyway)"
 			}
 			if !asJSON {
 				fmt.Fprintf(c.stdout, "Census reporting is %s. This is the report sent to %s:\n", state, orDefault(cfg.Spec.Proxy, "(no proxy configured)"))

@@ -10,11 +10,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,9 +25,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater"
@@ -460,5 +464,80 @@ func TestE2ECensusFailureDoesNotFailUpdates(t *testing.T) {
 	}
 	if st := e.status(); st.Active != "2.0.0" {
 		t.Fatalf("update did not happen: %+v", st)
+	}
+}
+
+// A host with automatic updates disabled contacts nobody, census included,
+// until an admin turns census reporting on explicitly. The proxy is a real
+// HTTPS server that counts what reaches it.
+func TestE2EDisabledHostSendsNoCensus(t *testing.T) {
+	t.Parallel()
+	var reports, other atomic.Int32
+	proxy := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == census.CensusPath {
+			reports.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		other.Add(1)
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: proxy.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := installedRoot(t, func(cfg *updater.Config) {
+		cfg.Spec.Proxy = proxy.Listener.Addr().String()
+		cfg.Spec.Token = e2eToken
+		cfg.Spec.Enabled = false
+	})
+	bin := testBinary(t)
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"--root", root}, args...)...)
+		cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+caFile)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	censusOn := func() bool {
+		t.Helper()
+		var st updater.StatusReport
+		if err := json.Unmarshal([]byte(run("status", "--offline", "--json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Census
+	}
+
+	for _, args := range [][]string{{"update"}, {"update", "--now"}} {
+		if out := run(args...); !strings.Contains(out, "Nothing to do (disabled)") {
+			t.Fatalf("%v on a disabled host:\n%s", args, out)
+		}
+	}
+	if n, m := reports.Load(), other.Load(); n != 0 || m != 0 {
+		t.Fatalf("a disabled host sent %d census reports and %d other requests", n, m)
+	}
+	if censusOn() {
+		t.Error("status says census is on for a disabled host")
+	}
+
+	// Explicitly on: the disabled host reports, and asks nothing else.
+	run("census", "--enable")
+	run("update")
+	if n, m := reports.Load(), other.Load(); n != 1 || m != 0 {
+		t.Fatalf("after census --enable: %d census reports and %d other requests, want 1 and 0", n, m)
+	}
+	if !censusOn() {
+		t.Error("status says census is off after census --enable")
+	}
+
+	// And off again.
+	run("census", "--disable")
+	run("update")
+	if n := reports.Load(); n != 1 {
+		t.Fatalf("after census --disable: %d census reports, want still 1", n)
 	}
 }

@@ -10,10 +10,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gravitational/teleport-update/internal/termtext"
+	"github.com/gravitational/teleport-update/updater"
+	"github.com/gravitational/teleport-update/updater/install"
 )
 
 func main() {
@@ -50,6 +55,21 @@ type cli struct {
 	debug  bool
 	stdout io.Writer
 	stderr io.Writer
+	// connectSystemd connects to the host's systemd. Commands reach it
+	// only through hostSystemd, which keeps it away from any --root
+	// other than "/".
+	connectSystemd updater.SystemdFunc
+}
+
+// hostSystemd returns how this run reaches systemd: nil (no systemd)
+// unless --root is "/". Under another root the unit files written are not
+// the ones the host's systemd runs, so starting, stopping or disabling
+// units there would act on the host's own agent instead.
+func (c *cli) hostSystemd() updater.SystemdFunc {
+	if filepath.Clean(c.root) != "/" {
+		return nil
+	}
+	return c.connectSystemd
 }
 
 // logger returns the structured logger for this run: plain slog text lines
@@ -64,7 +84,12 @@ func (c *cli) logger() *slog.Logger {
 
 // Run executes teleport-update with args and returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := &cli{stdout: stdout, stderr: stderr}
+	return (&cli{stdout: stdout, stderr: stderr, connectSystemd: install.NewDBus}).run(ctx, args)
+}
+
+// run executes the command line args with c's settings.
+func (c *cli) run(ctx context.Context, args []string) int {
+	stdout, stderr := c.stdout, c.stderr
 	root := &cobra.Command{
 		Use:   "teleport-update",
 		Short: "Secure auto-updater for the Teleport agent",
@@ -94,7 +119,8 @@ is printed on stderr), 2 for usage errors.`,
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "teleport-update: %v\n", err)
+	// The reason may quote what a proxy, a CDN or systemd said.
+	fmt.Fprintf(stderr, "teleport-update: %s\n", termtext.Strip(err.Error()))
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
