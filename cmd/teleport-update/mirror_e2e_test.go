@@ -14,7 +14,8 @@ import (
 )
 
 // TestE2EMirror is the operator flow for genuine releases: an origin that
-// publishes tarballs and plain .sha256 files (as Teleport's CDN does) is
+// publishes tarballs in Teleport's layout and plain .sha256 files (as
+// Teleport's CDN does) is
 // mirrored and signed with the organisation's key, the mirror is served,
 // and a host pinning that key installs and updates from it. A tampered
 // origin file is refused and never signed.
@@ -29,7 +30,7 @@ func TestE2EMirror(t *testing.T) {
 	orgKey := filepath.Join(e.dir, "keys", "release.key")
 
 	publishOrigin := func(version string) string {
-		data, err := fixture.AgentRelease(version, false)
+		data, err := fixture.TeleportLayoutRelease("teleport", version, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,6 +66,14 @@ func TestE2EMirror(t *testing.T) {
 	e.mustRun("install", "--proxy", e.proxy, "--group", "staging", "--token", e.token, "--base-url", e.cdn.Server.URL)
 	if got := e.linked(); got != "1.0.0" {
 		t.Fatalf("after install from the mirror: linked %q, want 1.0.0", got)
+	}
+	for _, name := range []string{"usr/local/bin/install", "var/lib/teleport/versions/1.0.0/bin/install"} {
+		if _, err := os.Lstat(filepath.Join(e.root, name)); err == nil {
+			t.Errorf("%s exists: Teleport's install script must be skipped", name)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "usr/local/bin/tctl")); err != nil {
+		t.Errorf("tctl is not linked: %v", err)
 	}
 
 	publishOrigin("2.0.0")

@@ -279,6 +279,7 @@ type extractor struct {
 	root     *os.Root
 	lim      Limits
 	kinds    map[string]entryKind
+	layout   layout
 	dirs     []string
 	symlinks []string
 	entries  int
@@ -416,15 +417,9 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil // pax metadata (git archive writes one), not a file
 	}
-	name, err := cleanEntryName(hdr.Name)
-	if err != nil {
+	name, err := x.placeEntry(hdr)
+	if err != nil || name == "" {
 		return err
-	}
-	if name == "" {
-		if hdr.Typeflag == tar.TypeDir {
-			return nil
-		}
-		return unsafeEntry(hdr.Name, "non-directory entry for the archive root")
 	}
 	if k, ok := x.kinds[name]; ok && !(k == kindDir && hdr.Typeflag == tar.TypeDir) {
 		return unsafeEntry(hdr.Name, "duplicate entry")
@@ -502,7 +497,10 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 
 	case tar.TypeLink:
 		target, err := cleanEntryName(hdr.Linkname)
-		if err != nil {
+		if err == nil && x.layout.top != "" {
+			target, _, err = x.layout.place(hdr.Linkname, target)
+		}
+		if err != nil || target == "" {
 			return unsafeEntry(hdr.Name, "hard link to unsafe path %q", hdr.Linkname)
 		}
 		if x.kinds[target] != kindFile {
@@ -521,6 +519,38 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	default:
 		return unsafeEntry(hdr.Name, "unsupported entry type %q", hdr.Typeflag)
 	}
+}
+
+// placeEntry validates an entry's name and returns where it goes in the
+// version directory, or "" for an entry that is not kept: the archive root,
+// or what Teleport's layout skips. A skipped file's size still counts
+// against the total limit, so skipped entries cannot make the read
+// unbounded.
+func (x *extractor) placeEntry(hdr *tar.Header) (string, error) {
+	name, err := cleanEntryName(hdr.Name)
+	if err != nil {
+		return "", err
+	}
+	if name == "" {
+		if hdr.Typeflag == tar.TypeDir {
+			return "", nil
+		}
+		return "", unsafeEntry(hdr.Name, "non-directory entry for the archive root")
+	}
+	dst, skip, err := x.layout.place(hdr.Name, name)
+	switch {
+	case err != nil:
+		return "", err
+	case !x.layout.movable(hdr.Typeflag):
+		return "", unsafeEntry(hdr.Name, "symlink in a release in Teleport's layout")
+	case skip:
+		if hdr.Size < 0 || x.total+hdr.Size > x.lim.MaxTotalSize {
+			return "", unsafeEntry(hdr.Name, "total unpacked size exceeds the %d byte limit", x.lim.MaxTotalSize)
+		}
+		x.total += hdr.Size
+		return "", nil
+	}
+	return dst, nil
 }
 
 // parents creates the missing parent directories of name and refuses a

@@ -27,6 +27,8 @@ func FuzzExtract(f *testing.F) {
 		append(release("1.2.3"), symlink("a", "."), symlink("b", "a/..")),
 		append(release("1.2.3"), symlink("lib2", "../.."), file("lib2/x", "x")),
 		append(release("1.2.3"), hardlink("x", "/etc/passwd")),
+		teleportRelease("teleport"),
+		append(teleportRelease("teleport-ent"), hardlink("teleport-ent/tsh2", "teleport-ent/tsh"), exe("bin/evil", "x")),
 	}
 	for _, es := range seeds {
 		f.Add(tarBytes(f, es))

@@ -3,6 +3,7 @@ package install
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -141,9 +142,19 @@ func resolveIn(root, rel string) (string, error) {
 	return cur, nil
 }
 
-// Binaries lists the executables in versions/<v>/bin (regular files, or
-// symlinks to them inside the version, with an exec bit), sorted. Hidden
-// names are skipped.
+// teleportBinaries are the programs a Teleport release ships in bin/. They
+// are linked whatever their content.
+var teleportBinaries = []string{"teleport", "tctl", "tsh", "tbot", "fdpass-teleport"}
+
+// updaterBinary is never linked from a release: the updater installs and
+// updates its own binary.
+const updaterBinary = "teleport-update"
+
+// Binaries lists the executables of versions/<v>/bin that get linked,
+// sorted: Teleport's programs (teleportBinaries), and any other executable
+// regular file (or symlink to one inside the version) that is not a script,
+// which is Teleport's own rule. Scripts such as an install helper, hidden
+// names and teleport-update are left out.
 func (t *Tree) Binaries(v string) ([]string, error) {
 	if err := ValidateVersion(v); err != nil {
 		return nil, err
@@ -162,11 +173,27 @@ func (t *Tree) Binaries(v string) ([]string, error) {
 		if err != nil {
 			continue // dangling symlink
 		}
-		if fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		if !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 || e.Name() == updaterBinary {
+			continue
+		}
+		if slices.Contains(teleportBinaries, e.Name()) || !isScript(filepath.Join(dir, e.Name())) {
 			out = append(out, e.Name())
 		}
 	}
 	return out, nil
+}
+
+// isScript reports whether the file at p starts with "#!". A file that
+// cannot be read counts as a script: it is not linked.
+func isScript(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	var magic [2]byte
+	n, _ := io.ReadFull(f, magic[:])
+	return n == 2 && string(magic[:]) == "#!"
 }
 
 // ourLinks maps binary name to version for every link of ours in the
