@@ -1,3 +1,7 @@
+// This file holds update.yaml's format: the Config type (settings in
+// spec, what the updater did in status), its strict parser and its atomic
+// writer. Only the state store (state.go) writes it during operations.
+
 package updater
 
 import (

@@ -1,3 +1,6 @@
+// This file holds Status: what `teleport-update status` shows, read from
+// update.yaml without a lock and, optionally, from the proxy.
+
 package updater
 
 import (
