@@ -1,3 +1,7 @@
+// This file holds update.yaml's format: the Config type (settings in
+// spec, what the updater did in status), its strict parser and its atomic
+// writer. Only the state store (state.go) writes it during operations.
+
 package updater
 
 import (
@@ -200,27 +204,3 @@ func (s *Spec) CensusOn() bool {
 
 // IsSkipped reports whether v is on the skip list.
 func (s *Status) IsSkipped(v string) bool { return slices.Contains(s.Skip, v) }
-
-// addSkip puts v on the skip list once.
-func (s *Status) addSkip(v string) {
-	if v != "" && !s.IsSkipped(v) {
-		s.Skip = append(s.Skip, v)
-	}
-}
-
-// removeSkip takes v off the skip list (an admin installed or pinned it).
-func (s *Status) removeSkip(v string) {
-	s.Skip = slices.DeleteFunc(s.Skip, func(x string) bool { return x == v })
-	if len(s.Skip) == 0 {
-		s.Skip = nil
-	}
-}
-
-// addKnownGood records that v passed its health check on this host.
-func (s *Status) addKnownGood(v string) {
-	s.KnownGood = slices.DeleteFunc(s.KnownGood, func(x string) bool { return x == v })
-	s.KnownGood = append(s.KnownGood, v)
-	if n := len(s.KnownGood); n > maxKnownGood {
-		s.KnownGood = s.KnownGood[n-maxKnownGood:]
-	}
-}

@@ -1,3 +1,6 @@
+// This file holds Status: what `teleport-update status` shows, read from
+// update.yaml without a lock and, optionally, from the proxy.
+
 package updater
 
 import (
@@ -36,9 +39,9 @@ type StatusReport struct {
 const proxyStatusBudget = 5 * time.Second
 
 // Status reads update.yaml and, when askProxy, the proxy's current answer
-// for this host's group. It takes no lock and changes nothing.
+// for this host's group. It takes no lock (ReadConfig) and changes nothing.
 func (u *Updater) Status(ctx context.Context, askProxy bool) (*StatusReport, error) {
-	cfg, exists, err := u.load()
+	cfg, exists, err := u.ReadConfig()
 	if err != nil {
 		return nil, err
 	}

@@ -325,8 +325,8 @@ func TestInterruptedSwitchIsRepaired(t *testing.T) {
 	tree := install.New(e.root)
 	e.setTarget("2.0.0", true, 0)
 	u2 := e.updater()
-	u2.AfterStep = func(step string) {
-		if step == "link" {
+	u2.AfterStep = func(step Step) {
+		if step == StepLink {
 			panic("killed")
 		}
 	}

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -23,7 +25,6 @@ import (
 	"github.com/gravitational/teleport-update/updater"
 	"github.com/gravitational/teleport-update/updater/download"
 	"github.com/gravitational/teleport-update/updater/install"
-	"github.com/gravitational/teleport-update/updater/verify"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -57,14 +58,17 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 }
 
 // afterStep is set by a build-tagged test hook to kill the process at a step.
-var afterStep func(step string)
+var afterStep func(updater.Step)
 
-// newUpdater wires the updater for this host from the CLI settings.
+// newUpdater wires the updater for this host from the CLI settings. The
+// find requests, the downloads and the census report share one HTTP
+// client, so the report reuses the connection to the proxy.
 func (c *cli) newUpdater(f *agentFlags, lockWait time.Duration) *updater.Updater {
 	log := c.logger()
+	hc := newHTTPClient()
 	u := &updater.Updater{
 		Tree:         install.New(c.root),
-		HTTP:         download.New(download.Options{Logger: log}),
+		HTTP:         download.New(download.Options{HTTPClient: hc, Logger: log}),
 		Log:          log,
 		EmbeddedKeys: keys.FS,
 		Systemd:      c.hostSystemd(),
@@ -74,9 +78,8 @@ func (c *cli) newUpdater(f *agentFlags, lockWait time.Duration) *updater.Updater
 		},
 		LockWait:  lockWait,
 		AfterStep: afterStep,
-		Report:    c.reportCensus,
+		Reporter:  &censusReporter{root: c.root, client: hc, log: log},
 	}
-	u.Tree.AfterStep = afterStep
 	if f != nil {
 		u.Health = install.HealthOptions{Window: f.healthWindow, Max: f.healthMax}
 		u.MaxArtifactSize = f.maxSize
@@ -85,6 +88,17 @@ func (c *cli) newUpdater(f *agentFlags, lockWait time.Duration) *updater.Updater
 		u.Progress = newProgressBar(c.stderr)
 	}
 	return u
+}
+
+// newHTTPClient is the agent's HTTP client: the system certificate pool
+// (so SSL_CERT_FILE works), the proxy from the environment, TLS 1.2 or
+// newer.
+func newHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = http.ProxyFromEnvironment
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	t.ForceAttemptHTTP2 = true
+	return &http.Client{Transport: t}
 }
 
 func isTerminal(w io.Writer) bool {
@@ -127,38 +141,18 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// explain turns an updater error into one line that says what failed and
-// what happens next.
-// running is the version that keeps running, "" for none.
+// explain adds to an updater error what happens next, as
+// updater.Classify says. running is the version that keeps running, ""
+// for none.
 func explain(err error, running string) error {
-	running = orNone(running)
-	next := "the timer will retry"
-	if running == "nothing" {
-		next = "run install again once the cause is fixed"
-	}
+	c := updater.Classify(err, running)
 	switch {
-	case errors.Is(err, updater.ErrNotInstalled):
-		return fmt.Errorf("%w; run `teleport-update install --proxy HOST` first", err)
-	case errors.Is(err, install.ErrLocked):
-		return fmt.Errorf("%w; try again when it finishes", err)
-	case errors.Is(err, updater.ErrProxy):
-		return fmt.Errorf("%w; the agent keeps running %s; %s", err, running, next)
-	case errors.Is(err, verify.ErrVerification):
-		return fmt.Errorf("%w; nothing was installed; the agent keeps running %s", err, running)
-	case errors.Is(err, updater.ErrRolledBack):
-		return fmt.Errorf("%w; the failed version is skipped until an admin runs install --version or pin --version", err)
-	case errors.Is(err, updater.ErrSwitch):
-		return fmt.Errorf("%w; the agent keeps running %s; %s", err, running, next)
-	case errors.Is(err, updater.ErrDowngrade), errors.Is(err, updater.ErrSkipped), errors.Is(err, updater.ErrHealth):
+	case c.Next == "":
 		return err
-	case errors.Is(err, context.Canceled):
-		return fmt.Errorf("interrupted (%v); the agent keeps running %s", err, running)
+	case c.Code == updater.CodeInterrupted:
+		return fmt.Errorf("interrupted (%w); %s", err, c.Next)
 	}
-	var hs *download.HTTPStatusError
-	if errors.As(err, &hs) {
-		return fmt.Errorf("%w; the agent keeps running %s; %s", err, running, next)
-	}
-	return err
+	return fmt.Errorf("%w; %s", err, c.Next)
 }
 
 func newInstallCmd(c *cli) *cobra.Command {
@@ -184,12 +178,10 @@ Exit codes: 0 installed and healthy; 1 refused or failed (reason on stderr);
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req.InstallMethods = census.InstallMethodsFromEnv(os.Environ())
 			u := c.newUpdater(&f, interactiveLockWait)
-			if req.Proxy == "" {
-				if cfg, _, err := updater.LoadConfig(u.Tree.StatePath()); err == nil && cfg.Spec.Proxy == "" {
-					return usageError("--proxy HOST[:PORT] is required on a first install")
-				}
-			}
 			cfg, err := u.Install(cmd.Context(), req)
+			if errors.Is(err, updater.ErrProxyRequired) {
+				return usageError("%v", err)
+			}
 			if err != nil {
 				return explain(err, activeOf(cfg))
 			}

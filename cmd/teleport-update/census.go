@@ -4,81 +4,59 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/updater"
-	"github.com/gravitational/teleport-update/updater/install"
 )
-
-// censusBudget bounds a census report; it never holds up an update for longer.
-const censusBudget = 5 * time.Second
 
 func init() { commands = append(commands, newCensusCmd) }
 
-// censusReport builds the report this host would send.
-func (c *cli) censusReport(ctx context.Context, cfg *updater.Config) census.Report {
-	tree := install.New(c.root)
-	st := census.UpdaterState{
-		Group:          cfg.Spec.Group,
-		ActiveVersion:  cfg.Status.Active,
-		Pinned:         cfg.Spec.Pinned,
-		Disabled:       !cfg.Spec.Enabled,
-		InstallMethods: cfg.Spec.InstallMethods,
-		Salt:           []byte(cfg.Spec.CensusSalt),
+// censusReporter is the updater.Reporter of the CLI: it collects the
+// host's facts and sends the report with the run's HTTP client.
+type censusReporter struct {
+	root   string
+	client *http.Client
+	log    *slog.Logger
+}
+
+// Report sends the census report of a run. A failure is logged; the next
+// run sends a report again.
+func (r *censusReporter) Report(ctx context.Context, st updater.CensusState) {
+	cfg := st.Config
+	rep := census.Collect(ctx, r.root, updaterState(st), census.Options{})
+	if err := census.Send(ctx, r.client, cfg.Spec.Proxy, cfg.Spec.Token, rep); err != nil {
+		r.log.Warn("Census report not delivered; will retry on the next run.", "error", err)
+		return
+	}
+	r.log.Info("Census report delivered.", "proxy", cfg.Spec.Proxy)
+}
+
+// updaterState is the part of the census report the updater knows.
+func updaterState(st updater.CensusState) census.UpdaterState {
+	cfg := st.Config
+	us := census.UpdaterState{
+		Group:             cfg.Spec.Group,
+		ActiveVersion:     cfg.Status.Active,
+		Pinned:            cfg.Spec.Pinned,
+		Disabled:          !cfg.Spec.Enabled,
+		InstallMethods:    cfg.Spec.InstallMethods,
+		Salt:              []byte(cfg.Spec.CensusSalt),
+		SystemdUnitActive: st.AgentActive,
 	}
 	if lu := cfg.Status.LastUpdate; lu != nil {
-		st.LastUpdate = &census.UpdateResult{Time: lu.Time, Target: lu.Target, Success: lu.Success, ErrorCode: lu.ErrorCode}
+		us.LastUpdate = &census.UpdateResult{Time: lu.Time, Target: lu.Target, Success: lu.Success, ErrorCode: lu.ErrorCode}
 	}
-	if connect := c.hostSystemd(); connect != nil && tree.HasSystemd() {
-		st.SystemdUnitActive = unitActive(ctx, connect, updater.AgentUnit)
-	}
-	return census.Collect(ctx, c.root, st, census.Options{})
-}
-
-// unitActive asks systemd whether unit is active, within a short budget.
-func unitActive(ctx context.Context, connect updater.SystemdFunc, unit string) bool {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	sd, err := connect(ctx)
-	if err != nil {
-		return false
-	}
-	defer sd.Close()
-	s, err := sd.State(ctx, unit)
-	return err == nil && s.ActiveState == "active"
-}
-
-// reportCensus sends the census report after install and update runs. It
-// has a fixed budget, logs failures, and never changes the run's outcome; a
-// failed report is retried on the next run.
-func (c *cli) reportCensus(ctx context.Context, cfg *updater.Config) {
-	log := c.logger()
-	if !cfg.Spec.CensusOn() {
-		return
-	}
-	if cfg.Spec.Token == "" {
-		log.Debug("No enrollment token configured; census report not sent.")
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), censusBudget)
-	defer cancel()
-	r := c.censusReport(ctx, cfg)
-	client := &http.Client{Timeout: censusBudget}
-	if err := census.Send(ctx, client, cfg.Spec.Proxy, cfg.Spec.Token, r); err != nil {
-		log.Warn("Census report not delivered; will retry on the next run.", "error", err)
-		return
-	}
-	log.Info("Census report delivered.", "proxy", cfg.Spec.Proxy)
+	return us
 }
 
 // logCensusNotice says at startup whether census reporting is on and how to
 // see and turn it off.
 func (c *cli) logCensusNotice(u *updater.Updater) {
-	cfg, exists, err := updater.LoadConfig(u.Tree.StatePath())
+	cfg, exists, err := u.ReadConfig()
 	if err != nil || !exists {
 		return
 	}
@@ -117,14 +95,12 @@ Exit codes: 0 printed or changed; 1 failed.`,
 				fmt.Fprintf(c.stdout, "Census reporting %s.\n", map[bool]string{true: "enabled", false: "disabled"}[enable])
 				return nil
 			}
-			cfg, exists, err := updater.LoadConfig(u.Tree.StatePath())
+			st, err := u.CensusState(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if !exists {
-				cfg = updater.NewConfig()
-			}
-			r := c.censusReport(cmd.Context(), cfg)
+			cfg := st.Config
+			r := census.Collect(cmd.Context(), c.root, updaterState(st), census.Options{})
 			state := "on"
 			switch {
 			case cfg.Spec.CensusDisabled:

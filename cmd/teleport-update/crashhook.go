@@ -4,22 +4,41 @@ package main
 
 import (
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
+
+	"github.com/gravitational/teleport-update/updater"
 )
 
 // In binaries built with -tags crashtest (tests only), the environment
-// variable TELEPORT_UPDATE_CRASH_AT=<step> makes the process SIGKILL itself
-// right after that step of a version switch, to prove every step is
-// crash-safe. Production builds do not contain this file.
+// variable TELEPORT_UPDATE_CRASH_AT=<step>[#<n>] makes the process SIGKILL
+// itself right after the n-th time (default: the first) it reaches that
+// updater.Step, to prove every step is crash-safe. Production builds do
+// not contain this file.
 func init() {
-	at := os.Getenv("TELEPORT_UPDATE_CRASH_AT")
+	at, nth := parseCrashAt(os.Getenv("TELEPORT_UPDATE_CRASH_AT"))
 	if at == "" {
 		return
 	}
-	afterStep = func(step string) {
-		if step == at {
+	seen := 0
+	afterStep = func(step updater.Step) {
+		if step != at {
+			return
+		}
+		if seen++; seen == nth {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
 		}
 	}
+}
+
+// parseCrashAt splits "step#n"; n is 1 when absent or invalid.
+func parseCrashAt(v string) (updater.Step, int) {
+	step, count, ok := strings.Cut(v, "#")
+	n, err := strconv.Atoi(count)
+	if !ok || err != nil || n < 1 {
+		n = 1
+	}
+	return updater.Step(step), n
 }

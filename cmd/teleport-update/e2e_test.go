@@ -364,21 +364,53 @@ func TestE2EProxyDownChangesNothing(t *testing.T) {
 	}
 }
 
+// e2eCrashPaths says, for every step a host without systemd reaches,
+// whether the crash test kills the run there on the way to a healthy
+// version (false) and on the way back from a broken one (true).
+var e2eCrashPaths = map[updater.Step][]bool{
+	updater.StepDownload:   {false, true},
+	updater.StepRename:     {false, true},
+	updater.StepExtract:    {false, true},
+	updater.StepLinkBinary: {false, true},
+	updater.StepLink:       {false, true},
+	updater.StepState:      {false}, // only a healthy version is committed
+	updater.StepRevert:     {true},  // only a broken one is reverted
+}
+
+// TestE2ECrashCasesCoverAllSteps: the crash test below kills the run at
+// every step of updater.AllSteps that a host without systemd reaches; the
+// others are integration/systemd's TestCrashAtEveryStep.
+func TestE2ECrashCasesCoverAllSteps(t *testing.T) {
+	for _, s := range updater.AllSteps {
+		if paths := e2eCrashPaths[s]; (len(paths) > 0) == s.NeedsSystemd() {
+			t.Errorf("step %q: crash cases %v, but NeedsSystemd is %v", s, paths, s.NeedsSystemd())
+		}
+	}
+	for s := range e2eCrashPaths {
+		if !slices.Contains(updater.AllSteps, s) {
+			t.Errorf("crash case for %q, which is not in updater.AllSteps", s)
+		}
+	}
+}
+
 // TestE2ECrashAtEveryStep kills the updater with SIGKILL right after each
 // step of an update (and of a rollback) and checks that the host stays
 // consistent and the next run completes the job.
 func TestE2ECrashAtEveryStep(t *testing.T) {
-	steps := []struct {
-		step   string
-		broken bool // the target fails its health check (rollback path)
-	}{
-		{"download", false}, {"rename", false}, {"extract", false},
-		{"link:tctl", false}, {"link:teleport", false}, {"link", false}, {"state", false},
-		{"download", true}, {"rename", true}, {"extract", true},
-		{"link:tctl", true}, {"link:teleport", true}, {"link", true}, {"revert", true},
+	type crashCase struct {
+		at     string // TELEPORT_UPDATE_CRASH_AT
+		broken bool   // the target fails its health check (rollback path)
 	}
-	for _, tc := range steps {
-		name := tc.step
+	var cases []crashCase
+	for _, step := range updater.AllSteps {
+		for _, broken := range e2eCrashPaths[step] {
+			cases = append(cases, crashCase{string(step), broken})
+		}
+	}
+	// The release has two binaries: also kill after the second link.
+	cases = append(cases, crashCase{string(updater.StepLinkBinary) + "#2", false}, crashCase{string(updater.StepLinkBinary) + "#2", true})
+	for _, tc := range cases {
+		name := tc.at
 		if tc.broken {
 			name += "-rollback"
 		}
@@ -389,9 +421,9 @@ func TestE2ECrashAtEveryStep(t *testing.T) {
 			e.mustRun("install", "--proxy", e.proxy, "--base-url", e.cdn.Server.URL)
 			e.setPolicy("2.0.0", "immediate")
 
-			r := e.run([]string{"TELEPORT_UPDATE_CRASH_AT=" + tc.step}, "update")
+			r := e.run([]string{"TELEPORT_UPDATE_CRASH_AT=" + tc.at}, "update")
 			if !r.signaled {
-				t.Fatalf("run was not killed at %s: exit %d\n%s", tc.step, r.code, r.stderr)
+				t.Fatalf("run was not killed at %s: exit %d\n%s", tc.at, r.code, r.stderr)
 			}
 			// Right after the kill: update.yaml parses and names a version
 			// that is installed and runs.

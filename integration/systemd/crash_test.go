@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/updater"
 )
 
 // crashHealthWindow is the health window of the runs below: every case
@@ -32,44 +34,66 @@ func crashtestBinary(t *testing.T) string {
 	})
 }
 
-// TestCrashAtEveryStep kills teleport-update with SIGKILL right after each
-// step of a version switch that involves systemd, on a real systemd, and
-// checks that the host is usable right after the kill and that the next run
-// finishes the job: on the success path (v1 -> v2, good) the host ends on
-// v2; on the rollback path (v1 -> v3, which exits at start) it ends on v1
-// with v3 skipped. Each case has its own container. The steps without
-// systemd are covered by cmd/teleport-update's TestE2ECrashAtEveryStep.
-func TestCrashAtEveryStep(t *testing.T) {
-	requireHarness(t)
-	t.Parallel()
-	for _, tc := range []struct {
-		step     string
-		rollback bool // the target exits at start: the run rolls back
-	}{
-		{step: "link"},
-		{step: "units"},
-		{step: "reload"},
-		{step: "restart"},
-		{step: "state"},
-		{step: "units", rollback: true},
-		{step: "reload", rollback: true},
-		{step: "restart", rollback: true},
-		{step: "revert", rollback: true},
-		{step: "previous-reload", rollback: true},
-		{step: "previous-restart", rollback: true},
-	} {
-		name := tc.step
-		if tc.rollback {
-			name = "rollback-" + tc.step
+// crashPaths says, for every step of updater.AllSteps, on which paths
+// TestCrashAtEveryStep kills the run there: false on the way to a healthy
+// version, true on the way back from one that exits at start. The steps
+// before the switch (download, rename, extract) are the same on both paths
+// and run once; TestE2ECrashAtEveryStep in cmd/teleport-update runs them
+// on both without systemd.
+var crashPaths = map[updater.Step][]bool{
+	updater.StepDownload:        {false},
+	updater.StepRename:          {false},
+	updater.StepExtract:         {false},
+	updater.StepLinkBinary:      {false, true},
+	updater.StepLink:            {false, true},
+	updater.StepUnits:           {false, true},
+	updater.StepReload:          {false, true},
+	updater.StepRestart:         {false, true},
+	updater.StepState:           {false}, // only a healthy version is committed
+	updater.StepRevert:          {true},  // only a failed one is reverted
+	updater.StepPreviousReload:  {true},
+	updater.StepPreviousRestart: {true},
+}
+
+// TestCrashCasesCoverAllSteps: TestCrashAtEveryStep kills the run at every
+// step an update reports, on a real systemd.
+func TestCrashCasesCoverAllSteps(t *testing.T) {
+	for _, s := range updater.AllSteps {
+		if len(crashPaths[s]) == 0 {
+			t.Errorf("no crash case for step %q", s)
 		}
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			testCrashAt(t, tc.step, tc.rollback)
-		})
+	}
+	for s := range crashPaths {
+		if !slices.Contains(updater.AllSteps, s) {
+			t.Errorf("crash case for %q, which is not in updater.AllSteps", s)
+		}
 	}
 }
 
-func testCrashAt(t *testing.T, step string, rollback bool) {
+// TestCrashAtEveryStep kills teleport-update with SIGKILL right after each
+// step of a version switch (updater.AllSteps, see crashPaths), on a real
+// systemd, and checks that the host is usable right after the kill and
+// that the next run finishes the job: on the success path (v1 -> v2, good)
+// the host ends on v2; on the rollback path (v1 -> v3, which exits at
+// start) it ends on v1 with v3 skipped. Each case has its own container.
+func TestCrashAtEveryStep(t *testing.T) {
+	requireHarness(t)
+	t.Parallel()
+	for _, step := range updater.AllSteps {
+		for _, rollback := range crashPaths[step] {
+			name := string(step)
+			if rollback {
+				name = "rollback-" + name
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				testCrashAt(t, step, rollback)
+			})
+		}
+	}
+}
+
+func testCrashAt(t *testing.T, step updater.Step, rollback bool) {
 	start := time.Now()
 	cli := crashtestBinary(t)
 	c := sharedCDN(t)
@@ -90,7 +114,7 @@ func testCrashAt(t *testing.T, step string, rollback bool) {
 
 	// The run that gets killed.
 	px.setTarget(target)
-	o, e, err := h.run("env", crashEnv+"="+step, cliPath, "update", "--now", "--health-window", crashHealthWindow)
+	o, e, err := h.run("env", crashEnv+"="+string(step), cliPath, "update", "--now", "--health-window", crashHealthWindow)
 	if !killed(err) {
 		t.Fatalf("update to %s with %s=%s was not killed (%v)\nstdout:\n%s\nstderr:\n%s", target, crashEnv, step, err, o, e)
 	}
@@ -128,7 +152,7 @@ func testCrashAt(t *testing.T, step string, rollback bool) {
 		t.Errorf("agent runs %s after the recovery run, want %s", got, want)
 	}
 	checkStable(h)
-	if step == "state" && !rollback {
+	if step == updater.StepState && !rollback {
 		// update.yaml already recorded v2: the recovery has nothing to do
 		// and must not restart the agent.
 		if pid := h.show(agentUnit, "MainPID")["MainPID"]; pid != pidAfterCrash {
@@ -166,7 +190,7 @@ func TestCrashAtRevertThenTargetBack(t *testing.T) {
 	h.mustRun("systemctl", "stop", updaterTimer)
 
 	px.setTarget(v3)
-	if o, e, err := h.run("env", crashEnv+"=revert", cliPath, "update", "--now", "--health-window", crashHealthWindow); !killed(err) {
+	if o, e, err := h.run("env", crashEnv+"="+string(updater.StepRevert), cliPath, "update", "--now", "--health-window", crashHealthWindow); !killed(err) {
 		t.Fatalf("update to %s was not killed at revert (%v)\nstdout:\n%s\nstderr:\n%s", v3, err, o, e)
 	}
 	px.setTarget(v1)

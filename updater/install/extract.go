@@ -212,7 +212,7 @@ func (t *Tree) Extract(ctx context.Context, tarball, version, sha256hex string, 
 		_ = t.removeVersionDir(version)
 		return fmt.Errorf("extract version %s: %w", version, err)
 	}
-	t.step("rename")
+	t.step(StepRename)
 	if err := WriteFileAtomic(filepath.Join(dst, verifiedName), []byte(sha256hex+"\n"), 0o644); err != nil {
 		_ = t.removeVersionDir(version)
 		return fmt.Errorf("extract version %s: mark complete: %w", version, err)

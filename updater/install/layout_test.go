@@ -167,7 +167,7 @@ func TestLinkCheckCatchesMisresolution(t *testing.T) {
 	mustWrite(t, planted, "#!/bin/sh\n")
 	moved := false
 	tr.AfterStep = func(step string) {
-		if step != "link:tctl" || moved {
+		if step != StepLinkBinary || moved { // the first binary: tctl
 			return
 		}
 		moved = true

@@ -410,7 +410,7 @@ func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 			return fail(err)
 		}
 		done = append(done, c.step)
-		t.step("link:" + c.name)
+		t.step(StepLinkBinary)
 	}
 	if err := syncDir(l.dir); err != nil {
 		return fail(err)

@@ -80,10 +80,21 @@ type Tree struct {
 	// Root is the filesystem root ("/" in production).
 	Root string
 	// AfterStep, when set, is called after each durable step inside
-	// Extract ("rename") and Link ("link:<binary>"). Tests use it to kill
-	// the process between steps; production leaves it nil.
+	// Extract (StepRename) and Link (StepLinkBinary, once per binary).
+	// Tests use it to kill the process between steps; production leaves it
+	// nil.
 	AfterStep func(step string)
 }
+
+// Steps the tree reports to AfterStep. The updater lists them with its
+// own steps, so the crash tests kill the process at each of them.
+const (
+	// StepRename: a verified version directory was renamed into versions/.
+	StepRename = "rename"
+	// StepLinkBinary: one binary's link was swapped; the others may not
+	// be yet.
+	StepLinkBinary = "link-binary"
+)
 
 func (t *Tree) step(name string) {
 	if t.AfterStep != nil {
