@@ -13,7 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gravitational/teleport-update/internal/capread"
-	"github.com/gravitational/teleport-update/updater/schedule"
+	"github.com/gravitational/teleport-update/proxyapi/schedule"
 )
 
 // ErrInvalidPolicy is wrapped by every error ParsePolicy and LoadPolicy
