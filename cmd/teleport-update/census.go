@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/updater"
 	"github.com/gravitational/teleport-update/updater/install"
@@ -20,7 +21,7 @@ const censusBudget = 5 * time.Second
 func init() { commands = append(commands, newCensusCmd) }
 
 // censusReport builds the report this host would send.
-func (c *cli) censusReport(ctx context.Context, cfg *updater.Config) census.Report {
+func (c *cli) censusReport(ctx context.Context, cfg *updater.Config) api.Report {
 	tree := install.New(c.root)
 	st := census.UpdaterState{
 		Group:          cfg.Spec.Group,
@@ -31,7 +32,7 @@ func (c *cli) censusReport(ctx context.Context, cfg *updater.Config) census.Repo
 		Salt:           []byte(cfg.Spec.CensusSalt),
 	}
 	if lu := cfg.Status.LastUpdate; lu != nil {
-		st.LastUpdate = &census.UpdateResult{Time: lu.Time, Target: lu.Target, Success: lu.Success, ErrorCode: lu.ErrorCode}
+		st.LastUpdate = &api.UpdateResult{Time: lu.Time, Target: lu.Target, Success: lu.Success, ErrorCode: lu.ErrorCode}
 	}
 	if connect := c.hostSystemd(); connect != nil && tree.HasSystemd() {
 		st.SystemdUnitActive = unitActive(ctx, connect, updater.AgentUnit)

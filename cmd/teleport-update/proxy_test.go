@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/proxyapi"
 )
@@ -118,11 +118,11 @@ func startProxy(t *testing.T, extra ...string) (string, *http.Client, *lockedBuf
 func TestProxyServe(t *testing.T) {
 	t.Parallel()
 	url, client, stderr, stop := startProxy(t)
-	resp, err := client.Get(url + proxyapi.FindPath + "?group=staging")
+	resp, err := client.Get(url + api.FindPath + "?group=staging")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fr proxyapi.FindResponse
+	var fr api.FindResponse
 	err = json.NewDecoder(resp.Body).Decode(&fr)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || err != nil || fr.AutoUpdate.AgentVersion != "16.4.6" || fr.AutoUpdate.AgentUpdateGroup != "staging" {
@@ -187,7 +187,7 @@ func TestProxyServeCensus(t *testing.T) {
 		t.Fatal(err)
 	}
 	url, client, stderr, stop := startProxy(t, "--tokens", tokens, "--census-db", filepath.Join(dir, "census.db"))
-	req, err := http.NewRequest(http.MethodPost, url+proxyapi.CensusPath, strings.NewReader(`{"no_such_field":1}`))
+	req, err := http.NewRequest(http.MethodPost, url+api.CensusPath, strings.NewReader(`{"no_such_field":1}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,9 +204,9 @@ func TestProxyServeCensus(t *testing.T) {
 		t.Errorf("census with an invalid report = %d %s; want 400 from the store", resp.StatusCode, body)
 	}
 	// A valid one is stored, and the store's counters are in /metrics.
-	report, _ := json.Marshal(census.Report{HostID: strings.Repeat("a", 64), Version: "16.4.6", OS: "linux",
-		HostArchitecture: "amd64", UpdaterStatus: census.StatusEnabled, ReportedAt: time.Now()})
-	req, _ = http.NewRequest(http.MethodPost, url+proxyapi.CensusPath, bytes.NewReader(report))
+	report, _ := json.Marshal(api.Report{HostID: strings.Repeat("a", 64), Version: "16.4.6", OS: "linux",
+		HostArchitecture: "amd64", UpdaterStatus: api.StatusEnabled, ReportedAt: time.Now()})
+	req, _ = http.NewRequest(http.MethodPost, url+api.CensusPath, bytes.NewReader(report))
 	req.Header.Set("Authorization", "Bearer "+token)
 	if resp, err = client.Do(req); err != nil {
 		t.Fatal(err)
@@ -278,7 +278,7 @@ func TestProxyServeGracefulShutdown(t *testing.T) {
 		Got100Continue: func() { close(continued) },
 	})
 	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+proxyapi.CensusPath, pr)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+api.CensusPath, pr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +436,7 @@ func TestProxyServeConnectionCapPerIP(t *testing.T) {
 	other := &http.Client{Transport: &http.Transport{TLSClientConfig: conf,
 		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
 	t.Cleanup(other.CloseIdleConnections)
-	if code, body := get(t, other, url+proxyapi.FindPath+"?group=staging"); code != http.StatusOK {
+	if code, body := get(t, other, url+api.FindPath+"?group=staging"); code != http.StatusOK {
 		t.Errorf("find from 127.0.0.2 = %d %s; want 200", code, body)
 	}
 }
@@ -457,7 +457,7 @@ func TestProxyServeCorruptCensusDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	url, client, stderr, stop := startProxy(t, "--census-db", db, "--tokens", tokens)
-	if code, body := get(t, client, url+proxyapi.FindPath+"?group=staging"); code != http.StatusOK {
+	if code, body := get(t, client, url+api.FindPath+"?group=staging"); code != http.StatusOK {
 		t.Errorf("find = %d %s; want 200", code, body)
 	}
 	if code, body := get(t, client, url+proxyapi.InstallScriptPath); code != http.StatusOK {
@@ -469,7 +469,7 @@ func TestProxyServeCorruptCensusDB(t *testing.T) {
 		len(rr.Reasons) != 1 || !strings.Contains(rr.Reasons[0], "census") {
 		t.Errorf("readyz = %d %s; want 503 naming the census", code, body)
 	}
-	req, _ := http.NewRequest(http.MethodPost, url+proxyapi.CensusPath, strings.NewReader("{}"))
+	req, _ := http.NewRequest(http.MethodPost, url+api.CensusPath, strings.NewReader("{}"))
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := client.Do(req)
 	if err != nil {
@@ -546,7 +546,7 @@ func TestProxyServeFIFOPolicy(t *testing.T) {
 	waitLogged(t, stderr, "TLS certificate reloaded on SIGHUP.", 1)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: newCA}}}
 	defer client.CloseIdleConnections()
-	if code, body := get(t, client, url+proxyapi.FindPath+"?group=staging"); code != http.StatusOK || !strings.Contains(body, `"agent_version":"16.4.6"`) {
+	if code, body := get(t, client, url+api.FindPath+"?group=staging"); code != http.StatusOK || !strings.Contains(body, `"agent_version":"16.4.6"`) {
 		t.Errorf("find with the new certificate = %d %s; want the last good policy", code, body)
 	}
 	if code := stop(); code != exitOK {
@@ -635,7 +635,7 @@ func TestProxyServeSIGHUPDuringStartup(t *testing.T) {
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	defer client.CloseIdleConnections()
-	if code, body := get(t, client, "https://"+addr+proxyapi.FindPath); code != http.StatusOK {
+	if code, body := get(t, client, "https://"+addr+api.FindPath); code != http.StatusOK {
 		t.Errorf("find = %d %s", code, body)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
