@@ -301,9 +301,11 @@ func (d *demo) startServers(ctx context.Context) error {
 		return err
 	}
 	d.censusDB = filepath.Join(d.work, "proxy", "census.db")
-	d.proxy, err = d.startProxy(ctx, "proxy", "serve",
+	addrFile := filepath.Join(d.work, "proxy", "addr")
+	d.proxy, err = d.startProxy(ctx, addrFile, "proxy", "serve",
 		"--resource", d.policyPath,
 		"--listen", "127.0.0.1:0",
+		"--addr-file", addrFile,
 		"--tls-cert", certPath,
 		"--tls-key", keyPath,
 		"--tokens", tokensPath,

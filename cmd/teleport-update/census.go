@@ -18,8 +18,6 @@ import (
 // censusBudget bounds a census report; it never holds up an update for longer.
 const censusBudget = 5 * time.Second
 
-func init() { commands = append(commands, newCensusCmd) }
-
 // censusReport builds the report this host would send.
 func (c *cli) censusReport(ctx context.Context, cfg *updater.Config) api.Report {
 	tree := install.New(c.root)

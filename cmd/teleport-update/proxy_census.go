@@ -22,8 +22,6 @@ import (
 // lists up to api.MaxStaleListed.
 const staleListedInTable = 20
 
-func init() { proxySubcommands = append(proxySubcommands, newProxyCensusCmd) }
-
 func newProxyCensusCmd(c *cli) *cobra.Command {
 	var (
 		dbPath     string

@@ -6,8 +6,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -15,7 +17,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,7 +62,19 @@ func writeTestCert(t *testing.T, dir string) (certPath, keyPath string, pool *x5
 	return certPath, keyPath, ca.Pool()
 }
 
-var proxyListenRE = regexp.MustCompile(`msg="Proxy listening." addr=(\S+)`)
+// readAddrFile returns the address proxy serve wrote to its --addr-file,
+// or "" while there is none.
+func readAddrFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
 
 // startProxy runs `proxy serve` with extra args until the test ends and
 // returns its base URL, a client trusting its certificate, its stderr, and
@@ -78,8 +91,9 @@ func startProxy(t *testing.T, extra ...string) (string, *http.Client, *lockedBuf
 	if err := os.WriteFile(policyPath, policy, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	addrFile := filepath.Join(dir, "addr")
 	args := append([]string{"proxy", "serve", "--resource", policyPath, "--listen", "127.0.0.1:0",
-		"--tls-cert", certPath, "--tls-key", keyPath}, extra...)
+		"--addr-file", addrFile, "--tls-cert", certPath, "--tls-key", keyPath}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr lockedBuffer
 	done := make(chan int, 1)
@@ -97,10 +111,10 @@ func startProxy(t *testing.T, extra ...string) (string, *http.Client, *lockedBuf
 	t.Cleanup(func() { stop() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if m := proxyListenRE.FindStringSubmatch(stderr.String()); m != nil {
+		if addr := readAddrFile(t, addrFile); addr != "" {
 			client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 			t.Cleanup(client.CloseIdleConnections)
-			return "https://" + m[1], client, &stderr, stop
+			return "https://" + addr, client, &stderr, stop
 		}
 		select {
 		case code := <-done:
@@ -109,7 +123,7 @@ func startProxy(t *testing.T, extra ...string) (string, *http.Client, *lockedBuf
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("proxy serve did not log its address; stderr:\n%s", stderr.String())
+			t.Fatalf("proxy serve did not write its --addr-file; stderr:\n%s", stderr.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -571,8 +585,9 @@ func TestProxyServeSIGHUPDuringStartup(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr lockedBuffer
+	addrFile := filepath.Join(dir, "addr")
 	cmd := exec.Command(bin, "proxy", "serve", "--resource", filepath.Join("..", "..", "resources", "autoupdate_version.yaml"),
-		"--listen", "127.0.0.1:0", "--tls-cert", certPath, "--tls-key", keyPath, "--install-key", keyPipe)
+		"--listen", "127.0.0.1:0", "--addr-file", addrFile, "--tls-cert", certPath, "--tls-key", keyPath, "--install-key", keyPipe)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -618,8 +633,7 @@ func TestProxyServeSIGHUPDuringStartup(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	var addr string
 	for addr == "" {
-		if m := proxyListenRE.FindStringSubmatch(stderr.String()); m != nil {
-			addr = m[1]
+		if addr = readAddrFile(t, addrFile); addr != "" {
 			break
 		}
 		select {
