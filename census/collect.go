@@ -1,3 +1,12 @@
+// Package census is the agent side of the census: it collects what an agent
+// reports about itself to its proxy (Teleport RFD 108 "Agent Census" plus the
+// updater's state) from the host's files and, when allowed, cloud metadata
+// and Kubernetes probes, and sends the report. The report's shape and the
+// proxy's strict decoder are in package api.
+//
+// Nothing collected identifies a person or a host: host_id is a keyed hash
+// of the machine id with a per-install random salt (HostID), and no
+// hostname, IP address or user name is read into a report.
 package census
 
 import (
@@ -10,6 +19,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 // Limits of the collection probes.
@@ -36,7 +47,7 @@ type UpdaterState struct {
 	// the caller knows them; invalid entries are dropped. Nil reads them
 	// from etc/teleport.yaml (see ServicesFromConfig).
 	Services   []string
-	LastUpdate *UpdateResult
+	LastUpdate *api.UpdateResult
 	// SystemdUnitActive says the agent's unit (teleport.service) is active;
 	// with etc/systemd/system/teleport.service present it adds the
 	// systemctl install method. The caller asks systemd (over D-Bus).
@@ -75,7 +86,7 @@ type Options struct {
 // leaves its field empty. Network probes each have ProbeTimeout, so Collect
 // returns within a few seconds even when every endpoint hangs; ctx can cut
 // that shorter.
-func Collect(ctx context.Context, root string, st UpdaterState, opts Options) Report {
+func Collect(ctx context.Context, root string, st UpdaterState, opts Options) api.Report {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -92,10 +103,10 @@ func Collect(ctx context.Context, root string, st UpdaterState, opts Options) Re
 	defer fsys.Close()
 
 	osName, osVersion := probeOSRelease(fsys)
-	r := Report{
+	r := api.Report{
 		HostID:           HostID(readMachineID(fsys), st.Salt),
 		Version:          cleanVersion(st.ActiveVersion),
-		Services:         cleanList(st.Services, nil),
+		Services:         cleanList(st.Services, api.ValidWord),
 		OS:               runtime.GOOS,
 		OSVersion:        cleanText(strings.TrimSpace(osName + " " + osVersion)),
 		HostArchitecture: runtime.GOARCH,
@@ -109,7 +120,7 @@ func Collect(ctx context.Context, root string, st UpdaterState, opts Options) Re
 	}
 	r.InstallMethods = installMethodsOf(fsys, st)
 	if st.Services == nil {
-		r.Services = cleanList(probeServices(fsys), nil)
+		r.Services = cleanList(probeServices(fsys), api.ValidWord)
 	}
 	r.ContainerOrchestrator = probeKubernetes(ctx, fsys, getenv, opts.HTTPClient, logger)
 	if r.CloudEnvironment == "" && opts.AllowMetadataProbes {
@@ -126,22 +137,22 @@ func Collect(ctx context.Context, root string, st UpdaterState, opts Options) Re
 func updaterStatus(st UpdaterState) string {
 	switch {
 	case st.Disabled:
-		return StatusDisabled
+		return api.StatusDisabled
 	case st.Pinned:
-		return StatusPinned
+		return api.StatusPinned
 	}
-	return StatusEnabled
+	return api.StatusEnabled
 }
 
 // installMethodsOf lists the recorded methods, systemctl when the agent's
 // unit is installed and active, and teleport-update itself.
 func installMethodsOf(fsys *hostFS, st UpdaterState) []string {
 	methods := slices.Clone(st.InstallMethods)
-	methods = append(methods, InstallMethodTeleportUpdate)
+	methods = append(methods, api.InstallMethodTeleportUpdate)
 	if st.SystemdUnitActive && fsys.exists("etc/systemd/system/teleport.service") {
-		methods = append(methods, InstallMethodSystemctl)
+		methods = append(methods, api.InstallMethodSystemctl)
 	}
-	return cleanList(methods, installMethods)
+	return cleanList(methods, api.ValidInstallMethod)
 }
 
 // InstallMethodsFromEnv returns the install methods named by
@@ -152,9 +163,9 @@ func installMethodsOf(fsys *hostFS, st UpdaterState) []string {
 // any case).
 func InstallMethodsFromEnv(environ []string) []string {
 	vars := map[string]string{
-		"TELEPORT_INSTALL_METHOD_DOCKERFILE":      InstallMethodDockerfile,
-		"TELEPORT_INSTALL_METHOD_HELM_KUBE_AGENT": InstallMethodHelmKubeAgent,
-		"TELEPORT_INSTALL_METHOD_NODE_SCRIPT":     InstallMethodNodeScript,
+		"TELEPORT_INSTALL_METHOD_DOCKERFILE":      api.InstallMethodDockerfile,
+		"TELEPORT_INSTALL_METHOD_HELM_KUBE_AGENT": api.InstallMethodHelmKubeAgent,
+		"TELEPORT_INSTALL_METHOD_NODE_SCRIPT":     api.InstallMethodNodeScript,
 	}
 	var out []string
 	for _, kv := range environ {
@@ -168,32 +179,28 @@ func InstallMethodsFromEnv(environ []string) []string {
 			out = append(out, m)
 		}
 	}
-	return cleanList(out, installMethods)
+	return cleanList(out, api.ValidInstallMethod)
 }
 
 // cleanList sorts list, drops duplicates and entries a report would refuse
-// (not in allowed, or not a lowercase word when allowed is nil), and caps it
-// at MaxListLen. It returns an empty, non-nil list for none (JSON []).
-func cleanList(list, allowed []string) []string {
+// (those valid rejects), and caps it at api.MaxListLen. It returns an empty,
+// non-nil list for none (JSON []).
+func cleanList(list []string, valid func(string) bool) []string {
 	out := []string{}
 	for _, s := range list {
-		if allowed != nil && !slices.Contains(allowed, s) {
-			continue
+		if valid(s) {
+			out = append(out, s)
 		}
-		if allowed == nil && !wordPattern.MatchString(s) {
-			continue
-		}
-		out = append(out, s)
 	}
 	slices.Sort(out)
 	out = slices.Compact(out)
-	if len(out) > MaxListLen {
-		out = out[:MaxListLen]
+	if len(out) > api.MaxListLen {
+		out = out[:api.MaxListLen]
 	}
 	return out
 }
 
-// cleanText drops non-printable characters and caps s at MaxFieldLen bytes
+// cleanText drops non-printable characters and caps s at api.MaxFieldLen bytes
 // on a character boundary, so a report always passes Validate.
 func cleanText(s string) string {
 	s = strings.Map(func(r rune) rune {
@@ -202,7 +209,7 @@ func cleanText(s string) string {
 		}
 		return r
 	}, s)
-	for len(s) > MaxFieldLen {
+	for len(s) > api.MaxFieldLen {
 		_, size := lastRune(s)
 		s = s[:len(s)-size]
 	}
@@ -222,7 +229,7 @@ func lastRune(s string) (rune, int) {
 // semver.
 func cleanVersion(v string) string {
 	v = strings.TrimPrefix(strings.TrimSpace(v), "v")
-	if checkVersion(v, true) != nil {
+	if !api.ValidVersion(v) {
 		return ""
 	}
 	return v
@@ -230,7 +237,7 @@ func cleanVersion(v string) string {
 
 // cleanResult copies an update result so that it validates: bad targets and
 // error codes are dropped rather than failing the report.
-func cleanResult(u *UpdateResult) *UpdateResult {
+func cleanResult(u *api.UpdateResult) *api.UpdateResult {
 	if u == nil || u.Time.IsZero() {
 		return nil
 	}
@@ -240,7 +247,7 @@ func cleanResult(u *UpdateResult) *UpdateResult {
 	if c.Target == "" {
 		return nil
 	}
-	if c.Success || !codePattern.MatchString(c.ErrorCode) {
+	if c.Success || !api.ValidErrorCode(c.ErrorCode) {
 		c.ErrorCode = ""
 	}
 	return &c

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 // Limits of network probe answers.
@@ -27,7 +29,7 @@ const serviceAccountDir = "var/run/secrets/kubernetes.io/serviceaccount"
 
 // OrchestratorKubernetesUnknown is reported when the service-account files
 // show the agent runs in a pod but the API did not give its version.
-const OrchestratorKubernetesUnknown = OrchestratorKubernetesPrefix + "unknown"
+const OrchestratorKubernetesUnknown = api.OrchestratorKubernetesPrefix + "unknown"
 
 // probeKubernetes returns "kubernetes-<gitVersion>" from the in-cluster
 // API's /version, asked with the pod's service-account token and CA, within
@@ -48,8 +50,8 @@ func probeKubernetes(ctx context.Context, fsys *hostFS, getenv func(string) stri
 		logger.DebugContext(ctx, "Kubernetes version probe failed.", "error", err)
 		return OrchestratorKubernetesUnknown
 	}
-	o := cleanText(OrchestratorKubernetesPrefix + v)
-	if !k8sPattern.MatchString(o) {
+	o := cleanText(api.OrchestratorKubernetesPrefix + v)
+	if !api.ValidOrchestrator(o) {
 		return OrchestratorKubernetesUnknown
 	}
 	return o
@@ -145,13 +147,13 @@ func probeMetadata(ctx context.Context, ep *metadataEndpoints, logger *slog.Logg
 		header [2]string
 		check  func(*http.Response) bool
 	}{
-		{CloudAWS, http.MethodPut, ep.aws, [2]string{"X-aws-ec2-metadata-token-ttl-seconds", "60"},
+		{api.CloudAWS, http.MethodPut, ep.aws, [2]string{"X-aws-ec2-metadata-token-ttl-seconds", "60"},
 			func(r *http.Response) bool { return r.StatusCode == http.StatusOK }},
-		{CloudGCP, http.MethodGet, ep.gcp, [2]string{"Metadata-Flavor", "Google"},
+		{api.CloudGCP, http.MethodGet, ep.gcp, [2]string{"Metadata-Flavor", "Google"},
 			func(r *http.Response) bool {
 				return r.StatusCode == http.StatusOK && r.Header.Get("Metadata-Flavor") == "Google"
 			}},
-		{CloudAzure, http.MethodGet, ep.azure, [2]string{"Metadata", "true"},
+		{api.CloudAzure, http.MethodGet, ep.azure, [2]string{"Metadata", "true"},
 			func(r *http.Response) bool { return r.StatusCode == http.StatusOK }},
 	}
 	results := make(chan string, len(probes))

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 // maxLibcSize caps how much of libc.so.6 is read to find its version.
@@ -157,9 +159,9 @@ func GlibcVersionFromLibc(b []byte) string {
 func probeContainerRuntime(fsys *hostFS) string {
 	switch {
 	case fsys.exists(".dockerenv"):
-		return RuntimeDocker
+		return api.RuntimeDocker
 	case fsys.exists("run/.containerenv"):
-		return RuntimePodman
+		return api.RuntimePodman
 	}
 	return ""
 }
@@ -187,14 +189,14 @@ func probeDMICloud(fsys *hostFS) string {
 func CloudFromDMI(sysVendor, productName, biosVendor, boardVendor, assetTag string) string {
 	for _, v := range []string{sysVendor, biosVendor, boardVendor} {
 		if v == "Amazon EC2" {
-			return CloudAWS
+			return api.CloudAWS
 		}
 	}
 	if sysVendor == "Google" || productName == "Google Compute Engine" || biosVendor == "Google" {
-		return CloudGCP
+		return api.CloudGCP
 	}
 	if sysVendor == "Microsoft Corporation" && assetTag == azureAssetTag {
-		return CloudAzure
+		return api.CloudAzure
 	}
 	return ""
 }

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 // Sending limits.
@@ -20,8 +22,6 @@ const (
 	SendTimeout = 5 * time.Second
 	// maxErrorAnswer caps how much of a refusal's body is quoted in the error.
 	maxErrorAnswer = 512
-	// CensusPath is the proxy endpoint reports are POSTed to.
-	CensusPath = "/v1/webapi/census"
 )
 
 // ErrRefused is wrapped when the proxy answered with a 4xx status: the
@@ -29,7 +29,7 @@ const (
 // help until something changes.
 var ErrRefused = errors.New("census report refused by the proxy")
 
-// Send POSTs r as JSON to https://proxyAddr/v1/webapi/census with the
+// Send POSTs r as JSON to https://proxyAddr + api.CensusPath with the
 // enrollment token as a bearer token, within SendTimeout (or ctx, if
 // shorter). proxyAddr is host or host:port; an "https://" prefix is
 // accepted, any other scheme is refused. Redirects are not followed.
@@ -37,7 +37,7 @@ var ErrRefused = errors.New("census report refused by the proxy")
 // Outcomes: nil when the proxy answered 2xx; an error wrapping ErrRefused for
 // a 4xx answer; any other error (transport, timeout, 5xx) means try again on
 // the next run. It never panics, whatever the proxy does.
-func Send(ctx context.Context, client *http.Client, proxyAddr, token string, r Report) error {
+func Send(ctx context.Context, client *http.Client, proxyAddr, token string, r api.Report) error {
 	u, err := censusURL(proxyAddr)
 	if err != nil {
 		return err
@@ -49,8 +49,8 @@ func Send(ctx context.Context, client *http.Client, proxyAddr, token string, r R
 	if err != nil {
 		return fmt.Errorf("send census report: encode: %w", err)
 	}
-	if len(body) > MaxReportSize {
-		return fmt.Errorf("send census report: report is %d bytes, more than %d", len(body), MaxReportSize)
+	if len(body) > api.MaxReportSize {
+		return fmt.Errorf("send census report: report is %d bytes, more than %d", len(body), api.MaxReportSize)
 	}
 	ctx, cancel := context.WithTimeout(ctx, SendTimeout)
 	defer cancel()
@@ -83,7 +83,7 @@ func censusURL(proxyAddr string) (string, error) {
 	if addr == "" || strings.Contains(addr, "://") || strings.ContainsAny(addr, "/?#@ ") {
 		return "", fmt.Errorf("send census report: proxy address %q: want host or host:port", proxyAddr)
 	}
-	u := &url.URL{Scheme: "https", Host: addr, Path: CensusPath}
+	u := &url.URL{Scheme: "https", Host: addr, Path: api.CensusPath}
 	if _, err := url.Parse(u.String()); err != nil {
 		return "", fmt.Errorf("send census report: proxy address %q: %w", proxyAddr, err)
 	}

@@ -11,19 +11,21 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 const testToken = "enrollment-token-0123456789abcdef0123456789"
 
-func sendReport() Report {
-	return Report{
+func sendReport() api.Report {
+	return api.Report{
 		HostID:         strings.Repeat("d", 64),
 		Version:        "16.4.6",
 		Services:       []string{"node"},
 		OS:             "linux",
 		InstallMethods: []string{"teleport-update"},
 		UpdateGroup:    "staging",
-		UpdaterStatus:  StatusEnabled,
+		UpdaterStatus:  api.StatusEnabled,
 		ReportedAt:     testNow,
 	}
 }
@@ -60,14 +62,14 @@ func TestSend(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var got Report
+			var got api.Report
 			var checked atomic.Bool
 			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				body, _ := io.ReadAll(r.Body)
-				if r.Method == http.MethodPost && r.URL.Path == CensusPath &&
+				if r.Method == http.MethodPost && r.URL.Path == api.CensusPath &&
 					r.Header.Get("Authorization") == "Bearer "+testToken &&
 					r.Header.Get("Content-Type") == "application/json" {
-					if rep, err := DecodeReport(body); err == nil {
+					if rep, err := api.DecodeReport(body); err == nil {
 						got = rep
 						checked.Store(true)
 					}

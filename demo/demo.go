@@ -22,10 +22,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/releasetest"
-	"github.com/gravitational/teleport-update/proxyapi"
 	"github.com/gravitational/teleport-update/release"
 )
 
@@ -302,9 +301,11 @@ func (d *demo) startServers(ctx context.Context) error {
 		return err
 	}
 	d.censusDB = filepath.Join(d.work, "proxy", "census.db")
-	d.proxy, err = d.startProxy(ctx, "proxy", "serve",
+	addrFile := filepath.Join(d.work, "proxy", "addr")
+	d.proxy, err = d.startProxy(ctx, addrFile, "proxy", "serve",
 		"--resource", d.policyPath,
 		"--listen", "127.0.0.1:0",
+		"--addr-file", addrFile,
 		"--tls-cert", certPath,
 		"--tls-key", keyPath,
 		"--tokens", tokensPath,
@@ -361,7 +362,7 @@ type findAnswer struct {
 
 // waitForTarget polls the proxy's find endpoint until it serves version.
 func (d *demo) waitForTarget(ctx context.Context, version string) error {
-	u := url.URL{Scheme: "https", Host: d.proxy.addr, Path: proxyapi.FindPath, RawQuery: url.Values{"group": {group}}.Encode()}
+	u := url.URL{Scheme: "https", Host: d.proxy.addr, Path: api.FindPath, RawQuery: url.Values{"group": {group}}.Encode()}
 	ctx, cancel := context.WithTimeout(ctx, policyReloadTimeout)
 	defer cancel()
 	ticker := time.NewTicker(pollInterval)
@@ -623,7 +624,7 @@ func (d *demo) showCensus(ctx context.Context) error {
 	if _, err := d.tu(ctx, "--root", d.root, "census", "--json"); err != nil {
 		return err
 	}
-	u := url.URL{Scheme: "https", Host: d.proxy.addr, Path: proxyapi.CensusSummaryPath}
+	u := url.URL{Scheme: "https", Host: d.proxy.addr, Path: api.CensusSummaryPath}
 	d.printf("  GET %s (with the admin token)\n", u.String())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -645,7 +646,7 @@ func (d *demo) showCensus(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("census summary: the proxy answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
-	var sum census.Summary
+	var sum api.Summary
 	if err := json.Unmarshal(body, &sum); err != nil {
 		return fmt.Errorf("census summary: decode: %w", err)
 	}

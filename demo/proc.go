@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -129,13 +129,13 @@ type proxyProc struct {
 	err  error        // Wait's result, valid after done
 }
 
-// listenRE finds the address in the proxy's "Proxy listening." log line.
-var listenRE = regexp.MustCompile(`(?:127\.0\.0\.1|\[::1\]|localhost):[0-9]+`)
-
-// startProxy starts `teleport-update proxy serve` and waits for its
-// "Proxy listening." line.
-func (d *demo) startProxy(ctx context.Context, args ...string) (*proxyProc, error) {
+// startProxy starts `teleport-update proxy serve` with args, which name
+// addrFile as its --addr-file, and waits for the address written there.
+func (d *demo) startProxy(ctx context.Context, addrFile string, args ...string) (*proxyProc, error) {
 	d.printf("  $ %s &\n", d.shorten(strings.Join(append([]string{"teleport-update"}, args...), " ")))
+	if err := os.Remove(addrFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("start proxy: %w", err)
+	}
 	cmd := exec.Command(d.updater, args...)
 	cmd.Env = d.env
 	cmd.Dir = d.work
@@ -149,22 +149,13 @@ func (d *demo) startProxy(ctx context.Context, args ...string) (*proxyProc, erro
 		return nil, fmt.Errorf("start proxy: %w", err)
 	}
 	p := &proxyProc{cmd: cmd, done: make(chan struct{})}
-	addrc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 0, 64<<10), maxLogLine)
-		found := false
 		for sc.Scan() {
-			line := sc.Text()
 			p.mu.Lock()
-			p.log.WriteString(line + "\n")
+			p.log.WriteString(sc.Text() + "\n")
 			p.mu.Unlock()
-			if !found && strings.Contains(line, "Proxy listening.") {
-				if m := listenRE.FindString(line); m != "" {
-					found = true
-					addrc <- m
-				}
-			}
 		}
 		// Keep draining after an overlong line, so the proxy never blocks
 		// on a full pipe.
@@ -174,18 +165,25 @@ func (d *demo) startProxy(ctx context.Context, args ...string) (*proxyProc, erro
 	}()
 	timer := time.NewTimer(proxyStartTimeout)
 	defer timer.Stop()
-	select {
-	case p.addr = <-addrc:
-		d.printf("    (the proxy is listening on %s)\n", p.addr)
-		return p, nil
-	case <-p.done:
-		return nil, fmt.Errorf("the proxy exited before it listened (%v); its log:\n%s", p.err, p.logText())
-	case <-timer.C:
-		p.stop()
-		return nil, fmt.Errorf("the proxy did not log \"Proxy listening.\" within %s; its log:\n%s", proxyStartTimeout, p.logText())
-	case <-ctx.Done():
-		p.stop()
-		return nil, fmt.Errorf("wait for the proxy: %w", ctx.Err())
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		if b, err := os.ReadFile(addrFile); err == nil && len(b) > 0 {
+			p.addr = strings.TrimSpace(string(b))
+			d.printf("    (the proxy is listening on %s)\n", p.addr)
+			return p, nil
+		}
+		select {
+		case <-poll.C:
+		case <-p.done:
+			return nil, fmt.Errorf("the proxy exited before it listened (%v); its log:\n%s", p.err, p.logText())
+		case <-timer.C:
+			p.stop()
+			return nil, fmt.Errorf("the proxy did not write its address to %s within %s; its log:\n%s", addrFile, proxyStartTimeout, p.logText())
+		case <-ctx.Done():
+			p.stop()
+			return nil, fmt.Errorf("wait for the proxy: %w", ctx.Err())
+		}
 	}
 }
 

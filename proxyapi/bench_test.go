@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 // nullWriter is a ResponseWriter that discards everything.
@@ -23,7 +25,7 @@ func BenchmarkFindHandler(b *testing.B) {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	})
 	h := e.s.Handler()
-	req := httptest.NewRequest(http.MethodGet, FindPath+"?group=staging&host=node-1", nil)
+	req := httptest.NewRequest(http.MethodGet, api.FindPath+"?group=staging&host=node-1", nil)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		w := &nullWriter{h: http.Header{}}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 )
 
 // maxStaleAfter bounds the summary's stale_after parameter.
@@ -76,7 +76,8 @@ func (s *Server) checkToken(r *http.Request, addr netip.Addr) (tokenEntry, int, 
 }
 
 // serveCensus takes an agent's census report: POST with a Bearer
-// enrollment token and a JSON body of at most MaxCensusBody bytes. The
+// enrollment token and a JSON body of at most api.MaxReportSize bytes,
+// decoded strictly (api.DecodeReport) before the backend sees it. The
 // token's group must be in the policy (403 otherwise; the agent retries
 // later). Answers 202 when stored, 400 for an invalid report, 413 for a
 // body over the cap, 404 when census is disabled.
@@ -97,17 +98,13 @@ func (s *Server) serveCensus(w http.ResponseWriter, r *http.Request) int {
 	if !s.Policy().HasGroup(tok.group) {
 		return writeError(w, http.StatusForbidden, fmt.Sprintf("token's group %s is not in the policy", tok.group))
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxCensusBody))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the census report is larger than %d bytes", MaxCensusBody))
-		}
-		return writeError(w, http.StatusBadRequest, "read census report: "+err.Error())
+	report, code, msg := readReport(w, r)
+	if code != 0 {
+		return writeError(w, code, msg)
 	}
-	if err := s.cfg.Census.Ingest(r.Context(), tok.group, body, s.now()); err != nil {
+	if err := s.cfg.Census.Ingest(r.Context(), tok.group, report, s.now()); err != nil {
 		switch {
-		case errors.Is(err, census.ErrInvalidReport):
+		case errors.Is(err, api.ErrInvalidReport):
 			return writeError(w, http.StatusBadRequest, err.Error())
 		case r.Context().Err() != nil:
 			// The backend may still commit the report after the client
@@ -122,6 +119,25 @@ func (s *Server) serveCensus(w http.ResponseWriter, r *http.Request) int {
 		return writeError(w, http.StatusServiceUnavailable, "the census report could not be stored; retry later")
 	}
 	return writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
+}
+
+// readReport reads and decodes r's body as a census report. On failure it
+// returns the status to answer (413 over api.MaxReportSize, 400 otherwise)
+// and the message.
+func readReport(w http.ResponseWriter, r *http.Request) (api.Report, int, string) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxReportSize))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return api.Report{}, http.StatusRequestEntityTooLarge, fmt.Sprintf("the census report is larger than %d bytes", api.MaxReportSize)
+		}
+		return api.Report{}, http.StatusBadRequest, "read census report: " + err.Error()
+	}
+	report, err := api.DecodeReport(body)
+	if err != nil {
+		return api.Report{}, http.StatusBadRequest, err.Error()
+	}
+	return report, 0, ""
 }
 
 // serveCensusSummary answers the fleet summary to admin tokens (403 for

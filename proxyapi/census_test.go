@@ -8,20 +8,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 )
 
 // waitingCensus holds every report until the request's context ends, as a
 // slow database does, and returns the context's error.
 type waitingCensus struct{ entered chan struct{} }
 
-func (w *waitingCensus) Ingest(ctx context.Context, _ string, _ []byte, _ time.Time) error {
+func (w *waitingCensus) Ingest(ctx context.Context, _ string, _ api.Report, _ time.Time) error {
 	w.entered <- struct{}{}
 	<-ctx.Done()
 	return ctx.Err()
 }
 
-func (w *waitingCensus) Summary(context.Context, time.Time, time.Duration) (*census.Summary, error) {
+func (w *waitingCensus) Summary(context.Context, time.Time, time.Duration) (*api.Summary, error) {
 	return nil, context.Canceled
 }
 
@@ -38,7 +38,7 @@ func TestCensusClientGone(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+CensusPath, strings.NewReader("{}"))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+api.CensusPath, strings.NewReader(validReport))
 	if err != nil {
 		t.Fatal(err)
 	}

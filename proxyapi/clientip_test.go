@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 func TestForwardedClient(t *testing.T) {
@@ -70,9 +72,9 @@ func xff(tok, chain string) http.Header {
 // the balancer is trusted, and a client cannot claim an address itself.
 func TestTrustedProxies(t *testing.T) {
 	t.Parallel()
-	report := strings.NewReader("{}")
+	report := strings.NewReader(validReport)
 	untrusted := newEnv(t, func(c *Config) { c.Tokens = testTokens(); c.Census = &fakeCensus{} })
-	if code, _, _ := untrusted.do(t, http.MethodPost, CensusPath, report, xff(remoteToken, "10.1.2.3")); code != http.StatusForbidden {
+	if code, _, _ := untrusted.do(t, http.MethodPost, api.CensusPath, report, xff(remoteToken, "10.1.2.3")); code != http.StatusForbidden {
 		t.Errorf("X-Forwarded-For from an untrusted peer = %d; want 403 (the header ignored)", code)
 	}
 	trusted := newEnv(t, func(c *Config) {
@@ -97,7 +99,7 @@ func TestTrustedProxies(t *testing.T) {
 		if tc.chain == "" {
 			h.Del("X-Forwarded-For")
 		}
-		if code, _, body := trusted.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), h); code != tc.code {
+		if code, _, body := trusted.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), h); code != tc.code {
 			t.Errorf("X-Forwarded-For %q from a trusted peer = %d %s; want %d", tc.chain, code, body, tc.code)
 		}
 	}
@@ -115,7 +117,7 @@ func TestFailLimiterIPv6Prefix(t *testing.T) {
 	})
 	bad := "wrong-token-wrong-token-wrong-token"
 	for i := range failBurst {
-		if code, _, _ := e.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), xff(bad, "2001:db8:1:2::1")); code != 401 {
+		if code, _, _ := e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), xff(bad, "2001:db8:1:2::1")); code != 401 {
 			t.Fatalf("failure %d = %d; want 401", i, code)
 		}
 	}
@@ -129,7 +131,7 @@ func TestFailLimiterIPv6Prefix(t *testing.T) {
 		{"192.0.2.1", 401},
 		{"192.0.2.2", 401},
 	} {
-		if code, _, _ := e.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), xff(bad, tc.client)); code != tc.code {
+		if code, _, _ := e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), xff(bad, tc.client)); code != tc.code {
 			t.Errorf("bad token from %s = %d; want %d", tc.client, code, tc.code)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 // ErrInvalidQuery is wrapped by every query parameter error (answered 400).
@@ -42,9 +44,9 @@ func ParseFindQuery(rawQuery string) (FindQuery, error) {
 		var dst *string
 		var saw *bool
 		switch k {
-		case "group":
+		case api.FindQueryGroup:
 			dst, saw = &q.Group, &sawGroup
-		case "host":
+		case api.FindQueryHost:
 			dst, saw = &q.Host, &sawHost
 		default:
 			continue
@@ -110,7 +112,7 @@ func (g *groupAnswer) body(now time.Time) []byte {
 		return a.body
 	}
 	settings, until := g.policy.Settings(g.group, now)
-	body, err := json.Marshal(FindResponse{AutoUpdate: settings})
+	body, err := json.Marshal(api.FindResponse{AutoUpdate: settings})
 	if err != nil {
 		// Only plain strings, ints, bools and times: cannot fail.
 		panic(fmt.Sprintf("encode find response: %v", err))

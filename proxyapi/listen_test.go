@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 // dialFrom opens a TLS connection to addr from the local address from and
@@ -60,7 +62,7 @@ func TestLimitListenerPerClient(t *testing.T) {
 		DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext,
 	}}
 	t.Cleanup(other.CloseIdleConnections)
-	resp, err := other.Get(srv.URL + FindPath + "?group=staging")
+	resp, err := other.Get(srv.URL + api.FindPath + "?group=staging")
 	if err != nil {
 		t.Fatalf("find from 127.0.0.2 while 127.0.0.1 is at its cap: %v", err)
 	}

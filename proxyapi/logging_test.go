@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 // infoLines returns the lines of logs at info level or above.
@@ -38,12 +40,12 @@ func TestClientErrorsLogBounded(t *testing.T) {
 	const n = 100
 	bad := bearer("wrong-token-wrong-token-wrong-token")
 	for range n {
-		e.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), bad)
-		e.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), nil)
+		e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), bad)
+		e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), nil)
 		e.do(t, http.MethodGet, "/wp-login.php", nil, nil)
-		e.do(t, http.MethodGet, FindPath+"?group="+strings.Repeat("x", maxQueryLen), nil, nil)
-		e.do(t, http.MethodDelete, CensusPath, nil, bad)
-		e.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), bearer(stagingToken))
+		e.do(t, http.MethodGet, api.FindPath+"?group="+strings.Repeat("x", maxQueryLen), nil, nil)
+		e.do(t, http.MethodDelete, api.CensusPath, nil, bad)
+		e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), bearer(stagingToken))
 		e.find(t, "?group=staging")
 	}
 	lines := infoLines(logs.String())
@@ -57,7 +59,7 @@ func TestClientErrorsLogBounded(t *testing.T) {
 	// What needs an operator stays at info: a valid token used from the
 	// wrong network (once the client's failures are forgiven).
 	e.clock.Add(failBurst * failRefill)
-	e.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), bearer(remoteToken))
+	e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), bearer(remoteToken))
 	if !strings.Contains(logs.String(), "code=403") {
 		t.Errorf("a 403 is not logged at info:\n%s", logs.String())
 	}

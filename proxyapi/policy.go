@@ -12,8 +12,9 @@ import (
 	"github.com/Masterminds/semver/v3"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/capread"
-	"github.com/gravitational/teleport-update/updater/schedule"
+	"github.com/gravitational/teleport-update/proxyapi/schedule"
 )
 
 // ErrInvalidPolicy is wrapped by every error ParsePolicy and LoadPolicy
@@ -369,8 +370,8 @@ func (p *Policy) HasGroup(name string) bool {
 // Settings returns the find answer for group g (nil: no groups) at now, and
 // the instant until which that answer stays the same (zero: for as long as
 // the policy does). The window is the one open at now or else the next one.
-func (p *Policy) Settings(g *Group, now time.Time) (AutoUpdateSettings, time.Time) {
-	s := AutoUpdateSettings{
+func (p *Policy) Settings(g *Group, now time.Time) (api.AutoUpdateSettings, time.Time) {
+	s := api.AutoUpdateSettings{
 		AgentVersion:             p.TargetVersion.String(),
 		AgentUpdateJitterSeconds: int(p.Jitter / time.Second),
 		AgentUpdateMode:          string(p.Mode),
@@ -395,7 +396,7 @@ func (p *Policy) Settings(g *Group, now time.Time) (AutoUpdateSettings, time.Tim
 		until = now.Add(time.Hour)
 	}
 	if !w.IsZero() {
-		s.AgentUpdateWindow = &UpdateWindow{Start: w.Start.UTC(), End: w.End.UTC()}
+		s.AgentUpdateWindow = &api.UpdateWindow{Start: w.Start.UTC(), End: w.End.UTC()}
 	}
 	return s, until
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 // fakeWriteHealth is a census writer's health as the store reports it.
@@ -96,12 +98,12 @@ func TestReadyCensusUnavailable(t *testing.T) {
 	if code, _, body := e.do(t, http.MethodGet, InstallScriptPath, nil, nil); code != http.StatusOK {
 		t.Errorf("install.sh = %d %s; want it served", code, body)
 	}
-	for _, path := range []string{CensusPath, CensusSummaryPath} {
+	for _, path := range []string{api.CensusPath, api.CensusSummaryPath} {
 		method := http.MethodPost
-		if path == CensusSummaryPath {
+		if path == api.CensusSummaryPath {
 			method = http.MethodGet
 		}
-		if code, _, body := e.do(t, method, path, strings.NewReader("{}"), bearer(stagingToken)); code != http.StatusServiceUnavailable {
+		if code, _, body := e.do(t, method, path, strings.NewReader(validReport), bearer(stagingToken)); code != http.StatusServiceUnavailable {
 			t.Errorf("%s %s = %d %s; want 503", method, path, code, body)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 // TestWatchNeverServesHalfWrittenPolicy saves a new policy in place, the
@@ -27,7 +29,7 @@ func TestWatchNeverServesHalfWrittenPolicy(t *testing.T) {
 			e := newEnv(t, nil)
 			served := func() string {
 				t.Helper()
-				_, _, body := e.do(t, "GET", FindPath+"?group=production", nil, nil)
+				_, _, body := e.do(t, "GET", api.FindPath+"?group=production", nil, nil)
 				return string(body)
 			}
 			old := served()

@@ -23,25 +23,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/capread"
 )
 
 // CensusBackend stores census reports. census/store.Store implements it.
 type CensusBackend interface {
-	// Ingest decodes body strictly and stores it under group (the token's
-	// group wins over the body's). Bad input returns an error wrapping
-	// census.ErrInvalidReport (answered 400); nothing is stored then.
-	Ingest(ctx context.Context, group string, body []byte, now time.Time) error
+	// Ingest stores r, already decoded by api.DecodeReport, under group
+	// (the token's group wins over the report's). A report the backend
+	// refuses returns an error wrapping api.ErrInvalidReport (answered
+	// 400); nothing is stored then.
+	Ingest(ctx context.Context, group string, r api.Report, now time.Time) error
 	// Summary aggregates the stored reports; hosts not seen for staleAfter
 	// are listed as stale.
-	Summary(ctx context.Context, now time.Time, staleAfter time.Duration) (*census.Summary, error)
+	Summary(ctx context.Context, now time.Time, staleAfter time.Duration) (*api.Summary, error)
 }
 
 // Server limits and defaults.
 const (
-	// MaxCensusBody caps a census report; larger bodies get 413.
-	MaxCensusBody = 64 << 10
 	// DefaultReloadInterval is how often Watch looks at the policy file.
 	DefaultReloadInterval = 500 * time.Millisecond
 	// DefaultStaleAfter is the census summary's default silence limit.
@@ -344,11 +343,11 @@ func (s *Server) routes() http.Handler {
 		mux.Handle(pattern, s.instrument(route, f))
 	}
 	find := s.instrument(routeFind, s.serveFind)
-	mux.Handle(FindPath, find)
+	mux.Handle(api.FindPath, find)
 	mux.Handle(LegacyFindPath, find)
 	handle(InstallScriptPath, routeInstallScript, s.serveInstallScript)
-	handle(CensusPath, routeCensus, s.censusGuard(s.serveCensus))
-	handle(CensusSummaryPath, routeCensusSummary, s.censusGuard(s.serveCensusSummary))
+	handle(api.CensusPath, routeCensus, s.censusGuard(s.serveCensus))
+	handle(api.CensusSummaryPath, routeCensusSummary, s.censusGuard(s.serveCensusSummary))
 	handle(HealthPath, routeHealth, s.serveHealth)
 	handle(ReadyPath, routeReady, s.serveReady)
 	prom := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})
@@ -362,7 +361,7 @@ func (s *Server) routes() http.Handler {
 	})
 	// Agents poll find far more than anything else: skip the mux for it.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == FindPath {
+		if r.URL.Path == api.FindPath {
 			find.ServeHTTP(w, r)
 			return
 		}

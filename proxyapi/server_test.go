@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 )
 
 // fakeClock is a settable clock.
@@ -145,10 +146,10 @@ func (e *testEnv) do(t testing.TB, method, path string, body io.Reader, header h
 	return resp.StatusCode, resp.Header, b
 }
 
-func (e *testEnv) find(t testing.TB, query string) (int, FindResponse) {
+func (e *testEnv) find(t testing.TB, query string) (int, api.FindResponse) {
 	t.Helper()
-	code, h, body := e.do(t, http.MethodGet, FindPath+query, nil, nil)
-	var fr FindResponse
+	code, h, body := e.do(t, http.MethodGet, api.FindPath+query, nil, nil)
+	var fr api.FindResponse
 	if code == http.StatusOK {
 		if ct := h.Get("Content-Type"); ct != "application/json" {
 			t.Errorf("Content-Type = %q", ct)
@@ -172,19 +173,19 @@ func TestFind(t *testing.T) {
 		start  string
 		errSub string
 	}{
-		{"staging open", FindPath + "?group=staging&host=h1", 200, "staging", true, "2026-11-22T02:00:00Z", ""},
-		{"production closed", FindPath + "?group=production", 200, "production", false, "2026-11-24T04:00:00Z", ""},
-		{"empty group gets last", FindPath, 200, "production", false, "2026-11-24T04:00:00Z", ""},
-		{"empty value gets last", FindPath + "?group=", 200, "production", false, "2026-11-24T04:00:00Z", ""},
-		{"unknown group gets last", FindPath + "?group=dev", 200, "production", false, "2026-11-24T04:00:00Z", ""},
+		{"staging open", api.FindPath + "?group=staging&host=h1", 200, "staging", true, "2026-11-22T02:00:00Z", ""},
+		{"production closed", api.FindPath + "?group=production", 200, "production", false, "2026-11-24T04:00:00Z", ""},
+		{"empty group gets last", api.FindPath, 200, "production", false, "2026-11-24T04:00:00Z", ""},
+		{"empty value gets last", api.FindPath + "?group=", 200, "production", false, "2026-11-24T04:00:00Z", ""},
+		{"unknown group gets last", api.FindPath + "?group=dev", 200, "production", false, "2026-11-24T04:00:00Z", ""},
 		{"legacy path", LegacyFindPath + "?group=staging", 200, "staging", true, "2026-11-22T02:00:00Z", ""},
-		{"other parameters ignored", FindPath + "?group=staging&foo=%zz", 200, "staging", true, "2026-11-22T02:00:00Z", ""},
-		{"encoded slash", FindPath + "?group=a%2Fb", 400, "", false, "", "parameter group"},
-		{"space", FindPath + "?group=a+b", 400, "", false, "", "parameter group"},
-		{"bad escape", FindPath + "?group=%zz", 400, "", false, "", "URL-encoded"},
-		{"too long", FindPath + "?group=" + strings.Repeat("g", MaxNameLen+1), 400, "", false, "", "longer than"},
-		{"bad host", FindPath + "?host=%3Cscript%3E", 400, "", false, "", "parameter host"},
-		{"duplicate group", FindPath + "?group=staging&group=production", 400, "", false, "", "more than once"},
+		{"other parameters ignored", api.FindPath + "?group=staging&foo=%zz", 200, "staging", true, "2026-11-22T02:00:00Z", ""},
+		{"encoded slash", api.FindPath + "?group=a%2Fb", 400, "", false, "", "parameter group"},
+		{"space", api.FindPath + "?group=a+b", 400, "", false, "", "parameter group"},
+		{"bad escape", api.FindPath + "?group=%zz", 400, "", false, "", "URL-encoded"},
+		{"too long", api.FindPath + "?group=" + strings.Repeat("g", MaxNameLen+1), 400, "", false, "", "longer than"},
+		{"bad host", api.FindPath + "?host=%3Cscript%3E", 400, "", false, "", "parameter host"},
+		{"duplicate group", api.FindPath + "?group=staging&group=production", 400, "", false, "", "more than once"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,7 +204,7 @@ func TestFind(t *testing.T) {
 				}
 				return
 			}
-			var fr FindResponse
+			var fr api.FindResponse
 			if err := json.Unmarshal(body, &fr); err != nil {
 				t.Fatal(err)
 			}
@@ -218,14 +219,14 @@ func TestFind(t *testing.T) {
 	}
 	t.Run("method", func(t *testing.T) {
 		t.Parallel()
-		code, h, _ := e.do(t, http.MethodPost, FindPath, nil, nil)
+		code, h, _ := e.do(t, http.MethodPost, api.FindPath, nil, nil)
 		if code != http.StatusMethodNotAllowed || !strings.Contains(h.Get("Allow"), "GET") {
 			t.Errorf("POST find = %d Allow %q; want 405 with Allow GET", code, h.Get("Allow"))
 		}
 	})
 	t.Run("wire format", func(t *testing.T) {
 		t.Parallel()
-		_, _, body := e.do(t, http.MethodGet, FindPath+"?group=staging", nil, nil)
+		_, _, body := e.do(t, http.MethodGet, api.FindPath+"?group=staging", nil, nil)
 		want := `{"auto_update":{"agent_version":"16.4.6","agent_auto_update":true,"agent_update_jitter_seconds":60,"agent_update_window":{"start":"2026-11-22T02:00:00Z","end":"2026-11-22T03:00:00Z"},"agent_update_mode":"enabled","agent_update_group":"staging"}}` + "\n"
 		if string(body) != want {
 			t.Errorf("body\n%s\nwant\n%s", body, want)
@@ -295,7 +296,7 @@ func TestHotReloadUnderLoad(t *testing.T) {
 					return
 				default:
 				}
-				resp, err := e.client.Get(e.srv.URL + FindPath + "?group=staging")
+				resp, err := e.client.Get(e.srv.URL + api.FindPath + "?group=staging")
 				if err != nil {
 					mu.Lock()
 					bad = append(bad, err.Error())
@@ -304,7 +305,7 @@ func TestHotReloadUnderLoad(t *testing.T) {
 				}
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				var fr FindResponse
+				var fr api.FindResponse
 				jerr := json.Unmarshal(body, &fr)
 				mu.Lock()
 				total++
@@ -607,31 +608,35 @@ func TestQuoteInside(t *testing.T) {
 	}
 }
 
+// validReport is a census report body the handler accepts.
+const validReport = `{"host_id":"` + "3094a6150cd1bbb551bd449dde8ae6e744f7962dab97c7a484a906b9f284d5ba" +
+	`","version":"16.4.6","updater_status":"enabled","reported_at":"2026-11-22T12:00:00Z"}`
+
 // fakeCensus records what the server passes on.
 type fakeCensus struct {
-	mu     sync.Mutex
-	groups []string
-	bodies []string
-	err    error
-	stale  time.Duration
+	mu      sync.Mutex
+	groups  []string
+	reports []api.Report
+	err     error
+	stale   time.Duration
 }
 
-func (f *fakeCensus) Ingest(_ context.Context, group string, body []byte, _ time.Time) error {
+func (f *fakeCensus) Ingest(_ context.Context, group string, r api.Report, _ time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
 		return f.err
 	}
 	f.groups = append(f.groups, group)
-	f.bodies = append(f.bodies, string(body))
+	f.reports = append(f.reports, r)
 	return nil
 }
 
-func (f *fakeCensus) Summary(_ context.Context, now time.Time, staleAfter time.Duration) (*census.Summary, error) {
+func (f *fakeCensus) Summary(_ context.Context, now time.Time, staleAfter time.Duration) (*api.Summary, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stale = staleAfter
-	s := census.NewSummary(now, staleAfter)
+	s := api.NewSummary(now, staleAfter)
 	s.TotalHosts = len(f.groups)
 	return s, nil
 }
@@ -660,7 +665,7 @@ func TestCensusIntake(t *testing.T) {
 	t.Parallel()
 	fc := &fakeCensus{}
 	e := newEnv(t, func(c *Config) { c.Tokens = testTokens(); c.Census = fc })
-	report := `{"version":"16.4.6"}`
+	report := validReport
 	tests := []struct {
 		name   string
 		method string
@@ -675,7 +680,10 @@ func TestCensusIntake(t *testing.T) {
 		{"right token, wrong CIDR", http.MethodPost, bearer(remoteToken), report, 403, "not allowed from this address"},
 		{"group not in policy", http.MethodPost, bearer(goneToken), report, 403, "token's group canary is not in the policy"},
 		{"admin token has no group", http.MethodPost, bearer(adminToken), report, 403, "no group"},
-		{"too large", http.MethodPost, bearer(stagingToken), strings.Repeat(" ", MaxCensusBody+1), 413, "larger than"},
+		{"too large", http.MethodPost, bearer(stagingToken), strings.Repeat(" ", api.MaxReportSize+1), 413, "larger than"},
+		{"unknown field", http.MethodPost, bearer(stagingToken), `{"hostname":"db-1"}`, 400, "unknown field"},
+		{"not json", http.MethodPost, bearer(stagingToken), `hello`, 400, "invalid census report"},
+		{"invalid value", http.MethodPost, bearer(stagingToken), strings.Replace(report, `"enabled"`, `"on"`, 1), 400, "updater_status"},
 		{"wrong method", http.MethodGet, bearer(stagingToken), "", 405, "not allowed"},
 		{"accepted", http.MethodPost, bearer(stagingToken), report, 202, ""},
 		{"bearer is case-insensitive", http.MethodPost, http.Header{"Authorization": {"bearer " + stagingToken}}, report, 202, ""},
@@ -684,7 +692,7 @@ func TestCensusIntake(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// Not parallel: the failures share one client address and
 			// would trip the rate limiter.
-			code, h, body := e.do(t, tt.method, CensusPath, strings.NewReader(tt.body), tt.header)
+			code, h, body := e.do(t, tt.method, api.CensusPath, strings.NewReader(tt.body), tt.header)
 			if code != tt.code {
 				t.Fatalf("%s census = %d %s; want %d", tt.method, code, body, tt.code)
 			}
@@ -697,21 +705,25 @@ func TestCensusIntake(t *testing.T) {
 		})
 	}
 	fc.mu.Lock()
-	if len(fc.groups) != 2 || fc.groups[0] != "staging" || fc.bodies[0] != report {
-		t.Errorf("backend got %v %v; want two staging reports", fc.groups, fc.bodies)
+	want, err := api.DecodeReport([]byte(report))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fc.groups) != 2 || fc.groups[0] != "staging" || !reflect.DeepEqual(fc.reports[0], want) {
+		t.Errorf("backend got %v %+v; want two staging reports %+v", fc.groups, fc.reports, want)
 	}
 	fc.mu.Unlock()
 
 	fc.mu.Lock()
-	fc.err = fmt.Errorf("decode: %w: unknown field", census.ErrInvalidReport)
+	fc.err = fmt.Errorf("%w: host_id: missing", api.ErrInvalidReport)
 	fc.mu.Unlock()
-	if code, _, body := e.do(t, http.MethodPost, CensusPath, strings.NewReader(`{"x":1}`), bearer(stagingToken)); code != 400 || !strings.Contains(string(body), "unknown field") {
-		t.Errorf("invalid report = %d %s; want 400", code, body)
+	if code, _, body := e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(report), bearer(stagingToken)); code != 400 || !strings.Contains(string(body), "host_id: missing") {
+		t.Errorf("report the backend refuses = %d %s; want 400", code, body)
 	}
 	fc.mu.Lock()
 	fc.err = errors.New("disk full")
 	fc.mu.Unlock()
-	if code, _, _ := e.do(t, http.MethodPost, CensusPath, strings.NewReader(report), bearer(stagingToken)); code != 503 {
+	if code, _, _ := e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(report), bearer(stagingToken)); code != 503 {
 		t.Errorf("backend failure = %d; want 503", code)
 	}
 }
@@ -720,19 +732,19 @@ func TestCensusSummary(t *testing.T) {
 	t.Parallel()
 	fc := &fakeCensus{}
 	e := newEnv(t, func(c *Config) { c.Tokens = testTokens(); c.Census = fc })
-	if code, _, _ := e.do(t, http.MethodGet, CensusSummaryPath, nil, bearer(stagingToken)); code != 403 {
+	if code, _, _ := e.do(t, http.MethodGet, api.CensusSummaryPath, nil, bearer(stagingToken)); code != 403 {
 		t.Errorf("summary with an agent token = %d; want 403", code)
 	}
-	code, _, body := e.do(t, http.MethodGet, CensusSummaryPath+"?stale_after=2h", nil, bearer(adminToken))
-	var sum census.Summary
+	code, _, body := e.do(t, http.MethodGet, api.CensusSummaryPath+"?stale_after=2h", nil, bearer(adminToken))
+	var sum api.Summary
 	if code != 200 || json.Unmarshal(body, &sum) != nil || sum.StaleAfter != "2h0m0s" {
 		t.Errorf("summary = %d %s; want 200 with stale_after 2h", code, body)
 	}
-	if code, _, _ := e.do(t, http.MethodGet, CensusSummaryPath+"?stale_after=-1h", nil, bearer(adminToken)); code != 400 {
+	if code, _, _ := e.do(t, http.MethodGet, api.CensusSummaryPath+"?stale_after=-1h", nil, bearer(adminToken)); code != 400 {
 		t.Errorf("summary with negative stale_after = %d; want 400", code)
 	}
 	e2 := newEnv(t, func(c *Config) { c.Tokens = testTokens() })
-	if code, _, _ := e2.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), bearer(stagingToken)); code != 404 {
+	if code, _, _ := e2.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), bearer(stagingToken)); code != 404 {
 		t.Errorf("census disabled = %d; want 404", code)
 	}
 }
@@ -744,21 +756,21 @@ func TestAuthRateLimit(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Tokens = testTokens(); c.Census = &fakeCensus{} })
 	bad := bearer("wrong-token-wrong-token-wrong-token")
 	for i := range failBurst {
-		if code, _, _ := e.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), bad); code != 401 {
+		if code, _, _ := e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), bad); code != 401 {
 			t.Fatalf("failure %d = %d; want 401", i, code)
 		}
 	}
 	for i := range 3 * failBurst {
-		code, h, _ := e.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), bad)
+		code, h, _ := e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), bad)
 		if code != 429 || h.Get("Retry-After") == "" {
 			t.Fatalf("bad token %d after %d failures = %d Retry-After %q; want 429 with Retry-After", i, failBurst, code, h.Get("Retry-After"))
 		}
-		if code, _, body := e.do(t, http.MethodPost, CensusPath, strings.NewReader(`{}`), bearer(stagingToken)); code != 202 {
+		if code, _, body := e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), bearer(stagingToken)); code != 202 {
 			t.Fatalf("valid token from the flooding address = %d %s; want 202", code, body)
 		}
 	}
 	e.clock.Add(failRefill)
-	if code, _, _ := e.do(t, http.MethodPost, CensusPath, strings.NewReader(`{}`), bad); code != 401 {
+	if code, _, _ := e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), bad); code != 401 {
 		t.Errorf("bad token after the refill = %d; want 401", code)
 	}
 }

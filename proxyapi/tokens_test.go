@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/gravitational/teleport-update/api"
 )
 
 // tokensYAML renders a tokens file of group staging tokens.
@@ -35,10 +37,10 @@ func TestTokenCIDR4in6(t *testing.T) {
 			{Token: outside, Group: "staging", CIDRs: []string{"::ffff:10.0.0.0/104"}},
 		}
 	})
-	if code, _, body := e.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), bearer(inside)); code != http.StatusAccepted {
+	if code, _, body := e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), bearer(inside)); code != http.StatusAccepted {
 		t.Errorf("token for ::ffff:127.0.0.0/104 from 127.0.0.1 = %d %s; want 202", code, body)
 	}
-	if code, _, _ := e.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), bearer(outside)); code != http.StatusForbidden {
+	if code, _, _ := e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), bearer(outside)); code != http.StatusForbidden {
 		t.Errorf("token for ::ffff:10.0.0.0/104 from 127.0.0.1 = %d; want 403", code)
 	}
 	for in, want := range map[string]string{
@@ -131,7 +133,7 @@ func tokensEnv(t *testing.T, tokens ...string) (*testEnv, string) {
 // report posts a census report with tok and returns the status code.
 func (e *testEnv) report(t *testing.T, tok string) int {
 	t.Helper()
-	code, _, _ := e.do(t, http.MethodPost, CensusPath, strings.NewReader("{}"), bearer(tok))
+	code, _, _ := e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(validReport), bearer(tok))
 	return code
 }
 

@@ -17,8 +17,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/fixture"
-	"github.com/gravitational/teleport-update/proxyapi"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater/download"
 	"github.com/gravitational/teleport-update/updater/install"
@@ -36,7 +36,7 @@ type testEnv struct {
 	mu  sync.Mutex
 
 	proxy     *httptest.Server
-	find      proxyapi.FindResponse
+	find      api.FindResponse
 	findRaw   []byte // when set, served verbatim
 	findCode  int
 	findCalls int
@@ -67,7 +67,7 @@ func newTestEnv(t *testing.T) *testEnv {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		e.findCalls++
-		if r.URL.Path != proxyapi.FindPath {
+		if r.URL.Path != api.FindPath {
 			http.NotFound(w, r)
 			return
 		}
@@ -98,7 +98,7 @@ func (e *testEnv) setTarget(version string, open bool, jitterSeconds int) {
 	defer e.mu.Unlock()
 	e.findRaw = nil
 	e.findCode = 0
-	e.find = proxyapi.FindResponse{AutoUpdate: proxyapi.AutoUpdateSettings{
+	e.find = api.FindResponse{AutoUpdate: api.AutoUpdateSettings{
 		AgentVersion: version, AgentAutoUpdate: open, AgentUpdateJitterSeconds: jitterSeconds,
 	}}
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
-	"github.com/gravitational/teleport-update/proxyapi"
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/updater/download"
 )
 
@@ -39,7 +39,7 @@ type Policy struct {
 	// Jitter is the upper bound of the random delay before updating.
 	Jitter time.Duration
 	// Window is the current or next maintenance window, when the proxy sent one.
-	Window *proxyapi.UpdateWindow
+	Window *api.UpdateWindow
 }
 
 var proxyAddrRE = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
@@ -68,12 +68,12 @@ func findURL(proxy, group, host string) (string, error) {
 	}
 	q := url.Values{}
 	if group != "" {
-		q.Set("group", group)
+		q.Set(api.FindQueryGroup, group)
 	}
 	if host != "" {
-		q.Set("host", host)
+		q.Set(api.FindQueryHost, host)
 	}
-	u := url.URL{Scheme: "https", Host: proxy, Path: proxyapi.FindPath, RawQuery: q.Encode()}
+	u := url.URL{Scheme: "https", Host: proxy, Path: api.FindPath, RawQuery: q.Encode()}
 	return u.String(), nil
 }
 
@@ -97,7 +97,7 @@ func Find(ctx context.Context, client *download.Client, proxy, group, host strin
 // (the proxy may be newer); a missing or invalid version, or a negative
 // jitter, is an error wrapping ErrProxy.
 func ParseFindResponse(body []byte) (*Policy, error) {
-	var resp proxyapi.FindResponse
+	var resp api.FindResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
 		return nil, fmt.Errorf("%w: the proxy's answer is not valid JSON: %v", ErrProxy, err)
 	}

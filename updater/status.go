@@ -7,8 +7,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/termtext"
-	"github.com/gravitational/teleport-update/proxyapi"
 )
 
 // StatusReport is what `teleport-update status` shows. Its JSON form is a
@@ -27,12 +27,12 @@ type StatusReport struct {
 	Skip          []string `json:"skip"`
 	// Target, WindowOpen and NextWindow come from the proxy; ProxyError
 	// says why they are empty when the proxy could not be asked.
-	Target     string                 `json:"target"`
-	WindowOpen bool                   `json:"window_open"`
-	NextWindow *proxyapi.UpdateWindow `json:"next_window"`
-	ProxyError string                 `json:"proxy_error,omitempty"`
-	LastUpdate *LastUpdate            `json:"last_update"`
-	Census     bool                   `json:"census"`
+	Target     string            `json:"target"`
+	WindowOpen bool              `json:"window_open"`
+	NextWindow *api.UpdateWindow `json:"next_window"`
+	ProxyError string            `json:"proxy_error,omitempty"`
+	LastUpdate *LastUpdate       `json:"last_update"`
+	Census     bool              `json:"census"`
 }
 
 // proxyStatusBudget bounds how long status waits for the proxy.

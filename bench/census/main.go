@@ -48,7 +48,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/census/store"
 	"github.com/gravitational/teleport-update/proxyapi"
 )
@@ -104,8 +104,8 @@ var cpuProfile string
 // oneTxBackend makes the proxy store each report in its own transaction.
 type oneTxBackend struct{ *store.Store }
 
-func (b oneTxBackend) Ingest(ctx context.Context, group string, body []byte, now time.Time) error {
-	return b.IngestOneTx(ctx, group, body, now)
+func (b oneTxBackend) Ingest(ctx context.Context, group string, r api.Report, now time.Time) error {
+	return b.IngestOneTx(ctx, group, r, now)
 }
 
 // serveProxy runs the proxy API over TLS on loopback, prints its address and
@@ -288,7 +288,7 @@ func hostReport(i, round int, now time.Time) ([]byte, string) {
 	oses := []string{"Ubuntu 22.04", "Debian GNU/Linux 12", "Red Hat Enterprise Linux 9.4", "Amazon Linux 2023", "Alpine Linux 3.20.3"}
 	clouds := []string{"", "aws", "gcp", "azure"}
 	methods := [][]string{{"systemctl", "teleport-update"}, {"node_script", "systemctl", "teleport-update"}, {"dockerfile", "teleport-update"}}
-	r := census.Report{
+	r := api.Report{
 		HostID:           hex.EncodeToString(sum[:]),
 		Version:          versions[i%len(versions)],
 		Services:         []string{"node"},
@@ -299,19 +299,19 @@ func hostReport(i, round int, now time.Time) ([]byte, string) {
 		InstallMethods:   methods[i%len(methods)],
 		CloudEnvironment: clouds[i%len(clouds)],
 		UpdateGroup:      "staging",
-		UpdaterStatus:    census.StatusEnabled,
+		UpdaterStatus:    api.StatusEnabled,
 		ReportedAt:       now,
 	}
 	if round > 0 {
 		r.Version = "16.5.0"
-		r.LastUpdateResult = &census.UpdateResult{Time: now.Add(-time.Minute), Target: r.Version, Success: true}
+		r.LastUpdateResult = &api.UpdateResult{Time: now.Add(-time.Minute), Target: r.Version, Success: true}
 	}
 	if i%len(methods) == 2 {
 		r.ContainerRuntime = "docker"
 		r.GlibcVersion = ""
 	}
 	if i%7 != 0 && round == 0 {
-		r.LastUpdateResult = &census.UpdateResult{Time: now.Add(-time.Hour), Target: r.Version, Success: i%50 != 0}
+		r.LastUpdateResult = &api.UpdateResult{Time: now.Add(-time.Hour), Target: r.Version, Success: i%50 != 0}
 		if !r.LastUpdateResult.Success {
 			r.LastUpdateResult.ErrorCode = "health_check"
 		}
@@ -366,7 +366,7 @@ func intake(p *proxy, n, round, concurrency int) (phaseResult, error) {
 					return
 				}
 				body, token := bodies[i], tokens[i]
-				req, _ := http.NewRequest(http.MethodPost, "https://"+p.addr+census.CensusPath, bytes.NewReader(body))
+				req, _ := http.NewRequest(http.MethodPost, "https://"+p.addr+api.CensusPath, bytes.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+token)
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := p.client.Do(req)
@@ -415,14 +415,14 @@ func timeSummaryHTTP(p *proxy, runs int) (time.Duration, int, error) {
 	var times []time.Duration
 	total := 0
 	for range runs {
-		req, _ := http.NewRequest(http.MethodGet, "https://"+p.addr+proxyapi.CensusSummaryPath, nil)
+		req, _ := http.NewRequest(http.MethodGet, "https://"+p.addr+api.CensusSummaryPath, nil)
 		req.Header.Set("Authorization", "Bearer "+adminToken)
 		start := time.Now()
 		resp, err := p.client.Do(req)
 		if err != nil {
 			return 0, 0, err
 		}
-		var sum census.Summary
+		var sum api.Summary
 		err = json.NewDecoder(resp.Body).Decode(&sum)
 		resp.Body.Close()
 		times = append(times, time.Since(start))
@@ -523,7 +523,7 @@ func drive(dir string, hosts, baselineHosts, concurrency int) error {
 	}
 	st.Close()
 	fmt.Printf("\nsummary over %d hosts: %v via GET %s (median of 5), %v on the store directly\n",
-		total, httpSummary.Round(time.Millisecond), proxyapi.CensusSummaryPath, median(direct).Round(time.Millisecond))
+		total, httpSummary.Round(time.Millisecond), api.CensusSummaryPath, median(direct).Round(time.Millisecond))
 	fmt.Printf("proxy peak RSS over the batched run and summaries: %.1f MiB\n", peak)
 	fmt.Printf("batched / one-tx-per-report throughput: %.1fx\n", batched.rate/base.rate)
 	return nil

@@ -56,11 +56,12 @@ cp "$repo/resources/autoupdate_version.yaml" "$policy"
 
 echo "# starting the proxy" >&2
 "$work/teleport-update" proxy serve --resource "$policy" --listen 127.0.0.1:0 \
+	--addr-file "$work/proxy.addr" \
 	--tls-cert "$work/cert.pem" --tls-key "$work/key.pem" 2>"$work/proxy.log" &
 proxy_pid=$!
 proxy_addr=""
 for _ in $(seq 100); do
-	proxy_addr="$(sed -n 's/.*msg="Proxy listening." addr=\([^ ]*\).*/\1/p' "$work/proxy.log")"
+	[[ -s "$work/proxy.addr" ]] && proxy_addr="$(cat "$work/proxy.addr")"
 	[[ -n "$proxy_addr" ]] && break
 	sleep 0.1
 done

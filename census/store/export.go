@@ -10,7 +10,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 )
 
 // Export formats.
@@ -33,12 +33,12 @@ var ErrUnknownFormat = errors.New("unknown export format")
 
 // ExportedHost is one line of FormatJSON.
 type ExportedHost struct {
-	census.Report
+	api.Report
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
 	// UpdateHistory holds the host's last Options.HistoryPerHost distinct
 	// update results, newest first.
-	UpdateHistory []census.UpdateResult `json:"update_history"`
+	UpdateHistory []api.UpdateResult `json:"update_history"`
 }
 
 // PostHogEvent is one line of FormatPostHog, in the shape of PostHog's
@@ -117,9 +117,9 @@ func scanHost(rows *sql.Rows) (ExportedHost, error) {
 	if err := json.Unmarshal([]byte(history), &entries); err != nil {
 		return h, fmt.Errorf("read host %s: update history: %w", h.HostID, err)
 	}
-	h.UpdateHistory = make([]census.UpdateResult, 0, len(entries))
+	h.UpdateHistory = make([]api.UpdateResult, 0, len(entries))
 	for _, e := range entries {
-		h.UpdateHistory = append(h.UpdateHistory, census.UpdateResult{
+		h.UpdateHistory = append(h.UpdateHistory, api.UpdateResult{
 			Time: time.UnixMilli(e.Time).UTC(), Target: e.Target, Success: e.Success != 0, ErrorCode: e.Code,
 		})
 	}
@@ -130,10 +130,10 @@ func scanHost(rows *sql.Rows) (ExportedHost, error) {
 		return h, fmt.Errorf("read host %s: install methods: %w", h.HostID, err)
 	}
 	if resultTime.Valid {
-		h.LastUpdateResult = &census.UpdateResult{
+		h.LastUpdateResult = &api.UpdateResult{
 			Time:      time.UnixMilli(resultTime.Int64).UTC(),
 			Target:    target,
-			Success:   lastResult == census.ResultSuccess,
+			Success:   lastResult == api.ResultSuccess,
 			ErrorCode: code,
 		}
 	}
@@ -181,16 +181,16 @@ func NewPostHogEvent(h ExportedHost) PostHogEvent {
 	list("services", "service", h.Services)
 	list("install_methods", "install_method", h.InstallMethods)
 	if u := h.LastUpdateResult; u != nil {
-		result := census.ResultFailure
+		result := api.ResultFailure
 		if u.Success {
-			result = census.ResultSuccess
+			result = api.ResultSuccess
 		}
 		set("last_update.result", result)
 		set("last_update.target", u.Target)
 		set("last_update.error_code", u.ErrorCode)
 		p["tp.agent.last_update.time"] = u.Time.UTC().Format(time.RFC3339)
 	} else {
-		set("last_update.result", census.ResultNone)
+		set("last_update.result", api.ResultNone)
 	}
 	return PostHogEvent{Event: PostHogEventName, DistinctID: h.HostID, Timestamp: h.LastSeen, Properties: p}
 }

@@ -11,7 +11,7 @@ import (
 
 	goldenfile "github.com/gravitational/teleport-update/internal/golden"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 )
 
 // golden compares got with testdata/<test name>.golden (rewritten with -update).
@@ -24,34 +24,34 @@ func TestExport(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := openStore(t, Options{})
-	hosts := []census.Report{
-		report(0, func(r *census.Report) {
+	hosts := []api.Report{
+		report(0, func(r *api.Report) {
 			r.Services = []string{"node", "kube"}
 			r.InstallMethods = []string{"node_script", "systemctl", "teleport-update"}
-			r.CloudEnvironment = census.CloudAWS
-			r.LastUpdateResult = &census.UpdateResult{Time: t0.Add(-time.Hour), Target: "16.4.6", Success: true}
+			r.CloudEnvironment = api.CloudAWS
+			r.LastUpdateResult = &api.UpdateResult{Time: t0.Add(-time.Hour), Target: "16.4.6", Success: true}
 		}),
-		report(1, func(r *census.Report) {
+		report(1, func(r *api.Report) {
 			r.Services = nil
 			r.InstallMethods = []string{"dockerfile", "teleport-update"}
-			r.ContainerRuntime = census.RuntimeDocker
+			r.ContainerRuntime = api.RuntimeDocker
 			r.ContainerOrchestrator = "kubernetes-v1.29.4-eks-036c24b"
 			r.GlibcVersion = ""
-			r.UpdaterStatus = census.StatusPinned
-			r.LastUpdateResult = &census.UpdateResult{Time: t0.Add(-time.Hour), Target: "16.4.7", ErrorCode: "health_check"}
+			r.UpdaterStatus = api.StatusPinned
+			r.LastUpdateResult = &api.UpdateResult{Time: t0.Add(-time.Hour), Target: "16.4.7", ErrorCode: "health_check"}
 		}),
-		report(2, func(r *census.Report) { r.Version = "" }),
+		report(2, func(r *api.Report) { r.Version = "" }),
 	}
 	for i, r := range hosts {
-		if err := s.Ingest(ctx, "production", body(t, r), t0.Add(time.Duration(i)*time.Minute)); err != nil {
+		if err := s.Ingest(ctx, "production", r, t0.Add(time.Duration(i)*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Host 1 then updates successfully: its history shows both, newest first.
 	retry := hosts[1]
 	retry.Version = "16.4.7"
-	retry.LastUpdateResult = &census.UpdateResult{Time: t0.Add(10 * time.Minute), Target: "16.4.7", Success: true}
-	if err := s.Ingest(ctx, "production", body(t, retry), t0.Add(10*time.Minute)); err != nil {
+	retry.LastUpdateResult = &api.UpdateResult{Time: t0.Add(10 * time.Minute), Target: "16.4.7", Success: true}
+	if err := s.Ingest(ctx, "production", retry, t0.Add(10*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	for _, format := range []string{FormatJSON, FormatPostHog} {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/tmpfs"
 )
 
@@ -37,12 +37,12 @@ func (b *lineBuffer) lines() []string {
 // ingestRound ingests the reports of hosts first…first+n-1 at once (one
 // batch when the store's BatchSize is n and its BatchDelay long) and
 // returns how many were stored and how many failed.
-func ingestRound(t *testing.T, s *Store, first, n int, edit func(*census.Report)) (stored, failed int, errs []error) {
+func ingestRound(t *testing.T, s *Store, first, n int, edit func(*api.Report)) (stored, failed int, errs []error) {
 	t.Helper()
 	results := make(chan error, n)
 	for i := range n {
 		go func() {
-			results <- s.Ingest(context.Background(), "staging", body(t, report(first+i, edit)), t0)
+			results <- s.Ingest(context.Background(), "staging", report(first+i, edit), t0)
 		}()
 	}
 	for range n {
@@ -74,7 +74,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	padded := func(r *census.Report) { r.OSVersion = strings.Repeat("x", 200) }
+	padded := func(r *api.Report) { r.OSVersion = strings.Repeat("x", 200) }
 
 	var stored, failed, rounds int
 	for ; failed == 0; rounds++ {
@@ -128,8 +128,8 @@ func TestRowErrorSparesTheBatch(t *testing.T) {
 	if _, err := s.db.Exec(`UPDATE hosts SET history = 'not json' WHERE host_id = ?`, hostID(1)); err != nil {
 		t.Fatal(err)
 	}
-	withResult := func(r *census.Report) {
-		r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "16.4.7", Success: true}
+	withResult := func(r *api.Report) {
+		r.LastUpdateResult = &api.UpdateResult{Time: t0, Target: "16.4.7", Success: true}
 	}
 	stored, failed, errs := ingestRound(t, s, 0, batch, withResult)
 	if stored != batch-1 || failed != 1 || !errors.Is(errs[0], errStoredHistory) {
@@ -150,7 +150,7 @@ func TestRowErrorSparesTheBatch(t *testing.T) {
 func TestDatabaseFilesPrivate(t *testing.T) {
 	t.Parallel()
 	s, path := openStore(t, Options{})
-	if err := s.Ingest(context.Background(), "staging", body(t, report(0, nil)), t0); err != nil {
+	if err := s.Ingest(context.Background(), "staging", report(0, nil), t0); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {

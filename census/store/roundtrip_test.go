@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/census/store"
 	"github.com/gravitational/teleport-update/internal/fixture"
@@ -42,7 +43,7 @@ func TestAgentToProxyRoundTrip(t *testing.T) {
 	if err := os.WriteFile(policyFile, policy, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	api, err := proxyapi.New(proxyapi.Config{
+	server, err := proxyapi.New(proxyapi.Config{
 		PolicyFile: policyFile,
 		Tokens: []proxyapi.Token{
 			{Token: stagingToken, Group: "staging"},
@@ -53,7 +54,7 @@ func TestAgentToProxyRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("proxyapi.New: %v", err)
 	}
-	srv := httptest.NewTLSServer(api.Handler())
+	srv := httptest.NewTLSServer(server.Handler())
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "https://")
 
@@ -65,7 +66,7 @@ func TestAgentToProxyRoundTrip(t *testing.T) {
 		Group:          "production", // the token says staging: the token wins
 		ActiveVersion:  "16.4.6",
 		InstallMethods: census.InstallMethodsFromEnv([]string{"TELEPORT_INSTALL_METHOD_NODE_SCRIPT=true"}),
-		LastUpdate:     &census.UpdateResult{Time: time.Now().Add(-time.Hour), Target: "16.4.6", Success: true},
+		LastUpdate:     &api.UpdateResult{Time: time.Now().Add(-time.Hour), Target: "16.4.6", Success: true},
 		Salt:           salt,
 	}
 	r := census.Collect(ctx, filepath.Join("..", "testdata", "ubuntu"), state, census.Options{})
@@ -85,14 +86,14 @@ func TestAgentToProxyRoundTrip(t *testing.T) {
 		t.Errorf("Send with an unknown token = %v, want ErrRefused", err)
 	}
 
-	req, _ := http.NewRequest(http.MethodGet, srv.URL+proxyapi.CensusSummaryPath, nil)
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+api.CensusSummaryPath, nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var sum census.Summary
+	var sum api.Summary
 	if err := json.NewDecoder(resp.Body).Decode(&sum); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET summary: %s, %v", resp.Status, err)
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 )
 
 // schemaVersion is the PRAGMA user_version this binary writes. Each entry
@@ -177,7 +177,7 @@ const lookupSQL = `SELECT last_update_time, last_update_target, history FROM hos
 
 // hostRow is one report as stored in hosts.
 type hostRow struct {
-	census.Report
+	api.Report
 	services, installMethods  string // JSON arrays
 	lastResult                string
 	hasResult                 bool
@@ -189,12 +189,12 @@ type hostRow struct {
 }
 
 // newHostRow flattens a validated report received at now.
-func newHostRow(r census.Report, now time.Time) hostRow {
+func newHostRow(r api.Report, now time.Time) hostRow {
 	row := hostRow{
 		Report:         r,
 		services:       jsonList(r.Services),
 		installMethods: jsonList(r.InstallMethods),
-		lastResult:     census.ResultNone,
+		lastResult:     api.ResultNone,
 		lastSeen:       now.UnixMilli(),
 	}
 	if u := r.LastUpdateResult; u != nil {
@@ -203,9 +203,9 @@ func newHostRow(r census.Report, now time.Time) hostRow {
 		row.resultTarget = u.Target
 		row.resultSuccess = u.Success
 		row.resultError = u.ErrorCode
-		row.lastResult = census.ResultFailure
+		row.lastResult = api.ResultFailure
 		if u.Success {
-			row.lastResult = census.ResultSuccess
+			row.lastResult = api.ResultSuccess
 		}
 	}
 	row.dims = dimsKey(&row)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 )
 
 // TestMigrateFromV1 opens a database written by schema version 1 (history
@@ -88,7 +88,7 @@ func TestMigrateFromV1(t *testing.T) {
 	}
 	hosts := exported()
 	h0, h1 := hosts[hostID(0)], hosts[hostID(1)]
-	if len(hosts) != 2 || h0.Version != "16.4.6" || h1.UpdaterStatus != census.StatusPinned || h1.ContainerRuntime != "docker" {
+	if len(hosts) != 2 || h0.Version != "16.4.6" || h1.UpdaterStatus != api.StatusPinned || h1.ContainerRuntime != "docker" {
 		t.Fatalf("migrated hosts = %+v", hosts)
 	}
 	if got := targets(h0); got != "16.4.6,16.4.5" {
@@ -106,11 +106,11 @@ func TestMigrateFromV1(t *testing.T) {
 	}
 
 	// A new result joins the migrated history; the oldest falls off (2 kept).
-	r := report(0, func(r *census.Report) {
+	r := report(0, func(r *api.Report) {
 		r.Version = "16.4.7"
-		r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "16.4.7", Success: true}
+		r.LastUpdateResult = &api.UpdateResult{Time: t0, Target: "16.4.7", Success: true}
 	})
-	if err := s.Ingest(ctx, "staging", body(t, r), t0); err != nil {
+	if err := s.Ingest(ctx, "staging", r, t0); err != nil {
 		t.Fatal(err)
 	}
 	if got := targets(exported()[hostID(0)]); got != "16.4.7,16.4.6" {

@@ -21,7 +21,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/lograte"
 )
 
@@ -231,21 +231,22 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Ingest decodes body (census.DecodeReport), sets its update group to group
-// (the group of the enrollment token it came with, which wins over what the
-// body claims), and stores it as the host's latest report, adding its last
-// update result to the host's history. It returns once the transaction that
-// holds the report has committed to disk.
+// Ingest sets r's update group to group (the group of the enrollment token
+// it came with, which wins over what the report claims), and stores it as
+// the host's latest report, adding its last update result to the host's
+// history. It returns once the transaction that holds the report has
+// committed to disk. r comes decoded (api.DecodeReport); Ingest checks it
+// again (Report.Validate) and refuses one without a host id.
 //
-// Outcomes: nil when stored; an error wrapping census.ErrInvalidReport when
-// the body is refused (nothing is stored); ErrClosed after Close;
+// Outcomes: nil when stored; an error wrapping api.ErrInvalidReport when
+// the report is refused (nothing is stored); ErrClosed after Close;
 // ErrReadOnly on a read-only Store; ctx's error when ctx ends first (the
 // report may still be committed); otherwise a database error.
-func (s *Store) Ingest(ctx context.Context, group string, body []byte, now time.Time) error {
+func (s *Store) Ingest(ctx context.Context, group string, r api.Report, now time.Time) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
-	row, err := prepare(group, body, now)
+	row, err := prepare(group, r, now)
 	if err != nil {
 		return err
 	}
@@ -273,11 +274,11 @@ func (s *Store) Ingest(ctx context.Context, group string, body []byte, now time.
 // IngestOneTx is Ingest with one transaction (and so one fsync) per report,
 // without the batch writer: the baseline the group commit is measured
 // against.
-func (s *Store) IngestOneTx(ctx context.Context, group string, body []byte, now time.Time) error {
+func (s *Store) IngestOneTx(ctx context.Context, group string, r api.Report, now time.Time) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
-	row, err := prepare(group, body, now)
+	row, err := prepare(group, r, now)
 	if err != nil {
 		return err
 	}
@@ -369,14 +370,13 @@ func (s *Store) forgetSome(cutoffMs int64, limit int) (int, error) {
 	return int(n), nil
 }
 
-// prepare decodes and checks one report for storage.
-func prepare(group string, body []byte, now time.Time) (hostRow, error) {
-	r, err := census.DecodeReport(body)
-	if err != nil {
+// prepare checks one report for storage.
+func prepare(group string, r api.Report, now time.Time) (hostRow, error) {
+	if err := r.Validate(); err != nil {
 		return hostRow{}, err
 	}
 	if r.HostID == "" {
-		return hostRow{}, fmt.Errorf("%w: host_id: missing", census.ErrInvalidReport)
+		return hostRow{}, fmt.Errorf("%w: host_id: missing", api.ErrInvalidReport)
 	}
 	if group == "" || len(group) > maxGroupLen {
 		return hostRow{}, fmt.Errorf("store census report: group name must be 1 to %d bytes, got %d", maxGroupLen, len(group))

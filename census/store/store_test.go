@@ -17,13 +17,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 )
 
 // censusBackend is the interface proxyapi declares; *Store must satisfy it.
 type censusBackend interface {
-	Ingest(ctx context.Context, group string, body []byte, now time.Time) error
-	Summary(ctx context.Context, now time.Time, staleAfter time.Duration) (*census.Summary, error)
+	Ingest(ctx context.Context, group string, r api.Report, now time.Time) error
+	Summary(ctx context.Context, now time.Time, staleAfter time.Duration) (*api.Summary, error)
 }
 
 var _ censusBackend = (*Store)(nil)
@@ -34,8 +34,8 @@ var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 func hostID(n int) string { return fmt.Sprintf("%064x", n+1) }
 
 // report returns a valid report of host n; edit tweaks it.
-func report(n int, edit func(*census.Report)) census.Report {
-	r := census.Report{
+func report(n int, edit func(*api.Report)) api.Report {
+	r := api.Report{
 		HostID:           hostID(n),
 		Version:          "16.4.6",
 		Services:         []string{"node"},
@@ -45,7 +45,7 @@ func report(n int, edit func(*census.Report)) census.Report {
 		GlibcVersion:     "2.35",
 		InstallMethods:   []string{"systemctl", "teleport-update"},
 		UpdateGroup:      "staging",
-		UpdaterStatus:    census.StatusEnabled,
+		UpdaterStatus:    api.StatusEnabled,
 		ReportedAt:       t0,
 	}
 	if edit != nil {
@@ -54,7 +54,7 @@ func report(n int, edit func(*census.Report)) census.Report {
 	return r
 }
 
-func body(t testing.TB, r census.Report) []byte {
+func body(t testing.TB, r api.Report) []byte {
 	t.Helper()
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -82,32 +82,32 @@ func TestRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := openStore(t, Options{})
-	ingest := func(group string, r census.Report, now time.Time) {
+	ingest := func(group string, r api.Report, now time.Time) {
 		t.Helper()
-		if err := s.Ingest(ctx, group, body(t, r), now); err != nil {
+		if err := s.Ingest(ctx, group, r, now); err != nil {
 			t.Fatalf("Ingest host %s: %v", r.HostID, err)
 		}
 	}
 	// Host 0: reports twice; the second report replaces the first.
-	ingest("staging", report(0, func(r *census.Report) { r.Version = "16.4.5" }), t0)
-	ingest("staging", report(0, func(r *census.Report) {
-		r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "16.4.6", Success: true}
+	ingest("staging", report(0, func(r *api.Report) { r.Version = "16.4.5" }), t0)
+	ingest("staging", report(0, func(r *api.Report) {
+		r.LastUpdateResult = &api.UpdateResult{Time: t0, Target: "16.4.6", Success: true}
 	}), t0.Add(time.Hour))
 	// Host 1: claims "staging" but its token says "production"; docker on aws; failed update.
-	ingest("production", report(1, func(r *census.Report) {
-		r.ContainerRuntime = census.RuntimeDocker
-		r.CloudEnvironment = census.CloudAWS
+	ingest("production", report(1, func(r *api.Report) {
+		r.ContainerRuntime = api.RuntimeDocker
+		r.CloudEnvironment = api.CloudAWS
 		r.InstallMethods = []string{"dockerfile", "teleport-update"}
 		r.HostArchitecture = "arm64"
-		r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "16.4.7", ErrorCode: "health_check"}
+		r.LastUpdateResult = &api.UpdateResult{Time: t0, Target: "16.4.7", ErrorCode: "health_check"}
 	}), t0.Add(time.Hour))
 	// Host 2: last seen long ago, pinned, nothing optional.
-	ingest("production", report(2, func(r *census.Report) {
+	ingest("production", report(2, func(r *api.Report) {
 		r.Version = ""
 		r.OSVersion = ""
 		r.InstallMethods = nil
 		r.Services = nil
-		r.UpdaterStatus = census.StatusPinned
+		r.UpdaterStatus = api.StatusPinned
 	}), t0.Add(-48*time.Hour))
 
 	now := t0.Add(2 * time.Hour)
@@ -115,7 +115,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Summary: %v", err)
 	}
-	want := census.NewSummary(now, 24*time.Hour)
+	want := api.NewSummary(now, 24*time.Hour)
 	want.TotalHosts = 3
 	want.ByVersion = map[string]int{"16.4.6": 2, "unknown": 1}
 	want.ByGroup = map[string]int{"staging": 1, "production": 2}
@@ -126,12 +126,12 @@ func TestRoundTrip(t *testing.T) {
 	want.ByCloud = map[string]int{"none": 2, "aws": 1}
 	want.ByUpdaterStatus = map[string]int{"enabled": 2, "pinned": 1}
 	want.ByLastUpdateResult = map[string]int{"success": 1, "failure": 1, "none": 1}
-	want.Groups = map[string]*census.GroupSummary{
+	want.Groups = map[string]*api.GroupSummary{
 		"staging":    {Hosts: 1, ByVersion: map[string]int{"16.4.6": 1}, ByLastUpdateResult: map[string]int{"success": 1}},
 		"production": {Hosts: 2, ByVersion: map[string]int{"16.4.6": 1, "unknown": 1}, ByLastUpdateResult: map[string]int{"failure": 1, "none": 1}},
 	}
 	want.StaleHosts = 1
-	want.Stale = []census.StaleHost{{HostID: hostID(2), Group: "production", LastSeen: t0.Add(-48 * time.Hour)}}
+	want.Stale = []api.StaleHost{{HostID: hostID(2), Group: "production", LastSeen: t0.Add(-48 * time.Hour)}}
 	got, _ := json.MarshalIndent(sum, "", " ")
 	exp, _ := json.MarshalIndent(want, "", " ")
 	if !bytes.Equal(got, exp) {
@@ -151,13 +151,13 @@ func TestRoundTrip(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[1]), &h1); err != nil {
 		t.Fatal(err)
 	}
-	w1 := report(1, func(r *census.Report) {
+	w1 := report(1, func(r *api.Report) {
 		r.UpdateGroup = "production"
-		r.ContainerRuntime = census.RuntimeDocker
-		r.CloudEnvironment = census.CloudAWS
+		r.ContainerRuntime = api.RuntimeDocker
+		r.CloudEnvironment = api.CloudAWS
 		r.InstallMethods = []string{"dockerfile", "teleport-update"}
 		r.HostArchitecture = "arm64"
-		r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "16.4.7", ErrorCode: "health_check"}
+		r.LastUpdateResult = &api.UpdateResult{Time: t0, Target: "16.4.7", ErrorCode: "health_check"}
 	})
 	if g, w := string(body(t, h1.Report)), string(body(t, w1)); g != w {
 		t.Errorf("exported host 1:\n%s\nwant:\n%s", g, w)
@@ -174,31 +174,33 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestInvalidReportsNotStored: the store checks the reports it is given
+// again, whoever decoded them (bodies are decoded by the proxy's handler,
+// see api.DecodeReport and its tests), and refuses one without a host id.
 func TestInvalidReportsNotStored(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := openStore(t, Options{})
-	valid := body(t, report(0, nil))
+	valid := report(0, nil)
 	tests := []struct {
-		name  string
-		group string
-		body  []byte
-		want  error
+		name   string
+		group  string
+		report api.Report
+		want   error
 	}{
-		{"no host id", "staging", body(t, report(0, func(r *census.Report) { r.HostID = "" })), census.ErrInvalidReport},
-		{"unknown field", "staging", []byte(strings.Replace(string(valid), `{`, `{"hostname":"db1",`, 1)), census.ErrInvalidReport},
-		{"wrong type", "staging", []byte(strings.Replace(string(valid), `"version":"16.4.6"`, `"version":16`, 1)), census.ErrInvalidReport},
-		{"oversized", "staging", append(valid, bytes.Repeat([]byte(" "), census.MaxReportSize)...), census.ErrInvalidReport},
-		{"bad enum", "staging", body(t, report(0, func(r *census.Report) { r.CloudEnvironment = "digitalocean" })), census.ErrInvalidReport},
-		{"not json", "staging", []byte("hello"), census.ErrInvalidReport},
+		{"no host id", "staging", report(0, func(r *api.Report) { r.HostID = "" }), api.ErrInvalidReport},
+		{"bad enum", "staging", report(0, func(r *api.Report) { r.CloudEnvironment = "digitalocean" }), api.ErrInvalidReport},
+		{"version with v", "staging", report(0, func(r *api.Report) { r.Version = "v16.4.6" }), api.ErrInvalidReport},
+		{"long field", "staging", report(0, func(r *api.Report) { r.OSVersion = strings.Repeat("x", api.MaxFieldLen+1) }), api.ErrInvalidReport},
+		{"no status", "staging", report(0, func(r *api.Report) { r.UpdaterStatus = "" }), api.ErrInvalidReport},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := s.Ingest(ctx, tt.group, tt.body, t0)
+			err := s.Ingest(ctx, tt.group, tt.report, t0)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Ingest = %v, want %v", err, tt.want)
 			}
-			err = s.IngestOneTx(ctx, tt.group, tt.body, t0)
+			err = s.IngestOneTx(ctx, tt.group, tt.report, t0)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("IngestOneTx = %v, want %v", err, tt.want)
 			}
@@ -242,21 +244,21 @@ func TestHistoryBounded(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openStore(t, Options{HistoryPerHost: 3})
 	for i := range 6 {
-		r := report(0, func(r *census.Report) {
-			r.LastUpdateResult = &census.UpdateResult{Time: t0.Add(time.Duration(i) * time.Hour), Target: fmt.Sprintf("16.4.%d", i), Success: true}
+		r := report(0, func(r *api.Report) {
+			r.LastUpdateResult = &api.UpdateResult{Time: t0.Add(time.Duration(i) * time.Hour), Target: fmt.Sprintf("16.4.%d", i), Success: true}
 		})
 		// Every run reports; a repeated result must not add a history entry.
 		for range 2 {
-			if err := s.Ingest(ctx, "staging", body(t, r), t0); err != nil {
+			if err := s.Ingest(ctx, "staging", r, t0); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	// Another host's history is separate.
-	r := report(1, func(r *census.Report) {
-		r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "15.0.0", Success: true}
+	r := report(1, func(r *api.Report) {
+		r.LastUpdateResult = &api.UpdateResult{Time: t0, Target: "15.0.0", Success: true}
 	})
-	if err := s.IngestOneTx(ctx, "staging", body(t, r), t0); err != nil {
+	if err := s.IngestOneTx(ctx, "staging", r, t0); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := strings.Join(history(t, s, 0), ","), "16.4.5,16.4.4,16.4.3"; got != want {
@@ -270,17 +272,17 @@ func TestHistoryBounded(t *testing.T) {
 	// older result already kept is not added twice; a result that sorts
 	// between kept ones is placed by time; one older than all kept falls off.
 	steps := []struct {
-		result *census.UpdateResult
+		result *api.UpdateResult
 		want   string
 	}{
 		{nil, "16.4.5,16.4.4,16.4.3"},
-		{&census.UpdateResult{Time: t0.Add(4 * time.Hour), Target: "16.4.4", Success: true}, "16.4.5,16.4.4,16.4.3"},
-		{&census.UpdateResult{Time: t0.Add(4*time.Hour + time.Minute), Target: "16.4.4-hotfix"}, "16.4.5,16.4.4-hotfix,16.4.4"},
-		{&census.UpdateResult{Time: t0.Add(-time.Hour), Target: "15.9.9"}, "16.4.5,16.4.4-hotfix,16.4.4"},
+		{&api.UpdateResult{Time: t0.Add(4 * time.Hour), Target: "16.4.4", Success: true}, "16.4.5,16.4.4,16.4.3"},
+		{&api.UpdateResult{Time: t0.Add(4*time.Hour + time.Minute), Target: "16.4.4-hotfix"}, "16.4.5,16.4.4-hotfix,16.4.4"},
+		{&api.UpdateResult{Time: t0.Add(-time.Hour), Target: "15.9.9"}, "16.4.5,16.4.4-hotfix,16.4.4"},
 	}
 	for _, step := range steps {
-		r := report(0, func(r *census.Report) { r.LastUpdateResult = step.result })
-		if err := s.Ingest(ctx, "staging", body(t, r), t0); err != nil {
+		r := report(0, func(r *api.Report) { r.LastUpdateResult = step.result })
+		if err := s.Ingest(ctx, "staging", r, t0); err != nil {
 			t.Fatal(err)
 		}
 		if got := strings.Join(history(t, s, 0), ","); got != step.want {
@@ -306,7 +308,7 @@ func TestConcurrentIngestDurable(t *testing.T) {
 			if i%5 == 0 {
 				ingest = s.IngestOneTx
 			}
-			errs <- ingest(ctx, "staging", body(t, report(i, nil)), t0)
+			errs <- ingest(ctx, "staging", report(i, nil), t0)
 		})
 	}
 	wg.Wait()
@@ -319,7 +321,7 @@ func TestConcurrentIngestDurable(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Ingest(ctx, "staging", body(t, report(0, nil)), t0); !errors.Is(err, ErrClosed) {
+	if err := s.Ingest(ctx, "staging", report(0, nil), t0); !errors.Is(err, ErrClosed) {
 		t.Errorf("Ingest after Close = %v, want ErrClosed", err)
 	}
 	// Reopen: everything acknowledged is there.
@@ -375,11 +377,11 @@ func TestSummaryStaleListBounded(t *testing.T) {
 		t.Errorf("Summary with stale-after 0 succeeded")
 	}
 	// Insert more stale hosts than are listed, oldest last_seen first.
-	const hosts = census.MaxStaleListed + 5
+	const hosts = api.MaxStaleListed + 5
 	var wg sync.WaitGroup
 	for i := range hosts {
 		wg.Go(func() {
-			if err := s.Ingest(ctx, "g", body(t, report(i, nil)), t0.Add(time.Duration(i)*time.Second)); err != nil {
+			if err := s.Ingest(ctx, "g", report(i, nil), t0.Add(time.Duration(i)*time.Second)); err != nil {
 				t.Error(err)
 			}
 		})
@@ -389,8 +391,8 @@ func TestSummaryStaleListBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.StaleHosts != hosts || len(sum.Stale) != census.MaxStaleListed {
-		t.Fatalf("StaleHosts = %d, listed %d; want %d, %d", sum.StaleHosts, len(sum.Stale), hosts, census.MaxStaleListed)
+	if sum.StaleHosts != hosts || len(sum.Stale) != api.MaxStaleListed {
+		t.Fatalf("StaleHosts = %d, listed %d; want %d, %d", sum.StaleHosts, len(sum.Stale), hosts, api.MaxStaleListed)
 	}
 	if sum.Stale[0].HostID != hostID(0) || !sum.Stale[0].LastSeen.Equal(t0) {
 		t.Errorf("first stale host = %+v, want host 0 seen at %v", sum.Stale[0], t0)
@@ -415,13 +417,13 @@ func BenchmarkIngest(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					i := int(next.Add(1))
-					r := report(i, func(r *census.Report) {
+					r := report(i, func(r *api.Report) {
 						// Real host ids are keyed hashes: random, not sequential.
 						sum := sha256.Sum256([]byte(r.HostID))
 						r.HostID = hex.EncodeToString(sum[:])
-						r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "16.4.6", Success: true}
+						r.LastUpdateResult = &api.UpdateResult{Time: t0, Target: "16.4.6", Success: true}
 					})
-					if err := ingest(context.Background(), "staging", body(b, r), time.Now()); err != nil {
+					if err := ingest(context.Background(), "staging", r, time.Now()); err != nil {
 						b.Error(err)
 						return
 					}
@@ -468,12 +470,12 @@ func BenchmarkSummary(b *testing.B) {
 				if i >= hosts {
 					return
 				}
-				r := report(i, func(r *census.Report) {
+				r := report(i, func(r *api.Report) {
 					r.Version = []string{"16.4.6", "16.4.5", "15.4.22"}[i%3]
 					r.CloudEnvironment = []string{"", "aws", "gcp", "azure"}[i%4]
 					r.OSVersion = []string{"Ubuntu 22.04", "Debian GNU/Linux 12", "Alpine Linux 3.20.3", "Amazon Linux 2023", "Red Hat Enterprise Linux 9.4"}[i%5]
 				})
-				if err := s.Ingest(context.Background(), []string{"staging", "production"}[i%2], body(b, r), t0); err != nil {
+				if err := s.Ingest(context.Background(), []string{"staging", "production"}[i%2], r, t0); err != nil {
 					b.Error(err)
 					return
 				}
@@ -525,11 +527,11 @@ func TestCountsMatchHosts(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range 60 {
 			wg.Go(func() {
-				r := report(i%25, func(r *census.Report) {
+				r := report(i%25, func(r *api.Report) {
 					r.Version = versions[(i+round)%3]
 					r.CloudEnvironment = []string{"", "aws"}[(i*round)%2]
 				})
-				if err := s.Ingest(ctx, []string{"a", "b"}[(i+round)%2], body(t, r), t0); err != nil {
+				if err := s.Ingest(ctx, []string{"a", "b"}[(i+round)%2], r, t0); err != nil {
 					t.Error(err)
 				}
 			})
@@ -552,10 +554,10 @@ func TestForget(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openStore(t, Options{})
 	for i := range 5 {
-		r := report(i, func(r *census.Report) {
-			r.LastUpdateResult = &census.UpdateResult{Time: t0, Target: "16.4.6", Success: true}
+		r := report(i, func(r *api.Report) {
+			r.LastUpdateResult = &api.UpdateResult{Time: t0, Target: "16.4.6", Success: true}
 		})
-		if err := s.Ingest(ctx, "staging", body(t, r), t0.Add(time.Duration(i)*time.Hour)); err != nil {
+		if err := s.Ingest(ctx, "staging", r, t0.Add(time.Duration(i)*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 	}

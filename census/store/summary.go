@@ -6,16 +6,16 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 )
 
 // Summary counts the hosts by each summary field from their latest reports
 // and lists the hosts not seen since now - staleAfter (up to
-// census.MaxStaleListed, longest silent first). staleAfter must be positive.
+// api.MaxStaleListed, longest silent first). staleAfter must be positive.
 //
 // It reads one snapshot of the database, so the counts agree with each
 // other even while reports are being ingested.
-func (s *Store) Summary(ctx context.Context, now time.Time, staleAfter time.Duration) (*census.Summary, error) {
+func (s *Store) Summary(ctx context.Context, now time.Time, staleAfter time.Duration) (*api.Summary, error) {
 	if staleAfter <= 0 {
 		return nil, fmt.Errorf("census summary: stale-after must be positive, got %v", staleAfter)
 	}
@@ -25,7 +25,7 @@ func (s *Store) Summary(ctx context.Context, now time.Time, staleAfter time.Dura
 	}
 	defer tx.Rollback()
 
-	sum := census.NewSummary(now, staleAfter)
+	sum := api.NewSummary(now, staleAfter)
 	rows, err := tx.QueryContext(ctx, `SELECT dims, hosts FROM dims_counts WHERE hosts > 0`)
 	if err != nil {
 		return nil, fmt.Errorf("census summary: count hosts: %w", err)
@@ -42,24 +42,24 @@ func (s *Store) Summary(ctx context.Context, now time.Time, staleAfter time.Dura
 			return nil, fmt.Errorf("census summary: %w", err)
 		}
 		sum.TotalHosts += n
-		sum.ByVersion[orDefault(d.Version, census.SummaryUnknown)] += n
-		sum.ByGroup[orDefault(d.Group, census.SummaryUnknown)] += n
-		sum.ByOS[orDefault(d.OS, census.SummaryUnknown)] += n
-		sum.ByArchitecture[orDefault(d.Arch, census.SummaryUnknown)] += n
+		sum.ByVersion[orDefault(d.Version, api.SummaryUnknown)] += n
+		sum.ByGroup[orDefault(d.Group, api.SummaryUnknown)] += n
+		sum.ByOS[orDefault(d.OS, api.SummaryUnknown)] += n
+		sum.ByArchitecture[orDefault(d.Arch, api.SummaryUnknown)] += n
 		if len(d.InstallMethods) == 0 {
-			sum.ByInstallMethod[census.SummaryNone] += n
+			sum.ByInstallMethod[api.SummaryNone] += n
 		}
 		for _, m := range d.InstallMethods {
 			sum.ByInstallMethod[m] += n
 		}
-		sum.ByContainerRuntime[orDefault(d.Runtime, census.SummaryNone)] += n
-		sum.ByCloud[orDefault(d.Cloud, census.SummaryNone)] += n
-		sum.ByUpdaterStatus[orDefault(d.Status, census.SummaryUnknown)] += n
-		sum.ByLastUpdateResult[orDefault(d.LastResult, census.ResultNone)] += n
-		g := sum.Group(orDefault(d.Group, census.SummaryUnknown))
+		sum.ByContainerRuntime[orDefault(d.Runtime, api.SummaryNone)] += n
+		sum.ByCloud[orDefault(d.Cloud, api.SummaryNone)] += n
+		sum.ByUpdaterStatus[orDefault(d.Status, api.SummaryUnknown)] += n
+		sum.ByLastUpdateResult[orDefault(d.LastResult, api.ResultNone)] += n
+		g := sum.Group(orDefault(d.Group, api.SummaryUnknown))
 		g.Hosts += n
-		g.ByVersion[orDefault(d.Version, census.SummaryUnknown)] += n
-		g.ByLastUpdateResult[orDefault(d.LastResult, census.ResultNone)] += n
+		g.ByVersion[orDefault(d.Version, api.SummaryUnknown)] += n
+		g.ByLastUpdateResult[orDefault(d.LastResult, api.ResultNone)] += n
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("census summary: count hosts: %w", err)
@@ -71,13 +71,13 @@ func (s *Store) Summary(ctx context.Context, now time.Time, staleAfter time.Dura
 		return nil, fmt.Errorf("census summary: count stale hosts: %w", err)
 	}
 	stale, err := tx.QueryContext(ctx, `SELECT host_id, grp, version, last_seen FROM hosts
-		WHERE last_seen < ? ORDER BY last_seen, host_id LIMIT ?`, cutoff, census.MaxStaleListed)
+		WHERE last_seen < ? ORDER BY last_seen, host_id LIMIT ?`, cutoff, api.MaxStaleListed)
 	if err != nil {
 		return nil, fmt.Errorf("census summary: list stale hosts: %w", err)
 	}
 	defer stale.Close()
 	for stale.Next() {
-		var h census.StaleHost
+		var h api.StaleHost
 		var seen int64
 		if err := stale.Scan(&h.HostID, &h.Group, &h.Version, &seen); err != nil {
 			return nil, fmt.Errorf("census summary: list stale hosts: %w", err)

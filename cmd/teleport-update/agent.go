@@ -38,12 +38,6 @@ const interactiveLockWait = 30 * time.Second
 // compares with); teleport-update is a few tens of megabytes.
 const maxSelfSize = 512 << 20
 
-func init() {
-	commands = append(commands,
-		newInstallCmd, newUpdateCmd, newStatusCmd, newEnableCmd, newDisableCmd,
-		newPinCmd, newUnpinCmd, newRollbackCmd, newUninstallCmd, newVersionCmd)
-}
-
 // agentFlags are the flags shared by the commands that switch versions.
 type agentFlags struct {
 	healthWindow time.Duration

@@ -9,11 +9,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/updater"
 )
 
-func init() { commands = append(commands, newCensusCmd) }
 
 // censusReporter is the updater.Reporter of the CLI: it collects the
 // host's facts and sends the report with the run's HTTP client.
@@ -48,7 +48,7 @@ func updaterState(st updater.CensusState) census.UpdaterState {
 		SystemdUnitActive: st.AgentActive,
 	}
 	if lu := cfg.Status.LastUpdate; lu != nil {
-		us.LastUpdate = &census.UpdateResult{Time: lu.Time, Target: lu.Target, Success: lu.Success, ErrorCode: lu.ErrorCode}
+		us.LastUpdate = &api.UpdateResult{Time: lu.Time, Target: lu.Target, Success: lu.Success, ErrorCode: lu.ErrorCode}
 	}
 	return us
 }

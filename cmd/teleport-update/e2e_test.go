@@ -29,7 +29,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater"
@@ -506,7 +506,7 @@ func TestE2EDisabledHostSendsNoCensus(t *testing.T) {
 	t.Parallel()
 	var reports, other atomic.Int32
 	proxy := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == census.CensusPath {
+		if r.Method == http.MethodPost && r.URL.Path == api.CensusPath {
 			reports.Add(1)
 			w.WriteHeader(http.StatusNoContent)
 			return

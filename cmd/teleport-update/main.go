@@ -111,9 +111,11 @@ is printed on stderr), 2 for usage errors.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: err}
 	})
-	for _, add := range commands {
-		root.AddCommand(add(c))
-	}
+	root.AddCommand(
+		newInstallCmd(c), newUpdateCmd(c), newStatusCmd(c), newEnableCmd(c), newDisableCmd(c),
+		newPinCmd(c), newUnpinCmd(c), newRollbackCmd(c), newUninstallCmd(c), newVersionCmd(c),
+		newCensusCmd(c), newProxyCmd(c), newReleaseCmd(c),
+	)
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -142,8 +144,3 @@ func isCobraUsageError(err error) bool {
 	}
 	return false
 }
-
-// commands lists the constructors of the top-level commands. Each command
-// file appends its constructor in an init function, so command files do not
-// need to edit this one.
-var commands []func(*cli) *cobra.Command

@@ -14,15 +14,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/census/store"
 )
 
 // staleListedInTable bounds the stale hosts printed in the table; --json
-// lists up to census.MaxStaleListed.
+// lists up to api.MaxStaleListed.
 const staleListedInTable = 20
-
-func init() { proxySubcommands = append(proxySubcommands, newProxyCensusCmd) }
 
 func newProxyCensusCmd(c *cli) *cobra.Command {
 	var (
@@ -95,7 +93,7 @@ Exit codes: 0 printed; 1 the database could not be read; 2 bad flags.`,
 }
 
 // printCensusSummary writes sum as readable tables.
-func printCensusSummary(w io.Writer, sum *census.Summary) error {
+func printCensusSummary(w io.Writer, sum *api.Summary) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "Census of %d hosts at %s; %d not seen for %s.\n",
 		sum.TotalHosts, sum.GeneratedAt.Format(time.RFC3339), sum.StaleHosts, sum.StaleAfter)
@@ -124,8 +122,8 @@ func printCensusSummary(w io.Writer, sum *census.Summary) error {
 		fmt.Fprintf(tw, "\nGroup\tHosts\tLast update succeeded\tfailed\tnone yet\n")
 		for _, name := range names {
 			g := sum.Groups[name]
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", name, g.Hosts, g.ByLastUpdateResult[census.ResultSuccess],
-				g.ByLastUpdateResult[census.ResultFailure], g.ByLastUpdateResult[census.ResultNone])
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", name, g.Hosts, g.ByLastUpdateResult[api.ResultSuccess],
+				g.ByLastUpdateResult[api.ResultFailure], g.ByLastUpdateResult[api.ResultNone])
 		}
 		fmt.Fprintf(tw, "\nGroup\tVersion\tHosts\n")
 		for _, name := range names {
@@ -142,7 +140,7 @@ func printCensusSummary(w io.Writer, sum *census.Summary) error {
 				fmt.Fprintf(tw, "… and %d more (see --json)\n", sum.StaleHosts-staleListedInTable)
 				break
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.HostID, h.Group, cmp.Or(h.Version, census.SummaryUnknown), h.LastSeen.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.HostID, h.Group, cmp.Or(h.Version, api.SummaryUnknown), h.LastSeen.Format(time.RFC3339))
 		}
 	}
 	if err := tw.Flush(); err != nil {

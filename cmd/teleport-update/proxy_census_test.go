@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/census/store"
 	"github.com/gravitational/teleport-update/internal/tmpfs"
 	"github.com/gravitational/teleport-update/proxyapi"
@@ -44,7 +44,7 @@ func censusDBAt(t *testing.T, path string) {
 	defer st.Close()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for i, seen := range []time.Time{now, now, now.Add(-48 * time.Hour)} {
-		r := census.Report{
+		r := api.Report{
 			HostID:           fmt.Sprintf("%064x", i+1),
 			Version:          []string{"16.4.6", "16.4.6", "16.4.5"}[i],
 			Services:         []string{"node", "kube"}[:1+i%2],
@@ -52,11 +52,10 @@ func censusDBAt(t *testing.T, path string) {
 			OSVersion:        "Ubuntu 22.04",
 			HostArchitecture: "amd64",
 			InstallMethods:   []string{"systemctl", "teleport-update"},
-			UpdaterStatus:    census.StatusEnabled,
+			UpdaterStatus:    api.StatusEnabled,
 			ReportedAt:       seen,
 		}
-		b, _ := json.Marshal(r)
-		if err := st.Ingest(ctx, "staging", b, seen); err != nil {
+		if err := st.Ingest(ctx, "staging", r, seen); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -87,7 +86,7 @@ func TestProxyCensusSummary(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("--json: exit %d, stderr %s", code, stderr)
 	}
-	var sum census.Summary
+	var sum api.Summary
 	if err := json.Unmarshal([]byte(out), &sum); err != nil {
 		t.Fatalf("--json output is not a summary: %v\n%s", err, out)
 	}
@@ -189,9 +188,9 @@ func TestProxyCensusReadOnly(t *testing.T) {
 // postReport posts a valid census report with token and returns the code.
 func postReport(t *testing.T, client *http.Client, url, token string) int {
 	t.Helper()
-	report, _ := json.Marshal(census.Report{HostID: strings.Repeat("b", 64), Version: "16.4.6", OS: "linux",
-		HostArchitecture: "amd64", UpdaterStatus: census.StatusEnabled, ReportedAt: time.Now()})
-	req, err := http.NewRequest(http.MethodPost, url+proxyapi.CensusPath, bytes.NewReader(report))
+	report, _ := json.Marshal(api.Report{HostID: strings.Repeat("b", 64), Version: "16.4.6", OS: "linux",
+		HostArchitecture: "amd64", UpdaterStatus: api.StatusEnabled, ReportedAt: time.Now()})
+	req, err := http.NewRequest(http.MethodPost, url+api.CensusPath, bytes.NewReader(report))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +336,7 @@ func TestProxyServeForgetsSilentHosts(t *testing.T) {
 				t.Fatalf("proxy serve exit %d; stderr:\n%s", code, stderr.String())
 			}
 			code, out, errb := runCensusCLI(t, "proxy", "census", "--db", db, "--json")
-			var sum census.Summary
+			var sum api.Summary
 			if code != exitOK || json.Unmarshal([]byte(out), &sum) != nil {
 				t.Fatalf("proxy census: exit %d, %s %s", code, out, errb)
 			}

@@ -6,8 +6,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -15,7 +17,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/proxyapi"
 )
@@ -61,7 +62,19 @@ func writeTestCert(t *testing.T, dir string) (certPath, keyPath string, pool *x5
 	return certPath, keyPath, ca.Pool()
 }
 
-var proxyListenRE = regexp.MustCompile(`msg="Proxy listening." addr=(\S+)`)
+// readAddrFile returns the address proxy serve wrote to its --addr-file,
+// or "" while there is none.
+func readAddrFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
 
 // startProxy runs `proxy serve` with extra args until the test ends and
 // returns its base URL, a client trusting its certificate, its stderr, and
@@ -78,8 +91,9 @@ func startProxy(t *testing.T, extra ...string) (string, *http.Client, *lockedBuf
 	if err := os.WriteFile(policyPath, policy, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	addrFile := filepath.Join(dir, "addr")
 	args := append([]string{"proxy", "serve", "--resource", policyPath, "--listen", "127.0.0.1:0",
-		"--tls-cert", certPath, "--tls-key", keyPath}, extra...)
+		"--addr-file", addrFile, "--tls-cert", certPath, "--tls-key", keyPath}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr lockedBuffer
 	done := make(chan int, 1)
@@ -97,10 +111,10 @@ func startProxy(t *testing.T, extra ...string) (string, *http.Client, *lockedBuf
 	t.Cleanup(func() { stop() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if m := proxyListenRE.FindStringSubmatch(stderr.String()); m != nil {
+		if addr := readAddrFile(t, addrFile); addr != "" {
 			client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 			t.Cleanup(client.CloseIdleConnections)
-			return "https://" + m[1], client, &stderr, stop
+			return "https://" + addr, client, &stderr, stop
 		}
 		select {
 		case code := <-done:
@@ -109,7 +123,7 @@ func startProxy(t *testing.T, extra ...string) (string, *http.Client, *lockedBuf
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("proxy serve did not log its address; stderr:\n%s", stderr.String())
+			t.Fatalf("proxy serve did not write its --addr-file; stderr:\n%s", stderr.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -118,11 +132,11 @@ func startProxy(t *testing.T, extra ...string) (string, *http.Client, *lockedBuf
 func TestProxyServe(t *testing.T) {
 	t.Parallel()
 	url, client, stderr, stop := startProxy(t)
-	resp, err := client.Get(url + proxyapi.FindPath + "?group=staging")
+	resp, err := client.Get(url + api.FindPath + "?group=staging")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fr proxyapi.FindResponse
+	var fr api.FindResponse
 	err = json.NewDecoder(resp.Body).Decode(&fr)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || err != nil || fr.AutoUpdate.AgentVersion != "16.4.6" || fr.AutoUpdate.AgentUpdateGroup != "staging" {
@@ -187,7 +201,7 @@ func TestProxyServeCensus(t *testing.T) {
 		t.Fatal(err)
 	}
 	url, client, stderr, stop := startProxy(t, "--tokens", tokens, "--census-db", filepath.Join(dir, "census.db"))
-	req, err := http.NewRequest(http.MethodPost, url+proxyapi.CensusPath, strings.NewReader(`{"no_such_field":1}`))
+	req, err := http.NewRequest(http.MethodPost, url+api.CensusPath, strings.NewReader(`{"no_such_field":1}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,9 +218,9 @@ func TestProxyServeCensus(t *testing.T) {
 		t.Errorf("census with an invalid report = %d %s; want 400 from the store", resp.StatusCode, body)
 	}
 	// A valid one is stored, and the store's counters are in /metrics.
-	report, _ := json.Marshal(census.Report{HostID: strings.Repeat("a", 64), Version: "16.4.6", OS: "linux",
-		HostArchitecture: "amd64", UpdaterStatus: census.StatusEnabled, ReportedAt: time.Now()})
-	req, _ = http.NewRequest(http.MethodPost, url+proxyapi.CensusPath, bytes.NewReader(report))
+	report, _ := json.Marshal(api.Report{HostID: strings.Repeat("a", 64), Version: "16.4.6", OS: "linux",
+		HostArchitecture: "amd64", UpdaterStatus: api.StatusEnabled, ReportedAt: time.Now()})
+	req, _ = http.NewRequest(http.MethodPost, url+api.CensusPath, bytes.NewReader(report))
 	req.Header.Set("Authorization", "Bearer "+token)
 	if resp, err = client.Do(req); err != nil {
 		t.Fatal(err)
@@ -278,7 +292,7 @@ func TestProxyServeGracefulShutdown(t *testing.T) {
 		Got100Continue: func() { close(continued) },
 	})
 	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+proxyapi.CensusPath, pr)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+api.CensusPath, pr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +450,7 @@ func TestProxyServeConnectionCapPerIP(t *testing.T) {
 	other := &http.Client{Transport: &http.Transport{TLSClientConfig: conf,
 		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
 	t.Cleanup(other.CloseIdleConnections)
-	if code, body := get(t, other, url+proxyapi.FindPath+"?group=staging"); code != http.StatusOK {
+	if code, body := get(t, other, url+api.FindPath+"?group=staging"); code != http.StatusOK {
 		t.Errorf("find from 127.0.0.2 = %d %s; want 200", code, body)
 	}
 }
@@ -457,7 +471,7 @@ func TestProxyServeCorruptCensusDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	url, client, stderr, stop := startProxy(t, "--census-db", db, "--tokens", tokens)
-	if code, body := get(t, client, url+proxyapi.FindPath+"?group=staging"); code != http.StatusOK {
+	if code, body := get(t, client, url+api.FindPath+"?group=staging"); code != http.StatusOK {
 		t.Errorf("find = %d %s; want 200", code, body)
 	}
 	if code, body := get(t, client, url+proxyapi.InstallScriptPath); code != http.StatusOK {
@@ -469,7 +483,7 @@ func TestProxyServeCorruptCensusDB(t *testing.T) {
 		len(rr.Reasons) != 1 || !strings.Contains(rr.Reasons[0], "census") {
 		t.Errorf("readyz = %d %s; want 503 naming the census", code, body)
 	}
-	req, _ := http.NewRequest(http.MethodPost, url+proxyapi.CensusPath, strings.NewReader("{}"))
+	req, _ := http.NewRequest(http.MethodPost, url+api.CensusPath, strings.NewReader("{}"))
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := client.Do(req)
 	if err != nil {
@@ -546,7 +560,7 @@ func TestProxyServeFIFOPolicy(t *testing.T) {
 	waitLogged(t, stderr, "TLS certificate reloaded on SIGHUP.", 1)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: newCA}}}
 	defer client.CloseIdleConnections()
-	if code, body := get(t, client, url+proxyapi.FindPath+"?group=staging"); code != http.StatusOK || !strings.Contains(body, `"agent_version":"16.4.6"`) {
+	if code, body := get(t, client, url+api.FindPath+"?group=staging"); code != http.StatusOK || !strings.Contains(body, `"agent_version":"16.4.6"`) {
 		t.Errorf("find with the new certificate = %d %s; want the last good policy", code, body)
 	}
 	if code := stop(); code != exitOK {
@@ -571,8 +585,9 @@ func TestProxyServeSIGHUPDuringStartup(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr lockedBuffer
+	addrFile := filepath.Join(dir, "addr")
 	cmd := exec.Command(bin, "proxy", "serve", "--resource", filepath.Join("..", "..", "resources", "autoupdate_version.yaml"),
-		"--listen", "127.0.0.1:0", "--tls-cert", certPath, "--tls-key", keyPath, "--install-key", keyPipe)
+		"--listen", "127.0.0.1:0", "--addr-file", addrFile, "--tls-cert", certPath, "--tls-key", keyPath, "--install-key", keyPipe)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -618,8 +633,7 @@ func TestProxyServeSIGHUPDuringStartup(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	var addr string
 	for addr == "" {
-		if m := proxyListenRE.FindStringSubmatch(stderr.String()); m != nil {
-			addr = m[1]
+		if addr = readAddrFile(t, addrFile); addr != "" {
 			break
 		}
 		select {
@@ -635,7 +649,7 @@ func TestProxyServeSIGHUPDuringStartup(t *testing.T) {
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	defer client.CloseIdleConnections()
-	if code, body := get(t, client, "https://"+addr+proxyapi.FindPath); code != http.StatusOK {
+	if code, body := get(t, client, "https://"+addr+api.FindPath); code != http.StatusOK {
 		t.Errorf("find = %d %s", code, body)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

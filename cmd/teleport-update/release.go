@@ -12,8 +12,6 @@ import (
 	"github.com/gravitational/teleport-update/updater/verify"
 )
 
-func init() { commands = append(commands, newReleaseCmd) }
-
 // maxReleasePublicKeyFile caps the public key file read by `release verify`.
 const maxReleasePublicKeyFile = verify.MaxKeyFileSize
 

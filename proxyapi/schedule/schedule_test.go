@@ -2,7 +2,6 @@ package schedule
 
 import (
 	"errors"
-	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -262,44 +261,5 @@ func TestAlwaysOpen(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestJitter(t *testing.T) {
-	t.Parallel()
-	if got := Jitter(0, nil); got != 0 {
-		t.Errorf("Jitter(0) = %s; want 0", got)
-	}
-	if got := Jitter(-time.Second, nil); got != 0 {
-		t.Errorf("Jitter(-1s) = %s; want 0", got)
-	}
-	if got := Jitter(time.Nanosecond, nil); got != 0 {
-		t.Errorf("Jitter(1ns) = %s; want 0", got)
-	}
-	const (
-		limit   = 60 * time.Second
-		draws   = 20000
-		buckets = 10
-	)
-	rnd := rand.New(rand.NewPCG(1, 2))
-	var counts [buckets]int
-	for range draws {
-		j := Jitter(limit, rnd)
-		if j < 0 || j >= limit {
-			t.Fatalf("Jitter(%s) = %s; want in [0, %s)", limit, j, limit)
-		}
-		counts[int(j*buckets/limit)]++
-	}
-	// Uniform: each bucket within 10% of its expected share. The seed is
-	// fixed, so this is deterministic.
-	for i, c := range counts {
-		if c < draws/buckets*9/10 || c > draws/buckets*11/10 {
-			t.Errorf("bucket %d has %d of %d draws; want about %d (uniform)", i, c, draws, draws/buckets)
-		}
-	}
-	for range 100 {
-		if j := Jitter(limit, nil); j < 0 || j >= limit {
-			t.Fatalf("Jitter(%s, nil) = %s; want in [0, %s)", limit, j, limit)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package census
+package api
 
 import (
 	"encoding/json"
@@ -168,105 +168,75 @@ func FuzzDecodeReport(f *testing.F) {
 	})
 }
 
-func TestParseOSRelease(t *testing.T) {
+// TestReportFieldsMatchStruct keeps the strict key list in step with the
+// struct, and the struct free of identifying fields.
+func TestReportFieldsMatchStruct(t *testing.T) {
 	t.Parallel()
-	in := `# comment
-NAME="Red Hat \"Enterprise\" Linux"
-VERSION_ID=9.4
-ID='rhel'
-PRETTY_NAME="unterminated
-BAD KEY=x
-ANSI_COLOR="0;31"  
-EMPTY=
-UNQUOTED=has space
-`
-	got := ParseOSRelease([]byte(in))
-	want := map[string]string{"NAME": `Red Hat "Enterprise" Linux`, "VERSION_ID": "9.4", "ID": "rhel", "ANSI_COLOR": "0;31", "EMPTY": ""}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("ParseOSRelease = %q, want %q", got, want)
+	var keys []string
+	rt := reflect.TypeFor[Report]()
+	for i := range rt.NumField() {
+		keys = append(keys, strings.Split(rt.Field(i).Tag.Get("json"), ",")[0])
 	}
-}
-
-func FuzzParseOSRelease(f *testing.F) {
-	f.Add([]byte("NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\n"))
-	f.Add([]byte("NAME='Fedora Linux'\nVERSION_ID=40\n"))
-	f.Add([]byte("NAME=\"a\\\"b\\\\\"\nX=\"unterminated\n"))
-	f.Add([]byte("=\n==\n#\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		defer fuzzwatch.Start()()
-		for k := range ParseOSRelease(data) {
-			if !isEnvKey(k) {
-				t.Fatalf("key %q is not a variable name", k)
+	if !slices.Equal(keys, reportFields) {
+		t.Errorf("Report JSON keys %v, reportFields %v", keys, reportFields)
+	}
+	for _, k := range keys {
+		for _, banned := range []string{"hostname", "ip", "addr", "user", "machine_id"} {
+			if strings.Contains(k, banned) {
+				t.Errorf("report field %q looks identifying", k)
 			}
 		}
-	})
+	}
 }
 
-func TestGlibcVersionFromLibc(t *testing.T) {
+// TestValuePredicates checks each exported predicate agrees with Validate
+// on the field it describes.
+func TestValuePredicates(t *testing.T) {
 	t.Parallel()
+	valid := func(edit func(*Report)) bool {
+		r := Report{UpdaterStatus: StatusEnabled, ReportedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		edit(&r)
+		return r.Validate() == nil
+	}
+	result := func(code string) func(*Report) {
+		return func(r *Report) {
+			r.LastUpdateResult = &UpdateResult{Time: r.ReportedAt, Target: "1.2.3", ErrorCode: code}
+		}
+	}
 	tests := []struct {
-		in, want string
+		name  string
+		pred  func(string) bool
+		field func(string) func(*Report)
+		in    string
+		want  bool
 	}{
-		{"\x00GNU C Library (Debian GLIBC 2.36-9+deb12u4) stable release version 2.36.\n", "2.36"},
-		{"GNU C Library (GNU libc) stable release version 2.34.", "2.34"},
-		{"GNU C Library (GNU libc) development release version 2.40.9000.", "2.40.9000"},
-		{"GNU C Library: nothing here\nversion 2.1", ""},
-		{"GNU C Library first\x00 then GNU C Library (x) stable release version 2.17.", "2.17"},
-		{"musl libc (x86_64) Version 1.2.5", ""},
-		{"", ""},
+		{"word", ValidWord, func(s string) func(*Report) { return func(r *Report) { r.Services = []string{s} } }, "windows_desktop", true},
+		{"word uppercase", ValidWord, func(s string) func(*Report) { return func(r *Report) { r.Services = []string{s} } }, "Node", false},
+		{"word space", ValidWord, func(s string) func(*Report) { return func(r *Report) { r.OS = s } }, "a b", false},
+		{"word too long", ValidWord, func(s string) func(*Report) { return func(r *Report) { r.OS = s } }, strings.Repeat("a", 33), false},
+		{"word empty", ValidWord, func(s string) func(*Report) { return func(r *Report) { r.Services = []string{s} } }, "", false},
+		{"install method", ValidInstallMethod, func(s string) func(*Report) { return func(r *Report) { r.InstallMethods = []string{s} } }, InstallMethodNodeScript, true},
+		{"install method unknown", ValidInstallMethod, func(s string) func(*Report) { return func(r *Report) { r.InstallMethods = []string{s} } }, "curl", false},
+		{"orchestrator", ValidOrchestrator, func(s string) func(*Report) { return func(r *Report) { r.ContainerOrchestrator = s } }, "kubernetes-v1.29.4-eks-036c24b", true},
+		{"orchestrator other", ValidOrchestrator, func(s string) func(*Report) { return func(r *Report) { r.ContainerOrchestrator = s } }, "nomad-1.7", false},
+		{"orchestrator too long", ValidOrchestrator, func(s string) func(*Report) { return func(r *Report) { r.ContainerOrchestrator = s } }, "kubernetes-" + strings.Repeat("1", 129), false},
+		{"error code", ValidErrorCode, result, "health_check", true},
+		{"error code dotted", ValidErrorCode, result, "verify.checksum-file", true},
+		{"error code spaces", ValidErrorCode, result, "Health Check!", false},
+		{"version", ValidVersion, func(s string) func(*Report) { return func(r *Report) { r.Version = s } }, "16.4.6-rc.1", true},
+		{"version empty", ValidVersion, func(s string) func(*Report) { return func(r *Report) { r.Version = s } }, "", true},
+		{"version with v", ValidVersion, func(s string) func(*Report) { return func(r *Report) { r.Version = s } }, "v16.4.6", false},
+		{"version too long", ValidVersion, func(s string) func(*Report) { return func(r *Report) { r.Version = s } }, "1.2.3-" + strings.Repeat("a", 60), false},
 	}
 	for _, tt := range tests {
-		if got := GlibcVersionFromLibc([]byte(tt.in)); got != tt.want {
-			t.Errorf("GlibcVersionFromLibc(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
-func FuzzGlibcVersionFromLibc(f *testing.F) {
-	f.Add([]byte("GNU C Library (GNU libc) stable release version 2.34."))
-	f.Add([]byte("GNU C Library GNU C Library version 1.2"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		defer fuzzwatch.Start()()
-		if v := GlibcVersionFromLibc(data); v != "" && !glibcPattern.MatchString(v) {
-			t.Fatalf("version %q would be refused by the proxy", v)
-		}
-	})
-}
-
-func TestServicesFromConfig(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name, config string
-		want         []string
-	}{
-		{"node script", "version: v3\nauth_service:\n  enabled: \"no\"\nproxy_service:\n  enabled: \"no\"\nssh_service:\n  enabled: \"yes\"\n", []string{"node"}},
-		{"defaults", "version: v3\nteleport:\n  nodename: x\n", []string{"auth", "node", "proxy"}},
-		{"kube agent", "auth_service: {enabled: false}\nproxy_service: {enabled: false}\nssh_service: {enabled: false}\nkubernetes_service: {enabled: true}\n", []string{"kube"}},
-		{"db and desktop", "auth_service: {enabled: off}\nproxy_service: {enabled: off}\nssh_service: {enabled: off}\ndb_service: {enabled: yes}\nwindows_desktop_service: {enabled: on}\ndiscovery_service: {enabled: no}\n", []string{"db", "windows_desktop"}},
-		{"not a mapping", "- a\n- b\n", nil},
-		{"not yaml", "{{{", nil},
-		{"odd shapes", "ssh_service: [1, 2]\napp_service:\n  enabled: yes\n", []string{"app", "auth", "node", "proxy"}},
-	}
-	for _, tt := range tests {
-		if got := ServicesFromConfig([]byte(tt.config)); !slices.Equal(got, tt.want) {
-			t.Errorf("%s: ServicesFromConfig = %q, want %q", tt.name, got, tt.want)
-		}
-	}
-}
-
-func FuzzServicesFromConfig(f *testing.F) {
-	for _, seed := range fuzzwatch.HardYAML() {
-		f.Add(seed)
-	}
-	f.Add([]byte("ssh_service:\n  enabled: yes\n"))
-	f.Add([]byte("a: &a [*a, *a]\n"))
-	f.Add([]byte("app_service: {enabled: [x]}\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		defer fuzzwatch.Start()()
-		for _, s := range ServicesFromConfig(data) {
-			if !wordPattern.MatchString(s) {
-				t.Fatalf("service %q would be refused", s)
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tt.pred(tt.in); got != tt.want {
+				t.Errorf("predicate(%q) = %v, want %v", tt.in, got, tt.want)
 			}
-		}
-	})
+			if got := valid(tt.field(tt.in)); got != tt.want {
+				t.Errorf("Validate with %q: valid = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
 }

@@ -1,6 +1,6 @@
-// Package schedule is the pure time math of maintenance windows: cron start
-// times (UTC) plus a duration, the window open at an instant, the next one,
-// and the jitter an agent sleeps before updating.
+// Package schedule is the pure time math of the proxy's maintenance
+// windows: cron start times (UTC) plus a duration, the window open at an
+// instant, and the next one.
 //
 // Nothing here reads the clock: every function takes now as an argument.
 package schedule

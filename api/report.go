@@ -1,11 +1,4 @@
-// Package census collects what an agent reports about itself to its proxy
-// (DESIGN §7, Teleport RFD 108 "Agent Census" plus updater state), decodes
-// such reports strictly on the proxy side, and sends them.
-//
-// Nothing in a report identifies a person or a host: host_id is a keyed hash
-// of the machine id with a per-install random salt, and there is no hostname,
-// IP address or user name anywhere.
-package census
+package api
 
 import (
 	"encoding/json"
@@ -75,8 +68,12 @@ const OrchestratorKubernetesPrefix = "kubernetes-"
 // outside its allowed values.
 var ErrInvalidReport = errors.New("invalid census report")
 
-// Report is what an agent POSTs to /v1/webapi/census. Field names follow
-// RFD 108 (AgentMetadataEvent) plus the updater's own state.
+// Report is what an agent POSTs to CensusPath. Field names follow RFD 108
+// (AgentMetadataEvent) plus the updater's own state.
+//
+// Nothing in a report identifies a person or a host: host_id is a keyed hash
+// of the machine id with a per-install random salt, and there is no hostname,
+// IP address or user name anywhere.
 type Report struct {
 	// HostID is hex(HMAC-SHA256(salt, machine-id)) with a per-install random
 	// salt: stable for one installation, never the raw machine id (see
@@ -340,6 +337,28 @@ func (r *Report) Validate() error {
 	}
 	return nil
 }
+
+// The predicates below are the rules Validate applies to single values, for
+// an agent that builds a report to drop what the proxy would refuse.
+
+// ValidWord reports whether s is a lowercase word as Report.OS and each of
+// Report.Services must be: a-z, 0-9 and _, at most 32 bytes.
+func ValidWord(s string) bool { return wordPattern.MatchString(s) }
+
+// ValidInstallMethod reports whether m is one of the InstallMethod* values.
+func ValidInstallMethod(m string) bool { return slices.Contains(installMethods, m) }
+
+// ValidOrchestrator reports whether s is a Report.ContainerOrchestrator:
+// OrchestratorKubernetesPrefix and a version of at most 128 bytes.
+func ValidOrchestrator(s string) bool { return k8sPattern.MatchString(s) }
+
+// ValidErrorCode reports whether s is an UpdateResult.ErrorCode: a short
+// lowercase word.
+func ValidErrorCode(s string) bool { return codePattern.MatchString(s) }
+
+// ValidVersion reports whether v is a Report.Version: semver without a
+// leading "v", at most 64 bytes, or empty.
+func ValidVersion(v string) bool { return checkVersion(v, true) == nil }
 
 // checkVersion accepts semver without a leading "v" (and empty when
 // emptyOK).

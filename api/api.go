@@ -1,0 +1,66 @@
+// Package api is what an agent and its proxy exchange: the find answer
+// (which version a group runs and when), the census report an agent sends
+// with its strict decoder, and the census summary the proxy computes from
+// them, plus the paths they travel on.
+//
+// Both sides import it; it imports neither, so an agent binary never links
+// the proxy's server code and the proxy never links the agent's probes.
+package api
+
+import "time"
+
+// Paths of the proxy's update API.
+const (
+	// FindPath answers which version a group should run and whether its
+	// maintenance window is open (GET, query parameters FindQueryGroup and
+	// FindQueryHost; answer FindResponse).
+	FindPath = "/v1/webapi/find"
+	// CensusPath takes an agent's census report (POST a Report as JSON,
+	// with the enrollment token as a Bearer token).
+	CensusPath = "/v1/webapi/census"
+	// CensusSummaryPath answers the fleet's Summary (GET, admin Bearer
+	// token, optional query parameter stale_after, a Go duration).
+	CensusSummaryPath = "/v1/webapi/census/summary"
+)
+
+// Query parameters of FindPath.
+const (
+	// FindQueryGroup is the update group the agent is in; empty or unknown
+	// means the proxy's default (last) group.
+	FindQueryGroup = "group"
+	// FindQueryHost identifies the agent (reserved for canary selection).
+	FindQueryHost = "host"
+)
+
+// FindResponse is the JSON answer of FindPath, compatible with Teleport's
+// webapi find response (clients ignore unknown fields).
+type FindResponse struct {
+	AutoUpdate AutoUpdateSettings `json:"auto_update"`
+}
+
+// AutoUpdateSettings tells an agent what to run and when.
+type AutoUpdateSettings struct {
+	// AgentVersion is the target version, semver without a leading "v".
+	AgentVersion string `json:"agent_version"`
+	// AgentAutoUpdate is true when the agent should update now: its group's
+	// window is open at the proxy's clock, or the schedule is immediate, and
+	// the mode is enabled.
+	AgentAutoUpdate bool `json:"agent_auto_update"`
+	// AgentUpdateJitterSeconds is the upper bound of the random delay
+	// ([0, jitter)) the agent waits before updating.
+	AgentUpdateJitterSeconds int `json:"agent_update_jitter_seconds"`
+	// AgentUpdateWindow is the group's current window, or the next one when
+	// none is open. Absent with schedule immediate.
+	AgentUpdateWindow *UpdateWindow `json:"agent_update_window,omitempty"`
+	// AgentUpdateMode is the policy mode: enabled, disabled or suspended.
+	AgentUpdateMode string `json:"agent_update_mode,omitempty"`
+	// AgentUpdateGroup is the group the answer was computed for (the
+	// requested group, or the last group when that was unknown or empty).
+	AgentUpdateGroup string `json:"agent_update_group,omitempty"`
+}
+
+// UpdateWindow is a maintenance window: Start is inside it, End is not.
+type UpdateWindow struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
