@@ -1,5 +1,5 @@
 // Package census collects what an agent reports about itself to its proxy
-// (DESIGN §7, Teleport RFD 108 "Agent Census" plus updater state), decodes
+// (Teleport RFD 108 "Agent Census" plus the updater's own state), decodes
 // such reports strictly on the proxy side, and sends them.
 //
 // Nothing in a report identifies a person or a host: host_id is a keyed hash
@@ -18,7 +18,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/Masterminds/semver/v3"
+	"github.com/gravitational/teleport-update/internal/version"
 )
 
 // Size limits of a report.
@@ -341,8 +341,7 @@ func (r *Report) Validate() error {
 	return nil
 }
 
-// checkVersion accepts semver without a leading "v" (and empty when
-// emptyOK).
+// checkVersion accepts what version.Parse accepts (and empty when emptyOK).
 func checkVersion(v string, emptyOK bool) error {
 	if v == "" {
 		if emptyOK {
@@ -350,13 +349,8 @@ func checkVersion(v string, emptyOK bool) error {
 		}
 		return errors.New("missing")
 	}
-	if len(v) > 64 {
-		return errors.New("longer than 64 bytes")
-	}
-	if _, err := semver.StrictNewVersion(v); err != nil {
-		return fmt.Errorf("want semver like 16.4.6: %v", err)
-	}
-	return nil
+	_, err := version.Parse(v)
+	return err
 }
 
 // checkList checks a list of distinct words, each in allowed when allowed is

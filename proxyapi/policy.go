@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gravitational/teleport-update/internal/capread"
+	"github.com/gravitational/teleport-update/internal/version"
 	"github.com/gravitational/teleport-update/updater/schedule"
 )
 
@@ -238,7 +239,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	if a.TargetVersion == "" {
 		return nil, fail("is required", nil, "spec", "agents", "target_version")
 	}
-	v, err := semver.StrictNewVersion(a.TargetVersion)
+	v, err := version.Parse(a.TargetVersion)
 	if err != nil {
 		return nil, fail(fmt.Sprintf("%q is not a semantic version such as 16.4.6 (no leading v)", a.TargetVersion), err, "spec", "agents", "target_version")
 	}

@@ -462,7 +462,7 @@ func checkDowngrade(cfg *Config, target *semver.Version) error {
 	if cfg.Status.Active == "" {
 		return nil
 	}
-	active, err := semver.StrictNewVersion(cfg.Status.Active)
+	active, err := download.ParseVersion(cfg.Status.Active)
 	if err != nil || !target.LessThan(active) {
 		return nil
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/gravitational/teleport-update/internal/version"
 )
 
 // DefaultBaseURL is the built-in CDN base. A host may override it with
@@ -15,9 +17,8 @@ const DefaultBaseURL = "https://cdn.teleport.dev"
 
 // Limits on names built into URLs.
 const (
-	// MaxVersionLength bounds a version string; Teleport's longest real
-	// versions ("17.0.0-dev.abcdef.123") are far below it.
-	MaxVersionLength = 128
+	// MaxVersionLength bounds a version string (see ParseVersion).
+	MaxVersionLength = version.MaxLength
 	// MaxBaseURLLength bounds a configured base URL.
 	MaxBaseURLLength = 2048
 	// maxQuoted bounds how much of a bad input an error message repeats.
@@ -31,8 +32,9 @@ const (
 )
 
 var (
-	// ErrInvalidVersion means a version string is not strict semver.
-	ErrInvalidVersion = errors.New("invalid version")
+	// ErrInvalidVersion means a version string is not strict semver. It is
+	// version.ErrInvalid, which every version check in the system wraps.
+	ErrInvalidVersion = version.ErrInvalid
 	// ErrInvalidArtifact means an Artifact has an unknown product, a missing
 	// version, or an OS/arch outside [a-z0-9]+.
 	ErrInvalidArtifact = errors.New("invalid artifact")
@@ -54,26 +56,9 @@ func quote(s string) string {
 // ParseVersion parses s as a strict semantic version ("16.4.6",
 // "17.0.0-beta.1"): no leading "v", no missing parts, no characters other
 // than semver's [0-9A-Za-z.+-], so a parsed version can never carry path or
-// URL syntax. The error wraps ErrInvalidVersion and quotes s.
-func ParseVersion(s string) (*semver.Version, error) {
-	if len(s) > MaxVersionLength {
-		return nil, fmt.Errorf("%w %s: longer than %d bytes", ErrInvalidVersion, quote(s), MaxVersionLength)
-	}
-	v, err := semver.StrictNewVersion(s)
-	if err != nil {
-		return nil, fmt.Errorf("%w %s: %v", ErrInvalidVersion, quote(s), err)
-	}
-	// Belt and braces: the canonical form must be the input, and contain
-	// nothing but semver characters.
-	if v.String() != s || strings.ContainsFunc(s, func(r rune) bool { return !isSemverRune(r) }) {
-		return nil, fmt.Errorf("%w %s: not in canonical form", ErrInvalidVersion, quote(s))
-	}
-	return v, nil
-}
-
-func isSemverRune(r rune) bool {
-	return r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '.' || r == '-' || r == '+'
-}
+// URL syntax. The error wraps ErrInvalidVersion and quotes s. It is
+// version.Parse, named here because every artifact name starts from it.
+func ParseVersion(s string) (*semver.Version, error) { return version.Parse(s) }
 
 // Teleport editions, as the proxy's find answer names them. Community and
 // "oss" are the same build; an empty edition means community.

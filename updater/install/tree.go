@@ -20,11 +20,10 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/Masterminds/semver/v3"
-
 	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/internal/diskspace"
 	"github.com/gravitational/teleport-update/internal/safeperm"
+	"github.com/gravitational/teleport-update/internal/version"
 )
 
 // Sentinel errors for the decisions callers make. Errors returned by this
@@ -43,8 +42,9 @@ var (
 	// ErrNoSpace: not enough free space to extract; says needed and free.
 	// It is diskspace.ErrNoSpace, which a download reports too.
 	ErrNoSpace = diskspace.ErrNoSpace
-	// ErrInvalidVersion: a version string is not a safe directory name.
-	ErrInvalidVersion = errors.New("invalid version")
+	// ErrInvalidVersion: a version string is not a strict semantic version,
+	// so it cannot name a version directory. It is version.ErrInvalid.
+	ErrInvalidVersion = version.ErrInvalid
 	// ErrChecksumMismatch: the tarball's SHA-256 is not the expected one,
 	// or a version directory already holds a different tarball.
 	ErrChecksumMismatch = errors.New("checksum mismatch")
@@ -71,8 +71,6 @@ const (
 	// tmpMarker is part of every temporary name this package creates next
 	// to a final path, so CleanLeftovers can recognise them.
 	tmpMarker = ".teleport-update-tmp"
-	// maxVersionLen bounds a version string (semver allows arbitrary length).
-	maxVersionLen = 128
 )
 
 // Tree is the install tree under one root directory.
@@ -131,19 +129,12 @@ func (t *Tree) HasSystemd() bool {
 	return err == nil && fi.IsDir()
 }
 
-// ValidateVersion checks that v can name a version directory: a semantic
-// version without a leading "v", at most maxVersionLen bytes.
+// ValidateVersion checks that v can name a version directory: a strict
+// semantic version without a leading "v" (see version.Parse). Errors wrap
+// ErrInvalidVersion.
 func ValidateVersion(v string) error {
-	if v == "" || len(v) > maxVersionLen {
-		return fmt.Errorf("%w: %q: empty or longer than %d bytes", ErrInvalidVersion, v, maxVersionLen)
-	}
-	if strings.HasPrefix(v, "v") {
-		return fmt.Errorf("%w: %q: leading \"v\"", ErrInvalidVersion, v)
-	}
-	if _, err := semver.StrictNewVersion(v); err != nil {
-		return fmt.Errorf("%w: %q: %v", ErrInvalidVersion, v, err)
-	}
-	return nil
+	_, err := version.Parse(v)
+	return err
 }
 
 // NewStaging creates a fresh private directory (mode 0700) under
@@ -259,8 +250,8 @@ func (t *Tree) versionDirs() ([]string, error) {
 
 func sortVersions(vs []string) {
 	slices.SortFunc(vs, func(a, b string) int {
-		va, errA := semver.StrictNewVersion(a)
-		vb, errB := semver.StrictNewVersion(b)
+		va, errA := version.Parse(a)
+		vb, errB := version.Parse(b)
 		if errA != nil || errB != nil {
 			return strings.Compare(a, b)
 		}
