@@ -174,8 +174,13 @@ func TestCensusURL(t *testing.T) {
 	}{
 		{"proxy.example.com", "https://proxy.example.com/v1/webapi/census"},
 		{"proxy.example.com:3080", "https://proxy.example.com:3080/v1/webapi/census"},
-		{"https://proxy.example.com:443/", "https://proxy.example.com:443/v1/webapi/census"},
 		{"[::1]:3080", "https://[::1]:3080/v1/webapi/census"},
+		// The agent's --proxy rule: no scheme, no path, a valid port.
+		{"https://proxy.example.com:443/", ""},
+		{"https://proxy.example.com", ""},
+		{"proxy.example.com/", ""},
+		{"proxy.example.com:99999", ""},
+		{"::1", ""},
 		{"user@proxy.example.com", ""},
 		{"ftp://proxy.example.com", ""},
 		{"proxy.example.com?x=1", ""},

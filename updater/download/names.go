@@ -8,6 +8,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/gravitational/teleport-update/internal/endpoint"
 	"github.com/gravitational/teleport-update/internal/version"
 )
 
@@ -20,9 +21,7 @@ const (
 	// MaxVersionLength bounds a version string (see ParseVersion).
 	MaxVersionLength = version.MaxLength
 	// MaxBaseURLLength bounds a configured base URL.
-	MaxBaseURLLength = 2048
-	// maxQuoted bounds how much of a bad input an error message repeats.
-	maxQuoted = 64
+	MaxBaseURLLength = endpoint.MaxBaseURLLength
 )
 
 // Products whose artifacts the updater fetches.
@@ -39,19 +38,16 @@ var (
 	// version, or an OS/arch outside [a-z0-9]+.
 	ErrInvalidArtifact = errors.New("invalid artifact")
 	// ErrInvalidBaseURL means a base URL is malformed or carries parts the
-	// updater refuses (user info, query, fragment).
-	ErrInvalidBaseURL = errors.New("invalid base URL")
-	// ErrInsecureURL means a URL is not https://.
-	ErrInsecureURL = errors.New("URL is not https")
+	// updater refuses (user info, query, fragment, dot segments). It is
+	// endpoint.ErrInvalidBaseURL.
+	ErrInvalidBaseURL = endpoint.ErrInvalidBaseURL
+	// ErrInsecureURL means a URL is not https://. It is
+	// endpoint.ErrInsecureURL.
+	ErrInsecureURL = endpoint.ErrInsecureURL
 )
 
 // quote returns s quoted for an error message, truncated to a readable length.
-func quote(s string) string {
-	if len(s) > maxQuoted {
-		return fmt.Sprintf("%q…(%d bytes)", s[:maxQuoted], len(s))
-	}
-	return fmt.Sprintf("%q", s)
-}
+func quote(s string) string { return endpoint.Quote(s) }
 
 // ParseVersion parses s as a strict semantic version ("16.4.6",
 // "17.0.0-beta.1"): no leading "v", no missing parts, no characters other
@@ -176,7 +172,7 @@ func (a Artifact) URL(base, file string) (string, error) {
 	default:
 		return "", fmt.Errorf("%w: %s is not a file of %s", ErrInvalidArtifact, quote(file), a.TarballName())
 	}
-	u, err := parseBaseURL(base)
+	u, err := endpoint.ParseBaseURL(base)
 	if err != nil {
 		return "", err
 	}
@@ -189,43 +185,9 @@ func (a Artifact) URL(base, file string) (string, error) {
 	return r.String(), nil
 }
 
-// ValidateBaseURL checks a CDN or mirror base URL: it must parse, use
-// https, name a host, and carry no user info, query or fragment. An http://
-// URL yields an error wrapping ErrInsecureURL; anything else wrong wraps
+// ValidateBaseURL checks a CDN or mirror base URL with
+// endpoint.ValidateBaseURL: it must parse, use https, name a host, and carry
+// no user info, query, fragment or dot segment. An http:// URL yields an
+// error wrapping ErrInsecureURL; anything else wrong wraps
 // ErrInvalidBaseURL.
-func ValidateBaseURL(s string) error {
-	_, err := parseBaseURL(s)
-	return err
-}
-
-func parseBaseURL(s string) (*url.URL, error) {
-	if len(s) > MaxBaseURLLength {
-		return nil, fmt.Errorf("%w %s: longer than %d bytes", ErrInvalidBaseURL, quote(s), MaxBaseURLLength)
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("%w %s: %v", ErrInvalidBaseURL, quote(s), err)
-	}
-	switch {
-	case u.Scheme == "http":
-		return nil, fmt.Errorf("base URL %s: %w", quote(s), ErrInsecureURL)
-	case u.Scheme != "https":
-		return nil, fmt.Errorf("%w %s: scheme must be https", ErrInvalidBaseURL, quote(s))
-	case u.Opaque != "":
-		return nil, fmt.Errorf("%w %s: not a hierarchical URL", ErrInvalidBaseURL, quote(s))
-	case u.Host == "" || u.Hostname() == "":
-		return nil, fmt.Errorf("%w %s: no host", ErrInvalidBaseURL, quote(s))
-	case u.User != nil:
-		return nil, fmt.Errorf("%w %s: user info is not allowed", ErrInvalidBaseURL, quote(s))
-	case u.RawQuery != "" || u.ForceQuery:
-		return nil, fmt.Errorf("%w %s: a query is not allowed", ErrInvalidBaseURL, quote(s))
-	case u.Fragment != "" || strings.Contains(s, "#"):
-		return nil, fmt.Errorf("%w %s: a fragment is not allowed", ErrInvalidBaseURL, quote(s))
-	}
-	for _, seg := range strings.Split(u.Path, "/") {
-		if seg == "." || seg == ".." {
-			return nil, fmt.Errorf("%w %s: dot segments are not allowed", ErrInvalidBaseURL, quote(s))
-		}
-	}
-	return u, nil
-}
+func ValidateBaseURL(s string) error { return endpoint.ValidateBaseURL(s) }
