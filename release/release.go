@@ -381,11 +381,11 @@ func verifySigFile(path string, pub *ecdsa.PublicKey, checksum []byte) error {
 	return nil
 }
 
-// readCapped reads path, failing with verify.ErrTooLarge past max bytes.
+// readCapped reads path, failing with verify.ErrInputTooLarge past max bytes.
 func readCapped(path string, max int64) ([]byte, error) {
 	data, err := capread.File(path, max)
 	if errors.Is(err, capread.ErrTooLarge) {
-		return nil, fmt.Errorf("%w: %w", verify.ErrTooLarge, err)
+		return nil, fmt.Errorf("%w: %w", verify.ErrInputTooLarge, err)
 	}
 	return data, err
 }

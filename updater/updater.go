@@ -290,7 +290,7 @@ func (u *Updater) repairActive(ctx context.Context, cfg *Config) error {
 	if err == nil {
 		return nil
 	}
-	if !errors.Is(err, install.ErrNotInstalled) && !errors.Is(err, install.ErrDamaged) {
+	if !errors.Is(err, install.ErrVersionNotInstalled) && !errors.Is(err, install.ErrDamaged) {
 		return fmt.Errorf("checking the active version %s: %w", active, err)
 	}
 	u.Log.Warn("The active version is missing or damaged; fetching it again.", "version", active, "reason", err)
@@ -329,7 +329,7 @@ func (u *Updater) fetch(ctx context.Context, cfg *Config, target *semver.Version
 		return nil
 	case errors.Is(err, install.ErrDamaged):
 		u.Log.Warn("The version's directory is damaged; fetching the version again.", "version", ver, "reason", err)
-	case !errors.Is(err, install.ErrNotInstalled):
+	case !errors.Is(err, install.ErrVersionNotInstalled):
 		return fmt.Errorf("checking installed versions: %w", err)
 	}
 	ks, err := u.keys()

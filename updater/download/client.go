@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/internal/diskspace"
 )
 
@@ -37,8 +38,9 @@ const (
 )
 
 var (
-	// ErrTooLarge means the server announced or sent more than the cap.
-	ErrTooLarge = errors.New("response larger than the size cap")
+	// ErrTooLarge means the server announced or sent more than the cap. It
+	// is capread.ErrTooLarge: one name, one meaning, wherever input is capped.
+	ErrTooLarge = capread.ErrTooLarge
 	// ErrStalled means no byte arrived for Options.StallTimeout.
 	ErrStalled = errors.New("transfer stalled")
 	// ErrTooSlow means the transfer rate averaged over Options.RateWindow

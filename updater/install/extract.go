@@ -96,7 +96,7 @@ const (
 // Outcomes:
 //   - nil: versions/<v> is complete and holds this tarball. If it already
 //     was (same .verified), Extract does nothing.
-//   - ErrChecksumMismatch: the tarball's SHA-256 is not sha256hex, or
+//   - ErrWrongTarball: the tarball's SHA-256 is not sha256hex, or
 //     versions/<v> is already complete with a different checksum.
 //   - ErrUnsafeArchive: an entry was refused (absolute path, "..", a link
 //     leaving the version directory, a device/FIFO, a duplicate, a file or
@@ -124,7 +124,7 @@ func (t *Tree) Extract(ctx context.Context, tarball, version, sha256hex string, 
 		return nil
 	case ok:
 		return fmt.Errorf("extract version %s: %w: already installed from a tarball with SHA-256 %s, this one is expected to be %s",
-			version, ErrChecksumMismatch, sum, sha256hex)
+			version, ErrWrongTarball, sum, sha256hex)
 	}
 	if _, err := os.Lstat(t.VersionDir(version)); err == nil {
 		linked, err := t.LinkedVersions()
@@ -186,7 +186,7 @@ func (t *Tree) Extract(ctx context.Context, tarball, version, sha256hex string, 
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sha256hex {
 		return errors.Join(fmt.Errorf("extract version %s: %w: %s has SHA-256 %s, expected %s",
-			version, ErrChecksumMismatch, filepath.Base(tarball), got, sha256hex), xerr)
+			version, ErrWrongTarball, filepath.Base(tarball), got, sha256hex), xerr)
 	}
 	if xerr != nil {
 		return fmt.Errorf("extract version %s from %s: %w", version, filepath.Base(tarball), xerr)

@@ -261,7 +261,7 @@ type linkStep struct {
 //
 // revert restores the link directory exactly as it was (links, their
 // targets and overwritten files). If Link fails midway it reverts what it
-// did itself. Outcomes: ErrInvalidVersion, ErrNotInstalled, ErrNotOurs, a
+// did itself. Outcomes: ErrInvalidVersion, ErrVersionNotInstalled, ErrNotOurs, a
 // link that does not reach v's binary.
 func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 	if err := ValidateVersion(v); err != nil {
@@ -270,14 +270,14 @@ func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 	if _, ok, err := t.Installed(v); err != nil {
 		return nil, fmt.Errorf("link: %w", err)
 	} else if !ok {
-		return nil, fmt.Errorf("link version %s: %w", v, ErrNotInstalled)
+		return nil, fmt.Errorf("link version %s: %w", v, ErrVersionNotInstalled)
 	}
 	bins, err := t.Binaries(v)
 	if err != nil {
 		return nil, fmt.Errorf("link: %w", err)
 	}
 	if !slices.Contains(bins, "teleport") {
-		return nil, fmt.Errorf("link version %s: %w: no bin/teleport", v, ErrNotInstalled)
+		return nil, fmt.Errorf("link version %s: %w: no bin/teleport", v, ErrVersionNotInstalled)
 	}
 	bins = slices.DeleteFunc(bins, func(name string) bool { return slices.Contains(notLinked, name) })
 	l, err := t.linkLayout()

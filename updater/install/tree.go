@@ -45,13 +45,15 @@ var (
 	// ErrInvalidVersion: a version string is not a strict semantic version,
 	// so it cannot name a version directory. It is version.ErrInvalid.
 	ErrInvalidVersion = version.ErrInvalid
-	// ErrChecksumMismatch: the tarball's SHA-256 is not the expected one,
-	// or a version directory already holds a different tarball.
-	ErrChecksumMismatch = errors.New("checksum mismatch")
+	// ErrWrongTarball: the tarball is not the one the caller named: its
+	// SHA-256 is not the expected one, or versions/<v> was already installed
+	// from a tarball with another SHA-256. The download side's verdict on a
+	// signed checksum is download.ErrChecksumMismatch, a verification error.
+	ErrWrongTarball = errors.New("checksum mismatch")
 	// ErrInUse: the version is linked from /usr/local/bin and is kept.
 	ErrInUse = errors.New("version is linked")
-	// ErrNotInstalled: the version directory is missing or incomplete.
-	ErrNotInstalled = errors.New("version not installed")
+	// ErrVersionNotInstalled: the version directory is missing or incomplete.
+	ErrVersionNotInstalled = errors.New("version not installed")
 )
 
 // Paths relative to the root (DESIGN §4).
@@ -306,7 +308,7 @@ var ErrDamaged = errors.New("version directory is damaged")
 // Intact reports whether version v is completely installed (see Installed)
 // and still holds an executable regular file bin/teleport.
 //
-// Outcomes: nil; ErrNotInstalled when versions/<v> is missing or has no
+// Outcomes: nil; ErrVersionNotInstalled when versions/<v> is missing or has no
 // valid .verified marker; ErrDamaged, naming what is wrong, when it is
 // marked complete but bin/teleport is missing or not an executable
 // regular file; ErrInvalidVersion.
@@ -316,7 +318,7 @@ func (t *Tree) Intact(v string) error {
 	case err != nil:
 		return err
 	case !ok:
-		return fmt.Errorf("version %s: %w", v, ErrNotInstalled)
+		return fmt.Errorf("version %s: %w", v, ErrVersionNotInstalled)
 	}
 	bin := filepath.Join(t.VersionDir(v), filepath.FromSlash(requiredBinary))
 	fi, err := os.Lstat(bin)
@@ -339,7 +341,7 @@ func (t *Tree) Intact(v string) error {
 // absent version is left alone. It reports whether it removed anything.
 func (t *Tree) RemoveDamaged(v string) (removed bool, err error) {
 	err = t.Intact(v)
-	if err == nil || !errors.Is(err, ErrDamaged) && !errors.Is(err, ErrNotInstalled) {
+	if err == nil || !errors.Is(err, ErrDamaged) && !errors.Is(err, ErrVersionNotInstalled) {
 		return false, err
 	}
 	if _, err := os.Lstat(t.VersionDir(v)); errors.Is(err, fs.ErrNotExist) {
