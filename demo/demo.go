@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/census"
+	"github.com/gravitational/teleport-update/internal/atomicfile"
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/proxyapi"
@@ -322,11 +323,7 @@ func (d *demo) startServers(ctx context.Context) error {
 func (d *demo) writePolicy(version string) error {
 	policy := fixture.Policy{Version: version, Schedule: "immediate", Group: group,
 		Window: "0 2 * * *", Duration: time.Hour}.YAML()
-	tmp := d.policyPath + ".tmp"
-	if err := os.WriteFile(tmp, policy, 0o644); err != nil {
-		return fmt.Errorf("write the policy: %w", err)
-	}
-	if err := os.Rename(tmp, d.policyPath); err != nil {
+	if err := atomicfile.WriteFile(d.policyPath, policy, 0o644); err != nil {
 		return fmt.Errorf("write the policy: %w", err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gravitational/teleport-update/internal/endpoint"
 	"github.com/gravitational/teleport-update/internal/version"
+	"github.com/gravitational/teleport-update/updater/verify"
 )
 
 // DefaultBaseURL is the built-in CDN base. A host may override it with
@@ -151,14 +152,14 @@ func (a Artifact) TarballName() string {
 }
 
 // ChecksumName returns the name of the tarball's sha256sum-format file.
-func (a Artifact) ChecksumName() string { return a.TarballName() + ".sha256" }
+func (a Artifact) ChecksumName() string { return a.TarballName() + verify.ChecksumSuffix }
 
 // BundleName returns the name of the Sigstore bundle over the checksum file.
-func (a Artifact) BundleName() string { return a.ChecksumName() + ".sigstore.json" }
+func (a Artifact) BundleName() string { return a.TarballName() + verify.BundleSuffix }
 
 // SignatureName returns the name of the base64 DER signature over the
 // checksum file (for install.sh's openssl check).
-func (a Artifact) SignatureName() string { return a.ChecksumName() + ".sig" }
+func (a Artifact) SignatureName() string { return a.TarballName() + verify.SignatureSuffix }
 
 // URL returns the URL of file (one of a's names) under base. base keeps its
 // path prefix, so a mirror at https://mirror.example/teleport/ works. The

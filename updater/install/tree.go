@@ -20,6 +20,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/gravitational/teleport-update/internal/atomicfile"
 	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/internal/diskspace"
 	"github.com/gravitational/teleport-update/internal/safeperm"
@@ -72,7 +73,7 @@ const (
 	verifiedName = ".verified"
 	// tmpMarker is part of every temporary name this package creates next
 	// to a final path, so CleanLeftovers can recognise them.
-	tmpMarker = ".teleport-update-tmp"
+	tmpMarker = atomicfile.TempMarker
 )
 
 // Tree is the install tree under one root directory.

@@ -20,6 +20,18 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 )
 
+// Names of the signed files published next to an artifact FILE: a release
+// is FILE plus these three, on a CDN or in a directory.
+const (
+	// ChecksumSuffix names FILE.sha256, one sha256sum-format line.
+	ChecksumSuffix = ".sha256"
+	// BundleSuffix names the Sigstore bundle over the FILE.sha256 bytes.
+	BundleSuffix = ChecksumSuffix + ".sigstore.json"
+	// SignatureSuffix names the base64 DER signature over the same bytes
+	// (for install.sh's openssl check).
+	SignatureSuffix = ChecksumSuffix + ".sig"
+)
+
 // Size limits for the small signed files. Readers must read at most max+1
 // bytes and fail when the extra byte arrives.
 const (
