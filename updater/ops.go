@@ -19,7 +19,7 @@ import (
 
 // UpdaterBinPath is where install puts the teleport-update binary, relative
 // to the root; the units run it from there.
-const UpdaterBinPath = "usr/local/bin/teleport-update"
+const UpdaterBinPath = install.UpdaterRel
 
 // InstallRequest is what `teleport-update install` asks for.
 type InstallRequest struct {

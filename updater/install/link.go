@@ -20,7 +20,11 @@ const legacyLinkPrefix = "../../../" + versionsRel + "/"
 // replaced by its own signed artifact; linking an agent release's copy
 // over it would let an agent rollback downgrade the updater, or (as a
 // regular file) make every update fail with ErrNotOurs.
-var notLinked = []string{"teleport-update"}
+var notLinked = []string{updaterName}
+
+// updaterName is the updater's binary name, in /usr/local/bin as in a
+// release.
+const updaterName = "teleport-update"
 
 // linkLayout is where the links live and how they reach the versions,
 // with every symlink on the way resolved inside the root. Links are

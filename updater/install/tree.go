@@ -1,4 +1,4 @@
-// Package install manages the host side of an update (DESIGN §4): the
+// Package install manages the host side of an update: the
 // side-by-side version tree under /var/lib/teleport, safe extraction of
 // release tarballs, the atomic symlink swap in /usr/local/bin, the systemd
 // units, the health check, the update lock and atomic file writes.
@@ -57,7 +57,12 @@ var (
 	ErrVersionNotInstalled = errors.New("version not installed")
 )
 
-// Paths relative to the root (DESIGN §4).
+// UpdaterRel is the updater binary, usr/local/bin/teleport-update relative
+// to the root: next to the links but never one of them. Install copies the
+// running binary there and the units run it from there.
+const UpdaterRel = binDirRel + "/" + updaterName
+
+// Paths relative to the root.
 const (
 	dataDirRel    = "var/lib/teleport"
 	versionsRel   = "var/lib/teleport/versions"
@@ -121,6 +126,9 @@ func (t *Tree) LockPath() string { return t.path(lockRel) }
 
 // BinDir is <root>/usr/local/bin, where the links live.
 func (t *Tree) BinDir() string { return t.path(binDirRel) }
+
+// UpdaterPath is <root>/usr/local/bin/teleport-update (UpdaterRel).
+func (t *Tree) UpdaterPath() string { return t.path(UpdaterRel) }
 
 // UnitDir is <root>/etc/systemd/system.
 func (t *Tree) UnitDir() string { return t.path(unitDirRel) }
