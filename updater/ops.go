@@ -2,7 +2,6 @@ package updater
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/updater/download"
 	"github.com/gravitational/teleport-update/updater/install"
 )
@@ -139,9 +139,9 @@ func installSpec(spec Spec, req InstallRequest) (Spec, error) {
 		spec.CensusDisabled = true
 	}
 	if spec.CensusSalt == "" {
-		salt := make([]byte, 16)
-		if _, err := rand.Read(salt); err != nil {
-			return spec, fmt.Errorf("generating census salt: %w", err)
+		salt, err := census.NewSalt()
+		if err != nil {
+			return spec, err
 		}
 		spec.CensusSalt = hex.EncodeToString(salt)
 	}
