@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gravitational/teleport-update/internal/diskspace"
+	"github.com/gravitational/teleport-update/internal/readahead"
 )
 
 // Limits bound what Extract accepts. A zero or negative field means the
@@ -79,6 +80,11 @@ const (
 	// copyBufferSize is the buffer for file data; large enough that the
 	// decompressor, not the syscalls, dominates.
 	copyBufferSize = 1 << 20
+	// readAheadChunk and readAheadChunks size the read-ahead between the
+	// decompressor and the tar parser: a few chunks in flight let
+	// decompression run on one core while files are written on another.
+	readAheadChunk  = 256 << 10
+	readAheadChunks = 4
 	// syncQueueLen is how many written files may wait for their fsync.
 	syncQueueLen = 64
 	// maxPathLen and maxNameLen are Linux's PATH_MAX-1 and NAME_MAX.
@@ -305,7 +311,7 @@ func extractTar(ctx context.Context, dir string, r io.Reader, lim Limits) (dirs 
 		return nil, fmt.Errorf("%w: not a gzip stream: %v", ErrUnsafeArchive, err)
 	}
 	defer gz.Close()
-	zr := newReadAhead(gz)
+	zr := readahead.New(gz, readAheadChunk, readAheadChunks)
 	defer zr.Close() // runs before gz.Close; r is free for the caller after
 
 	x := &extractor{
