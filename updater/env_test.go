@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/proxyapi"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater/download"
@@ -107,7 +108,7 @@ func (e *testEnv) setTarget(version string, open bool, jitterSeconds int) {
 func (e *testEnv) publish(version string, broken bool) download.Artifact {
 	e.t.Helper()
 	a := e.artifact(version)
-	data, err := fixture.AgentRelease(version, broken)
+	data, err := releasetest.ScriptRelease(version, broken)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -31,8 +31,10 @@ import (
 
 	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater"
+	"github.com/gravitational/teleport-update/updater/download"
 )
 
 var (
@@ -180,12 +182,15 @@ func (e *e2e) waitTarget(version string, open bool) {
 // publish builds, signs and serves an agent release.
 func (e *e2e) publish(version string, broken bool) {
 	e.t.Helper()
-	data, err := fixture.AgentRelease(version, broken)
+	data, err := releasetest.ScriptRelease(version, broken)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	name := fmt.Sprintf("teleport-v%s-%s-%s-bin.tar.gz", version, runtime.GOOS, runtime.GOARCH)
-	if err := e.cdn.Publish(e.key, e.dir, name, data); err != nil {
+	a, err := download.NewArtifact(download.ProductTeleport, version, runtime.GOOS, runtime.GOARCH)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.cdn.Publish(e.key, e.dir, a.TarballName(), data); err != nil {
 		e.t.Fatal(err)
 	}
 }
