@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/endpoint"
 )
 
 const testToken = "enrollment-token-0123456789abcdef0123456789"
@@ -188,8 +190,8 @@ func TestCensusURL(t *testing.T) {
 	for _, tt := range tests {
 		got, err := censusURL(tt.addr)
 		if tt.want == "" {
-			if err == nil {
-				t.Errorf("censusURL(%q) = %q, want an error", tt.addr, got)
+			if !errors.Is(err, endpoint.ErrInvalidHostPort) {
+				t.Errorf("censusURL(%q) = %q, %v; want endpoint.ErrInvalidHostPort", tt.addr, got, err)
 			}
 			continue
 		}

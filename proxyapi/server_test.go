@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -400,8 +401,8 @@ func TestInvalidPolicyKeptOut(t *testing.T) {
 	if err := os.Remove(e.policy); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.s.Reload(); err == nil {
-		t.Error("Reload(missing file) = nil; want an error")
+	if err := e.s.Reload(); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Reload(missing file) = %v; want fs.ErrNotExist", err)
 	}
 	writeFileAtomic(t, e.policy, policyWith("16.5.0"))
 	if err := e.s.Reload(); err != nil {
