@@ -206,8 +206,9 @@ type updateYAML struct {
 	} `yaml:"status"`
 }
 
-// checkInstalled checks the host layout of DESIGN §4 after a successful
-// install of e2eVersion.
+// checkInstalled checks the host layout (versions under /var/lib/teleport,
+// links in /usr/local/bin, units, update.yaml) after a successful install
+// of e2eVersion.
 func (e *e2eEnv) checkInstalled(t *testing.T, root string) {
 	t.Helper()
 	versionDir := filepath.Join(root, "var", "lib", "teleport", "versions", e2eVersion)

@@ -1,5 +1,5 @@
-// Package systemd holds the real-systemd integration suite (issue 3, "Real
-// systemd in CI"): tests that boot systemd in systemd-nspawn containers
+// Package systemd holds the real-systemd integration suite, real systemd in
+// CI: tests that boot systemd in systemd-nspawn containers
 // (internal/nspawn) and check, against that real systemd, the D-Bus wrapper
 // of updater/install, the rendered units (systemd-analyze verify) and the
 // full install/update/rollback/timer scenarios through the teleport-update

@@ -13,7 +13,7 @@ import (
 // the suite fast.
 const healthWindow = "8s"
 
-// TestScenarios runs the stories of issue 3 in order on one host through the
+// TestScenarios runs the product's stories in order on one host through the
 // real teleport-update binary: install v1; update to v2; update to v3, which
 // exits at start, and get rolled back to v2; update to v4, which crashes
 // after ~5 s, and get rolled back again; reboot, and find v2 running.

@@ -144,8 +144,9 @@ func TestVerifyChecksumFile(t *testing.T) {
 	}
 }
 
-// TestUnknownHintTriesNoOtherKey pins DESIGN §8: an unknown hint is refused
-// even when a pinned key would verify the signature.
+// TestUnknownHintTriesNoOtherKey pins the key-selection rule: the bundle's
+// hint picks the one key to try, so an unknown hint is refused even when a
+// pinned key would verify the signature.
 func TestUnknownHintTriesNoOtherKey(t *testing.T) {
 	t.Parallel()
 	k := newTestKey(t)
