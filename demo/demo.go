@@ -391,21 +391,15 @@ func (d *demo) find(ctx context.Context, u string) (*findAnswer, error) {
 
 // prepareHost creates the temporary host root and pins the demo key in it.
 func (d *demo) prepareHost(pubKey []byte) error {
-	keysDir := filepath.Join(d.root, "etc", "teleport-update", "keys.d")
-	if err := os.MkdirAll(keysDir, 0o755); err != nil {
+	// The updater insists on directories of 0755 or stricter from the root
+	// down, whatever the umask made.
+	if err := os.MkdirAll(d.root, 0o755); err != nil {
 		return fmt.Errorf("create the host root: %w", err)
 	}
-	// MkdirAll honours the umask; the updater insists on 0755 or stricter
-	// anyway, so set it explicitly from the root down.
-	for dir := keysDir; ; dir = filepath.Dir(dir) {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return fmt.Errorf("chmod %s: %w", dir, err)
-		}
-		if dir == d.root {
-			break
-		}
+	if err := os.Chmod(d.root, 0o755); err != nil {
+		return fmt.Errorf("chmod %s: %w", d.root, err)
 	}
-	if err := os.WriteFile(filepath.Join(keysDir, "demo.pub"), pubKey, 0o644); err != nil {
+	if err := fixture.TrustKey(d.root, "demo", pubKey); err != nil {
 		return fmt.Errorf("pin the demo key: %w", err)
 	}
 	// Like every systemd-era host, the demo host has a machine id; the

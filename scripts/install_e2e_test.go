@@ -177,16 +177,7 @@ func (e *e2eEnv) fetchScript(t *testing.T) []byte {
 func (e *e2eEnv) newHostRoot(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
-	keysDir := filepath.Join(root, "etc", "teleport-update", "keys.d")
-	if err := os.MkdirAll(keysDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for dir := keysDir; dir != root; dir = filepath.Dir(dir) {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(keysDir, "test.pub"), []byte(e.signer.publicPEM), 0o644); err != nil {
+	if err := fixture.TrustKey(root, "test", []byte(e.signer.publicPEM)); err != nil {
 		t.Fatal(err)
 	}
 	return root
