@@ -88,8 +88,8 @@ func Build(ctx context.Context, dir, version, mode string) (string, error) {
 
 // Build compiles the agent and packs it into dir under its artifact's
 // TarballName: bin/teleport and bin/tctl (the same program), mode 0755, with
-// fixed timestamps so equal inputs give equal tarballs. The bare binary is left in dir too, named
-// BinaryName(version, mode).
+// fixed timestamps so equal inputs give equal tarballs. The bare binary is
+// left in dir too, named BinaryName(version, mode).
 func (a Agent) Build(ctx context.Context, dir string) (string, error) {
 	if err := a.validate(); err != nil {
 		return "", err
