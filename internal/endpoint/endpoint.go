@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -51,9 +52,17 @@ func ValidateHostPort(s string) error {
 	case len(s) > MaxHostPortLength || !hostPortPattern.MatchString(s):
 		return fmt.Errorf("%w: %s is not HOST[:PORT]", ErrInvalidHostPort, Quote(s))
 	}
-	if _, port, err := net.SplitHostPort(s); err == nil {
+	host := s
+	if h, port, err := net.SplitHostPort(s); err == nil {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 			return fmt.Errorf("%w: %s has an invalid port", ErrInvalidHostPort, Quote(s))
+		}
+		host = h
+	}
+	// Brackets hold an IPv6 address and nothing else, as in a URL.
+	if strings.HasPrefix(s, "[") {
+		if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil || !a.Is6() {
+			return fmt.Errorf("%w: %s is not HOST[:PORT]: no IPv6 address in brackets", ErrInvalidHostPort, Quote(s))
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -46,6 +47,10 @@ func TestValidateHostPort(t *testing.T) {
 		{"proxy:http", false},
 		{"[::1]:0", false},
 		{"[fe80::1%eth0]:443", false},
+		{"[0]", false},
+		{"[127.0.0.1]:443", false}, // brackets are for IPv6
+		{"[::ffff:127.0.0.1]:443", true},
+		{"[::]", true},
 	}
 	for _, tt := range tests {
 		err := ValidateHostPort(tt.in)
@@ -104,4 +109,22 @@ func TestValidateBaseURL(t *testing.T) {
 			t.Errorf("ValidateBaseURL(%q) = %v, want %v", tt.in, err, tt.wantErr)
 		}
 	}
+}
+
+func FuzzValidateHostPort(f *testing.F) {
+	for _, s := range []string{"proxy.example.com:443", "[::1]:3080", "127.0.0.1", "https://p", "p/x", "u@p", "p:0", "::1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidateHostPort(s) != nil {
+			return
+		}
+		if strings.ContainsAny(s, "/\\?#@% \t\r\n") || strings.Contains(s, "://") {
+			t.Fatalf("ValidateHostPort accepted %q with URL syntax", s)
+		}
+		u, err := url.Parse("https://" + s + "/v1/webapi/find")
+		if err != nil || u.Host != s || u.Path != "/v1/webapi/find" || u.User != nil {
+			t.Fatalf("accepted %q does not stay the host of a URL: %+v, %v", s, u, err)
+		}
+	})
 }
