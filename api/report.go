@@ -11,7 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/Masterminds/semver/v3"
+	"github.com/gravitational/teleport-update/internal/version"
 )
 
 // Size limits of a report.
@@ -357,11 +357,10 @@ func ValidOrchestrator(s string) bool { return k8sPattern.MatchString(s) }
 func ValidErrorCode(s string) bool { return codePattern.MatchString(s) }
 
 // ValidVersion reports whether v is a Report.Version: semver without a
-// leading "v", at most 64 bytes, or empty.
+// leading "v", as version.Parse accepts it, or empty.
 func ValidVersion(v string) bool { return checkVersion(v, true) == nil }
 
-// checkVersion accepts semver without a leading "v" (and empty when
-// emptyOK).
+// checkVersion accepts what version.Parse accepts (and empty when emptyOK).
 func checkVersion(v string, emptyOK bool) error {
 	if v == "" {
 		if emptyOK {
@@ -369,13 +368,8 @@ func checkVersion(v string, emptyOK bool) error {
 		}
 		return errors.New("missing")
 	}
-	if len(v) > 64 {
-		return errors.New("longer than 64 bytes")
-	}
-	if _, err := semver.StrictNewVersion(v); err != nil {
-		return fmt.Errorf("want semver like 16.4.6: %v", err)
-	}
-	return nil
+	_, err := version.Parse(v)
+	return err
 }
 
 // checkList checks a list of distinct words, each in allowed when allowed is

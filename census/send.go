@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/internal/endpoint"
 )
 
 // Sending limits.
@@ -31,8 +32,8 @@ var ErrRefused = errors.New("census report refused by the proxy")
 
 // Send POSTs r as JSON to https://proxyAddr + api.CensusPath with the
 // enrollment token as a bearer token, within SendTimeout (or ctx, if
-// shorter). proxyAddr is host or host:port; an "https://" prefix is
-// accepted, any other scheme is refused. Redirects are not followed.
+// shorter). proxyAddr is HOST[:PORT] (endpoint.ValidateHostPort); a scheme,
+// path or user info is refused. Redirects are not followed.
 //
 // Outcomes: nil when the proxy answered 2xx; an error wrapping ErrRefused for
 // a 4xx answer; any other error (transport, timeout, 5xx) means try again on
@@ -77,15 +78,12 @@ func Send(ctx context.Context, client *http.Client, proxyAddr, token string, r a
 	return fmt.Errorf("send census report to %s: proxy answered %s: %q", u, resp.Status, strings.TrimSpace(string(answer)))
 }
 
-// censusURL builds the census endpoint URL from a proxy address.
+// censusURL builds the census endpoint URL from a proxy address, which
+// must pass endpoint.ValidateHostPort like the agent's own --proxy.
 func censusURL(proxyAddr string) (string, error) {
-	addr := strings.TrimSuffix(strings.TrimPrefix(proxyAddr, "https://"), "/")
-	if addr == "" || strings.Contains(addr, "://") || strings.ContainsAny(addr, "/?#@ ") {
-		return "", fmt.Errorf("send census report: proxy address %q: want host or host:port", proxyAddr)
+	if err := endpoint.ValidateHostPort(proxyAddr); err != nil {
+		return "", fmt.Errorf("send census report: proxy address: %w", err)
 	}
-	u := &url.URL{Scheme: "https", Host: addr, Path: api.CensusPath}
-	if _, err := url.Parse(u.String()); err != nil {
-		return "", fmt.Errorf("send census report: proxy address %q: %w", proxyAddr, err)
-	}
+	u := &url.URL{Scheme: "https", Host: proxyAddr, Path: api.CensusPath}
 	return u.String(), nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/internal/endpoint"
 )
 
 const testToken = "enrollment-token-0123456789abcdef0123456789"
@@ -176,8 +177,13 @@ func TestCensusURL(t *testing.T) {
 	}{
 		{"proxy.example.com", "https://proxy.example.com/v1/webapi/census"},
 		{"proxy.example.com:3080", "https://proxy.example.com:3080/v1/webapi/census"},
-		{"https://proxy.example.com:443/", "https://proxy.example.com:443/v1/webapi/census"},
 		{"[::1]:3080", "https://[::1]:3080/v1/webapi/census"},
+		// The agent's --proxy rule: no scheme, no path, a valid port.
+		{"https://proxy.example.com:443/", ""},
+		{"https://proxy.example.com", ""},
+		{"proxy.example.com/", ""},
+		{"proxy.example.com:99999", ""},
+		{"::1", ""},
 		{"user@proxy.example.com", ""},
 		{"ftp://proxy.example.com", ""},
 		{"proxy.example.com?x=1", ""},
@@ -185,8 +191,8 @@ func TestCensusURL(t *testing.T) {
 	for _, tt := range tests {
 		got, err := censusURL(tt.addr)
 		if tt.want == "" {
-			if err == nil {
-				t.Errorf("censusURL(%q) = %q, want an error", tt.addr, got)
+			if !errors.Is(err, endpoint.ErrInvalidHostPort) {
+				t.Errorf("censusURL(%q) = %q, %v; want endpoint.ErrInvalidHostPort", tt.addr, got, err)
 			}
 			continue
 		}

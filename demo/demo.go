@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,10 +18,10 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/internal/atomicfile"
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/release"
@@ -68,11 +67,9 @@ type demo struct {
 	arch    string
 	client  *http.Client // trusts only the demo CA
 
-	cdnDir      string
-	cdnURL      string
-	cdnMu       sync.Mutex
-	cdnRequests map[string]int // by URL path
-	cdn         *http.Server
+	cdnDir string
+	cdnURL string
+	cdn    *fixture.CDN // serves cdnDir
 
 	proxy      *proxyProc
 	policyPath string
@@ -89,9 +86,7 @@ func (d *demo) cleanup() {
 		d.proxy = nil
 	}
 	if d.cdn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = d.cdn.Shutdown(ctx)
-		cancel()
+		d.cdn.Close()
 		d.cdn = nil
 	}
 }
@@ -166,7 +161,7 @@ func (d *demo) build(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("build the demo agent %s: %w", r.version, err)
 		}
-		tarball := filepath.Join(d.cdnDir, releasetest.TarballName(r.version, d.arch))
+		tarball := filepath.Join(d.cdnDir, releasetest.MustArtifact(r.version, d.arch).TarballName())
 		if err := os.Rename(built, tarball); err != nil {
 			return fmt.Errorf("publish the demo agent %s: %w", r.version, err)
 		}
@@ -205,7 +200,7 @@ func (d *demo) sign(ctx context.Context) ([]byte, error) {
 	privKey := filepath.Join(keyDir, release.PrivateKeyFile)
 	pubKey := filepath.Join(keyDir, release.PublicKeyFile)
 	for _, r := range releases {
-		tarball := filepath.Join(d.cdnDir, releasetest.TarballName(r.version, d.arch))
+		tarball := filepath.Join(d.cdnDir, releasetest.MustArtifact(r.version, d.arch).TarballName())
 		if _, err := d.tu(ctx, "release", "sign", "--key", privKey, tarball); err != nil {
 			return nil, err
 		}
@@ -256,24 +251,8 @@ func (d *demo) startServers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("listen for the CDN: %w", err)
-	}
-	files := http.FileServer(http.Dir(d.cdnDir))
-	d.cdnRequests = map[string]int{}
-	d.cdn = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			d.cdnMu.Lock()
-			d.cdnRequests[r.URL.Path]++
-			d.cdnMu.Unlock()
-			files.ServeHTTP(w, r)
-		}),
-		TLSConfig:         cdnTLS,
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	go func() { _ = d.cdn.ServeTLS(ln, "", "") }()
-	d.cdnURL = "https://" + ln.Addr().String()
+	d.cdn = fixture.NewCDNTLS(d.cdnDir, cdnTLS)
+	d.cdnURL = d.cdn.URL()
 	d.sayf("The CDN serves $DEMO/cdn at %s; only the demo's processes trust its certificate (SSL_CERT_FILE).", d.cdnURL)
 
 	certPath := filepath.Join(d.work, "proxy", "tls.crt")
@@ -323,11 +302,7 @@ func (d *demo) startServers(ctx context.Context) error {
 func (d *demo) writePolicy(version string) error {
 	policy := fixture.Policy{Version: version, Schedule: "immediate", Group: group,
 		Window: "0 2 * * *", Duration: time.Hour}.YAML()
-	tmp := d.policyPath + ".tmp"
-	if err := os.WriteFile(tmp, policy, 0o644); err != nil {
-		return fmt.Errorf("write the policy: %w", err)
-	}
-	if err := os.Rename(tmp, d.policyPath); err != nil {
+	if err := atomicfile.WriteFile(d.policyPath, policy, 0o644); err != nil {
 		return fmt.Errorf("write the policy: %w", err)
 	}
 	return nil
@@ -417,21 +392,15 @@ func (d *demo) find(ctx context.Context, u string) (*findAnswer, error) {
 
 // prepareHost creates the temporary host root and pins the demo key in it.
 func (d *demo) prepareHost(pubKey []byte) error {
-	keysDir := filepath.Join(d.root, "etc", "teleport-update", "keys.d")
-	if err := os.MkdirAll(keysDir, 0o755); err != nil {
+	// The updater insists on directories of 0755 or stricter from the root
+	// down, whatever the umask made.
+	if err := os.MkdirAll(d.root, 0o755); err != nil {
 		return fmt.Errorf("create the host root: %w", err)
 	}
-	// MkdirAll honours the umask; the updater insists on 0755 or stricter
-	// anyway, so set it explicitly from the root down.
-	for dir := keysDir; ; dir = filepath.Dir(dir) {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return fmt.Errorf("chmod %s: %w", dir, err)
-		}
-		if dir == d.root {
-			break
-		}
+	if err := os.Chmod(d.root, 0o755); err != nil {
+		return fmt.Errorf("chmod %s: %w", d.root, err)
 	}
-	if err := os.WriteFile(filepath.Join(keysDir, "demo.pub"), pubKey, 0o644); err != nil {
+	if err := fixture.TrustKey(d.root, "demo", pubKey); err != nil {
 		return fmt.Errorf("pin the demo key: %w", err)
 	}
 	// Like every systemd-era host, the demo host has a machine id; the
@@ -591,12 +560,12 @@ func (d *demo) updateToBrokenV3(ctx context.Context) error {
 	d.sayf("The host rolled back to 2.0.0 and put 3.0.0 on its skip list, so it will not try it again.")
 
 	d.printf("  Now run the updater once more, as its timer would:\n")
-	tarball := "/" + releasetest.TarballName("3.0.0", d.arch)
-	before := d.cdnCount(tarball)
+	tarball := releasetest.MustArtifact("3.0.0", d.arch).TarballName()
+	before := d.cdn.Served(tarball)
 	if _, err := d.runCmd(ctx, d.updater, "--root", d.root, "update", "--now", "--health-window", healthWindow); err != nil {
 		return err
 	}
-	if n := d.cdnCount(tarball) - before; n != 0 {
+	if n := d.cdn.Served(tarball) - before; n != 0 {
 		return fmt.Errorf("the updater downloaded the skipped 3.0.0 again (%d requests)", n)
 	}
 	if err := d.expectHost(ctx, "2.0.0", "1.0.0", "3.0.0"); err != nil {
@@ -604,13 +573,6 @@ func (d *demo) updateToBrokenV3(ctx context.Context) error {
 	}
 	d.sayf("3.0.0 was not downloaded again; the host stays on 2.0.0 until an admin or a newer release says otherwise.")
 	return nil
-}
-
-// cdnCount returns how many requests the CDN has served for path.
-func (d *demo) cdnCount(path string) int {
-	d.cdnMu.Lock()
-	defer d.cdnMu.Unlock()
-	return d.cdnRequests[path]
 }
 
 func (d *demo) showStatus(ctx context.Context) error {

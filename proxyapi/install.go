@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"strings"
+
+	"github.com/gravitational/teleport-update/internal/endpoint"
 )
 
 // installScriptData are the fields of the install.sh template. Each value
@@ -51,7 +53,7 @@ func (s *Server) serveInstallScript(w http.ResponseWriter, r *http.Request) int 
 	addr := s.cfg.PublicAddr
 	if addr == "" {
 		addr = r.Host
-		if err := checkHostPort(addr); err != nil {
+		if err := endpoint.ValidateHostPort(addr); err != nil {
 			return writeError(w, http.StatusBadRequest, "request Host is not usable as the proxy address: "+err.Error())
 		}
 	}

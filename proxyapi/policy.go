@@ -14,6 +14,7 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/capread"
+	"github.com/gravitational/teleport-update/internal/version"
 	"github.com/gravitational/teleport-update/proxyapi/schedule"
 )
 
@@ -239,7 +240,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	if a.TargetVersion == "" {
 		return nil, fail("is required", nil, "spec", "agents", "target_version")
 	}
-	v, err := semver.StrictNewVersion(a.TargetVersion)
+	v, err := version.Parse(a.TargetVersion)
 	if err != nil {
 		return nil, fail(fmt.Sprintf("%q is not a semantic version such as 16.4.6 (no leading v)", a.TargetVersion), err, "spec", "agents", "target_version")
 	}

@@ -12,8 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"text/template"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/capread"
+	"github.com/gravitational/teleport-update/internal/endpoint"
 )
 
 // CensusBackend stores census reports. census/store.Store implements it.
@@ -184,13 +183,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("new proxy API: %w", err)
 	}
 	if cfg.BaseURL != "" {
-		u, err := url.Parse(cfg.BaseURL)
-		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return nil, fmt.Errorf("new proxy API: base URL %q must be an https:// URL without query, fragment or user info", cfg.BaseURL)
+		// The agent's own rule: install.sh must never carry a base URL
+		// the agent it installs would refuse.
+		if err := endpoint.ValidateBaseURL(cfg.BaseURL); err != nil {
+			return nil, fmt.Errorf("new proxy API: %w", err)
 		}
 	}
 	if cfg.PublicAddr != "" {
-		if err := checkHostPort(cfg.PublicAddr); err != nil {
+		if err := endpoint.ValidateHostPort(cfg.PublicAddr); err != nil {
 			return nil, fmt.Errorf("new proxy API: public address: %w", err)
 		}
 	}
@@ -475,33 +475,4 @@ func remoteAddr(r *http.Request) netip.Addr {
 		return netip.Addr{}
 	}
 	return a.Unmap()
-}
-
-// checkHostPort validates a host[:port] as filled into install.sh.
-func checkHostPort(s string) error {
-	if len(s) > 255 {
-		return fmt.Errorf("%q is longer than 255 characters", s)
-	}
-	host, port := s, ""
-	if h, p, err := net.SplitHostPort(s); err == nil {
-		host, port = h, p
-	}
-	if port != "" {
-		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("%q has an invalid port", s)
-		}
-	}
-	if _, err := netip.ParseAddr(host); err == nil {
-		return nil
-	}
-	if host == "" {
-		return fmt.Errorf("%q has no host", s)
-	}
-	for _, c := range []byte(host) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
-			return fmt.Errorf("%q is not a host name or IP address", s)
-		}
-	}
-	return nil
 }

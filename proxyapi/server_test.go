@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/internal/endpoint"
 )
 
 // fakeClock is a settable clock.
@@ -400,8 +402,8 @@ func TestInvalidPolicyKeptOut(t *testing.T) {
 	if err := os.Remove(e.policy); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.s.Reload(); err == nil {
-		t.Error("Reload(missing file) = nil; want an error")
+	if err := e.s.Reload(); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Reload(missing file) = %v; want fs.ErrNotExist", err)
 	}
 	writeFileAtomic(t, e.policy, policyWith("16.5.0"))
 	if err := e.s.Reload(); err != nil {
@@ -458,8 +460,10 @@ func TestNewErrors(t *testing.T) {
 		{"missing policy", Config{PolicyFile: filepath.Join(dir, "nope.yaml")}, os.ErrNotExist, ""},
 		{"invalid policy", Config{PolicyFile: bad}, ErrInvalidPolicy, "target_version"},
 		{"short token", Config{PolicyFile: good, Tokens: []Token{{Token: strings.Repeat("t", 31), Group: "staging"}}}, ErrInvalidTokens, "at least 32"},
-		{"plain http base", Config{PolicyFile: good, BaseURL: "http://cdn.example.com"}, nil, "https"},
-		{"bad public addr", Config{PolicyFile: good, PublicAddr: "proxy.example.com:99999"}, nil, "port"},
+		{"plain http base", Config{PolicyFile: good, BaseURL: "http://cdn.example.com"}, endpoint.ErrInsecureURL, "https"},
+		{"base with dot segments", Config{PolicyFile: good, BaseURL: "https://cdn.example.com/a/../b"}, endpoint.ErrInvalidBaseURL, "dot segments"},
+		{"bad public addr", Config{PolicyFile: good, PublicAddr: "proxy.example.com:99999"}, endpoint.ErrInvalidHostPort, "port"},
+		{"public addr with a scheme", Config{PolicyFile: good, PublicAddr: "https://proxy.example.com"}, endpoint.ErrInvalidHostPort, "HOST[:PORT]"},
 		{"bad template", Config{PolicyFile: good, InstallScript: []byte("{{.Nope"), InstallPublicKeyPEM: testKeyPEM(t)}, nil, "template"},
 		{"no key for script", Config{PolicyFile: good, InstallScript: []byte("x")}, nil, "PUBLIC KEY"},
 	}

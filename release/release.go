@@ -35,15 +35,17 @@ import (
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/gravitational/teleport-update/internal/atomicfile"
 	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/updater/verify"
 )
 
-// File name suffixes of the signature files written next to an artifact.
+// File name suffixes of the signature files written next to an artifact:
+// the names the updater reads (verify's), not a copy of them.
 const (
-	ChecksumSuffix  = ".sha256"
-	BundleSuffix    = ".sha256.sigstore.json"
-	SignatureSuffix = ".sha256.sig"
+	ChecksumSuffix  = verify.ChecksumSuffix
+	BundleSuffix    = verify.BundleSuffix
+	SignatureSuffix = verify.SignatureSuffix
 )
 
 // Names GenerateKey writes inside its directory.
@@ -204,9 +206,9 @@ func LoadPrivateKeyPassword(path string, password []byte) (*ecdsa.PrivateKey, er
 }
 
 // Sign hashes file and writes FILE.sha256, FILE.sha256.sigstore.json and
-// FILE.sha256.sig next to it, each atomically (temp file + rename), so a
-// reader never sees a partial file. The checksum line names the base name of
-// file.
+// FILE.sha256.sig next to it, each atomically (atomicfile.WriteFile), so a
+// reader never sees a partial file, nor a crash an empty one. The checksum
+// line names the base name of file.
 func Sign(key *ecdsa.PrivateKey, file string) error {
 	if key == nil || key.Curve != elliptic.P256() {
 		return fmt.Errorf("sign %s: %w: want an ECDSA P-256 key", file, ErrKeyFile)
@@ -238,7 +240,7 @@ func SignDigest(key *ecdsa.PrivateKey, file string, sum []byte) error {
 		{file + BundleSuffix, bundleJSON},
 		{file + SignatureSuffix, []byte(base64.StdEncoding.EncodeToString(sig))},
 	} {
-		if err := writeAtomic(out.path, out.data, 0o644); err != nil {
+		if err := atomicfile.WriteFile(out.path, out.data, 0o644); err != nil {
 			return fmt.Errorf("sign %s: %w", file, err)
 		}
 	}
@@ -298,25 +300,6 @@ func hashFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("hash %s: %w", path, err)
 	}
 	return h.Sum(nil), nil
-}
-
-// writeAtomic writes data to a temp file in path's directory and renames it
-// over path.
-func writeAtomic(path string, data []byte, perm fs.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, werr := tmp.Write(data)
-	if err := errors.Join(werr, tmp.Chmod(perm), tmp.Sync(), tmp.Close()); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // Verify checks a released file the way the updater does: FILE.sha256 and
@@ -381,11 +364,11 @@ func verifySigFile(path string, pub *ecdsa.PublicKey, checksum []byte) error {
 	return nil
 }
 
-// readCapped reads path, failing with verify.ErrTooLarge past max bytes.
+// readCapped reads path, failing with verify.ErrInputTooLarge past max bytes.
 func readCapped(path string, max int64) ([]byte, error) {
 	data, err := capread.File(path, max)
 	if errors.Is(err, capread.ErrTooLarge) {
-		return nil, fmt.Errorf("%w: %w", verify.ErrTooLarge, err)
+		return nil, fmt.Errorf("%w: %w", verify.ErrInputTooLarge, err)
 	}
 	return data, err
 }

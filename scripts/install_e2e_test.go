@@ -21,6 +21,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/proxyapi"
 )
@@ -69,7 +70,7 @@ func updaterTarball(t *testing.T) string {
 			return
 		}
 		updaterTGZ = filepath.Join(updaterDir, "teleport-update.tar.gz")
-		updaterErr = packTarball(updaterTGZ, map[string][]byte{"bin/teleport-update": exe})
+		updaterErr = fixture.WriteTarball(updaterTGZ, map[string][]byte{"bin/teleport-update": exe})
 	})
 	if updaterErr != nil {
 		t.Fatalf("build teleport-update: %v", updaterErr)
@@ -88,7 +89,7 @@ const e2eVersion = "1.0.0"
 
 // e2eEnv is a proxy and a CDN with signed updater and agent releases.
 type e2eEnv struct {
-	cdn     *cdn
+	cdn     *fixture.CDN
 	proxy   *httptest.Server
 	signer  *signer
 	caFile  string
@@ -105,14 +106,14 @@ func newE2EEnv(t *testing.T, withAgent bool) *e2eEnv {
 		t.Fatal(err)
 	}
 	e := &e2eEnv{cdn: newCDN(t), signer: newSigner(t)}
-	e.updater = filepath.Join(e.cdn.dir, updaterTarballName(e2eVersion, arch))
+	e.updater = filepath.Join(e.cdn.Dir(), updaterTarballName(e2eVersion, arch))
 	if err := os.WriteFile(e.updater, tgz, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e.signer.sign(t, e.updater)
 	if withAgent {
 		agent := releasetest.BuildAgent(t, t.TempDir(), e2eVersion, releasetest.ModeOK)
-		agentOnCDN := filepath.Join(e.cdn.dir, filepath.Base(agent))
+		agentOnCDN := filepath.Join(e.cdn.Dir(), filepath.Base(agent))
 		if err := os.Rename(agent, agentOnCDN); err != nil {
 			t.Fatal(err)
 		}
@@ -139,14 +140,14 @@ spec:
 		PolicyFile:          policy,
 		InstallScript:       InstallSH,
 		InstallPublicKeyPEM: []byte(e.signer.publicPEM),
-		BaseURL:             e.cdn.srv.URL,
+		BaseURL:             e.cdn.URL(),
 	})
 	if err != nil {
 		t.Fatalf("start the proxy API: %v", err)
 	}
 	e.proxy = httptest.NewTLSServer(api.Handler())
 	t.Cleanup(e.proxy.Close)
-	e.caFile = writeCAFile(t, e.proxy, e.cdn.srv)
+	e.caFile = writeCAFile(t, e.proxy, e.cdn.Server)
 	return e
 }
 
@@ -176,16 +177,7 @@ func (e *e2eEnv) fetchScript(t *testing.T) []byte {
 func (e *e2eEnv) newHostRoot(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
-	keysDir := filepath.Join(root, "etc", "teleport-update", "keys.d")
-	if err := os.MkdirAll(keysDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for dir := keysDir; dir != root; dir = filepath.Dir(dir) {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(keysDir, "test.pub"), []byte(e.signer.publicPEM), 0o644); err != nil {
+	if err := fixture.TrustKey(root, "test", []byte(e.signer.publicPEM)); err != nil {
 		t.Fatal(err)
 	}
 	return root
@@ -205,8 +197,9 @@ type updateYAML struct {
 	} `yaml:"status"`
 }
 
-// checkInstalled checks the host layout of DESIGN §4 after a successful
-// install of e2eVersion.
+// checkInstalled checks the host layout (versions under /var/lib/teleport,
+// links in /usr/local/bin, units, update.yaml) after a successful install
+// of e2eVersion.
 func (e *e2eEnv) checkInstalled(t *testing.T, root string) {
 	t.Helper()
 	versionDir := filepath.Join(root, "var", "lib", "teleport", "versions", e2eVersion)
@@ -235,8 +228,8 @@ func (e *e2eEnv) checkInstalled(t *testing.T, root string) {
 	if err := yaml.Unmarshal(data, &cfg); err != nil {
 		t.Fatalf("parse update.yaml: %v\n%s", err, data)
 	}
-	if cfg.Spec.Proxy != e.proxy.Listener.Addr().String() || cfg.Spec.Group != "staging" || cfg.Spec.BaseURL != e.cdn.srv.URL {
-		t.Errorf("update.yaml spec = %+v, want proxy %s, group staging, base_url %s", cfg.Spec, e.proxy.Listener.Addr(), e.cdn.srv.URL)
+	if cfg.Spec.Proxy != e.proxy.Listener.Addr().String() || cfg.Spec.Group != "staging" || cfg.Spec.BaseURL != e.cdn.URL() {
+		t.Errorf("update.yaml spec = %+v, want proxy %s, group staging, base_url %s", cfg.Spec, e.proxy.Listener.Addr(), e.cdn.URL())
 	}
 	if !slices.Contains(cfg.Spec.InstallMethods, "node_script") {
 		t.Errorf("update.yaml install_methods = %q, want node_script recorded", cfg.Spec.InstallMethods)

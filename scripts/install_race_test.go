@@ -361,12 +361,12 @@ func TestInstallScriptAsRootUnderRace(t *testing.T) {
 
 			c := newCDN(t)
 			s := newSigner(t)
-			tarball := filepath.Join(c.dir, updaterTarballName(testVersion, arch))
+			tarball := filepath.Join(c.Dir(), updaterTarballName(testVersion, arch))
 			writeTarball(t, tarball, map[string][]byte{"bin/teleport-update": []byte(whereUpdaterRan + fakeUpdater[len("#!/bin/sh\n"):])})
 			s.sign(t, tarball)
-			script := render(t, scriptData{ProxyAddr: "proxy.example.com:3080", Version: testVersion, BaseURL: c.srv.URL, PublicKey: s.publicPEM})
+			script := render(t, scriptData{ProxyAddr: "proxy.example.com:3080", Version: testVersion, BaseURL: c.URL(), PublicKey: s.publicPEM})
 
-			res := runScript(t, runOpts{script: script, caFile: writeCAFile(t, c.srv), env: []string{"TMPDIR=" + tmpdir}})
+			res := runScript(t, runOpts{script: script, caFile: writeCAFile(t, c.Server), env: []string{"TMPDIR=" + tmpdir}})
 			log := stop()
 			t.Logf("install.sh:\n%s\nracer:\n%s", res.stderr, log)
 

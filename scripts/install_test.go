@@ -1,16 +1,13 @@
 package scripts
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,12 +16,12 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"text/template"
 
+	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/release"
+	"github.com/gravitational/teleport-update/updater/download"
 )
 
 const testVersion = "1.2.3"
@@ -164,44 +161,22 @@ func hostArch(t *testing.T) string {
 	return ""
 }
 
+// updaterTarballName is the CDN name of the updater's linux/arch release.
 func updaterTarballName(version, arch string) string {
-	return fmt.Sprintf("teleport-update-v%s-linux-%s-bin.tar.gz", version, arch)
+	a, err := download.NewArtifact(download.ProductUpdater, version, "linux", arch)
+	if err != nil {
+		panic(err) // the tests' own constants
+	}
+	return a.TarballName()
 }
 
 // writeTarball packs files (archive path → content, all executable) into a
 // gzipped tarball at path.
 func writeTarball(t *testing.T, path string, files map[string][]byte) {
 	t.Helper()
-	if err := packTarball(path, files); err != nil {
+	if err := fixture.WriteTarball(path, files); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// packTarball is writeTarball returning its error; gzip runs at its
-// fastest level, since tests pack a 30 MB binary.
-func packTarball(path string, files map[string][]byte) error {
-	var buf bytes.Buffer
-	gz, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(gz)
-	for _, name := range slices.Sorted(maps.Keys(files)) {
-		hdr := &tar.Header{Name: name, Mode: 0o755, Size: int64(len(files[name])), Typeflag: tar.TypeReg}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if _, err := tw.Write(files[name]); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	if err := gz.Close(); err != nil {
-		return err
-	}
-	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
 // fakeUpdater records its arguments (one per line) and the install-method
@@ -214,41 +189,12 @@ const fakeUpdater = `#!/bin/sh
 exit "${FAKE_EXIT:-0}"
 `
 
-// cdn is a loopback HTTPS file server that counts requests. Handlers in
-// override (by URL path) replace the file server.
-type cdn struct {
-	dir      string
-	srv      *httptest.Server
-	requests atomic.Int64
-	override map[string]http.HandlerFunc
-
-	mu    sync.Mutex
-	paths map[string]int // requests by URL path
-}
-
-// served returns how many requests the CDN answered for path.
-func (c *cdn) served(path string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.paths[path]
-}
-
-func newCDN(t *testing.T) *cdn {
+// newCDN starts the fixture CDN over a fresh directory: tests write, sign
+// and tamper with release files in place (Dir), and override names.
+func newCDN(t *testing.T) *fixture.CDN {
 	t.Helper()
-	c := &cdn{dir: t.TempDir(), override: map[string]http.HandlerFunc{}, paths: map[string]int{}}
-	files := http.FileServer(http.Dir(c.dir))
-	c.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.requests.Add(1)
-		c.mu.Lock()
-		c.paths[r.URL.Path]++
-		c.mu.Unlock()
-		if h, ok := c.override[r.URL.Path]; ok {
-			h(w, r)
-			return
-		}
-		files.ServeHTTP(w, r)
-	}))
-	t.Cleanup(c.srv.Close)
+	c := fixture.NewCDNDir(t.TempDir())
+	t.Cleanup(c.Close)
 	return c
 }
 
@@ -387,9 +333,9 @@ type updaterRelease struct {
 }
 
 // publish writes a signed fake-updater release into c.
-func publish(t *testing.T, c *cdn, s *signer, r updaterRelease) {
+func publish(t *testing.T, c *fixture.CDN, s *signer, r updaterRelease) {
 	t.Helper()
-	tarball := filepath.Join(c.dir, updaterTarballName(r.version, r.arch))
+	tarball := filepath.Join(c.Dir(), updaterTarballName(r.version, r.arch))
 	writeTarball(t, tarball, map[string][]byte{"bin/teleport-update": []byte(fakeUpdater)})
 	s.sign(t, tarball)
 	if r.tamper != nil {
@@ -413,9 +359,9 @@ func TestInstallScript(t *testing.T) {
 	type tc struct {
 		name    string
 		tamper  func(t *testing.T, tarball string, s *signer)
-		serve   func(c *cdn) map[string]http.HandlerFunc // CDN overrides by file name
+		serve   func(c *fixture.CDN) map[string]http.HandlerFunc // CDN overrides by file name
 		group   string
-		baseURL func(c *cdn) string // default: the CDN's URL
+		baseURL func(c *fixture.CDN) string // default: the CDN's URL
 		args    []string
 		omit    []string
 		shims   map[string]string
@@ -423,8 +369,8 @@ func TestInstallScript(t *testing.T) {
 		// outcome
 		wantCode   int
 		wantStderr []string
-		wantRecord func(c *cdn, root string) []string // nil: the updater must not run
-		wantNoCDN  bool                               // the CDN must see no request
+		wantRecord func(c *fixture.CDN, root string) []string // nil: the updater must not run
+		wantNoCDN  bool                                       // the CDN must see no request
 		// wantNoTarball: refused before the tarball was downloaded.
 		wantNoTarball bool
 	}
@@ -437,19 +383,19 @@ func TestInstallScript(t *testing.T) {
 			group:      "staging",
 			args:       []string{"--token", "secret token"},
 			wantStderr: []string{"SHA-256 of " + name + " matches", "Signature on " + name + ".sha256 verified", "--token <hidden>"},
-			wantRecord: func(c *cdn, root string) []string {
+			wantRecord: func(c *fixture.CDN, root string) []string {
 				return wantArgs("install", "--proxy", "proxy.example.com:3080", "--group", "staging",
-					"--root", root, "--base-url", c.srv.URL, "--token", "secret token")
+					"--root", root, "--base-url", c.URL(), "--token", "secret token")
 			},
 		},
 		{
 			name:  "no group and trailing slash on base",
 			group: "",
-			baseURL: func(c *cdn) string {
-				return c.srv.URL + "/"
+			baseURL: func(c *fixture.CDN) string {
+				return c.URL() + "/"
 			},
-			wantRecord: func(c *cdn, root string) []string {
-				return wantArgs("install", "--proxy", "proxy.example.com:3080", "--root", root, "--base-url", c.srv.URL)
+			wantRecord: func(c *fixture.CDN, root string) []string {
+				return wantArgs("install", "--proxy", "proxy.example.com:3080", "--root", root, "--base-url", c.URL())
 			},
 		},
 		{
@@ -544,7 +490,7 @@ func TestInstallScript(t *testing.T) {
 		},
 		{
 			name: "endless checksum file without a length",
-			serve: func(*cdn) map[string]http.HandlerFunc {
+			serve: func(*fixture.CDN) map[string]http.HandlerFunc {
 				return map[string]http.HandlerFunc{name + ".sha256": func(w http.ResponseWriter, r *http.Request) {
 					chunk := bytes.Repeat([]byte("0"), 1024)
 					for range 64 {
@@ -562,8 +508,8 @@ func TestInstallScript(t *testing.T) {
 			name: "redirect to plain http is refused",
 			// The plain-HTTP twin serves the same good files, so only the
 			// refusal to follow the redirect makes this fail.
-			serve: func(c *cdn) map[string]http.HandlerFunc {
-				plain := httptest.NewServer(http.FileServer(http.Dir(c.dir)))
+			serve: func(c *fixture.CDN) map[string]http.HandlerFunc {
+				plain := httptest.NewServer(http.FileServer(http.Dir(c.Dir())))
 				t.Cleanup(plain.Close)
 				return map[string]http.HandlerFunc{"/" + name + ".sha256": func(w http.ResponseWriter, r *http.Request) {
 					http.Redirect(w, r, plain.URL+r.URL.Path, http.StatusFound)
@@ -586,8 +532,8 @@ func TestInstallScript(t *testing.T) {
 			env:        []string{"TELEPORT_UPDATE_INSECURE_SKIP_SIGNATURE=yes"},
 			group:      "staging",
 			wantStderr: []string{"WARNING: the signature on " + name + " is NOT being checked"},
-			wantRecord: func(c *cdn, root string) []string {
-				return wantArgs("install", "--proxy", "proxy.example.com:3080", "--group", "staging", "--root", root, "--base-url", c.srv.URL)
+			wantRecord: func(c *fixture.CDN, root string) []string {
+				return wantArgs("install", "--proxy", "proxy.example.com:3080", "--group", "staging", "--root", root, "--base-url", c.URL())
 			},
 		},
 		{
@@ -616,8 +562,8 @@ func TestInstallScript(t *testing.T) {
 		},
 		{
 			name: "plain http base URL is refused",
-			baseURL: func(c *cdn) string {
-				return "http://" + c.srv.Listener.Addr().String()
+			baseURL: func(c *fixture.CDN) string {
+				return "http://" + c.Server.Listener.Addr().String()
 			},
 			wantCode:   1,
 			wantStderr: []string{"is not https://"},
@@ -637,8 +583,8 @@ func TestInstallScript(t *testing.T) {
 			env:        []string{"FAKE_EXIT=3"},
 			wantCode:   1,
 			wantStderr: []string{"teleport-update install failed (exit 3)"},
-			wantRecord: func(c *cdn, root string) []string {
-				return wantArgs("install", "--proxy", "proxy.example.com:3080", "--root", root, "--base-url", c.srv.URL)
+			wantRecord: func(c *fixture.CDN, root string) []string {
+				return wantArgs("install", "--proxy", "proxy.example.com:3080", "--root", root, "--base-url", c.URL())
 			},
 		},
 	}
@@ -650,10 +596,10 @@ func TestInstallScript(t *testing.T) {
 			publish(t, c, s, updaterRelease{version: testVersion, arch: arch, tamper: tt.tamper})
 			if tt.serve != nil {
 				for file, h := range tt.serve(c) {
-					c.override["/"+strings.TrimPrefix(file, "/")] = h
+					c.Handle(strings.TrimPrefix(file, "/"), h)
 				}
 			}
-			base := c.srv.URL
+			base := c.URL()
 			if tt.baseURL != nil {
 				base = tt.baseURL(c)
 			}
@@ -668,7 +614,7 @@ func TestInstallScript(t *testing.T) {
 			if tt.omit != nil || tt.shims != nil {
 				path = toolPath(t, tt.omit, tt.shims)
 			}
-			res := runScript(t, runOpts{script: script, args: tt.args, caFile: writeCAFile(t, c.srv), path: path, env: tt.env})
+			res := runScript(t, runOpts{script: script, args: tt.args, caFile: writeCAFile(t, c.Server), path: path, env: tt.env})
 			if res.exitCode != tt.wantCode {
 				t.Errorf("exit code = %d, want %d; stderr:\n%s", res.exitCode, tt.wantCode, res.stderr)
 			}
@@ -688,11 +634,11 @@ func TestInstallScript(t *testing.T) {
 					t.Errorf("updater invocation:\n got %q\nwant %q", res.record, want)
 				}
 			}
-			if n := c.served("/" + name); tt.wantNoTarball && n != 0 {
+			if n := c.Served(name); tt.wantNoTarball && n != 0 {
 				t.Errorf("the tarball was downloaded %d times although the signature check failed", n)
 			}
-			if tt.wantNoCDN && c.requests.Load() != 0 {
-				t.Errorf("the CDN saw %d requests, want none", c.requests.Load())
+			if tt.wantNoCDN && c.Requests() != 0 {
+				t.Errorf("the CDN saw %d requests, want none", c.Requests())
 			}
 			if len(res.tmpLeft) != 0 {
 				t.Errorf("install.sh left %q in TMPDIR", res.tmpLeft)
@@ -754,12 +700,12 @@ func TestTruncatedScriptDoesNothing(t *testing.T) {
 	c := newCDN(t)
 	s := newSigner(t)
 	publish(t, c, s, updaterRelease{version: testVersion, arch: arch})
-	script := render(t, scriptData{ProxyAddr: "proxy.example.com:3080", Group: "staging", Version: testVersion, BaseURL: c.srv.URL, PublicKey: s.publicPEM})
+	script := render(t, scriptData{ProxyAddr: "proxy.example.com:3080", Group: "staging", Version: testVersion, BaseURL: c.URL(), PublicKey: s.publicPEM})
 	last := bytes.LastIndex(script, []byte("\nmain \"$@\""))
 	if last < 0 {
 		t.Fatal("rendered script has no final main call")
 	}
-	caFile := writeCAFile(t, c.srv)
+	caFile := writeCAFile(t, c.Server)
 	// Cut every 61 bytes (coprime with typical line lengths) and right
 	// before the final call.
 	cuts := []int{last, last + 1}
@@ -775,7 +721,7 @@ func TestTruncatedScriptDoesNothing(t *testing.T) {
 			t.Errorf("script cut at %d/%d left %q in TMPDIR", n, len(script), res.tmpLeft)
 		}
 	}
-	if got := c.requests.Load(); got != 0 {
+	if got := c.Requests(); got != 0 {
 		t.Errorf("truncated scripts made %d CDN requests, want none", got)
 	}
 	// The whole script does run: the cut test is not vacuous.
@@ -791,8 +737,8 @@ func TestInstallScriptIsIdempotent(t *testing.T) {
 	c := newCDN(t)
 	s := newSigner(t)
 	publish(t, c, s, updaterRelease{version: testVersion, arch: arch})
-	script := render(t, scriptData{ProxyAddr: "proxy.example.com:3080", Group: "staging", Version: testVersion, BaseURL: c.srv.URL, PublicKey: s.publicPEM})
-	caFile := writeCAFile(t, c.srv)
+	script := render(t, scriptData{ProxyAddr: "proxy.example.com:3080", Group: "staging", Version: testVersion, BaseURL: c.URL(), PublicKey: s.publicPEM})
+	caFile := writeCAFile(t, c.Server)
 	var first []string
 	for i := range 3 {
 		res := runScript(t, runOpts{script: script, caFile: caFile})

@@ -134,8 +134,8 @@ func TestValidateProxyAddr(t *testing.T) {
 		}
 	}
 	for _, s := range bad {
-		if err := ValidateProxyAddr(s); err == nil {
-			t.Errorf("%q accepted", s)
+		if err := ValidateProxyAddr(s); !errors.Is(err, ErrProxy) {
+			t.Errorf("%q: %v, want ErrProxy", s, err)
 		}
 	}
 }

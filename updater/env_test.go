@@ -19,6 +19,7 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater/download"
 	"github.com/gravitational/teleport-update/updater/install"
@@ -107,7 +108,7 @@ func (e *testEnv) setTarget(version string, open bool, jitterSeconds int) {
 func (e *testEnv) publish(version string, broken bool) download.Artifact {
 	e.t.Helper()
 	a := e.artifact(version)
-	data, err := fixture.AgentRelease(version, broken)
+	data, err := releasetest.ScriptRelease(version, broken)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func (u *Updater) fetch(ctx context.Context, base string, target *semver.Version
 		return nil
 	case errors.Is(err, install.ErrDamaged):
 		u.Log.Warn("The version's directory is damaged; fetching the version again.", "version", ver, "reason", err)
-	case !errors.Is(err, install.ErrNotInstalled):
+	case !errors.Is(err, install.ErrVersionNotInstalled):
 		return fmt.Errorf("checking installed versions: %w", err)
 	}
 	got, staging, err := u.download(ctx, base, target)

@@ -5,15 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
-	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
 
 	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/internal/endpoint"
 	"github.com/gravitational/teleport-update/updater/download"
 )
 
@@ -42,21 +40,15 @@ type Policy struct {
 	Window *api.UpdateWindow
 }
 
-var proxyAddrRE = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
-
-// ValidateProxyAddr checks HOST[:PORT]: a host name or IP literal, no scheme,
-// path or user info.
+// ValidateProxyAddr checks HOST[:PORT] with endpoint.ValidateHostPort: a
+// host name or IP literal, no scheme, path or user info. Errors wrap
+// ErrProxy.
 func ValidateProxyAddr(addr string) error {
 	if addr == "" {
 		return fmt.Errorf("%w: no proxy address configured", ErrProxy)
 	}
-	if len(addr) > 255 || !proxyAddrRE.MatchString(addr) {
-		return fmt.Errorf("%w: address %q is not HOST[:PORT]", ErrProxy, truncate(addr, 80))
-	}
-	if _, port, err := net.SplitHostPort(addr); err == nil {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("%w: address %q has an invalid port", ErrProxy, addr)
-		}
+	if err := endpoint.ValidateHostPort(addr); err != nil {
+		return fmt.Errorf("%w: %w", ErrProxy, err)
 	}
 	return nil
 }
@@ -121,11 +113,4 @@ func ParseFindResponse(body []byte) (*Policy, error) {
 		p.Window = w
 	}
 	return p, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

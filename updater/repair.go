@@ -144,7 +144,7 @@ func (u *Updater) repairActive(ctx context.Context, cfg *Config) error {
 	if err == nil {
 		return nil
 	}
-	if !errors.Is(err, install.ErrNotInstalled) && !errors.Is(err, install.ErrDamaged) {
+	if !errors.Is(err, install.ErrVersionNotInstalled) && !errors.Is(err, install.ErrDamaged) {
 		return fmt.Errorf("checking the active version %s: %w", active, err)
 	}
 	u.Log.Warn("The active version is missing or damaged; fetching it again.", "version", active, "reason", err)

@@ -302,8 +302,11 @@ func TestFirstInstallRefusedWithoutKeys(t *testing.T) {
 	pub, _ := os.ReadFile(keyFile)
 	os.Remove(keyFile)
 	_, err := u.Install(context.Background(), InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"})
-	if err == nil {
-		t.Fatal("install without any pinned key succeeded")
+	if !errors.Is(err, verify.ErrNoKeys) {
+		t.Fatalf("install without any pinned key: %v, want verify.ErrNoKeys", err)
+	}
+	if n := e.cdn.Requests(); n != 0 {
+		t.Errorf("install without any pinned key made %d CDN requests, want none", n)
 	}
 	cfg := e.config()
 	if cfg.Status.Active != "" || e.linked() != "" {

@@ -15,7 +15,7 @@
 //	go run ./bench/fetch                       # 256 MiB timing, RSS for 64,256,512 MiB
 //	go run ./bench/fetch -size 64 -rss-sizes 16,64 -reps 3
 //
-// Goals (issue 2): ours ≤ 1.15× the floor, faster than the script, and peak
+// Goals: ours ≤ 1.15× the floor, faster than the script, and peak
 // RSS < 40 MiB and flat across sizes.
 package main
 

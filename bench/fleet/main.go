@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/proxyapi"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater"
@@ -165,7 +166,7 @@ func simulate(o options, dir string, jitterSeconds int) (result, error) {
 	}
 	cdn := fixture.NewCDN()
 	defer cdn.Close()
-	data, err := fixture.AgentRelease("2.0.0", false)
+	data, err := releasetest.ScriptRelease("2.0.0", false)
 	if err != nil {
 		return res, err
 	}

@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/release"
+	"github.com/gravitational/teleport-update/updater/download"
 )
 
 func main() {
@@ -81,11 +83,15 @@ func run(runs int) error {
 	}
 	cdn := fixture.NewCDN()
 	defer cdn.Close()
-	data, err := fixture.AgentRelease("1.0.0", false)
+	data, err := releasetest.ScriptRelease("1.0.0", false)
 	if err != nil {
 		return err
 	}
-	if err := cdn.Publish(key, dir, fmt.Sprintf("teleport-v1.0.0-%s-%s-bin.tar.gz", runtime.GOOS, runtime.GOARCH), data); err != nil {
+	art, err := download.NewArtifact(download.ProductTeleport, "1.0.0", runtime.GOOS, runtime.GOARCH)
+	if err != nil {
+		return err
+	}
+	if err := cdn.Publish(key, dir, art.TarballName(), data); err != nil {
 		return err
 	}
 	tlsFiles, err := fixture.NewTLS(dir)

@@ -14,7 +14,6 @@ import (
 	"github.com/gravitational/teleport-update/updater"
 )
 
-
 // censusReporter is the updater.Reporter of the CLI: it collects the
 // host's facts and sends the report with the run's HTTP client.
 type censusReporter struct {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -31,8 +32,10 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater"
+	"github.com/gravitational/teleport-update/updater/download"
 )
 
 var (
@@ -180,12 +183,15 @@ func (e *e2e) waitTarget(version string, open bool) {
 // publish builds, signs and serves an agent release.
 func (e *e2e) publish(version string, broken bool) {
 	e.t.Helper()
-	data, err := fixture.AgentRelease(version, broken)
+	data, err := releasetest.ScriptRelease(version, broken)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	name := fmt.Sprintf("teleport-v%s-%s-%s-bin.tar.gz", version, runtime.GOOS, runtime.GOARCH)
-	if err := e.cdn.Publish(e.key, e.dir, name, data); err != nil {
+	a, err := download.NewArtifact(download.ProductTeleport, version, runtime.GOOS, runtime.GOARCH)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.cdn.Publish(e.key, e.dir, a.TarballName(), data); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -313,10 +319,17 @@ func TestE2ELifecycle(t *testing.T) {
 		t.Fatalf("after rollback: %+v", st)
 	}
 
-	// The census report reached the proxy's database.
+	// The census report reached the proxy's database: the last one came
+	// from the update to 4.0.0 (rollback sends none).
 	r = e.mustRun("proxy", "census", "--db", e.censusDB, "--json")
-	if !strings.Contains(r.stdout, "2.0.0") && !strings.Contains(r.stdout, "4.0.0") {
-		t.Errorf("census summary does not show the host:\n%s", r.stdout)
+	var sum api.Summary
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatalf("census summary is not JSON: %v\n%s", err, r.stdout)
+	}
+	if sum.TotalHosts != 1 || !maps.Equal(sum.ByVersion, map[string]int{"4.0.0": 1}) ||
+		!maps.Equal(sum.ByLastUpdateResult, map[string]int{api.ResultSuccess: 1}) {
+		t.Errorf("census summary: %d hosts, versions %v, last results %v; want 1 host on 4.0.0 after a successful update:\n%s",
+			sum.TotalHosts, sum.ByVersion, sum.ByLastUpdateResult, r.stdout)
 	}
 
 	// uninstall leaves nothing of ours.

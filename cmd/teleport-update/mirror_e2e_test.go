@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -11,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/releasetest"
+	"github.com/gravitational/teleport-update/updater/download"
 )
 
 // TestE2EMirror is the operator flow for genuine releases: an origin that
@@ -30,15 +31,18 @@ func TestE2EMirror(t *testing.T) {
 	orgKey := filepath.Join(e.dir, "keys", "release.key")
 
 	publishOrigin := func(version string) string {
-		data, err := fixture.TeleportLayoutRelease("teleport", version, false)
+		data, err := releasetest.TeleportLayoutRelease("teleport", version, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		name := fmt.Sprintf("teleport-v%s-%s-%s-bin.tar.gz", version, runtime.GOOS, runtime.GOARCH)
+		a, err := download.NewArtifact(download.ProductTeleport, version, runtime.GOOS, runtime.GOARCH)
+		if err != nil {
+			t.Fatal(err)
+		}
 		sum := sha256.Sum256(data)
-		origin.Put(name, data)
-		origin.Put(name+".sha256", []byte(hex.EncodeToString(sum[:])+"  "+name+"\n"))
-		return name
+		origin.Put(a.TarballName(), data)
+		origin.Put(a.ChecksumName(), []byte(hex.EncodeToString(sum[:])+"  "+a.TarballName()+"\n"))
+		return a.TarballName()
 	}
 	mirror := func(version string) runResult {
 		return e.run([]string{"SSL_CERT_FILE=" + caFile}, "release", "mirror", "--from", origin.Server.URL,

@@ -1,27 +1,28 @@
-// Package releasetest builds fake Teleport releases for tests and demos: the
-// test agent (internal/testagent) compiled for a version and a behaviour,
-// packed as a release tarball named and laid out like a real one
-// (teleport-v<ver>-linux-<arch>-bin.tar.gz with bin/teleport and bin/tctl).
-// Signing is left to package release.
+// Package releasetest builds the fake Teleport releases of the tests, the
+// benchmarks and the demo, packed by fixture.Tarball and named by
+// download.Artifact like a real one (teleport-v<ver>-linux-<arch>-bin.tar.gz
+// with bin/teleport and bin/tctl). Two agents are on offer: the test agent
+// (internal/testagent) compiled for a version and a behaviour, for tests
+// that run the agent as a service; and a shell script, for tests that only
+// need `teleport version` and no Go toolchain. Signing is left to package
+// release.
 package releasetest
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/updater/download"
 )
 
 // AgentPackage is the import path of the test agent program.
@@ -40,10 +41,6 @@ const DefaultCrashAfter = 5 * time.Second
 // ErrInvalid is returned (wrapped) for a bad version, mode or architecture.
 var ErrInvalid = errors.New("invalid test release")
 
-// versionPattern accepts semver-like strings and nothing that could break
-// out of an -ldflags -X value or a file name.
-var versionPattern = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$`)
-
 var archPattern = regexp.MustCompile(`^[a-z0-9]{1,16}$`)
 
 // Agent describes one test release.
@@ -54,10 +51,15 @@ type Agent struct {
 	GOARCH     string        // default runtime.GOARCH (GOOS is always linux)
 }
 
-// TarballName returns the release file name for version and arch:
-// teleport-v<version>-linux-<arch>-bin.tar.gz.
-func TarballName(version, arch string) string {
-	return fmt.Sprintf("teleport-v%s-linux-%s-bin.tar.gz", version, arch)
+// MustArtifact returns the release artifact of Teleport version for
+// linux/arch, whose TarballName is the file a CDN serves. It panics on a
+// version or arch download.Artifact refuses: a bug in the caller.
+func MustArtifact(version, arch string) download.Artifact {
+	a, err := download.NewArtifact(download.ProductTeleport, version, "linux", arch)
+	if err != nil {
+		panic(fmt.Sprintf("releasetest: %v", err))
+	}
+	return a
 }
 
 // BinaryName returns the name of the bare agent binary Build leaves next to
@@ -84,10 +86,10 @@ func Build(ctx context.Context, dir, version, mode string) (string, error) {
 	return Agent{Version: version, Mode: mode}.Build(ctx, dir)
 }
 
-// Build compiles the agent and packs it into dir/TarballName(...): bin/teleport
-// and bin/tctl (the same program), mode 0755, with fixed timestamps so equal
-// inputs give equal tarballs. The bare binary is left in dir too, named
-// BinaryName(version, mode).
+// Build compiles the agent and packs it into dir under its artifact's
+// TarballName: bin/teleport and bin/tctl (the same program), mode 0755, with
+// fixed timestamps so equal inputs give equal tarballs. The bare binary is
+// left in dir too, named BinaryName(version, mode).
 func (a Agent) Build(ctx context.Context, dir string) (string, error) {
 	if err := a.validate(); err != nil {
 		return "", err
@@ -112,16 +114,18 @@ func (a Agent) Build(ctx context.Context, dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading built test agent: %w", err)
 	}
-	tarball := filepath.Join(dir, TarballName(a.Version, arch))
-	if err := writeTarball(tarball, map[string][]byte{"bin/teleport": exe, "bin/tctl": exe}); err != nil {
+	tarball := filepath.Join(dir, MustArtifact(a.Version, arch).TarballName())
+	if err := fixture.WriteTarball(tarball, map[string][]byte{"bin/teleport": exe, "bin/tctl": exe}); err != nil {
 		return "", fmt.Errorf("packing test release %s: %w", a.Version, err)
 	}
 	return tarball, nil
 }
 
 func (a Agent) validate() error {
-	if !versionPattern.MatchString(a.Version) || strings.HasPrefix(a.Version, "v") {
-		return fmt.Errorf("%w: version %q (want semver without a leading v)", ErrInvalid, a.Version)
+	// The version goes into -ldflags and a file name: the strict parser
+	// leaves nothing that could break out of either.
+	if _, err := download.ParseVersion(a.Version); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	switch a.Mode {
 	case ModeOK, ModeExit, ModeCrash:
@@ -137,45 +141,39 @@ func (a Agent) validate() error {
 	return nil
 }
 
-// tarballTime is the modification time of every entry: fixed, so builds of
-// the same binary give byte-identical tarballs.
-var tarballTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+// Script is a fake teleport as a shell script: `teleport version` prints
+// "Teleport v<version> git:fixture go1.26"; `teleport start` sleeps. A
+// broken one fails every command, so the updater refuses it before any
+// restart.
+func Script(version string, broken bool) string {
+	if broken {
+		return "#!/bin/sh\necho 'teleport: broken build' >&2\nexit 1\n"
+	}
+	return fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = version ]; then echo 'Teleport v%s git:fixture go1.26'; exit 0; fi\nexec sleep 3600\n", version)
+}
 
-// writeTarball writes a .tar.gz with a bin/ directory and the given files
-// (mode 0755), in sorted order, atomically (temp file + rename).
-func writeTarball(path string, files map[string][]byte) error {
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755, ModTime: tarballTime, Format: tar.FormatPAX}); err != nil {
-		return err
-	}
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		data := files[n]
-		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: 0o755, Size: int64(len(data)), ModTime: tarballTime, Format: tar.FormatPAX}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if _, err := io.Copy(tw, bytes.NewReader(data)); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	if err := gz.Close(); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+// ScriptRelease returns the tarball of a release of the Script agent, with
+// bin/teleport and bin/tctl.
+func ScriptRelease(version string, broken bool) ([]byte, error) {
+	return fixture.Tarball(map[string][]byte{
+		"bin/teleport": []byte(Script(version, broken)),
+		"bin/tctl":     []byte("#!/bin/sh\necho tctl\n"),
+	})
+}
+
+// TeleportLayoutRelease is ScriptRelease in Teleport's own tarball layout:
+// everything under top ("teleport" or "teleport-ent"), the binaries at its
+// root, plus the install script, examples and docs the updater skips or
+// keeps in share/.
+func TeleportLayoutRelease(top, version string, broken bool) ([]byte, error) {
+	return fixture.Tarball(map[string][]byte{
+		top + "/teleport": []byte(Script(version, broken)),
+		top + "/tctl":     []byte("#!/bin/sh\necho tctl\n"),
+		top + "/install":  []byte("#!/bin/sh\necho 'not for the updater' >&2\nexit 1\n"),
+		top + "/examples/systemd/teleport.service": []byte("[Service]\nExecStart=/usr/local/bin/teleport start\n"),
+		top + "/README.md":                         []byte("Teleport " + version + "\n"),
+		top + "/VERSION":                           []byte(version + "\n"),
+	})
 }
 
 // moduleDir returns the root of this module's source tree (where go.mod

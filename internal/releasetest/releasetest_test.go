@@ -126,3 +126,53 @@ func readTarball(t *testing.T, path string) []entry {
 		out = append(out, entry{hdr, data})
 	}
 }
+
+func TestScriptRelease(t *testing.T) {
+	t.Parallel()
+	for _, broken := range []bool{false, true} {
+		data, err := ScriptRelease("2.0.0", broken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), MustArtifact("2.0.0", "amd64").TarballName())
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		entries := readTarball(t, p)
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.hdr.Name)
+		}
+		if got, want := strings.Join(names, " "), "bin/ bin/tctl bin/teleport"; got != want {
+			t.Errorf("entries %q, want %q", got, want)
+		}
+		exe := filepath.Join(t.TempDir(), "teleport")
+		if err := os.WriteFile(exe, entries[2].data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(exe, "version").Output()
+		switch {
+		case broken && err == nil:
+			t.Errorf("broken script: version succeeded with %q", out)
+		case !broken && (err != nil || string(out) != "Teleport v2.0.0 git:fixture go1.26\n"):
+			t.Errorf("script: version = %q, %v", out, err)
+		}
+	}
+}
+
+func TestMustArtifact(t *testing.T) {
+	t.Parallel()
+	if got, want := MustArtifact("1.2.3-rc.1", "arm64").TarballName(), "teleport-v1.2.3-rc.1-linux-arm64-bin.tar.gz"; got != want {
+		t.Errorf("TarballName = %q, want %q", got, want)
+	}
+	for _, bad := range [][2]string{{"v1.2.3", "amd64"}, {"1.2.3", "amd64/.."}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("MustArtifact(%q, %q) did not panic", bad[0], bad[1])
+				}
+			}()
+			MustArtifact(bad[0], bad[1])
+		}()
+	}
+}

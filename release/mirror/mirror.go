@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/gravitational/teleport-update/internal/atomicfile"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater/download"
 	"github.com/gravitational/teleport-update/updater/verify"
@@ -206,7 +207,7 @@ func (m *mirror) fetch(ctx context.Context, a download.Artifact, path, want stri
 	if err = os.Rename(partial, path); err != nil {
 		return res, err
 	}
-	return res, syncDir(filepath.Dir(path))
+	return res, atomicfile.SyncDir(filepath.Dir(path))
 }
 
 func fileSize(path string) int64 {
@@ -215,13 +216,4 @@ func fileSize(path string) int64 {
 		return 0
 	}
 	return fi.Size()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/release/mirror"
 	"github.com/gravitational/teleport-update/updater/download"
@@ -35,7 +36,7 @@ func newOrigin(t *testing.T) origin {
 func (o origin) publish(t *testing.T, a download.Artifact) []byte {
 	t.Helper()
 	data, err := fixture.Tarball(map[string][]byte{
-		"teleport/teleport": []byte(fixture.AgentScript(a.Version.String(), false)),
+		"teleport/teleport": []byte(releasetest.Script(a.Version.String(), false)),
 		"teleport/tctl":     []byte("#!/bin/sh\necho tctl\n"),
 		"teleport/examples/systemd/teleport.service": []byte("[Service]\nExecStart=/usr/local/bin/teleport start\n"),
 		"teleport/VERSION":                           []byte(a.Version.String() + "\n"),

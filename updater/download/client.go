@@ -17,7 +17,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/internal/diskspace"
+	"github.com/gravitational/teleport-update/internal/readahead"
 )
 
 // Defaults for Options and fixed limits of the client.
@@ -37,8 +39,9 @@ const (
 )
 
 var (
-	// ErrTooLarge means the server announced or sent more than the cap.
-	ErrTooLarge = errors.New("response larger than the size cap")
+	// ErrTooLarge means the server announced or sent more than the cap. It
+	// is capread.ErrTooLarge: one name, one meaning, wherever input is capped.
+	ErrTooLarge = capread.ErrTooLarge
 	// ErrStalled means no byte arrived for Options.StallTimeout.
 	ErrStalled = errors.New("transfer stalled")
 	// ErrTooSlow means the transfer rate averaged over Options.RateWindow
@@ -316,7 +319,7 @@ func (c *Client) Download(ctx context.Context, url string, f File, max int64, pr
 
 	d := &transfer{
 		c: c, w: w, url: url, f: f, max: max, progress: progress,
-		h: sha256.New(), total: -1, buf: make([]byte, copyBufferSize),
+		h: sha256.New(), total: -1,
 	}
 	for {
 		err := d.attempt()
@@ -356,7 +359,6 @@ type transfer struct {
 		Sum([]byte) []byte
 		Reset()
 	}
-	buf       []byte
 	done      int64  // bytes written to f and hashed
 	total     int64  // announced full size, -1 if unknown
 	rangeOK   bool   // the server supports byte ranges
@@ -428,65 +430,19 @@ func (d *transfer) attempt() error {
 const pipelineDepth = 4
 
 // copy streams body into f and the hash until EOF. Reading (TLS decryption)
-// and hashing+writing run in two goroutines over a few large buffers, so
-// the SHA-256 costs no extra wall time when a core is free. A failed write
-// cancels the transfer, which unblocks the reader at once: on a full disk
-// the rest of the body is never fetched.
+// runs ahead in its own goroutine over a few large buffers while this one
+// hashes and writes, so the SHA-256 costs no extra wall time when a core is
+// free. A failed write cancels the transfer, which unblocks the reader at
+// once: on a full disk the rest of the body is never fetched.
 func (d *transfer) copy(body io.Reader) error {
-	free := make(chan []byte, pipelineDepth)
-	full := make(chan []byte, pipelineDepth)
-	free <- d.buf
-	for i := 1; i < pipelineDepth; i++ {
-		free <- make([]byte, len(d.buf))
-	}
-	written := make(chan error, 1)
-	go func() {
-		var err error
-		for b := range full {
-			if err == nil {
-				if _, werr := d.f.Write(b); werr != nil {
-					err = errStop{fmt.Errorf("writing %s: %w", d.f.Name(), diskspace.Label(werr))}
-					d.w.cancel(err)
-				} else {
-					d.h.Write(b)
-					d.done += int64(len(b))
-					if d.progress != nil {
-						d.progress(d.done, d.total)
-					}
-				}
-			}
-			free <- b[:cap(b)]
-		}
-		written <- err
-	}()
-
-	read := d.done
-	var rerr error
-	for rerr == nil {
-		buf := <-free
-		if rerr = d.w.ctx.Err(); rerr != nil {
-			break
-		}
-		n := 0
-		for n < len(buf) && rerr == nil {
-			var m int
-			m, rerr = body.Read(buf[n:])
-			n += m
-		}
-		if read+int64(n) > d.max {
-			n = int(max(0, d.max-read))
-			rerr = errStop{fmt.Errorf("%w: more than %d bytes", ErrTooLarge, d.max)}
-		}
-		read += int64(n)
-		if n > 0 {
-			full <- buf[:n]
-		}
-	}
-	close(full)
-	if err := <-written; err != nil {
-		return err
-	}
+	ra := readahead.New(body, copyBufferSize, pipelineDepth)
+	rerr := d.drain(ra)
 	var stop errStop
+	if errors.As(rerr, &stop) {
+		// The reader may wait on the network for bytes nobody wants.
+		d.w.cancel(stop.err)
+	}
+	ra.Close()
 	switch {
 	case errors.As(rerr, &stop):
 		return rerr
@@ -505,6 +461,36 @@ func (d *transfer) copy(body io.Reader) error {
 		return errStop{fmt.Errorf("server sent %d bytes, more than the %d it announced", d.done, d.total)}
 	}
 	return nil
+}
+
+// drain writes and hashes the chunks ra read until the body's end (io.EOF),
+// a read error, a cancelled transfer, more than max bytes or a failed write
+// (the last two as errStop). What was read before a read error is written
+// first, so a resume starts exactly after it.
+func (d *transfer) drain(ra *readahead.Reader) error {
+	for {
+		if err := d.w.ctx.Err(); err != nil {
+			return err
+		}
+		chunk, rerr := ra.Next()
+		if over := d.done + int64(len(chunk)) - d.max; over > 0 {
+			chunk = chunk[:len(chunk)-int(over)]
+			rerr = errStop{fmt.Errorf("%w: more than %d bytes", ErrTooLarge, d.max)}
+		}
+		if len(chunk) > 0 {
+			if _, err := d.f.Write(chunk); err != nil {
+				return errStop{fmt.Errorf("writing %s: %w", d.f.Name(), diskspace.Label(err))}
+			}
+			d.h.Write(chunk)
+			d.done += int64(len(chunk))
+			if d.progress != nil {
+				d.progress(d.done, d.total)
+			}
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
 }
 
 // restart discards what was written so far.

@@ -1,4 +1,4 @@
 // Package download fetches release files over HTTPS from an untrusted CDN
 // with hard limits on size, rate and redirects, and runs the verified
-// fetch pipeline of DESIGN §3.
+// fetch pipeline (FetchVerified): signed checksum first, tarball second.
 package download

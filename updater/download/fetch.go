@@ -45,7 +45,8 @@ func NewArtifact(product, version, goos, goarch string) (Artifact, error) {
 }
 
 // FetchVerified fetches artifact a from base and proves it authentic, in
-// the order of DESIGN §3:
+// this order, so no byte of the tarball is fetched before its signature is
+// known good:
 //
 //  1. fetch the .sha256 file (cap verify.MaxChecksumSize) and its Sigstore
 //     bundle (cap verify.MaxBundleSize);

@@ -1,9 +1,7 @@
 package download
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"crypto/ecdsa"
 	"errors"
 	"io"
@@ -12,129 +10,40 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/release"
 	"github.com/gravitational/teleport-update/updater/verify"
 )
 
-// cdn is an in-memory CDN over real TLS: a map of files that tests can
-// re-sign, tamper with, or replace by a misbehaving handler.
-type cdn struct {
-	srv *httptest.Server
-
-	mu       sync.Mutex
-	files    map[string][]byte       // path -> content
-	handlers map[string]http.Handler // path -> override
-	ranges   bool                    // serve with Range support
-	cutOnce  map[string]int64        // path -> abort after N bytes, once
-	hits     map[string]int          // GET requests
-	heads    map[string]int          // HEAD requests
-	noHead   bool                    // answer HEAD with 405
-}
-
-func newCDN(t *testing.T) *cdn {
+// newCDN starts the fixture CDN for one test. Byte ranges are off unless
+// a test turns them on, so a cut transfer never resumes by accident.
+func newCDN(t *testing.T) *fixture.CDN {
 	t.Helper()
-	c := &cdn{files: map[string][]byte{}, handlers: map[string]http.Handler{}, cutOnce: map[string]int64{}, hits: map[string]int{}, heads: map[string]int{}}
-	c.srv = httptest.NewTLSServer(c)
-	t.Cleanup(c.srv.Close)
+	c := fixture.NewCDN()
+	c.SetRanges(false)
+	t.Cleanup(c.Close)
 	return c
 }
 
-func (c *cdn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodHead {
-		c.serveHead(w, r)
-		return
-	}
-	c.mu.Lock()
-	c.hits[r.URL.Path]++
-	data, ok := c.files[r.URL.Path]
-	h := c.handlers[r.URL.Path]
-	ranges := c.ranges
-	cut, cutting := c.cutOnce[r.URL.Path]
-	delete(c.cutOnce, r.URL.Path)
-	c.mu.Unlock()
-	switch {
-	case h != nil:
-		h.ServeHTTP(w, r)
-		return
-	case !ok:
-		http.NotFound(w, r)
-		return
-	}
-	if cutting {
-		w = &cuttingWriter{ResponseWriter: w, left: cut}
-	}
-	if ranges {
-		w.Header().Set("ETag", `"`+sha256Hex(data)[:16]+`"`)
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
-		return
-	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-	w.Write(data)
-}
-
-// serveHead answers HEAD from the files alone, as a CDN in front of the
-// same objects would, without counting a hit or reaching an override.
-func (c *cdn) serveHead(w http.ResponseWriter, r *http.Request) {
-	c.mu.Lock()
-	c.heads[r.URL.Path]++
-	data, ok := c.files[r.URL.Path]
-	noHead := c.noHead
-	c.mu.Unlock()
-	if noHead {
-		http.Error(w, "HEAD not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-}
-
-func (c *cdn) set(name string, data []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.files["/"+name] = data
-}
-
-func (c *cdn) get(t *testing.T, name string) []byte {
+// get returns the file the CDN serves as name, failing the test if none.
+func get(t *testing.T, c *fixture.CDN, name string) []byte {
 	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	data, ok := c.files["/"+name]
-	if !ok {
+	data := c.Get(name)
+	if data == nil {
 		t.Fatalf("cdn has no %s", name)
 	}
-	return bytes.Clone(data)
-}
-
-func (c *cdn) handle(name string, h http.Handler) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.handlers["/"+name] = h
-}
-
-func (c *cdn) totalHits() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, v := range c.hits {
-		n += v
-	}
-	return n
+	return data
 }
 
 // publish signs tarball as artifact a's release with key and puts the
 // tarball and its three signed files on the CDN under a's names.
-func (c *cdn) publish(t *testing.T, key *ecdsa.PrivateKey, a Artifact, tarball []byte) {
+func publish(t *testing.T, c *fixture.CDN, key *ecdsa.PrivateKey, a Artifact, tarball []byte) {
 	t.Helper()
 	for name, data := range signRelease(t, key, a.TarballName(), tarball) {
-		c.set(name, data)
+		c.Put(name, data)
 	}
 }
 
@@ -151,7 +60,7 @@ func signRelease(t *testing.T, key *ecdsa.PrivateKey, name string, tarball []byt
 		t.Fatalf("release.Sign: %v", err)
 	}
 	out := map[string][]byte{}
-	for _, suffix := range []string{"", ".sha256", ".sha256.sigstore.json", ".sha256.sig"} {
+	for _, suffix := range append([]string{""}, fixture.SignedSuffixes...) {
 		data, err := os.ReadFile(path + suffix)
 		if err != nil {
 			t.Fatal(err)
@@ -165,32 +74,14 @@ func signRelease(t *testing.T, key *ecdsa.PrivateKey, name string, tarball []byt
 // plus padding so downloads span many reads.
 func makeTarball(t testing.TB, version string, padding int) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	files := []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"bin/teleport", 0o755, []byte("#!/bin/sh\necho 'Teleport v" + version + " git:abc go1.26'\n")},
-		{"bin/padding", 0o644, randomBytes(t, padding)}, // random: gzip cannot shrink it
-	}
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
+	data, err := fixture.Tarball(map[string][]byte{
+		"bin/teleport": []byte("#!/bin/sh\necho 'Teleport v" + version + " git:abc go1.26'\n"),
+		"bin/padding":  randomBytes(t, padding), // random: gzip cannot shrink it
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := gz.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return data
 }
 
 // newKey generates a release signing key and returns it with its pinned
@@ -242,7 +133,7 @@ func TestFetchVerified(t *testing.T) {
 		name string
 		// setup prepares the CDN (already holding the genuine release) and
 		// may change the artifact, base URL or options.
-		setup   func(t *testing.T, c *cdn, a *Artifact, base *string, opts *Options, max *int64)
+		setup   func(t *testing.T, c *fixture.CDN, a *Artifact, base *string, opts *Options, max *int64)
 		wantErr []error
 		// wantNoRequest asserts the CDN saw no request at all.
 		wantNoRequest bool
@@ -252,84 +143,84 @@ func TestFetchVerified(t *testing.T) {
 		{name: "genuine release", wantTarballHits: 1},
 		{
 			name: "server refuses HEAD",
-			setup: func(t *testing.T, c *cdn, _ *Artifact, _ *string, _ *Options, _ *int64) {
-				c.noHead = true
+			setup: func(t *testing.T, c *fixture.CDN, _ *Artifact, _ *string, _ *Options, _ *int64) {
+				c.RefuseHEAD()
 			},
 			wantTarballHits: 1,
 		},
 		{
 			name: "one flipped byte in the tarball",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
-				b := c.get(t, a.TarballName())
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
+				b := get(t, c, a.TarballName())
 				b[len(b)/2] ^= 0x01
-				c.set(a.TarballName(), b)
+				c.Put(a.TarballName(), b)
 			},
 			wantErr:         []error{ErrChecksumMismatch, verify.ErrVerification},
 			wantTarballHits: 1,
 		},
 		{
 			name: "one flipped byte in the checksum file",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
-				b := c.get(t, a.ChecksumName())
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
+				b := get(t, c, a.ChecksumName())
 				b[3] ^= 0x01 // the line stays well-formed or not; the signature breaks either way
-				c.set(a.ChecksumName(), b)
+				c.Put(a.ChecksumName(), b)
 			},
 			wantErr:         []error{verify.ErrVerification},
 			wantTarballHits: -1,
 		},
 		{
 			name: "signature by an unpinned key",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
-				c.publish(t, otherKey, *a, genuine)
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
+				publish(t, c, otherKey, *a, genuine)
 			},
 			wantErr:         []error{verify.ErrUnknownKey, verify.ErrVerification},
 			wantTarballHits: -1,
 		},
 		{
 			name: "another version's signed release under this name",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
 				old := *a
 				old.Version = mustVersion(t, "16.4.5")
 				files := signRelease(t, key, old.TarballName(), older)
-				c.set(a.TarballName(), files[old.TarballName()])
-				c.set(a.ChecksumName(), files[old.ChecksumName()])
-				c.set(a.BundleName(), files[old.BundleName()])
+				c.Put(a.TarballName(), files[old.TarballName()])
+				c.Put(a.ChecksumName(), files[old.ChecksumName()])
+				c.Put(a.BundleName(), files[old.BundleName()])
 			},
 			wantErr:         []error{verify.ErrFileNameMismatch, verify.ErrVerification},
 			wantTarballHits: -1,
 		},
 		{
 			name: "another arch's signed release under this name",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
 				arm := *a
 				arm.Arch = "arm64"
 				files := signRelease(t, key, arm.TarballName(), genuine)
-				c.set(a.ChecksumName(), files[arm.ChecksumName()])
-				c.set(a.BundleName(), files[arm.BundleName()])
+				c.Put(a.ChecksumName(), files[arm.ChecksumName()])
+				c.Put(a.BundleName(), files[arm.BundleName()])
 			},
 			wantErr:         []error{verify.ErrFileNameMismatch, verify.ErrVerification},
 			wantTarballHits: -1,
 		},
 		{
 			name: "truncated download without range support",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
-				c.cutOnce["/"+a.TarballName()] = 100 << 10
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
+				c.CutOnce(a.TarballName(), 100<<10)
 			},
 			wantErr:         []error{io.ErrUnexpectedEOF},
 			wantTarballHits: 1,
 		},
 		{
 			name: "truncated download with range support resumes",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
-				c.ranges = true
-				c.cutOnce["/"+a.TarballName()] = 100 << 10
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
+				c.SetRanges(true)
+				c.CutOnce(a.TarballName(), 100<<10)
 			},
 			wantTarballHits: 2,
 		},
 		{
 			name: "endless tarball body",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, max *int64) {
-				c.handle(a.TarballName(), endless(true))
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, max *int64) {
+				c.Handle(a.TarballName(), endless(true))
 				*max = 1 << 20
 			},
 			wantErr:         []error{ErrTooLarge},
@@ -337,16 +228,16 @@ func TestFetchVerified(t *testing.T) {
 		},
 		{
 			name: "oversized checksum file",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
-				c.handle(a.ChecksumName(), endless(true))
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
+				c.Handle(a.ChecksumName(), endless(true))
 			},
 			wantErr:         []error{ErrTooLarge},
 			wantTarballHits: -1,
 		},
 		{
 			name: "one byte per tick trickle",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, opts *Options, _ *int64) {
-				c.handle(a.TarballName(), trickle(20*time.Millisecond, 200))
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, opts *Options, _ *int64) {
+				c.Handle(a.TarballName(), trickle(20*time.Millisecond, 200))
 				opts.MinRate, opts.RateWindow = 1024, 300*time.Millisecond
 			},
 			wantErr:         []error{ErrTooSlow},
@@ -354,8 +245,8 @@ func TestFetchVerified(t *testing.T) {
 		},
 		{
 			name: "tarball stalls",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, opts *Options, _ *int64) {
-				c.handle(a.TarballName(), hang(true))
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, opts *Options, _ *int64) {
+				c.Handle(a.TarballName(), hang(true))
 				opts.StallTimeout = 300 * time.Millisecond
 			},
 			wantErr:         []error{ErrStalled},
@@ -363,53 +254,53 @@ func TestFetchVerified(t *testing.T) {
 		},
 		{
 			name: "tarball 404",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
-				c.handle(a.TarballName(), http.NotFoundHandler())
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
+				c.Handle(a.TarballName(), http.NotFoundHandler())
 			},
 			wantErr:         []error{&HTTPStatusError{Code: 404}},
 			wantTarballHits: 1,
 		},
 		{
 			name: "checksum 500",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
-				c.handle(a.ChecksumName(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "oops", 500) }))
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
+				c.Handle(a.ChecksumName(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "oops", 500) }))
 			},
 			wantErr:         []error{&HTTPStatusError{Code: 500}},
 			wantTarballHits: -1,
 		},
 		{
 			name: "tarball redirected to another host",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
 				other := newCDN(t)
-				other.set(a.TarballName(), c.get(t, a.TarballName()))
-				c.handle(a.TarballName(), http.RedirectHandler(other.srv.URL+"/"+a.TarballName(), http.StatusFound))
+				other.Put(a.TarballName(), get(t, c, a.TarballName()))
+				c.Handle(a.TarballName(), http.RedirectHandler(other.URL()+"/"+a.TarballName(), http.StatusFound))
 			},
 			wantErr:         []error{ErrRedirectRefused},
 			wantTarballHits: 1,
 		},
 		{
 			name: "tarball redirected to http",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
 				plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					t.Errorf("plain-http server got a request for %s", r.URL.Path)
 				}))
 				t.Cleanup(plain.Close)
-				c.handle(a.TarballName(), http.RedirectHandler(plain.URL+"/"+a.TarballName(), http.StatusMovedPermanently))
+				c.Handle(a.TarballName(), http.RedirectHandler(plain.URL+"/"+a.TarballName(), http.StatusMovedPermanently))
 			},
 			wantErr:         []error{ErrRedirectRefused, ErrInsecureURL},
 			wantTarballHits: 1,
 		},
 		{
 			name: "http base URL",
-			setup: func(t *testing.T, c *cdn, _ *Artifact, base *string, _ *Options, _ *int64) {
-				*base = "http://" + c.srv.Listener.Addr().String()
+			setup: func(t *testing.T, c *fixture.CDN, _ *Artifact, base *string, _ *Options, _ *int64) {
+				*base = "http://" + c.Server.Listener.Addr().String()
 			},
 			wantErr:       []error{ErrInsecureURL},
 			wantNoRequest: true,
 		},
 		{
 			name: "artifact without a version",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
 				a.Version = nil
 			},
 			wantErr:       []error{ErrInvalidArtifact},
@@ -417,7 +308,7 @@ func TestFetchVerified(t *testing.T) {
 		},
 		{
 			name: "artifact with a path in its arch",
-			setup: func(t *testing.T, c *cdn, a *Artifact, _ *string, _ *Options, _ *int64) {
+			setup: func(t *testing.T, c *fixture.CDN, a *Artifact, _ *string, _ *Options, _ *int64) {
 				a.Arch = "amd64/../../x"
 			},
 			wantErr:       []error{ErrInvalidArtifact},
@@ -432,9 +323,9 @@ func TestFetchVerified(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.publish(t, key, a, genuine)
-			base := c.srv.URL
-			opts := Options{HTTPClient: c.srv.Client()}
+			publish(t, c, key, a, genuine)
+			base := c.URL()
+			opts := Options{HTTPClient: c.Server.Client()}
 			var max int64
 			if tt.setup != nil {
 				tt.setup(t, c, &a, &base, &opts, &max)
@@ -443,8 +334,8 @@ func TestFetchVerified(t *testing.T) {
 			var progressed int64
 			got, err := New(opts).FetchVerified(t.Context(), base, a, pinned, staging, max, now, func(done, total int64) { progressed = done })
 
-			if tt.wantNoRequest && c.totalHits() != 0 {
-				t.Errorf("CDN got %d requests, want none", c.totalHits())
+			if tt.wantNoRequest && c.Requests() != 0 {
+				t.Errorf("CDN got %d requests, want none", c.Requests())
 			}
 			if tt.wantErr == nil {
 				if err != nil {
@@ -488,9 +379,7 @@ func TestFetchVerified(t *testing.T) {
 				}
 				assertEmpty(t, staging)
 			}
-			c.mu.Lock()
-			hits := c.hits["/"+a.TarballName()]
-			c.mu.Unlock()
+			hits := c.Hits(a.TarballName())
 			switch {
 			case tt.wantTarballHits > 0 && hits != tt.wantTarballHits:
 				t.Errorf("tarball requested %d times, want %d", hits, tt.wantTarballHits)
@@ -509,13 +398,13 @@ func TestFetchVerifiedLeftoverStagingFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.publish(t, key, a, makeTarball(t, "16.4.6", 1<<10))
+	publish(t, c, key, a, makeTarball(t, "16.4.6", 1<<10))
 	staging := t.TempDir()
 	leftover := filepath.Join(staging, a.TarballName()+UnverifiedSuffix)
 	if err := os.WriteFile(leftover, []byte("someone else's"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = New(Options{HTTPClient: c.srv.Client()}).FetchVerified(t.Context(), c.srv.URL, a, verify.NewKeySet(pub), staging, 0, time.Now(), nil)
+	_, err = New(Options{HTTPClient: c.Server.Client()}).FetchVerified(t.Context(), c.URL(), a, verify.NewKeySet(pub), staging, 0, time.Now(), nil)
 	if !errors.Is(err, fs.ErrExist) {
 		t.Fatalf("FetchVerified error = %v, want fs.ErrExist", err)
 	}
@@ -531,12 +420,12 @@ func TestFetchVerifiedNoKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = New(Options{HTTPClient: c.srv.Client()}).FetchVerified(t.Context(), c.srv.URL, a, verify.NewKeySet(), t.TempDir(), 0, time.Now(), nil)
+	_, err = New(Options{HTTPClient: c.Server.Client()}).FetchVerified(t.Context(), c.URL(), a, verify.NewKeySet(), t.TempDir(), 0, time.Now(), nil)
 	if !errors.Is(err, verify.ErrNoKeys) {
 		t.Fatalf("FetchVerified error = %v, want verify.ErrNoKeys", err)
 	}
-	if c.totalHits() != 0 {
-		t.Errorf("CDN got %d requests, want none", c.totalHits())
+	if c.Requests() != 0 {
+		t.Errorf("CDN got %d requests, want none", c.Requests())
 	}
 }
 

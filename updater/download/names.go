@@ -7,6 +7,10 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/gravitational/teleport-update/internal/endpoint"
+	"github.com/gravitational/teleport-update/internal/version"
+	"github.com/gravitational/teleport-update/updater/verify"
 )
 
 // DefaultBaseURL is the built-in CDN base. A host may override it with
@@ -15,13 +19,10 @@ const DefaultBaseURL = "https://cdn.teleport.dev"
 
 // Limits on names built into URLs.
 const (
-	// MaxVersionLength bounds a version string; Teleport's longest real
-	// versions ("17.0.0-dev.abcdef.123") are far below it.
-	MaxVersionLength = 128
+	// MaxVersionLength bounds a version string (see ParseVersion).
+	MaxVersionLength = version.MaxLength
 	// MaxBaseURLLength bounds a configured base URL.
-	MaxBaseURLLength = 2048
-	// maxQuoted bounds how much of a bad input an error message repeats.
-	maxQuoted = 64
+	MaxBaseURLLength = endpoint.MaxBaseURLLength
 )
 
 // Products whose artifacts the updater fetches.
@@ -31,49 +32,30 @@ const (
 )
 
 var (
-	// ErrInvalidVersion means a version string is not strict semver.
-	ErrInvalidVersion = errors.New("invalid version")
+	// ErrInvalidVersion means a version string is not strict semver. It is
+	// version.ErrInvalid, which every version check in the system wraps.
+	ErrInvalidVersion = version.ErrInvalid
 	// ErrInvalidArtifact means an Artifact has an unknown product, a missing
 	// version, or an OS/arch outside [a-z0-9]+.
 	ErrInvalidArtifact = errors.New("invalid artifact")
 	// ErrInvalidBaseURL means a base URL is malformed or carries parts the
-	// updater refuses (user info, query, fragment).
-	ErrInvalidBaseURL = errors.New("invalid base URL")
-	// ErrInsecureURL means a URL is not https://.
-	ErrInsecureURL = errors.New("URL is not https")
+	// updater refuses (user info, query, fragment, dot segments). It is
+	// endpoint.ErrInvalidBaseURL.
+	ErrInvalidBaseURL = endpoint.ErrInvalidBaseURL
+	// ErrInsecureURL means a URL is not https://. It is
+	// endpoint.ErrInsecureURL.
+	ErrInsecureURL = endpoint.ErrInsecureURL
 )
 
 // quote returns s quoted for an error message, truncated to a readable length.
-func quote(s string) string {
-	if len(s) > maxQuoted {
-		return fmt.Sprintf("%q…(%d bytes)", s[:maxQuoted], len(s))
-	}
-	return fmt.Sprintf("%q", s)
-}
+func quote(s string) string { return endpoint.Quote(s) }
 
 // ParseVersion parses s as a strict semantic version ("16.4.6",
 // "17.0.0-beta.1"): no leading "v", no missing parts, no characters other
 // than semver's [0-9A-Za-z.+-], so a parsed version can never carry path or
-// URL syntax. The error wraps ErrInvalidVersion and quotes s.
-func ParseVersion(s string) (*semver.Version, error) {
-	if len(s) > MaxVersionLength {
-		return nil, fmt.Errorf("%w %s: longer than %d bytes", ErrInvalidVersion, quote(s), MaxVersionLength)
-	}
-	v, err := semver.StrictNewVersion(s)
-	if err != nil {
-		return nil, fmt.Errorf("%w %s: %v", ErrInvalidVersion, quote(s), err)
-	}
-	// Belt and braces: the canonical form must be the input, and contain
-	// nothing but semver characters.
-	if v.String() != s || strings.ContainsFunc(s, func(r rune) bool { return !isSemverRune(r) }) {
-		return nil, fmt.Errorf("%w %s: not in canonical form", ErrInvalidVersion, quote(s))
-	}
-	return v, nil
-}
-
-func isSemverRune(r rune) bool {
-	return r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '.' || r == '-' || r == '+'
-}
+// URL syntax. The error wraps ErrInvalidVersion and quotes s. It is
+// version.Parse, named here because every artifact name starts from it.
+func ParseVersion(s string) (*semver.Version, error) { return version.Parse(s) }
 
 // Teleport editions, as the proxy's find answer names them. Community and
 // "oss" are the same build; an empty edition means community.
@@ -170,14 +152,14 @@ func (a Artifact) TarballName() string {
 }
 
 // ChecksumName returns the name of the tarball's sha256sum-format file.
-func (a Artifact) ChecksumName() string { return a.TarballName() + ".sha256" }
+func (a Artifact) ChecksumName() string { return a.TarballName() + verify.ChecksumSuffix }
 
 // BundleName returns the name of the Sigstore bundle over the checksum file.
-func (a Artifact) BundleName() string { return a.ChecksumName() + ".sigstore.json" }
+func (a Artifact) BundleName() string { return a.TarballName() + verify.BundleSuffix }
 
 // SignatureName returns the name of the base64 DER signature over the
 // checksum file (for install.sh's openssl check).
-func (a Artifact) SignatureName() string { return a.ChecksumName() + ".sig" }
+func (a Artifact) SignatureName() string { return a.TarballName() + verify.SignatureSuffix }
 
 // URL returns the URL of file (one of a's names) under base. base keeps its
 // path prefix, so a mirror at https://mirror.example/teleport/ works. The
@@ -191,7 +173,7 @@ func (a Artifact) URL(base, file string) (string, error) {
 	default:
 		return "", fmt.Errorf("%w: %s is not a file of %s", ErrInvalidArtifact, quote(file), a.TarballName())
 	}
-	u, err := parseBaseURL(base)
+	u, err := endpoint.ParseBaseURL(base)
 	if err != nil {
 		return "", err
 	}
@@ -204,43 +186,9 @@ func (a Artifact) URL(base, file string) (string, error) {
 	return r.String(), nil
 }
 
-// ValidateBaseURL checks a CDN or mirror base URL: it must parse, use
-// https, name a host, and carry no user info, query or fragment. An http://
-// URL yields an error wrapping ErrInsecureURL; anything else wrong wraps
+// ValidateBaseURL checks a CDN or mirror base URL with
+// endpoint.ValidateBaseURL: it must parse, use https, name a host, and carry
+// no user info, query, fragment or dot segment. An http:// URL yields an
+// error wrapping ErrInsecureURL; anything else wrong wraps
 // ErrInvalidBaseURL.
-func ValidateBaseURL(s string) error {
-	_, err := parseBaseURL(s)
-	return err
-}
-
-func parseBaseURL(s string) (*url.URL, error) {
-	if len(s) > MaxBaseURLLength {
-		return nil, fmt.Errorf("%w %s: longer than %d bytes", ErrInvalidBaseURL, quote(s), MaxBaseURLLength)
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("%w %s: %v", ErrInvalidBaseURL, quote(s), err)
-	}
-	switch {
-	case u.Scheme == "http":
-		return nil, fmt.Errorf("base URL %s: %w", quote(s), ErrInsecureURL)
-	case u.Scheme != "https":
-		return nil, fmt.Errorf("%w %s: scheme must be https", ErrInvalidBaseURL, quote(s))
-	case u.Opaque != "":
-		return nil, fmt.Errorf("%w %s: not a hierarchical URL", ErrInvalidBaseURL, quote(s))
-	case u.Host == "" || u.Hostname() == "":
-		return nil, fmt.Errorf("%w %s: no host", ErrInvalidBaseURL, quote(s))
-	case u.User != nil:
-		return nil, fmt.Errorf("%w %s: user info is not allowed", ErrInvalidBaseURL, quote(s))
-	case u.RawQuery != "" || u.ForceQuery:
-		return nil, fmt.Errorf("%w %s: a query is not allowed", ErrInvalidBaseURL, quote(s))
-	case u.Fragment != "" || strings.Contains(s, "#"):
-		return nil, fmt.Errorf("%w %s: a fragment is not allowed", ErrInvalidBaseURL, quote(s))
-	}
-	for _, seg := range strings.Split(u.Path, "/") {
-		if seg == "." || seg == ".." {
-			return nil, fmt.Errorf("%w %s: dot segments are not allowed", ErrInvalidBaseURL, quote(s))
-		}
-	}
-	return u, nil
-}
+func ValidateBaseURL(s string) error { return endpoint.ValidateBaseURL(s) }

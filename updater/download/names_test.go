@@ -184,44 +184,6 @@ func TestArtifactURL(t *testing.T) {
 	}
 }
 
-func TestValidateBaseURL(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in      string
-		wantErr error
-	}{
-		{"https://cdn.teleport.dev", nil},
-		{"https://cdn.teleport.dev/", nil},
-		{"HTTPS://cdn.teleport.dev/", nil},
-		{"https://127.0.0.1:8443/mirror/teleport", nil},
-		{"https://[::1]/x/", nil},
-		{"http://cdn.teleport.dev", ErrInsecureURL},
-		{"HTTP://cdn.teleport.dev", ErrInsecureURL},
-		{"ftp://cdn.teleport.dev", ErrInvalidBaseURL},
-		{"cdn.teleport.dev", ErrInvalidBaseURL},
-		{"//cdn.teleport.dev", ErrInvalidBaseURL},
-		{"https://", ErrInvalidBaseURL},
-		{"https:///path", ErrInvalidBaseURL},
-		{"https://:443/", ErrInvalidBaseURL},
-		{"https:cdn.teleport.dev", ErrInvalidBaseURL},
-		{"https://user:pw@cdn.teleport.dev/", ErrInvalidBaseURL},
-		{"https://cdn.teleport.dev/?x=1", ErrInvalidBaseURL},
-		{"https://cdn.teleport.dev/?", ErrInvalidBaseURL},
-		{"https://cdn.teleport.dev/#frag", ErrInvalidBaseURL},
-		{"https://cdn.teleport.dev/#", ErrInvalidBaseURL},
-		{"https://cdn.teleport.dev/a/../b", ErrInvalidBaseURL},
-		{"https://cdn.teleport.dev/%zz", ErrInvalidBaseURL},
-		{"https://cdn teleport.dev/", ErrInvalidBaseURL},
-		{"", ErrInvalidBaseURL},
-		{"https://cdn.teleport.dev/" + strings.Repeat("a", MaxBaseURLLength), ErrInvalidBaseURL},
-	}
-	for _, tt := range tests {
-		if err := ValidateBaseURL(tt.in); !errors.Is(err, tt.wantErr) {
-			t.Errorf("ValidateBaseURL(%q) = %v, want %v", tt.in, err, tt.wantErr)
-		}
-	}
-}
-
 func FuzzParseVersion(f *testing.F) {
 	for _, s := range []string{"16.4.6", "17.0.0-beta.1", "1.2.3+build.5", "v1.2.3", "1.2", "1.2.3/../x", "1.2.3-a..b", ""} {
 		f.Add(s)

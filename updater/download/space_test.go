@@ -173,19 +173,17 @@ func TestFetchVerifiedRefusesBeforeRequest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			c := newCDN(t)
-			c.publish(t, key, a, tarball)
+			publish(t, c, key, a, tarball)
 			staging := t.TempDir()
-			cl := New(Options{HTTPClient: c.srv.Client(), ReserveBytes: tt.reserve})
-			_, err := cl.FetchVerified(t.Context(), c.srv.URL, a, verify.NewKeySet(pub), staging, tt.max, time.Now(), nil)
+			cl := New(Options{HTTPClient: c.Server.Client(), ReserveBytes: tt.reserve})
+			_, err := cl.FetchVerified(t.Context(), c.URL(), a, verify.NewKeySet(pub), staging, tt.max, time.Now(), nil)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("FetchVerified = %v, want %v", err, tt.wantErr)
 			}
 			if errors.Is(tt.wantErr, diskspace.ErrNoSpace) {
 				assertNoSpace(t, err, staging, int64(len(tarball))+tt.reserve)
 			}
-			c.mu.Lock()
-			gets, heads := c.hits["/"+a.TarballName()], c.heads["/"+a.TarballName()]
-			c.mu.Unlock()
+			gets, heads := c.Hits(a.TarballName()), c.Heads(a.TarballName())
 			if gets != 0 || heads != 1 {
 				t.Errorf("tarball got %d GET and %d HEAD requests, want 0 and 1", gets, heads)
 			}

@@ -84,8 +84,8 @@ func TestWatchdog(t *testing.T) {
 		// cancelAfter cancels the caller's context after this long.
 		cancelAfter time.Duration
 		wantErr     error
-		// wantWithin bounds the fake time the failure may take (DESIGN §8:
-		// abandoned well within 30 s).
+		// wantWithin bounds the fake time the failure may take: a hopeless
+		// transfer is abandoned well within 30 s.
 		wantWithin time.Duration
 	}{
 		{name: "one byte per second for an hour", interval: time.Second, chunk: 1, total: 3600, wantErr: ErrTooSlow, wantWithin: 12 * time.Second},

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gravitational/teleport-update/internal/diskspace"
+	"github.com/gravitational/teleport-update/internal/readahead"
 )
 
 // Limits bound what Extract accepts. A zero or negative field means the
@@ -79,6 +80,11 @@ const (
 	// copyBufferSize is the buffer for file data; large enough that the
 	// decompressor, not the syscalls, dominates.
 	copyBufferSize = 1 << 20
+	// readAheadChunk and readAheadChunks size the read-ahead between the
+	// decompressor and the tar parser: a few chunks in flight let
+	// decompression run on one core while files are written on another.
+	readAheadChunk  = 256 << 10
+	readAheadChunks = 4
 	// syncQueueLen is how many written files may wait for their fsync.
 	syncQueueLen = 64
 	// maxPathLen and maxNameLen are Linux's PATH_MAX-1 and NAME_MAX.
@@ -96,7 +102,7 @@ const (
 // Outcomes:
 //   - nil: versions/<v> is complete and holds this tarball. If it already
 //     was (same .verified), Extract does nothing.
-//   - ErrChecksumMismatch: the tarball's SHA-256 is not sha256hex, or
+//   - ErrWrongTarball: the tarball's SHA-256 is not sha256hex, or
 //     versions/<v> is already complete with a different checksum.
 //   - ErrUnsafeArchive: an entry was refused (absolute path, "..", a link
 //     leaving the version directory, a device/FIFO, a duplicate, a file or
@@ -124,7 +130,7 @@ func (t *Tree) Extract(ctx context.Context, tarball, version, sha256hex string, 
 		return nil
 	case ok:
 		return fmt.Errorf("extract version %s: %w: already installed from a tarball with SHA-256 %s, this one is expected to be %s",
-			version, ErrChecksumMismatch, sum, sha256hex)
+			version, ErrWrongTarball, sum, sha256hex)
 	}
 	if _, err := os.Lstat(t.VersionDir(version)); err == nil {
 		linked, err := t.LinkedVersions()
@@ -186,7 +192,7 @@ func (t *Tree) Extract(ctx context.Context, tarball, version, sha256hex string, 
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sha256hex {
 		return errors.Join(fmt.Errorf("extract version %s: %w: %s has SHA-256 %s, expected %s",
-			version, ErrChecksumMismatch, filepath.Base(tarball), got, sha256hex), xerr)
+			version, ErrWrongTarball, filepath.Base(tarball), got, sha256hex), xerr)
 	}
 	if xerr != nil {
 		return fmt.Errorf("extract version %s from %s: %w", version, filepath.Base(tarball), xerr)
@@ -306,7 +312,7 @@ func extractTar(ctx context.Context, dir string, r io.Reader, lim Limits) (dirs 
 		return nil, fmt.Errorf("%w: not a gzip stream: %v", ErrUnsafeArchive, err)
 	}
 	defer gz.Close()
-	zr := newReadAhead(gz)
+	zr := readahead.New(gz, readAheadChunk, readAheadChunks)
 	defer zr.Close() // runs before gz.Close; r is free for the caller after
 
 	x := &extractor{

@@ -21,7 +21,8 @@ type HealthOptions struct {
 	Poll time.Duration
 }
 
-// Health check defaults (issue 3: 10 s stable within at most 60 s).
+// Health check defaults: the agent must stay up 10 s in a row, and gets
+// at most 60 s to get there.
 const (
 	DefaultHealthWindow = 10 * time.Second
 	DefaultHealthMax    = 60 * time.Second

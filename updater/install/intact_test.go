@@ -28,8 +28,8 @@ func TestIntactAndRemoveDamaged(t *testing.T) {
 			p := filepath.Join(dir, "bin/teleport")
 			return errors.Join(os.Rename(p, p+".real"), os.Symlink("teleport.real", p))
 		}, ErrDamaged, true},
-		{".verified deleted", func(dir string) error { return os.Remove(filepath.Join(dir, verifiedName)) }, ErrNotInstalled, true},
-		{"directory deleted", os.RemoveAll, ErrNotInstalled, false},
+		{".verified deleted", func(dir string) error { return os.Remove(filepath.Join(dir, verifiedName)) }, ErrVersionNotInstalled, true},
+		{"directory deleted", os.RemoveAll, ErrVersionNotInstalled, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,7 +21,11 @@ const legacyLinkPrefix = "../../../" + versionsRel + "/"
 // replaced by its own signed artifact; linking an agent release's copy
 // over it would let an agent rollback downgrade the updater, or (as a
 // regular file) make every update fail with ErrNotOurs.
-var notLinked = []string{"teleport-update"}
+var notLinked = []string{updaterName}
+
+// updaterName is the updater's binary name, in /usr/local/bin as in a
+// release.
+const updaterName = "teleport-update"
 
 // linkLayout is where the links live and how they reach the versions,
 // with every symlink on the way resolved inside the root. Links are
@@ -288,7 +292,7 @@ type linkStep struct {
 //
 // revert restores the link directory exactly as it was (links, their
 // targets and overwritten files). If Link fails midway it reverts what it
-// did itself. Outcomes: ErrInvalidVersion, ErrNotInstalled, ErrNotOurs, a
+// did itself. Outcomes: ErrInvalidVersion, ErrVersionNotInstalled, ErrNotOurs, a
 // link that does not reach v's binary.
 func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 	if err := ValidateVersion(v); err != nil {
@@ -297,14 +301,14 @@ func (t *Tree) Link(v string, overwrite bool) (revert func() error, err error) {
 	if _, ok, err := t.Installed(v); err != nil {
 		return nil, fmt.Errorf("link: %w", err)
 	} else if !ok {
-		return nil, fmt.Errorf("link version %s: %w", v, ErrNotInstalled)
+		return nil, fmt.Errorf("link version %s: %w", v, ErrVersionNotInstalled)
 	}
 	bins, err := t.Binaries(v)
 	if err != nil {
 		return nil, fmt.Errorf("link: %w", err)
 	}
 	if !slices.Contains(bins, "teleport") {
-		return nil, fmt.Errorf("link version %s: %w: no bin/teleport", v, ErrNotInstalled)
+		return nil, fmt.Errorf("link version %s: %w: no bin/teleport", v, ErrVersionNotInstalled)
 	}
 	bins = slices.DeleteFunc(bins, func(name string) bool { return slices.Contains(notLinked, name) })
 	l, err := t.linkLayout()

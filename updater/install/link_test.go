@@ -126,8 +126,8 @@ func TestLinkForeign(t *testing.T) {
 func TestLinkRefusesDirectoryAndMissingVersion(t *testing.T) {
 	t.Parallel()
 	tr := New(t.TempDir())
-	if _, err := tr.Link("1.0.0", true); !errors.Is(err, ErrNotInstalled) {
-		t.Errorf("Link(not installed) = %v, want ErrNotInstalled", err)
+	if _, err := tr.Link("1.0.0", true); !errors.Is(err, ErrVersionNotInstalled) {
+		t.Errorf("Link(not installed) = %v, want ErrVersionNotInstalled", err)
 	}
 	install(t, tr, "1.0.0")
 	if err := os.MkdirAll(filepath.Join(tr.BinDir(), "tctl"), 0o755); err != nil {

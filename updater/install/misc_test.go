@@ -188,3 +188,22 @@ func TestCheckUnitHealth(t *testing.T) {
 		t.Errorf("CheckUnitHealth(canceled) = %v, want context.Canceled", err)
 	}
 }
+
+func TestTreePaths(t *testing.T) {
+	t.Parallel()
+	tr := New("/r")
+	for got, want := range map[string]string{
+		tr.DataDir():       "/r/var/lib/teleport",
+		tr.VersionsDir():   "/r/var/lib/teleport/versions",
+		tr.StatePath():     "/r/var/lib/teleport/update.yaml",
+		tr.LockPath():      "/r/var/lib/teleport/update.lock",
+		tr.BinDir():        "/r/usr/local/bin",
+		tr.UpdaterPath():   "/r/usr/local/bin/teleport-update",
+		tr.UnitDir():       "/r/etc/systemd/system",
+		DefaultUpdaterPath: "/usr/local/bin/teleport-update",
+	} {
+		if got != want {
+			t.Errorf("path %q, want %q", got, want)
+		}
+	}
+}

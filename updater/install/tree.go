@@ -1,4 +1,4 @@
-// Package install manages the host side of an update (DESIGN §4): the
+// Package install manages the host side of an update: the
 // side-by-side version tree under /var/lib/teleport, safe extraction of
 // release tarballs, the atomic symlink swap in /usr/local/bin, the systemd
 // units, the health check, the update lock and atomic file writes.
@@ -20,11 +20,11 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/Masterminds/semver/v3"
-
+	"github.com/gravitational/teleport-update/internal/atomicfile"
 	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/internal/diskspace"
 	"github.com/gravitational/teleport-update/internal/safeperm"
+	"github.com/gravitational/teleport-update/internal/version"
 )
 
 // Sentinel errors for the decisions callers make. Errors returned by this
@@ -43,18 +43,26 @@ var (
 	// ErrNoSpace: not enough free space to extract; says needed and free.
 	// It is diskspace.ErrNoSpace, which a download reports too.
 	ErrNoSpace = diskspace.ErrNoSpace
-	// ErrInvalidVersion: a version string is not a safe directory name.
-	ErrInvalidVersion = errors.New("invalid version")
-	// ErrChecksumMismatch: the tarball's SHA-256 is not the expected one,
-	// or a version directory already holds a different tarball.
-	ErrChecksumMismatch = errors.New("checksum mismatch")
+	// ErrInvalidVersion: a version string is not a strict semantic version,
+	// so it cannot name a version directory. It is version.ErrInvalid.
+	ErrInvalidVersion = version.ErrInvalid
+	// ErrWrongTarball: the tarball is not the one the caller named: its
+	// SHA-256 is not the expected one, or versions/<v> was already installed
+	// from a tarball with another SHA-256. The download side's verdict on a
+	// signed checksum is download.ErrChecksumMismatch, a verification error.
+	ErrWrongTarball = errors.New("checksum mismatch")
 	// ErrInUse: the version is linked from /usr/local/bin and is kept.
 	ErrInUse = errors.New("version is linked")
-	// ErrNotInstalled: the version directory is missing or incomplete.
-	ErrNotInstalled = errors.New("version not installed")
+	// ErrVersionNotInstalled: the version directory is missing or incomplete.
+	ErrVersionNotInstalled = errors.New("version not installed")
 )
 
-// Paths relative to the root (DESIGN §4).
+// UpdaterRel is the updater binary, usr/local/bin/teleport-update relative
+// to the root: next to the links but never one of them. Install copies the
+// running binary there and the units run it from there.
+const UpdaterRel = binDirRel + "/" + updaterName
+
+// Paths relative to the root.
 const (
 	dataDirRel    = "var/lib/teleport"
 	versionsRel   = "var/lib/teleport/versions"
@@ -70,9 +78,7 @@ const (
 	verifiedName = ".verified"
 	// tmpMarker is part of every temporary name this package creates next
 	// to a final path, so CleanLeftovers can recognise them.
-	tmpMarker = ".teleport-update-tmp"
-	// maxVersionLen bounds a version string (semver allows arbitrary length).
-	maxVersionLen = 128
+	tmpMarker = atomicfile.TempMarker
 )
 
 // Tree is the install tree under one root directory.
@@ -132,6 +138,9 @@ func (t *Tree) LockPath() string { return t.path(lockRel) }
 // BinDir is <root>/usr/local/bin, where the links live.
 func (t *Tree) BinDir() string { return t.path(binDirRel) }
 
+// UpdaterPath is <root>/usr/local/bin/teleport-update (UpdaterRel).
+func (t *Tree) UpdaterPath() string { return t.path(UpdaterRel) }
+
 // UnitDir is <root>/etc/systemd/system.
 func (t *Tree) UnitDir() string { return t.path(unitDirRel) }
 
@@ -142,19 +151,12 @@ func (t *Tree) HasSystemd() bool {
 	return err == nil && fi.IsDir()
 }
 
-// ValidateVersion checks that v can name a version directory: a semantic
-// version without a leading "v", at most maxVersionLen bytes.
+// ValidateVersion checks that v can name a version directory: a strict
+// semantic version without a leading "v" (see version.Parse). Errors wrap
+// ErrInvalidVersion.
 func ValidateVersion(v string) error {
-	if v == "" || len(v) > maxVersionLen {
-		return fmt.Errorf("%w: %q: empty or longer than %d bytes", ErrInvalidVersion, v, maxVersionLen)
-	}
-	if strings.HasPrefix(v, "v") {
-		return fmt.Errorf("%w: %q: leading \"v\"", ErrInvalidVersion, v)
-	}
-	if _, err := semver.StrictNewVersion(v); err != nil {
-		return fmt.Errorf("%w: %q: %v", ErrInvalidVersion, v, err)
-	}
-	return nil
+	_, err := version.Parse(v)
+	return err
 }
 
 // NewStaging creates a fresh private directory (mode 0700) under
@@ -270,8 +272,8 @@ func (t *Tree) versionDirs() ([]string, error) {
 
 func sortVersions(vs []string) {
 	slices.SortFunc(vs, func(a, b string) int {
-		va, errA := semver.StrictNewVersion(a)
-		vb, errB := semver.StrictNewVersion(b)
+		va, errA := version.Parse(a)
+		vb, errB := version.Parse(b)
 		if errA != nil || errB != nil {
 			return strings.Compare(a, b)
 		}
@@ -326,7 +328,7 @@ var ErrDamaged = errors.New("version directory is damaged")
 // Intact reports whether version v is completely installed (see Installed)
 // and still holds an executable regular file bin/teleport.
 //
-// Outcomes: nil; ErrNotInstalled when versions/<v> is missing or has no
+// Outcomes: nil; ErrVersionNotInstalled when versions/<v> is missing or has no
 // valid .verified marker; ErrDamaged, naming what is wrong, when it is
 // marked complete but bin/teleport is missing or not an executable
 // regular file; ErrInvalidVersion.
@@ -336,7 +338,7 @@ func (t *Tree) Intact(v string) error {
 	case err != nil:
 		return err
 	case !ok:
-		return fmt.Errorf("version %s: %w", v, ErrNotInstalled)
+		return fmt.Errorf("version %s: %w", v, ErrVersionNotInstalled)
 	}
 	bin := filepath.Join(t.VersionDir(v), filepath.FromSlash(requiredBinary))
 	fi, err := os.Lstat(bin)
@@ -359,7 +361,7 @@ func (t *Tree) Intact(v string) error {
 // absent version is left alone. It reports whether it removed anything.
 func (t *Tree) RemoveDamaged(v string) (removed bool, err error) {
 	err = t.Intact(v)
-	if err == nil || !errors.Is(err, ErrDamaged) && !errors.Is(err, ErrNotInstalled) {
+	if err == nil || !errors.Is(err, ErrDamaged) && !errors.Is(err, ErrVersionNotInstalled) {
 		return false, err
 	}
 	if _, err := os.Lstat(t.VersionDir(v)); errors.Is(err, fs.ErrNotExist) {

@@ -20,7 +20,7 @@ const (
 
 // Unit defaults.
 const (
-	DefaultUpdaterPath     = "/usr/local/bin/teleport-update"
+	DefaultUpdaterPath     = "/" + UpdaterRel
 	DefaultInterval        = 5 * time.Minute
 	DefaultRandomizedDelay = time.Minute
 	// updaterTimeout bounds one updater run (download, install, health

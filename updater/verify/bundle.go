@@ -22,12 +22,12 @@ const BundleMediaType = "application/vnd.dev.sigstore.bundle.v0.3+json"
 // sigstore-go's format checks and are not relied on: trust comes from the
 // pinned key alone.
 //
-// Failures wrap ErrTooLarge (more than MaxBundleSize bytes) or ErrBundleFormat,
+// Failures wrap ErrInputTooLarge (more than MaxBundleSize bytes) or ErrBundleFormat,
 // with a message naming what was wrong (DSSE envelope, certificate, X.509
 // chain, media type, digest algorithm, JSON syntax).
 func LoadBundle(data []byte) (*bundle.Bundle, string, error) {
 	if len(data) > MaxBundleSize {
-		return nil, "", fmt.Errorf("load bundle: %w: bundle is larger than %d bytes", ErrTooLarge, MaxBundleSize)
+		return nil, "", fmt.Errorf("load bundle: %w: bundle is larger than %d bytes", ErrInputTooLarge, MaxBundleSize)
 	}
 	pb := new(protobundle.Bundle)
 	if err := protojson.Unmarshal(data, pb); err != nil {

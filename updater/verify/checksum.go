@@ -11,7 +11,7 @@ import (
 // spaces). It returns the digest and the file name.
 //
 // Deliberately refused, each with an error wrapping ErrChecksumFormat that
-// names the problem: more than MaxChecksumSize bytes (ErrTooLarge), a missing
+// names the problem: more than MaxChecksumSize bytes (ErrInputTooLarge), a missing
 // final newline, CRLF line ends, more than one line, uppercase or short hex,
 // a single space, sha256sum's binary-mode marker " *" (the release tooling never
 // writes it, and accepting two spellings of one signed statement buys nothing),
@@ -19,7 +19,7 @@ import (
 // characters or invalid UTF-8.
 func ParseChecksum(b []byte) (sumHex, fileName string, err error) {
 	if len(b) > MaxChecksumSize {
-		return "", "", fmt.Errorf("parse checksum: %w: %d bytes, limit %d", ErrTooLarge, len(b), MaxChecksumSize)
+		return "", "", fmt.Errorf("parse checksum: %w: %d bytes, limit %d", ErrInputTooLarge, len(b), MaxChecksumSize)
 	}
 	if len(b) == 0 {
 		return "", "", fmt.Errorf("parse checksum: %w: empty file", ErrChecksumFormat)

@@ -46,7 +46,7 @@ func TestParseChecksum(t *testing.T) {
 		{name: "DEL", in: hex64 + "  a\x7f\n", wantErr: verify.ErrChecksumFormat, wantText: "control character"},
 		{name: "C1 control", in: hex64 + "  a\u009b\n", wantErr: verify.ErrChecksumFormat, wantText: "control character"},
 		{name: "invalid UTF-8", in: hex64 + "  a\xffb\n", wantErr: verify.ErrChecksumFormat, wantText: "UTF-8"},
-		{name: "too large", in: hex64 + "  " + strings.Repeat("a", verify.MaxChecksumSize) + "\n", wantErr: verify.ErrTooLarge},
+		{name: "too large", in: hex64 + "  " + strings.Repeat("a", verify.MaxChecksumSize) + "\n", wantErr: verify.ErrInputTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

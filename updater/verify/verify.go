@@ -20,6 +20,18 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 )
 
+// Names of the signed files published next to an artifact FILE: a release
+// is FILE plus these three, on a CDN or in a directory.
+const (
+	// ChecksumSuffix names FILE.sha256, one sha256sum-format line.
+	ChecksumSuffix = ".sha256"
+	// BundleSuffix names the Sigstore bundle over the FILE.sha256 bytes.
+	BundleSuffix = ChecksumSuffix + ".sigstore.json"
+	// SignatureSuffix names the base64 DER signature over the same bytes
+	// (for install.sh's openssl check).
+	SignatureSuffix = ChecksumSuffix + ".sig"
+)
+
 // Size limits for the small signed files. Readers must read at most max+1
 // bytes and fail when the extra byte arrives.
 const (
@@ -45,8 +57,8 @@ var (
 	ErrBundleFormat = fmt.Errorf("%w: unsupported or malformed signature bundle", ErrVerification)
 	// ErrSignature: the signature does not verify over the checksum bytes.
 	ErrSignature = fmt.Errorf("%w: bad signature", ErrVerification)
-	// ErrTooLarge: an input exceeds MaxChecksumSize or MaxBundleSize.
-	ErrTooLarge = fmt.Errorf("%w: input too large", ErrVerification)
+	// ErrInputTooLarge: an input exceeds MaxChecksumSize or MaxBundleSize.
+	ErrInputTooLarge = fmt.Errorf("%w: input too large", ErrVerification)
 )
 
 // Key is one pinned public key.
@@ -131,7 +143,7 @@ func (ks *KeySet) Keys() []Key {
 // over checksum, that checksum is one well-formed line, and that the line
 // names exactly wantName. All failures wrap ErrVerification:
 //
-//   - ErrTooLarge: checksum > MaxChecksumSize or bundle > MaxBundleSize;
+//   - ErrInputTooLarge: checksum > MaxChecksumSize or bundle > MaxBundleSize;
 //   - ErrBundleFormat: not a v0.3 key-based messageSignature bundle over SHA2_256
 //     (DSSE, certificates, other media types are refused by name);
 //   - ErrUnknownKey: the bundle's hint selects no pinned key (no other key is tried);
@@ -141,7 +153,7 @@ func (ks *KeySet) Keys() []Key {
 //   - ErrFileNameMismatch: the line names a file other than wantName.
 func VerifyChecksumFile(ks *KeySet, checksum, bundle []byte, wantName string, now time.Time) (Verified, error) {
 	if len(checksum) > MaxChecksumSize {
-		return Verified{}, fmt.Errorf("verify checksum file: %w: checksum file is larger than %d bytes", ErrTooLarge, MaxChecksumSize)
+		return Verified{}, fmt.Errorf("verify checksum file: %w: checksum file is larger than %d bytes", ErrInputTooLarge, MaxChecksumSize)
 	}
 	key, err := VerifyBundle(ks, checksum, bundle, now)
 	if err != nil {
@@ -159,7 +171,7 @@ func VerifyChecksumFile(ks *KeySet, checksum, bundle []byte, wantName string, no
 
 // VerifyBundle verifies that bundle carries a valid signature over message by
 // the pinned key its hint selects, valid at now. It returns that key.
-// Failures wrap ErrTooLarge, ErrBundleFormat, ErrUnknownKey, ErrKeyNotValid
+// Failures wrap ErrInputTooLarge, ErrBundleFormat, ErrUnknownKey, ErrKeyNotValid
 // or ErrSignature (all ErrVerification).
 func VerifyBundle(ks *KeySet, message, bundle []byte, now time.Time) (Key, error) {
 	b, hint, err := LoadBundle(bundle)

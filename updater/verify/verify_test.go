@@ -112,8 +112,8 @@ func TestVerifyChecksumFile(t *testing.T) {
 		{name: "digest does not match checksum", keys: []verify.Key{pinned.key}, checksum: checksum, bundle: wrongDigest, wantErr: verify.ErrSignature},
 		{name: "empty hint", keys: []verify.Key{pinned.key}, checksum: checksum, bundle: noHint, wantErr: verify.ErrBundleFormat, wantText: "hint"},
 		{name: "not JSON", keys: []verify.Key{pinned.key}, checksum: checksum, bundle: []byte("not json"), wantErr: verify.ErrBundleFormat, wantText: "JSON"},
-		{name: "oversized bundle", keys: []verify.Key{pinned.key}, checksum: checksum, bundle: oversized, wantErr: verify.ErrTooLarge, wantText: "bundle"},
-		{name: "oversized checksum", keys: []verify.Key{pinned.key}, checksum: bytes.Repeat([]byte("a"), verify.MaxChecksumSize+1), bundle: genuine, wantErr: verify.ErrTooLarge, wantText: "checksum"},
+		{name: "oversized bundle", keys: []verify.Key{pinned.key}, checksum: checksum, bundle: oversized, wantErr: verify.ErrInputTooLarge, wantText: "bundle"},
+		{name: "oversized checksum", keys: []verify.Key{pinned.key}, checksum: bytes.Repeat([]byte("a"), verify.MaxChecksumSize+1), bundle: genuine, wantErr: verify.ErrInputTooLarge, wantText: "checksum"},
 		{name: "signed but malformed checksum", keys: []verify.Key{pinned.key}, checksum: badLine, bundle: pinned.sign(t, badLine), wantErr: verify.ErrChecksumFormat, wantText: "uppercase"},
 		{name: "empty key set", keys: nil, checksum: checksum, bundle: genuine, wantErr: verify.ErrUnknownKey},
 	}
@@ -144,8 +144,9 @@ func TestVerifyChecksumFile(t *testing.T) {
 	}
 }
 
-// TestUnknownHintTriesNoOtherKey pins DESIGN §8: an unknown hint is refused
-// even when a pinned key would verify the signature.
+// TestUnknownHintTriesNoOtherKey pins the key-selection rule: the bundle's
+// hint picks the one key to try, so an unknown hint is refused even when a
+// pinned key would verify the signature.
 func TestUnknownHintTriesNoOtherKey(t *testing.T) {
 	t.Parallel()
 	k := newTestKey(t)
