@@ -226,7 +226,7 @@ func TestValuePredicates(t *testing.T) {
 		{"version", ValidVersion, func(s string) func(*Report) { return func(r *Report) { r.Version = s } }, "16.4.6-rc.1", true},
 		{"version empty", ValidVersion, func(s string) func(*Report) { return func(r *Report) { r.Version = s } }, "", true},
 		{"version with v", ValidVersion, func(s string) func(*Report) { return func(r *Report) { r.Version = s } }, "v16.4.6", false},
-		{"version too long", ValidVersion, func(s string) func(*Report) { return func(r *Report) { r.Version = s } }, "1.2.3-" + strings.Repeat("a", 60), false},
+		{"version too long", ValidVersion, func(s string) func(*Report) { return func(r *Report) { r.Version = s } }, "1.2.3-" + strings.Repeat("a", 130), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

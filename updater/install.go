@@ -6,12 +6,12 @@ package updater
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 
+	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/updater/download"
 	"github.com/gravitational/teleport-update/updater/install"
 )
@@ -144,9 +144,9 @@ func installSpec(spec Spec, req InstallRequest) (Spec, error) {
 	}
 	spec.CensusDisabled = spec.CensusDisabled || req.DisableCensus
 	if spec.CensusSalt == "" {
-		salt := make([]byte, 16)
-		if _, err := rand.Read(salt); err != nil {
-			return spec, fmt.Errorf("generating census salt: %w", err)
+		salt, err := census.NewSalt()
+		if err != nil {
+			return spec, err
 		}
 		spec.CensusSalt = hex.EncodeToString(salt)
 	}
