@@ -23,8 +23,8 @@ import (
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/atomicfile"
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/release"
 	"github.com/gravitational/teleport-update/internal/releasetest"
-	"github.com/gravitational/teleport-update/release"
 )
 
 // Limits and pacing of the demo's own HTTP checks.

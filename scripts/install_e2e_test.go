@@ -22,8 +22,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/proxyapi"
 	"github.com/gravitational/teleport-update/internal/releasetest"
-	"github.com/gravitational/teleport-update/proxyapi"
 )
 
 // maxScriptBytes caps the install script the test reads from the proxy.

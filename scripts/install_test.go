@@ -20,8 +20,8 @@ import (
 	"text/template"
 
 	"github.com/gravitational/teleport-update/internal/fixture"
-	"github.com/gravitational/teleport-update/release"
-	"github.com/gravitational/teleport-update/updater/download"
+	"github.com/gravitational/teleport-update/internal/release"
+	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 const testVersion = "1.2.3"

@@ -49,8 +49,8 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/api"
-	"github.com/gravitational/teleport-update/census/store"
-	"github.com/gravitational/teleport-update/proxyapi"
+	"github.com/gravitational/teleport-update/internal/census/store"
+	"github.com/gravitational/teleport-update/internal/proxyapi"
 )
 
 // Tokens the child proxy accepts (at least proxyapi.MinTokenLen long).

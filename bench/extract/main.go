@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gravitational/teleport-update/updater/install"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 func main() {

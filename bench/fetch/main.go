@@ -40,9 +40,9 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/fixture"
-	"github.com/gravitational/teleport-update/release"
-	"github.com/gravitational/teleport-update/updater/download"
-	"github.com/gravitational/teleport-update/updater/verify"
+	"github.com/gravitational/teleport-update/internal/release"
+	"github.com/gravitational/teleport-update/internal/updater/download"
+	"github.com/gravitational/teleport-update/internal/updater/verify"
 )
 
 const version = "16.4.6"

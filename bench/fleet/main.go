@@ -29,11 +29,11 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/proxyapi"
+	"github.com/gravitational/teleport-update/internal/release"
 	"github.com/gravitational/teleport-update/internal/releasetest"
-	"github.com/gravitational/teleport-update/proxyapi"
-	"github.com/gravitational/teleport-update/release"
-	"github.com/gravitational/teleport-update/updater"
-	"github.com/gravitational/teleport-update/updater/download"
+	"github.com/gravitational/teleport-update/internal/updater"
+	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 func main() {

@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/release"
 	"github.com/gravitational/teleport-update/internal/releasetest"
-	"github.com/gravitational/teleport-update/release"
-	"github.com/gravitational/teleport-update/updater/download"
+	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 func main() {

@@ -19,12 +19,12 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/gravitational/teleport-update/census"
 	"github.com/gravitational/teleport-update/internal/capread"
-	"github.com/gravitational/teleport-update/keys"
-	"github.com/gravitational/teleport-update/updater"
-	"github.com/gravitational/teleport-update/updater/download"
-	"github.com/gravitational/teleport-update/updater/install"
+	"github.com/gravitational/teleport-update/internal/census"
+	"github.com/gravitational/teleport-update/internal/keys"
+	"github.com/gravitational/teleport-update/internal/updater"
+	"github.com/gravitational/teleport-update/internal/updater/download"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/gravitational/teleport-update/updater"
+	"github.com/gravitational/teleport-update/internal/updater"
 )
 
 // explain only formats what updater.Classify says.

@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gravitational/teleport-update/api"
-	"github.com/gravitational/teleport-update/census"
-	"github.com/gravitational/teleport-update/updater"
+	"github.com/gravitational/teleport-update/internal/census"
+	"github.com/gravitational/teleport-update/internal/updater"
 )
 
 // censusReporter is the updater.Reporter of the CLI: it collects the

@@ -14,8 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/gravitational/teleport-update/updater"
-	"github.com/gravitational/teleport-update/updater/install"
+	"github.com/gravitational/teleport-update/internal/updater"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 func TestExitCodes(t *testing.T) {

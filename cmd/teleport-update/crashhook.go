@@ -8,7 +8,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/gravitational/teleport-update/updater"
+	"github.com/gravitational/teleport-update/internal/updater"
 )
 
 // In binaries built with -tags crashtest (tests only), the environment

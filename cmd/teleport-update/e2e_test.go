@@ -32,10 +32,10 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/release"
 	"github.com/gravitational/teleport-update/internal/releasetest"
-	"github.com/gravitational/teleport-update/release"
-	"github.com/gravitational/teleport-update/updater"
-	"github.com/gravitational/teleport-update/updater/download"
+	"github.com/gravitational/teleport-update/internal/updater"
+	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 var (

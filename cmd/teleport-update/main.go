@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gravitational/teleport-update/internal/termtext"
-	"github.com/gravitational/teleport-update/updater"
-	"github.com/gravitational/teleport-update/updater/install"
+	"github.com/gravitational/teleport-update/internal/updater"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 func main() {

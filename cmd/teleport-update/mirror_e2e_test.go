@@ -11,7 +11,7 @@ import (
 
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/releasetest"
-	"github.com/gravitational/teleport-update/updater/download"
+	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 // TestE2EMirror is the operator flow for genuine releases: an origin that

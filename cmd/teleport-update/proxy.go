@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gravitational/teleport-update/keys"
-	"github.com/gravitational/teleport-update/proxyapi"
+	"github.com/gravitational/teleport-update/internal/keys"
+	"github.com/gravitational/teleport-update/internal/proxyapi"
 	"github.com/gravitational/teleport-update/scripts"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gravitational/teleport-update/api"
-	"github.com/gravitational/teleport-update/census/store"
+	"github.com/gravitational/teleport-update/internal/census/store"
 )
 
 // staleListedInTable bounds the stale hosts printed in the table; --json

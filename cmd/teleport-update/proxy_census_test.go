@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/api"
-	"github.com/gravitational/teleport-update/census/store"
+	"github.com/gravitational/teleport-update/internal/census/store"
+	"github.com/gravitational/teleport-update/internal/proxyapi"
 	"github.com/gravitational/teleport-update/internal/tmpfs"
-	"github.com/gravitational/teleport-update/proxyapi"
 )
 
 // censusDB returns a database holding three hosts, one of them silent for

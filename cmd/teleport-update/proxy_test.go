@@ -26,7 +26,7 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/fixture"
-	"github.com/gravitational/teleport-update/proxyapi"
+	"github.com/gravitational/teleport-update/internal/proxyapi"
 )
 
 // lockedBuffer collects a command's output while it runs.

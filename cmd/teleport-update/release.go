@@ -8,8 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gravitational/teleport-update/internal/capread"
-	"github.com/gravitational/teleport-update/release"
-	"github.com/gravitational/teleport-update/updater/verify"
+	"github.com/gravitational/teleport-update/internal/release"
+	"github.com/gravitational/teleport-update/internal/updater/verify"
 )
 
 // maxReleasePublicKeyFile caps the public key file read by `release verify`.

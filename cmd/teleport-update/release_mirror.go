@@ -7,9 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gravitational/teleport-update/release"
-	"github.com/gravitational/teleport-update/release/mirror"
-	"github.com/gravitational/teleport-update/updater/download"
+	"github.com/gravitational/teleport-update/internal/release"
+	"github.com/gravitational/teleport-update/internal/release/mirror"
+	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 // mirrorFlags are the flags of `release mirror`.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport-update/updater"
+	"github.com/gravitational/teleport-update/internal/updater"
 )
 
 // crashHealthWindow is the health window of the runs below: every case

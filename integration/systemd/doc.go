@@ -1,6 +1,6 @@
 // Package systemd holds the real-systemd integration suite: tests that boot systemd in systemd-nspawn containers
 // (internal/nspawn) and check, against that real systemd, the D-Bus wrapper
-// of updater/install, the rendered units (systemd-analyze verify) and the
+// of internal/updater/install, the rendered units (systemd-analyze verify) and the
 // full install/update/rollback/timer scenarios through the teleport-update
 // binary.
 //

@@ -20,9 +20,9 @@ import (
 
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/nspawn"
+	"github.com/gravitational/teleport-update/internal/proxyapi"
+	"github.com/gravitational/teleport-update/internal/release"
 	"github.com/gravitational/teleport-update/internal/releasetest"
-	"github.com/gravitational/teleport-update/proxyapi"
-	"github.com/gravitational/teleport-update/release"
 )
 
 // Bounds of the waits in the suite. They only cap how long a broken run

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/gravitational/teleport-update/internal/releasetest"
-	"github.com/gravitational/teleport-update/updater/install"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // TestUnitsVerify renders the three units with updater/install and has the

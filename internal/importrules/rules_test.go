@@ -20,11 +20,11 @@ const module = "github.com/gravitational/teleport-update"
 // Groups of packages the rules name. A pattern "x/..." is x and every
 // package under it; any other pattern is one package.
 var (
-	agent = []string{"updater/...", "census", "api"}
-	proxy = []string{"proxyapi/...", "census/store/..."}
+	agent = []string{"internal/updater/...", "internal/census", "api"}
+	proxy = []string{"internal/proxyapi/...", "internal/census/store/..."}
 	// serverOnly is what only the proxy (or the CLI) may link.
 	serverOnly = []string{
-		"proxyapi/...", "census/store/...", "cmd/...",
+		"internal/proxyapi/...", "internal/census/store/...", "cmd/...",
 		"github.com/prometheus/...", "modernc.org/sqlite/...", "github.com/robfig/cron/...",
 	}
 )
@@ -33,13 +33,13 @@ var (
 var rules = []rule{
 	{
 		name:  "verification is a leaf: it imports nothing of the module but safeperm",
-		from:  []string{"updater/verify"},
+		from:  []string{"internal/updater/verify"},
 		leaf:  true,
 		allow: []string{"internal/safeperm"},
 	},
 	{
 		name: "the window math is a leaf: it imports nothing of the module",
-		from: []string{"proxyapi/schedule"},
+		from: []string{"internal/proxyapi/schedule"},
 		leaf: true,
 	},
 	{
@@ -56,7 +56,7 @@ var rules = []rule{
 	{
 		name: "the proxy does not link the agent",
 		from: proxy,
-		deny: []string{"updater/...", "census"},
+		deny: []string{"internal/updater/...", "internal/census"},
 	},
 	{
 		name:   "nothing imports the CLI",
@@ -224,8 +224,8 @@ func listPackages(t *testing.T) map[string]*pkg {
 		}
 		pkgs[p.ImportPath] = &p
 	}
-	if _, ok := pkgs[module+"/updater"]; !ok {
-		t.Fatalf("go list did not list %s/updater; run from the wrong directory?", module)
+	if _, ok := pkgs[module+"/internal/updater"]; !ok {
+		t.Fatalf("go list did not list %s/internal/updater; run from the wrong directory?", module)
 	}
 	return pkgs
 }
@@ -244,12 +244,12 @@ func TestMatches(t *testing.T) {
 		pattern, path string
 		want          bool
 	}{
-		{"census", module + "/census", true},
-		{"census", module + "/census/store", false},
-		{"census/store/...", module + "/census/store", true},
-		{"updater/...", module + "/updater", true},
-		{"updater/...", module + "/updater/verify", true},
-		{"updater/...", module + "/updaterx", false},
+		{"internal/census", module + "/internal/census", true},
+		{"internal/census", module + "/internal/census/store", false},
+		{"internal/census/store/...", module + "/internal/census/store", true},
+		{"internal/updater/...", module + "/internal/updater", true},
+		{"internal/updater/...", module + "/internal/updater/verify", true},
+		{"internal/updater/...", module + "/internal/updaterx", false},
 		{"...", module + "/cmd/teleport-update", true},
 		{"...", "github.com/gravitational/teleport-updater", false},
 		{"github.com/prometheus/...", "github.com/prometheus/client_golang/prometheus", true},
@@ -305,14 +305,14 @@ func TestCheckFindsViolations(t *testing.T) {
 	}
 	base := []string{
 		m("api") + ": encoding/json",
-		m("updater") + ": " + m("api") + " " + m("updater/verify"),
-		m("updater/verify") + ": " + m("internal/safeperm"),
+		m("internal/updater") + ": " + m("api") + " " + m("internal/updater/verify"),
+		m("internal/updater/verify") + ": " + m("internal/safeperm"),
 		m("internal/safeperm") + ": os",
-		m("census") + ": " + m("api"),
-		m("census/store") + ": " + m("api"),
-		m("proxyapi") + ": " + m("api") + " " + m("census/store") + " " + m("proxyapi/schedule") + " github.com/prometheus/client_golang/prometheus",
-		m("proxyapi/schedule") + ": github.com/robfig/cron/v3",
-		m("cmd/teleport-update") + ": " + m("proxyapi") + " " + m("updater") + " " + m("census"),
+		m("internal/census") + ": " + m("api"),
+		m("internal/census/store") + ": " + m("api"),
+		m("internal/proxyapi") + ": " + m("api") + " " + m("internal/census/store") + " " + m("internal/proxyapi/schedule") + " github.com/prometheus/client_golang/prometheus",
+		m("internal/proxyapi/schedule") + ": github.com/robfig/cron/v3",
+		m("cmd/teleport-update") + ": " + m("internal/proxyapi") + " " + m("internal/updater") + " " + m("internal/census"),
 		"github.com/prometheus/client_golang/prometheus:",
 		"github.com/robfig/cron/v3:",
 		"encoding/json:", "os:",
@@ -325,17 +325,17 @@ func TestCheckFindsViolations(t *testing.T) {
 		edit string // a line replacing the package's line in base
 		want string // in the report
 	}{
-		{"agent imports the proxy", m("updater") + ": " + m("api") + " " + m("proxyapi"),
-			"no agent package links the proxy's server code or Prometheus: " + m("updater") + " → " + m("proxyapi")},
-		{"agent links Prometheus through another package", m("census") + ": " + m("api") + " " + m("internal/metrics"),
-			m("census") + " → " + m("internal/metrics") + " → github.com/prometheus/client_golang/prometheus"},
-		{"verify imports another package of the module", m("updater/verify") + ": " + m("internal/safeperm") + " " + m("internal/fixture"),
+		{"agent imports the proxy", m("internal/updater") + ": " + m("api") + " " + m("internal/proxyapi"),
+			"no agent package links the proxy's server code or Prometheus: " + m("internal/updater") + " → " + m("internal/proxyapi")},
+		{"agent links Prometheus through another package", m("internal/census") + ": " + m("api") + " " + m("internal/metrics"),
+			m("internal/census") + " → " + m("internal/metrics") + " → github.com/prometheus/client_golang/prometheus"},
+		{"verify imports another package of the module", m("internal/updater/verify") + ": " + m("internal/safeperm") + " " + m("internal/fixture"),
 			"verification is a leaf"},
-		{"schedule imports the policy", m("proxyapi/schedule") + ": " + m("api"),
-			"the window math is a leaf: it imports nothing of the module: " + m("proxyapi/schedule") + " → " + m("api")},
-		{"api imports the census", m("api") + ": " + m("census"), "the wire package imports neither side"},
-		{"the proxy links the agent", m("census/store") + ": " + m("api") + " " + m("census"), "the proxy does not link the agent"},
-		{"a test imports the CLI", m("census") + ": " + m("api") + " test=" + m("cmd/teleport-update"), "nothing imports the CLI"},
+		{"schedule imports the policy", m("internal/proxyapi/schedule") + ": " + m("api"),
+			"the window math is a leaf: it imports nothing of the module: " + m("internal/proxyapi/schedule") + " → " + m("api")},
+		{"api imports the census", m("api") + ": " + m("internal/census"), "the wire package imports neither side"},
+		{"the proxy links the agent", m("internal/census/store") + ": " + m("api") + " " + m("internal/census"), "the proxy does not link the agent"},
+		{"a test imports the CLI", m("internal/census") + ": " + m("api") + " test=" + m("cmd/teleport-update"), "nothing imports the CLI"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -357,11 +357,11 @@ func TestCheckFindsViolations(t *testing.T) {
 	// A rule whose package is gone is reported, not skipped.
 	var noVerify []string
 	for _, l := range base {
-		if !strings.HasPrefix(l, m("updater/verify")+":") {
+		if !strings.HasPrefix(l, m("internal/updater/verify")+":") {
 			noVerify = append(noVerify, l)
 		}
 	}
-	if bad := check(graph(noVerify...), rules); !slices.ContainsFunc(bad, func(l string) bool { return strings.Contains(l, "no package matches updater/verify") }) {
-		t.Errorf("check without updater/verify = %q; want the rule reported", bad)
+	if bad := check(graph(noVerify...), rules); !slices.ContainsFunc(bad, func(l string) bool { return strings.Contains(l, "no package matches internal/updater/verify") }) {
+		t.Errorf("check without internal/updater/verify = %q; want the rule reported", bad)
 	}
 }

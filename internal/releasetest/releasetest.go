@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/fixture"
-	"github.com/gravitational/teleport-update/updater/download"
+	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 // AgentPackage is the import path of the test agent program.

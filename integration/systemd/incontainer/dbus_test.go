@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport-update/updater/install"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // Bounds for the waits below; a passing run never reaches them.

@@ -1,0 +1,485 @@
+package proxyapi
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/internal/capread"
+	"github.com/gravitational/teleport-update/internal/proxyapi/schedule"
+	"github.com/gravitational/teleport-update/internal/version"
+)
+
+// ErrInvalidPolicy is wrapped by every error ParsePolicy and LoadPolicy
+// return for a file that is not a valid autoupdate_version resource.
+var ErrInvalidPolicy = errors.New("invalid autoupdate_version resource")
+
+// Policy resource identity and limits.
+const (
+	PolicyKind    = "autoupdate_version"
+	PolicyVersion = "v1"
+
+	// MaxPolicySize caps the policy file; reading stops at the cap.
+	MaxPolicySize = 1 << 20
+	// MaxGroups caps the number of groups in a policy.
+	MaxGroups = 256
+	// MaxJitterSeconds caps spec.agents.jitter_seconds (one hour).
+	MaxJitterSeconds = 3600
+	// MaxNameLen caps group names and the find query parameters.
+	MaxNameLen = 64
+)
+
+// Mode says whether agents update at all.
+type Mode string
+
+// Modes of spec.agents.mode.
+const (
+	// ModeEnabled: agents update to the target version inside their window.
+	ModeEnabled Mode = "enabled"
+	// ModeDisabled: agents never update (a first install still uses the
+	// target version).
+	ModeDisabled Mode = "disabled"
+	// ModeSuspended: agents hold where they are, e.g. while a bad release
+	// is investigated.
+	ModeSuspended Mode = "suspended"
+)
+
+// ScheduleKind says when agents update.
+type ScheduleKind string
+
+// Schedules of spec.agents.schedule.
+const (
+	// ScheduleRegular: each group updates inside its own window.
+	ScheduleRegular ScheduleKind = "regular"
+	// ScheduleImmediate: every group may update at any time.
+	ScheduleImmediate ScheduleKind = "immediate"
+)
+
+// Policy is a parsed, validated autoupdate_version resource. It is
+// immutable and safe for concurrent use.
+type Policy struct {
+	// TargetVersion is the version every group should run.
+	TargetVersion *semver.Version
+	Mode          Mode
+	Schedule      ScheduleKind
+	// Jitter is the upper bound of the agents' random delay.
+	Jitter time.Duration
+	// Groups in file order; the last one is the default.
+	Groups []Group
+}
+
+// Group is a named set of agents sharing a maintenance window.
+type Group struct {
+	Name string
+	// Window is the cron expression (UTC) of window starts, as written.
+	Window string
+	// Duration is the length of each window.
+	Duration time.Duration
+	// Schedule evaluates Window and Duration.
+	Schedule *schedule.Schedule
+}
+
+// FieldError is a policy problem tied to a field of the resource.
+// It wraps ErrInvalidPolicy and, when there is one, the underlying error.
+type FieldError struct {
+	// Field is the YAML path, e.g. "spec.agents.groups[1].window".
+	Field string
+	// Line is the 1-based line of the field's value, 0 when unknown.
+	Line int
+	// Msg says what is wrong.
+	Msg string
+	// Err is the underlying error, if any.
+	Err error
+}
+
+func (e *FieldError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%v: %s (line %d): %s", ErrInvalidPolicy, e.Field, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%v: %s: %s", ErrInvalidPolicy, e.Field, e.Msg)
+}
+
+// Is makes errors.Is(err, ErrInvalidPolicy) true.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalidPolicy }
+
+// Unwrap returns the underlying error.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// The raw YAML shape. Field names reserved for staged rollouts in the style
+// of Teleport's RFD 184 are decoded only to be refused with a clear message:
+//
+//	spec.agents.start_version   version served to groups whose turn has not come
+//	spec.agents.strategy        time-based | halt-on-error
+//	spec.agents.maintenance_window_duration
+//	spec.agents.groups[].canary_count, wait_hours, days
+type rawPolicy struct {
+	Kind     string       `yaml:"kind"`
+	Version  string       `yaml:"version"`
+	Metadata *rawMetadata `yaml:"metadata"`
+	Spec     *rawSpec     `yaml:"spec"`
+}
+
+// rawMetadata accepts the metadata block of a Teleport resource, so a
+// resource exported from Teleport parses; it is not used.
+type rawMetadata struct {
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+}
+
+type rawSpec struct {
+	Agents *rawAgents `yaml:"agents"`
+}
+
+type rawAgents struct {
+	TargetVersion string     `yaml:"target_version"`
+	Mode          string     `yaml:"mode"`
+	Schedule      string     `yaml:"schedule"`
+	JitterSeconds *int       `yaml:"jitter_seconds"`
+	Groups        []rawGroup `yaml:"groups"`
+
+	// Reserved (RFD 184).
+	StartVersion              any `yaml:"start_version"`
+	Strategy                  any `yaml:"strategy"`
+	MaintenanceWindowDuration any `yaml:"maintenance_window_duration"`
+}
+
+type rawGroup struct {
+	Name     string `yaml:"name"`
+	Window   string `yaml:"window"`
+	Duration string `yaml:"duration"`
+
+	// Reserved (RFD 184).
+	CanaryCount any `yaml:"canary_count"`
+	WaitHours   any `yaml:"wait_hours"`
+	Days        any `yaml:"days"`
+}
+
+// LoadPolicy reads and parses the policy file at path, which must be a
+// regular file of at most MaxPolicySize bytes (a named pipe or device is
+// refused without waiting on it). It returns the policy and the bytes it
+// was parsed from (also when parsing fails, so callers can tell changes
+// apart). Errors name the path; see ParsePolicy.
+func LoadPolicy(path string) (*Policy, []byte, error) {
+	data, err := capread.RegularFile(path, MaxPolicySize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read policy: %w", err)
+	}
+	p, err := ParsePolicy(data)
+	if err != nil {
+		return nil, data, fmt.Errorf("parse policy %s: %w", path, err)
+	}
+	return p, data, nil
+}
+
+// ParsePolicy parses one autoupdate_version resource strictly. Outcomes:
+//   - a Policy when the document is valid;
+//   - an error wrapping ErrInvalidPolicy otherwise, a *FieldError naming the
+//     field and line when the problem is in a value: unknown fields,
+//     duplicate keys, wrong kind or version, a target_version that is not
+//     strict semver, an unknown mode or schedule, jitter outside
+//     [0, MaxJitterSeconds] or longer than a group's window, no groups with
+//     schedule regular, duplicate or invalid group names, invalid cron
+//     expressions, durations that are not positive Go durations, fields
+//     reserved for staged rollouts, and more than one YAML document.
+func ParsePolicy(data []byte) (*Policy, error) {
+	if len(data) > MaxPolicySize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalidPolicy, MaxPolicySize)
+	}
+	var raw rawPolicy
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&raw); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: the file is empty", ErrInvalidPolicy)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrInvalidPolicy, yamlMessage(err))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: the file holds more than one YAML document", ErrInvalidPolicy)
+	}
+	// The node tree gives line numbers; the strict decode above already
+	// proved it parses.
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidPolicy, yamlMessage(err))
+	}
+	lines := nodeLines{root: &root}
+	fail := func(msg string, err error, path ...any) error {
+		return &FieldError{Field: fieldName(path), Line: lines.line(path...), Msg: msg, Err: err}
+	}
+
+	if raw.Kind != PolicyKind {
+		return nil, fail(fmt.Sprintf("got %q, want %q", raw.Kind, PolicyKind), nil, "kind")
+	}
+	if raw.Version != PolicyVersion {
+		return nil, fail(fmt.Sprintf("got %q, want %q", raw.Version, PolicyVersion), nil, "version")
+	}
+	if raw.Spec == nil || raw.Spec.Agents == nil {
+		return nil, fail("is required", nil, "spec", "agents")
+	}
+	a := raw.Spec.Agents
+	for _, r := range []struct {
+		name string
+		node any
+	}{{"start_version", a.StartVersion}, {"strategy", a.Strategy}, {"maintenance_window_duration", a.MaintenanceWindowDuration}} {
+		if r.node != nil {
+			return nil, fail("is reserved for staged rollouts and not supported yet", nil, "spec", "agents", r.name)
+		}
+	}
+
+	p := &Policy{}
+	if a.TargetVersion == "" {
+		return nil, fail("is required", nil, "spec", "agents", "target_version")
+	}
+	v, err := version.Parse(a.TargetVersion)
+	if err != nil {
+		return nil, fail(fmt.Sprintf("%q is not a semantic version such as 16.4.6 (no leading v)", a.TargetVersion), err, "spec", "agents", "target_version")
+	}
+	p.TargetVersion = v
+
+	switch m := Mode(a.Mode); m {
+	case ModeEnabled, ModeDisabled, ModeSuspended:
+		p.Mode = m
+	case "":
+		return nil, fail("is required: enabled, disabled or suspended", nil, "spec", "agents", "mode")
+	default:
+		return nil, fail(fmt.Sprintf("%q is not one of enabled, disabled, suspended", a.Mode), nil, "spec", "agents", "mode")
+	}
+	switch s := ScheduleKind(a.Schedule); s {
+	case ScheduleRegular, ScheduleImmediate:
+		p.Schedule = s
+	case "":
+		return nil, fail("is required: regular or immediate", nil, "spec", "agents", "schedule")
+	default:
+		return nil, fail(fmt.Sprintf("%q is not one of regular, immediate", a.Schedule), nil, "spec", "agents", "schedule")
+	}
+	if a.JitterSeconds != nil {
+		j := *a.JitterSeconds
+		if j < 0 || j > MaxJitterSeconds {
+			return nil, fail(fmt.Sprintf("%d is outside [0, %d]", j, MaxJitterSeconds), nil, "spec", "agents", "jitter_seconds")
+		}
+		p.Jitter = time.Duration(j) * time.Second
+	}
+
+	if len(a.Groups) == 0 && p.Schedule == ScheduleRegular {
+		return nil, fail("schedule regular needs at least one group", nil, "spec", "agents", "groups")
+	}
+	if len(a.Groups) > MaxGroups {
+		return nil, fail(fmt.Sprintf("%d groups, at most %d are allowed", len(a.Groups), MaxGroups), nil, "spec", "agents", "groups")
+	}
+	seen := make(map[string]int, len(a.Groups))
+	for i, g := range a.Groups {
+		at := func(field string) []any { return []any{"spec", "agents", "groups", i, field} }
+		for _, r := range []struct {
+			name string
+			node any
+		}{{"canary_count", g.CanaryCount}, {"wait_hours", g.WaitHours}, {"days", g.Days}} {
+			if r.node != nil {
+				return nil, fail("is reserved for staged rollouts and not supported yet", nil, at(r.name)...)
+			}
+		}
+		if err := checkName(g.Name); err != nil {
+			return nil, fail(err.Error(), nil, at("name")...)
+		}
+		if first, dup := seen[g.Name]; dup {
+			return nil, fail(fmt.Sprintf("group %q is already defined by groups[%d]", g.Name, first), nil, at("name")...)
+		}
+		seen[g.Name] = i
+		if g.Window == "" {
+			return nil, fail("is required: a cron expression (UTC) for window starts, e.g. \"0 2 * * *\"", nil, at("window")...)
+		}
+		if g.Duration == "" {
+			return nil, fail("is required: a Go duration such as 1h or 90m", nil, at("duration")...)
+		}
+		d, err := time.ParseDuration(g.Duration)
+		if err != nil {
+			return nil, fail(fmt.Sprintf("%q is not a Go duration such as 1h or 90m", g.Duration), err, at("duration")...)
+		}
+		if d <= 0 {
+			return nil, fail(fmt.Sprintf("%s is not positive", g.Duration), nil, at("duration")...)
+		}
+		sched, err := schedule.ParseSchedule(g.Window, d)
+		if err != nil {
+			field := "window"
+			if d > schedule.MaxDuration {
+				field = "duration"
+			}
+			return nil, fail(err.Error(), err, at(field)...)
+		}
+		if p.Schedule == ScheduleRegular && p.Jitter > d {
+			return nil, fail(fmt.Sprintf("jitter_seconds %d is longer than this group's window (%s): agents would update after the window closes", int(p.Jitter/time.Second), d), nil, at("duration")...)
+		}
+		p.Groups = append(p.Groups, Group{Name: g.Name, Window: g.Window, Duration: d, Schedule: sched})
+	}
+	return p, nil
+}
+
+// checkName validates a group name or query value.
+func checkName(s string) error {
+	switch {
+	case s == "":
+		return errors.New("is empty")
+	case len(s) > MaxNameLen:
+		return fmt.Errorf("is longer than %d characters", MaxNameLen)
+	}
+	for i := 0; i < len(s); i++ {
+		if !nameChar(s[i]) {
+			return fmt.Errorf("%q has characters outside A-Z a-z 0-9 . _ -", s)
+		}
+	}
+	return nil
+}
+
+// nameChar reports whether c may appear in a group name or query value.
+func nameChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+}
+
+// Group returns the group named name, or the last group when name is empty
+// or unknown, or nil when the policy has no groups (schedule immediate).
+func (p *Policy) Group(name string) *Group {
+	for i := range p.Groups {
+		if p.Groups[i].Name == name {
+			return &p.Groups[i]
+		}
+	}
+	if len(p.Groups) == 0 {
+		return nil
+	}
+	return &p.Groups[len(p.Groups)-1]
+}
+
+// HasGroup reports whether the policy defines a group named name.
+func (p *Policy) HasGroup(name string) bool {
+	for i := range p.Groups {
+		if p.Groups[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Settings returns the find answer for group g (nil: no groups) at now, and
+// the instant until which that answer stays the same (zero: for as long as
+// the policy does). The window is the one open at now or else the next one.
+func (p *Policy) Settings(g *Group, now time.Time) (api.AutoUpdateSettings, time.Time) {
+	s := api.AutoUpdateSettings{
+		AgentVersion:             p.TargetVersion.String(),
+		AgentUpdateJitterSeconds: int(p.Jitter / time.Second),
+		AgentUpdateMode:          string(p.Mode),
+	}
+	if g != nil {
+		s.AgentUpdateGroup = g.Name
+	}
+	if p.Schedule == ScheduleImmediate || g == nil {
+		s.AgentAutoUpdate = p.Mode == ModeEnabled
+		return s, time.Time{}
+	}
+	w, open := g.Schedule.CurrentOrNext(now)
+	s.AgentAutoUpdate = open && p.Mode == ModeEnabled
+	var until time.Time
+	switch {
+	case open:
+		until = w.End
+	case !w.IsZero():
+		until = w.Start
+	default:
+		// No window within cron's five-year horizon: look again later.
+		until = now.Add(time.Hour)
+	}
+	if !w.IsZero() {
+		s.AgentUpdateWindow = &api.UpdateWindow{Start: w.Start.UTC(), End: w.End.UTC()}
+	}
+	return s, until
+}
+
+// yamlMessage turns yaml.v3's errors into sentences about the resource:
+// Go type names become YAML paths.
+func yamlMessage(err error) string {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	msg = strings.ReplaceAll(msg, "\n  ", "; ")
+	msg = strings.ReplaceAll(msg, "unmarshal errors:; ", "")
+	for goType, path := range map[string]string{
+		"proxyapi.rawPolicy":   "the top level",
+		"proxyapi.rawMetadata": "metadata",
+		"proxyapi.rawSpec":     "spec",
+		"proxyapi.rawAgents":   "spec.agents",
+		"proxyapi.rawGroup":    "spec.agents.groups[]",
+	} {
+		msg = strings.ReplaceAll(msg, "in type "+goType, "in "+path)
+	}
+	return msg
+}
+
+// fieldName renders a path such as spec.agents.groups[1].window.
+func fieldName(path []any) string {
+	var b strings.Builder
+	for _, p := range path {
+		switch p := p.(type) {
+		case int:
+			b.WriteString("[" + strconv.Itoa(p) + "]")
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(p)
+		}
+	}
+	return b.String()
+}
+
+// nodeLines finds line numbers in a parsed YAML tree.
+type nodeLines struct{ root *yaml.Node }
+
+// line returns the line of the field at path: the line of its key (or of
+// the sequence item), the line of the deepest existing ancestor's key when
+// the field is missing, or 0.
+func (n nodeLines) line(path ...any) int {
+	cur := n.root
+	if cur == nil {
+		return 0
+	}
+	if cur.Kind == yaml.DocumentNode && len(cur.Content) > 0 {
+		cur = cur.Content[0]
+	}
+	line := cur.Line
+	for _, p := range path {
+		key, next := step(cur, p)
+		if next == nil {
+			return line
+		}
+		line = key.Line
+		cur = next
+	}
+	return line
+}
+
+// step returns the key (or item) node and the value node at p in n.
+func step(n *yaml.Node, p any) (key, value *yaml.Node) {
+	switch p := p.(type) {
+	case string:
+		if n.Kind != yaml.MappingNode {
+			return nil, nil
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == p {
+				return n.Content[i], n.Content[i+1]
+			}
+		}
+	case int:
+		if n.Kind == yaml.SequenceNode && p >= 0 && p < len(n.Content) {
+			return n.Content[p], n.Content[p]
+		}
+	}
+	return nil, nil
+}

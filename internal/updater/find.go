@@ -1,0 +1,116 @@
+package updater
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/internal/endpoint"
+	"github.com/gravitational/teleport-update/internal/updater/download"
+)
+
+// Limits on what the proxy may answer.
+const (
+	// MaxFindResponseSize caps the find answer.
+	MaxFindResponseSize = 1 << 20
+	// MaxJitter is the largest jitter the agent honours; a larger value is
+	// clamped, a negative one refused. It stays well under the updater
+	// unit's TimeoutStartSec so systemd never stops a run mid-switch.
+	MaxJitter = 30 * time.Minute
+)
+
+// ErrProxy is the category of failures to get a usable answer from the proxy.
+var ErrProxy = errors.New("proxy")
+
+// Policy is the proxy's validated answer for this host's group.
+type Policy struct {
+	// Version is the target version, already parsed as semver.
+	Version *semver.Version
+	// AutoUpdate is true when the group's window is open at the proxy.
+	AutoUpdate bool
+	// Jitter is the upper bound of the random delay before updating.
+	Jitter time.Duration
+	// Window is the current or next maintenance window, when the proxy sent one.
+	Window *api.UpdateWindow
+}
+
+// ValidateProxyAddr checks HOST[:PORT] with endpoint.ValidateHostPort: a
+// host name or IP literal, no scheme, path or user info. Errors wrap
+// ErrProxy.
+func ValidateProxyAddr(addr string) error {
+	if addr == "" {
+		return fmt.Errorf("%w: no proxy address configured", ErrProxy)
+	}
+	if err := endpoint.ValidateHostPort(addr); err != nil {
+		return fmt.Errorf("%w: %w", ErrProxy, err)
+	}
+	return nil
+}
+
+// findURL builds https://PROXY/v1/webapi/find?group=G&host=H.
+func findURL(proxy, group, host string) (string, error) {
+	if err := ValidateProxyAddr(proxy); err != nil {
+		return "", err
+	}
+	q := url.Values{}
+	if group != "" {
+		q.Set(api.FindQueryGroup, group)
+	}
+	if host != "" {
+		q.Set(api.FindQueryHost, host)
+	}
+	u := url.URL{Scheme: "https", Host: proxy, Path: api.FindPath, RawQuery: q.Encode()}
+	return u.String(), nil
+}
+
+// Find asks the proxy for the group's policy and validates the answer: the
+// body is capped at MaxFindResponseSize, the version must be strict semver,
+// the jitter must not be negative (larger than MaxJitter is clamped).
+// Failures wrap ErrProxy.
+func Find(ctx context.Context, client *download.Client, proxy, group, host string) (*Policy, error) {
+	u, err := findURL(proxy, group, host)
+	if err != nil {
+		return nil, err
+	}
+	body, err := client.Fetch(ctx, u, MaxFindResponseSize)
+	if err != nil {
+		return nil, fmt.Errorf("%w: asking the proxy at %s: %w", ErrProxy, proxy, err)
+	}
+	return ParseFindResponse(body)
+}
+
+// ParseFindResponse validates a find answer. Unknown fields are ignored
+// (the proxy may be newer); a missing or invalid version, or a negative
+// jitter, is an error wrapping ErrProxy.
+func ParseFindResponse(body []byte) (*Policy, error) {
+	var resp api.FindResponse
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, fmt.Errorf("%w: the proxy's answer is not valid JSON: %v", ErrProxy, err)
+	}
+	au := resp.AutoUpdate
+	if au.AgentVersion == "" {
+		return nil, fmt.Errorf("%w: the proxy's answer has no auto_update.agent_version", ErrProxy)
+	}
+	v, err := download.ParseVersion(au.AgentVersion)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the proxy's agent_version: %w", ErrProxy, err)
+	}
+	if au.AgentUpdateJitterSeconds < 0 {
+		return nil, fmt.Errorf("%w: the proxy's agent_update_jitter_seconds is negative (%d)", ErrProxy, au.AgentUpdateJitterSeconds)
+	}
+	jitter := time.Duration(au.AgentUpdateJitterSeconds) * time.Second
+	if au.AgentUpdateJitterSeconds > int(MaxJitter/time.Second) {
+		jitter = MaxJitter
+	}
+	p := &Policy{Version: v, AutoUpdate: au.AgentAutoUpdate, Jitter: jitter}
+	if w := au.AgentUpdateWindow; w != nil && !w.Start.IsZero() && w.End.After(w.Start) {
+		p.Window = w
+	}
+	return p, nil
+}

@@ -1,0 +1,183 @@
+// This file holds Install: the first install of the agent on a host, and
+// the re-install with new settings that config management or install.sh
+// runs on an installed one.
+
+package updater
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/gravitational/teleport-update/internal/census"
+	"github.com/gravitational/teleport-update/internal/updater/download"
+	"github.com/gravitational/teleport-update/internal/updater/install"
+)
+
+// InstallRequest is what `teleport-update install` asks for.
+type InstallRequest struct {
+	Proxy   string // HOST[:PORT]; required on a first install
+	Group   string // "" keeps the configured group
+	Token   string // "" keeps the configured token
+	BaseURL string // "" keeps the configured base URL
+	// Version installs exactly this version instead of the proxy's target.
+	Version   string
+	Overwrite bool
+	// InstallMethods are TELEPORT_INSTALL_METHOD_* seen in the environment.
+	InstallMethods []string
+	// DisableCensus turns census reporting off for this host.
+	DisableCensus bool
+}
+
+// Install installs the agent for the first time, or re-installs it with
+// new settings.
+//
+// The version is req.Version when given: an admin's choice, installed
+// regardless of the window, taken off the skip list, and the new pin of a
+// pinned host. Without it, a first install takes the proxy's target
+// regardless of the window, and a re-install decides as the timer would
+// now (see decide), so re-running install changes nothing an admin set:
+// it never turns a disabled host back on and never takes pinned_version
+// from the proxy.
+//
+// Settings are saved when the install succeeds, including when it keeps
+// the active version; a refused or failed install keeps the previous ones,
+// except on a first install, where they say which proxy and CDN were
+// tried. The outcome is recorded either way. Without req.Proxy on a host
+// that has none, it is ErrProxyRequired.
+func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, error) {
+	st, err := u.openStore(ctx, false)
+	if err != nil {
+		if errors.Is(err, ErrConfig) {
+			err = fmt.Errorf("%w (fix or remove it, then run install again)", err)
+		}
+		return nil, err
+	}
+	defer st.close()
+	if req.Proxy == "" && st.cfg.Spec.Proxy == "" {
+		return nil, ErrProxyRequired
+	}
+	spec, err := installSpec(st.cfg.Spec, req)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{}
+	defer s.close()
+	if err := u.attach(ctx, st, s); err != nil {
+		return nil, err
+	}
+	if err := u.install(ctx, st, s, spec, req); err != nil {
+		return st.Config(), err
+	}
+	if err := u.enableUnits(ctx, s.sd, spec.Enabled); err != nil {
+		return st.Config(), err
+	}
+	u.report(ctx, st.cfg, s.sd)
+	return st.Config(), nil
+}
+
+// install decides where the install takes the host, with the new
+// settings spec, and takes it there.
+func (u *Updater) install(ctx context.Context, st *store, s *session, spec Spec, req InstallRequest) error {
+	attempt := st.Config()
+	attempt.Spec = spec
+	d := u.decideWithProxy(ctx, attempt, request{trigger: triggerInstall, version: req.Version})
+	switch d.act {
+	case actRefuse:
+		return d.err
+	case actNone:
+		return u.keep(ctx, st, s, spec)
+	}
+	g := goal{version: d.version, overwrite: req.Overwrite, spec: spec}
+	if req.Version != "" {
+		if err := st.Unskip(d.target); err != nil {
+			return err
+		}
+		if g.spec.Pinned {
+			g.spec.pin(d.target)
+		}
+	}
+	if st.cfg.Status.Active == "" {
+		// A first install records the settings it tries, so that a failure
+		// says which proxy and CDN that was.
+		if err := st.SetSpec(spec); err != nil {
+			return err
+		}
+	}
+	return u.moveTo(ctx, st, s.sd, g)
+}
+
+// keep keeps the active version with the new settings spec; last_update
+// still tells of the last real attempt. An active version missing or
+// damaged on disk is fetched and switched to again.
+func (u *Updater) keep(ctx context.Context, st *store, s *session, spec Spec) error {
+	active, err := download.ParseVersion(st.cfg.Status.Active)
+	if err != nil {
+		return fmt.Errorf("active version in update.yaml: %w", err)
+	}
+	if u.Tree.Intact(active.String()) == nil {
+		return st.SetSpec(spec)
+	}
+	return u.moveTo(ctx, st, s.sd, goal{version: active, spec: spec})
+}
+
+// installSpec returns spec with the settings req gives, validated. It
+// never changes enabled, pinned or pinned_version.
+func installSpec(spec Spec, req InstallRequest) (Spec, error) {
+	spec = spec.clone()
+	if req.Proxy != "" {
+		spec.Proxy = req.Proxy
+	}
+	if req.Group != "" {
+		spec.Group = req.Group
+	}
+	if req.Token != "" {
+		spec.Token = req.Token
+	}
+	if req.BaseURL != "" {
+		spec.BaseURL = req.BaseURL
+	}
+	if len(req.InstallMethods) > 0 {
+		spec.InstallMethods = slices.Clone(req.InstallMethods)
+	}
+	spec.CensusDisabled = spec.CensusDisabled || req.DisableCensus
+	if spec.CensusSalt == "" {
+		salt, err := census.NewSalt()
+		if err != nil {
+			return spec, err
+		}
+		spec.CensusSalt = hex.EncodeToString(salt)
+	}
+	if err := ValidateProxyAddr(spec.Proxy); err != nil {
+		return spec, err
+	}
+	if spec.BaseURL != "" {
+		if err := download.ValidateBaseURL(spec.BaseURL); err != nil {
+			return spec, fmt.Errorf("--base-url: %w", err)
+		}
+	}
+	return spec, nil
+}
+
+// enableUnits enables the agent and, on a host with automatic updates on,
+// starts the update timer; a disabled host's timer stays off.
+func (u *Updater) enableUnits(ctx context.Context, sd install.Systemd, updates bool) error {
+	if sd == nil {
+		return nil
+	}
+	if !updates {
+		if err := sd.Enable(ctx, AgentUnit); err != nil {
+			return fmt.Errorf("enabling %s: %w", AgentUnit, err)
+		}
+		return nil
+	}
+	if err := sd.Enable(ctx, UpdaterTimerUnit, AgentUnit); err != nil {
+		return fmt.Errorf("enabling %s: %w", UpdaterTimerUnit, err)
+	}
+	if err := sd.Start(ctx, UpdaterTimerUnit); err != nil {
+		return fmt.Errorf("starting %s: %w", UpdaterTimerUnit, err)
+	}
+	return nil
+}
