@@ -622,7 +622,7 @@ func TestProxyServeSIGHUPDuringStartup(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSignalDelivered(t, cmd.Process.Pid, syscall.SIGHUP)
-	pub, err := os.ReadFile(filepath.Join("..", "..", "keys", "teleport-update-release.pem"))
+	pub, err := os.ReadFile(filepath.Join("..", "..", "internal", "keys", "teleport-update-release.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,9 +16,11 @@ func FuzzParsePolicy(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Add([]byte(validPolicy))
-	if b, err := os.ReadFile(filepath.Join("..", "resources", "autoupdate_version.yaml")); err == nil {
-		f.Add(b)
+	example, err := os.ReadFile(filepath.Join("..", "..", "resources", "autoupdate_version.yaml"))
+	if err != nil {
+		f.Fatalf("read the example resource as a seed: %v", err)
 	}
+	f.Add(example)
 	f.Add([]byte(strings.Replace(validPolicy, "regular", "immediate", 1)))
 	f.Add([]byte(strings.Replace(validPolicy, "16.4.6", "v16", 1)))
 	f.Add([]byte(validPolicy + "---\n" + validPolicy))

@@ -48,7 +48,7 @@ func TestParsePolicyValid(t *testing.T) {
 // TestExampleResource keeps resources/autoupdate_version.yaml working.
 func TestExampleResource(t *testing.T) {
 	t.Parallel()
-	p, _, err := LoadPolicy(filepath.Join("..", "resources", "autoupdate_version.yaml"))
+	p, _, err := LoadPolicy(filepath.Join("..", "..", "resources", "autoupdate_version.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
