@@ -35,6 +35,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# As root, install the load generator and the static-file baseline when
+# missing (a fresh machine has no package lists yet, hence the update).
+if [ "$(id -u)" -eq 0 ] && ! { command -v wrk && command -v nginx; } >/dev/null; then
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null
+fi
 for tool in go wrk nginx openssl curl; do
 	command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y wrk nginx)" >&2; exit 1; }
 done
