@@ -383,6 +383,33 @@ func (s *Store) forgetSome(cutoffMs int64, limit int) (int, error) {
 	return int(n), nil
 }
 
+// ErrUnknownHost is returned by Reenroll for a host id the store does not
+// hold.
+var ErrUnknownHost = errors.New("no census host has this host id")
+
+// Reenroll unbinds a host's key and group, so that the next signed report
+// of hostID binds its key and its token's group anew: what an admin does
+// for a host that was reinstalled (a new key) or moved to another group.
+// The host's record and history stay; so does its last sequence number.
+//
+// Outcomes: nil; ErrUnknownHost; ErrReadOnly; or a database error.
+func (s *Store) Reenroll(ctx context.Context, hostID string) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	res, err := s.wconn.ExecContext(ctx, `UPDATE hosts SET host_key = NULL WHERE host_id = ?`, hostID)
+	if err != nil {
+		return fmt.Errorf("re-enroll census host %s: %w", hostID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("re-enroll census host %s: %w", hostID, ErrUnknownHost)
+	}
+	s.logger.InfoContext(ctx, "Census host re-enrolled: its next signed report binds a key and group anew.", "host_id", hostID)
+	return nil
+}
+
 // prepare checks one report for storage.
 func prepare(group string, r api.Report, id api.Identity, now time.Time) (hostRow, error) {
 	if err := r.Validate(); err != nil {
@@ -557,18 +584,18 @@ func (s *Store) current(ctx context.Context, hostID string) (storedHost, error) 
 	return h, nil
 }
 
-// admits checks r against the host's binding: a host not bound yet takes
-// r's key and group; a bound one needs the same key, the same group and a
-// larger sequence number.
+// admits checks r against the host's binding: a host not bound yet (or
+// re-enrolled) takes r's key and group; a bound one needs the same key and
+// the same group. Either way r's sequence number must be larger than the
+// last one stored, so that a report captured before a re-enrollment cannot
+// be replayed to bind its key.
 func (h *storedHost) admits(r *hostRow) error {
 	switch {
-	case h.key == nil:
-		return nil
-	case !bytes.Equal(h.key, r.id.Key):
+	case h.key != nil && !bytes.Equal(h.key, r.id.Key):
 		return api.ErrKeyMismatch
-	case h.group != r.UpdateGroup:
+	case h.key != nil && h.group != r.UpdateGroup:
 		return api.ErrGroupMismatch
-	case r.id.Seq <= h.seq:
+	case h.exists && r.id.Seq <= h.seq:
 		return api.ErrReplay
 	}
 	return nil

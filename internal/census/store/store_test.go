@@ -532,12 +532,18 @@ func TestCountsMatchHosts(t *testing.T) {
 					r.Version = versions[(i+round)%3]
 					r.CloudEnvironment = []string{"", "aws"}[(i*round)%2]
 				})
-				if err := s.Ingest(ctx, []string{"a", "b"}[(i+round)%2], r, ident(r), t0); err != nil {
+				if err := s.Ingest(ctx, []string{"a", "b"}[(i%25+round)%2], r, ident(r), t0); err != nil {
 					t.Error(err)
 				}
 			})
 		}
 		wg.Wait()
+		// Hosts change groups next round: an admin re-enrolls them.
+		for i := range 25 {
+			if err := s.Reenroll(ctx, hostID(i)); err != nil && !errors.Is(err, ErrUnknownHost) {
+				t.Fatal(err)
+			}
+		}
 		// Also delete a host: counts must follow.
 		if _, err := s.db.Exec(`DELETE FROM hosts WHERE host_id = ?`, hostID(round)); err != nil {
 			t.Fatal(err)

@@ -73,6 +73,9 @@ const (
 	unitDirRel    = "etc/systemd/system"
 	systemdRunRel = "run/systemd/system"
 
+	// hostKeyName is the host's census signing key in the data dir.
+	hostKeyName = "host.key"
+
 	// verifiedName marks a version directory complete; it holds the
 	// tarball's SHA-256 as lowercase hex and is written last.
 	verifiedName = ".verified"
@@ -134,6 +137,10 @@ func (t *Tree) StatePath() string { return t.path(stateRel) }
 
 // LockPath is <root>/var/lib/teleport/update.lock.
 func (t *Tree) LockPath() string { return t.path(lockRel) }
+
+// HostKeyPath is the host's census signing key, next to update.yaml
+// (package census, LoadOrCreateHostKey).
+func (t *Tree) HostKeyPath() string { return filepath.Join(t.DataDir(), hostKeyName) }
 
 // BinDir is <root>/usr/local/bin, where the links live.
 func (t *Tree) BinDir() string { return t.path(binDirRel) }
