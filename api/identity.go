@@ -21,6 +21,8 @@ type Identity struct {
 // wraps ErrHostConflict; the proxy answers them with 409 Conflict.
 var (
 	ErrHostConflict = errors.New("census report conflicts with its host's enrollment")
+	// ErrUnsignedBound: an unsigned report for a host id bound to a key.
+	ErrUnsignedBound = wrapConflict("the host id is bound to a key; its reports must be signed")
 	// ErrKeyMismatch: the host id is bound to another key.
 	ErrKeyMismatch = wrapConflict("the host id is bound to another key; an admin must re-enroll the host")
 	// ErrGroupMismatch: the host id is bound to another update group.

@@ -68,6 +68,11 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// Census stores census reports; nil disables census (404).
 	Census CensusBackend
+	// CensusAllowUnsigned accepts census reports without a signature from
+	// hosts that have not bound a key yet, as agents of builds older than
+	// signed reports send them: for moving a fleet over. Such reports bind
+	// nothing; a host whose key is bound must still sign.
+	CensusAllowUnsigned bool
 	// CensusUnavailable, when not nil, says census is configured but its
 	// database could not be opened (Census is nil then): census requests
 	// answer 503 and ReadyPath reports the proxy not ready.

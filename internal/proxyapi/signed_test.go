@@ -73,9 +73,11 @@ func TestSignedReports(t *testing.T) {
 		{name: "unsigned", token: stagingToken, key: testHostKey, at: now, body: validReport,
 			change: func(h http.Header) { h.Del(httpsig.HeaderSignature) }, code: 401, errSub: "must be signed"},
 		{name: "forged: body changed after signing", token: stagingToken, key: testHostKey, at: now,
-			body:   validReport,
-			change: func(h http.Header) { h.Set(httpsig.HeaderContentDigest, "sha-256=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:") },
-			code:   401, errSub: "Content-Digest does not match"},
+			body: validReport,
+			change: func(h http.Header) {
+				h.Set(httpsig.HeaderContentDigest, "sha-256=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:")
+			},
+			code: 401, errSub: "Content-Digest does not match"},
 		{name: "first report binds key and group", token: stagingToken, key: testHostKey, at: now, body: validReport, code: 202},
 		{name: "replay of an older sequence", token: stagingToken, key: testHostKey, at: now.Add(-time.Second), body: validReport, code: 409, errSub: "not newer"},
 		{name: "replay of the same sequence", token: stagingToken, key: testHostKey, at: now, body: validReport, code: 409, errSub: "not newer"},
@@ -102,5 +104,41 @@ func TestSignedReports(t *testing.T) {
 	}
 	if sum.TotalHosts != 1 || sum.ByGroup["staging"] != 1 {
 		t.Errorf("summary %+v; want one host, in staging", sum)
+	}
+}
+
+// TestAllowUnsigned: with CensusAllowUnsigned, an unsigned report of a
+// host that bound no key is stored; a partly signed one is still verified
+// (and refused); once the host signed, its unsigned reports are refused.
+func TestAllowUnsigned(t *testing.T) {
+	t.Parallel()
+	e, st := signedEnv(t)
+	e.s.cfg.CensusAllowUnsigned = true
+	now := e.s.now()
+	unsign := func(h http.Header) {
+		for _, n := range []string{httpsig.HeaderSignatureInput, httpsig.HeaderSignature, httpsig.HeaderContentDigest} {
+			h.Del(n)
+		}
+	}
+	steps := []struct {
+		name   string
+		at     time.Time
+		change func(http.Header)
+		code   int
+		errSub string
+	}{
+		{"unsigned, no key bound", now, unsign, 202, ""},
+		{"partly signed", now, func(h http.Header) { h.Del(httpsig.HeaderSignature) }, 401, "Signature header is missing"},
+		{"signed binds the key", now, nil, 202, ""},
+		{"unsigned after binding", now, unsign, 409, "must be signed"},
+	}
+	for _, s := range steps {
+		code, body := e.postSigned(t, stagingToken, testHostKey, s.at, validReport, s.change)
+		if code != s.code || !strings.Contains(body, s.errSub) {
+			t.Fatalf("%s: %d %s; want %d containing %q", s.name, code, body, s.code, s.errSub)
+		}
+	}
+	if got := st.Stats(); got.Reports != 2 || got.Refused != 1 {
+		t.Errorf("store stats %+v; want 2 stored, 1 refused", got)
 	}
 }

@@ -88,3 +88,28 @@ func TestReplayInOneBatch(t *testing.T) {
 		t.Errorf("%d copies of one signed report stored, want 1", stored)
 	}
 }
+
+// TestUnsigned: an unsigned report (the zero Identity) is stored for a
+// host without a bound key and binds nothing; once a signed report bound a
+// key, unsigned reports are refused.
+func TestUnsigned(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openStore(t, Options{})
+	r := report(2, nil)
+	if err := s.Ingest(ctx, "staging", r, api.Identity{}, t0); err != nil {
+		t.Fatalf("unsigned report of a new host: %v", err)
+	}
+	if err := s.Ingest(ctx, "production", r, api.Identity{}, t0); err != nil {
+		t.Fatalf("unsigned report binds no group, yet: %v", err)
+	}
+	if err := s.Ingest(ctx, "staging", r, ident(r), t0); err != nil {
+		t.Fatalf("first signed report: %v", err)
+	}
+	if err := s.Ingest(ctx, "staging", r, api.Identity{}, t0); !errors.Is(err, api.ErrUnsignedBound) {
+		t.Fatalf("unsigned report of a bound host = %v, want ErrUnsignedBound", err)
+	}
+	if err := s.Ingest(ctx, "staging", r, api.Identity{Seq: 5}, t0); err == nil {
+		t.Fatal("an unsigned identity with a sequence number was accepted")
+	}
+}

@@ -177,7 +177,7 @@ ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.versi
 	last_update_time = excluded.last_update_time, last_update_target = excluded.last_update_target,
 	last_update_error = excluded.last_update_error, reported_at = excluded.reported_at,
 	last_seen = excluded.last_seen, dims = excluded.dims, history = coalesce(?21, history),
-	host_key = excluded.host_key, seq = excluded.seq`
+	host_key = excluded.host_key, seq = max(seq, excluded.seq)`
 
 // lookupSQL reads what the writer needs to check a report against its
 // host's binding and to merge its update result into the host's history.
@@ -187,7 +187,7 @@ const lookupSQL = `SELECT grp, host_key, seq, last_update_time, last_update_targ
 type hostRow struct {
 	api.Report
 	id                        api.Identity
-	refused                   error // set by commit when the row conflicts with its host's binding
+	refused                   error  // set by commit when the row conflicts with its host's binding
 	services, installMethods  string // JSON arrays
 	lastResult                string
 	hasResult                 bool

@@ -85,7 +85,7 @@ type Store struct {
 	// reports a database error kept out, and reports refused for
 	// conflicting with their host's binding.
 	batches, reports, writeErrors, refused atomic.Uint64
-	health                        writeHealth
+	health                                 writeHealth
 
 	// rolledBack is set by SQLite's rollback hook on the write connection
 	// when a transaction ends in a rollback, its own after an error (disk
@@ -415,8 +415,8 @@ func prepare(group string, r api.Report, id api.Identity, now time.Time) (hostRo
 	if err := r.Validate(); err != nil {
 		return hostRow{}, err
 	}
-	if len(id.Key) != ed25519.PublicKeySize || id.Seq < 0 {
-		return hostRow{}, fmt.Errorf("store census report: the signer's key must be %d bytes and its sequence number not negative", ed25519.PublicKeySize)
+	if (id.Key != nil && len(id.Key) != ed25519.PublicKeySize) || id.Seq < 0 || (id.Key == nil && id.Seq != 0) {
+		return hostRow{}, fmt.Errorf("store census report: the signer's key must be none or %d bytes, and its sequence number not negative (zero when unsigned)", ed25519.PublicKeySize)
 	}
 	if r.HostID == "" {
 		return hostRow{}, fmt.Errorf("%w: host_id: missing", api.ErrInvalidReport)
@@ -584,13 +584,20 @@ func (s *Store) current(ctx context.Context, hostID string) (storedHost, error) 
 	return h, nil
 }
 
-// admits checks r against the host's binding: a host not bound yet (or
-// re-enrolled) takes r's key and group; a bound one needs the same key and
+// admits checks r against the host's binding: an unsigned r is admitted
+// only for a host without a bound key; a host not bound yet (or
+// re-enrolled) takes a signed r's key and group; a bound one needs the same key and
 // the same group. Either way r's sequence number must be larger than the
 // last one stored, so that a report captured before a re-enrollment cannot
 // be replayed to bind its key.
 func (h *storedHost) admits(r *hostRow) error {
 	switch {
+	case r.id.Key == nil:
+		// Unsigned: only for a host with no bound key; it binds nothing.
+		if h.key != nil {
+			return api.ErrUnsignedBound
+		}
+		return nil
 	case h.key != nil && !bytes.Equal(h.key, r.id.Key):
 		return api.ErrKeyMismatch
 	case h.key != nil && h.group != r.UpdateGroup:
