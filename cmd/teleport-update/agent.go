@@ -157,7 +157,7 @@ func newInstallCmd(c *cli) *cobra.Command {
 		Short: "Install the agent and the update timer",
 		Long: `Install asks the proxy which version this host's group runs (or takes
 --version), downloads and verifies it, installs it under
-/var/lib/teleport/versions, links its binaries into /usr/local/bin, writes the
+/var/lib/teleport-update/versions, links its binaries into /usr/local/bin, writes the
 systemd units, starts the agent and enables the update timer.
 
 Re-running install with new flags changes the settings; settings are saved only

@@ -58,10 +58,7 @@ func (u *Updater) openStore(ctx context.Context, installed bool) (*store, error)
 
 // lock takes update.lock for the whole operation.
 func (u *Updater) lock(ctx context.Context) (func(), error) {
-	if err := os.MkdirAll(u.Tree.DataDir(), 0o755); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", u.Tree.DataDir(), err)
-	}
-	release, err := u.Tree.Lock(ctx, u.LockWait)
+	release, err := u.Tree.Lock(ctx, u.LockWait) // creates the data directory
 	if err != nil {
 		return nil, err
 	}

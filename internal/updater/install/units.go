@@ -37,7 +37,7 @@ var DefaultAgentArgs = []string{"start", "--config", "/etc/teleport.yaml"}
 // UnitOptions parameterise the rendered units.
 type UnitOptions struct {
 	// Version is the agent version ExecStart runs
-	// (/var/lib/teleport/versions/<Version>/bin/teleport).
+	// (/var/lib/teleport-update/versions/<Version>/bin/teleport).
 	Version string
 	// AgentArgs follow the binary on ExecStart; nil means DefaultAgentArgs.
 	AgentArgs []string
@@ -122,7 +122,9 @@ WantedBy=multi-user.target
 // RenderUpdaterService renders teleport-update.service: a oneshot run of
 // "teleport-update update", hardened. ProtectSystem=strict leaves writable
 // only what the updater writes: its data directory (versions, staging,
-// state, lock), /usr/local/bin (links) and /etc/systemd/system (units).
+// state, lock), /usr/local/bin (links) and /etc/systemd/system (units),
+// and, when it exists ("-"), the tree earlier builds kept in Teleport's
+// data directory, which a run moves over and removes.
 // daemon-reload, restart and reset-failed are D-Bus calls to PID 1, which
 // acts in its own namespace; connecting to the bus socket in /run needs no
 // write access to the filesystem. The capability set keeps only what file
@@ -144,7 +146,7 @@ ExecStart=%s
 TimeoutStartSec=%s
 
 ProtectSystem=strict
-ReadWritePaths=/%s /%s /%s
+ReadWritePaths=/%s -/%s /%s /%s
 ProtectHome=yes
 PrivateTmp=yes
 NoNewPrivileges=yes
@@ -166,7 +168,7 @@ SystemCallErrorNumber=EPERM
 PrivateMounts=yes
 CapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER
 UMask=0022
-`, unitMarker, execLine(o.UpdaterPath, "update"), systemdSpan(updaterTimeout), dataDirRel, binDirRel, unitDirRel)
+`, unitMarker, execLine(o.UpdaterPath, "update"), systemdSpan(updaterTimeout), dataDirRel, legacyDataDirRel, binDirRel, unitDirRel)
 	return b.Bytes()
 }
 
