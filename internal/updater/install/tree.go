@@ -69,19 +69,19 @@ const UpdaterRel = binDirRel + "/" + updaterName
 // user but root. Every directory from the root down to a version's bin/
 // is 0755.
 const (
-	dataDirRel    = "var/lib/teleport-update"
-	versionsRel   = dataDirRel + "/versions"
-	stagingRel    = dataDirRel + "/.staging"
-	stateRel      = dataDirRel + "/update.yaml"
-	lockRel       = dataDirRel + "/update.lock"
+	dataDirRel  = "var/lib/teleport-update"
+	versionsRel = dataDirRel + "/versions"
+	stagingRel  = dataDirRel + "/.staging"
+	stateRel    = dataDirRel + "/update.yaml"
+	lockRel     = dataDirRel + "/update.lock"
 	// legacyDataDirRel is where earlier builds kept the same tree
 	// (versions/, .staging/, update.yaml, update.lock): Teleport's own data
 	// directory. It is only read to move an old install over (see
 	// LegacyTree) and to recognise links into it.
 	legacyDataDirRel = "var/lib/teleport"
-	binDirRel     = "usr/local/bin"
-	unitDirRel    = "etc/systemd/system"
-	systemdRunRel = "run/systemd/system"
+	binDirRel        = "usr/local/bin"
+	unitDirRel       = "etc/systemd/system"
+	systemdRunRel    = "run/systemd/system"
 
 	// verifiedName marks a version directory complete; it holds the
 	// tarball's SHA-256 as lowercase hex and is written last.
