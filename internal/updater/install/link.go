@@ -17,7 +17,7 @@ import (
 // still ours: Link replaces it when it differs from the computed target.
 var legacyLinkPrefixes = []string{
 	"../../../" + versionsRel + "/",
-	"../../../" + legacyDataDirRel + "/versions/",
+	"../../../" + legacyDataDirRel + "/" + versionsName + "/",
 }
 
 // notLinked are binaries a release may carry that Link leaves alone:
@@ -60,7 +60,7 @@ func (t *Tree) linkLayout() (linkLayout, error) {
 	if err != nil {
 		return linkLayout{}, fmt.Errorf("link %s to %s: %w", dir, versions, err)
 	}
-	legacy, err := resolveIn(t.Root, legacyDataDirRel+"/versions")
+	legacy, err := resolveIn(t.Root, legacyDataDirRel+"/"+versionsName)
 	if err != nil {
 		return linkLayout{}, fmt.Errorf("resolve versions directory: %w", err)
 	}

@@ -120,7 +120,7 @@ func (t *Tree) Lock(ctx context.Context, wait time.Duration) (release func() err
 // failing path and why; a stat error (fs.ErrNotExist for a missing data
 // directory).
 func (t *Tree) CheckDataDir() error {
-	if err := safeperm.CheckDirs(t.Root, dataDirRel); err != nil {
+	if err := safeperm.CheckDirs(t.Root, t.dataRel()); err != nil {
 		return fmt.Errorf("check data directory: %w", err)
 	}
 	for _, dir := range []string{t.VersionsDir(), t.StagingDir()} {

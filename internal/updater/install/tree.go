@@ -70,14 +70,16 @@ const UpdaterRel = binDirRel + "/" + updaterName
 // is 0755.
 const (
 	dataDirRel  = "var/lib/teleport-update"
-	versionsRel = dataDirRel + "/versions"
-	stagingRel  = dataDirRel + "/.staging"
-	stateRel    = dataDirRel + "/update.yaml"
-	lockRel     = dataDirRel + "/update.lock"
+	versionsRel = dataDirRel + "/" + versionsName
+	// What the data directory holds.
+	versionsName = "versions"
+	stagingName  = ".staging"
+	stateName    = "update.yaml"
+	lockName     = "update.lock"
 	// legacyDataDirRel is where earlier builds kept the same tree
 	// (versions/, .staging/, update.yaml, update.lock): Teleport's own data
-	// directory. It is only read to move an old install over (see
-	// LegacyTree) and to recognise links into it.
+	// directory. It is only read to move an old install over (see Legacy)
+	// and to recognise links into it.
 	legacyDataDirRel = "var/lib/teleport"
 	binDirRel        = "usr/local/bin"
 	unitDirRel       = "etc/systemd/system"
@@ -95,6 +97,9 @@ const (
 type Tree struct {
 	// Root is the filesystem root ("/" in production).
 	Root string
+	// legacy makes the data directory the one earlier builds used (see
+	// Legacy).
+	legacy bool
 	// AfterStep, when set, is called after each durable step inside
 	// Extract (StepRename) and Link (StepLinkBinary, once per binary).
 	// Tests use it to kill the process between steps; production leaves it
@@ -125,11 +130,19 @@ func New(root string) *Tree {
 
 func (t *Tree) path(rel string) string { return filepath.Join(t.Root, rel) }
 
+// dataRel is the data directory relative to the root.
+func (t *Tree) dataRel() string {
+	if t.legacy {
+		return legacyDataDirRel
+	}
+	return dataDirRel
+}
+
 // DataDir is <root>/var/lib/teleport-update.
-func (t *Tree) DataDir() string { return t.path(dataDirRel) }
+func (t *Tree) DataDir() string { return t.path(t.dataRel()) }
 
 // VersionsDir is <root>/var/lib/teleport-update/versions.
-func (t *Tree) VersionsDir() string { return t.path(versionsRel) }
+func (t *Tree) VersionsDir() string { return filepath.Join(t.DataDir(), versionsName) }
 
 // VersionDir is <root>/var/lib/teleport-update/versions/<v>. v is not validated
 // here; every method that touches the directory validates it.
@@ -137,13 +150,13 @@ func (t *Tree) VersionDir(v string) string { return filepath.Join(t.VersionsDir(
 
 // StagingDir is <root>/var/lib/teleport-update/.staging, the parent of every
 // staging directory; it lives on the same filesystem as the versions.
-func (t *Tree) StagingDir() string { return t.path(stagingRel) }
+func (t *Tree) StagingDir() string { return filepath.Join(t.DataDir(), stagingName) }
 
 // StatePath is <root>/var/lib/teleport-update/update.yaml.
-func (t *Tree) StatePath() string { return t.path(stateRel) }
+func (t *Tree) StatePath() string { return filepath.Join(t.DataDir(), stateName) }
 
 // LockPath is <root>/var/lib/teleport-update/update.lock.
-func (t *Tree) LockPath() string { return t.path(lockRel) }
+func (t *Tree) LockPath() string { return filepath.Join(t.DataDir(), lockName) }
 
 // BinDir is <root>/usr/local/bin, where the links live.
 func (t *Tree) BinDir() string { return t.path(binDirRel) }

@@ -1,0 +1,181 @@
+// This file holds the move of an install made by an earlier build, which
+// kept its tree in Teleport's data directory (/var/lib/teleport), to the
+// updater's own directory. Every operation that takes update.lock runs it
+// first, so an old install is never mistaken for a new host (a re-install
+// would then ignore its pin or its disabled updates).
+//
+// The move never stops or restarts the agent: versions are copied (hard
+// links where possible), so the running binary keeps its file; links and
+// units are pointed at the new tree and systemd reloads the unit files,
+// which changes nothing for the running process. Its next restart or
+// reload starts the binary from the new path. Only then is the old tree
+// removed. Each step is idempotent and the old update.yaml goes last, so a
+// run killed at any step leaves a host whose next run finishes the move.
+
+package updater
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/gravitational/teleport-update/internal/safeperm"
+	"github.com/gravitational/teleport-update/internal/updater/install"
+)
+
+// The steps of a move from the earlier tree, in order.
+const (
+	// StepMigrateVersion: one complete version was copied into the new
+	// tree; reported once per version.
+	StepMigrateVersion Step = "migrate-version"
+	// StepMigrateState: update.yaml is in the new tree.
+	StepMigrateState Step = "migrate-state"
+	// StepMigrateLink: the links point into the new tree.
+	StepMigrateLink Step = "migrate-link"
+	// StepMigrateUnits: the unit files name the new tree.
+	StepMigrateUnits Step = "migrate-units"
+	// StepMigrateReload: systemd loaded the new unit files.
+	StepMigrateReload Step = "migrate-reload"
+	// StepMigrateRemoveVersion: one version directory of the old tree was
+	// removed; reported once per version.
+	StepMigrateRemoveVersion Step = "migrate-remove-version"
+	// StepMigrateDone: the old update.yaml is gone; the move is finished.
+	StepMigrateDone Step = "migrate-done"
+)
+
+// MigrationSteps lists every step of a move from the earlier tree, in
+// order. The crash tests iterate it as they iterate AllSteps.
+var MigrationSteps = []Step{
+	StepMigrateVersion, StepMigrateState, StepMigrateLink, StepMigrateUnits,
+	StepMigrateReload, StepMigrateRemoveVersion, StepMigrateDone,
+}
+
+// migratePhase reports the link, unit and reload steps of the move.
+var migratePhase = phase{link: StepMigrateLink, units: StepMigrateUnits, reload: StepMigrateReload}
+
+// migrate moves an install of an earlier build over to the updater's own
+// tree when there is one. The caller holds update.lock; migrate takes the
+// old tree's lock too, so an old build still running finishes first.
+func (u *Updater) migrate(ctx context.Context) error {
+	found, err := u.Tree.HasLegacy()
+	if err != nil || !found {
+		return err
+	}
+	old := u.Tree.Legacy()
+	release, err := install.AcquireLock(ctx, old.LockPath(), u.LockWait)
+	if err != nil {
+		return fmt.Errorf("moving the earlier install in %s: %w", old.DataDir(), err)
+	}
+	defer func() { u.logErr(release(), "releasing "+old.LockPath()) }()
+	u.Log.Info("Moving the install of an earlier teleport-update to its own directory; the agent keeps running.", "from", old.DataDir(), "to", u.Tree.DataDir())
+	if err := u.migrateVersions(); err != nil {
+		return fmt.Errorf("moving the earlier install: %w", err)
+	}
+	cfg, err := u.migrateState()
+	if err != nil {
+		return fmt.Errorf("moving the earlier install: %w", err)
+	}
+	if err := u.migrateHost(ctx, cfg.Status.Active); err != nil {
+		return fmt.Errorf("moving the earlier install: %w", err)
+	}
+	if err := u.removeLegacy(); err != nil {
+		return fmt.Errorf("moving the earlier install: %w", err)
+	}
+	u.Log.Info("Moved the earlier install.", "to", u.Tree.DataDir(), "active", cfg.Status.Active)
+	return nil
+}
+
+// migrateVersions copies every complete version of the old tree.
+func (u *Updater) migrateVersions() error {
+	versions, err := u.Tree.LegacyVersions()
+	if err != nil {
+		return err
+	}
+	for _, v := range versions {
+		if _, ok, err := u.Tree.Installed(v); err != nil || ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err := u.Tree.CopyVersionFrom(u.Tree.Legacy(), v); err != nil {
+			return err
+		}
+		u.step(StepMigrateVersion)
+	}
+	return nil
+}
+
+// migrateState puts the old update.yaml into the new tree, unless one is
+// there already: the new tree's state always wins over the old one's, and
+// a move killed after this step finds its own copy. It returns the state
+// the host now has.
+func (u *Updater) migrateState() (*Config, error) {
+	cfg, exists, err := LoadConfig(u.Tree.StatePath())
+	if err != nil || exists {
+		return cfg, err
+	}
+	oldPath := u.Tree.Legacy().StatePath()
+	fi, err := os.Lstat(oldPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return cfg, nil // versions without a state: nothing to keep
+	}
+	if err == nil {
+		err = safeperm.Check(oldPath, fi, false)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg, _, err = LoadConfig(oldPath); err != nil {
+		return nil, err
+	}
+	if err := SaveConfig(u.Tree.StatePath(), cfg); err != nil {
+		return nil, err
+	}
+	u.step(StepMigrateState)
+	return cfg, nil
+}
+
+// migrateHost points the links and units at the active version in the new
+// tree, without restarting the agent.
+func (u *Updater) migrateHost(ctx context.Context, active string) error {
+	if active == "" {
+		return nil
+	}
+	if err := u.Tree.Intact(active); err != nil {
+		// The repair every operation starts with fetches it again and
+		// points links and units at it.
+		u.Log.Warn("The active version of the earlier install is missing or damaged; it will be fetched again.", "active", active, "error", err)
+		return nil
+	}
+	sd, err := u.systemd(ctx)
+	if err != nil {
+		return err
+	}
+	if sd != nil {
+		defer sd.Close()
+	}
+	_, err = u.converge(ctx, sd, convergeTo{version: active, keepNotOurs: true, steps: migratePhase})
+	return err
+}
+
+// removeLegacy removes the old tree's versions, then the rest of it.
+func (u *Updater) removeLegacy() error {
+	dirs, err := u.Tree.LegacyVersionDirs()
+	if err != nil {
+		return err
+	}
+	for _, v := range dirs {
+		if err := u.Tree.RemoveLegacyVersion(v); err != nil {
+			return err
+		}
+		u.step(StepMigrateRemoveVersion)
+	}
+	if _, err := u.Tree.RemoveLegacy(); err != nil {
+		return err
+	}
+	u.step(StepMigrateDone)
+	return nil
+}
