@@ -20,14 +20,23 @@ import (
 func toLegacyLayout(t *testing.T, root string) {
 	t.Helper()
 	newDir, oldDir := filepath.Join(root, "var/lib/teleport-update"), filepath.Join(root, "var/lib/teleport")
-	if err := os.Rename(newDir, oldDir); err != nil {
+	if err := os.MkdirAll(oldDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(oldDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	entries, _ := os.ReadDir(newDir)
+	for _, e := range entries {
+		if err := os.Rename(filepath.Join(newDir, e.Name()), filepath.Join(oldDir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(newDir); err != nil {
+		t.Fatal(err)
+	}
 	bin := filepath.Join(root, "usr/local/bin")
-	entries, _ := os.ReadDir(bin)
+	entries, _ = os.ReadDir(bin)
 	for _, e := range entries {
 		p := filepath.Join(bin, e.Name())
 		target, err := os.Readlink(p)
