@@ -182,3 +182,32 @@ func TestE2ENonRootRunsLinkedTsh(t *testing.T) {
 		t.Fatalf("after the move, uid 65534 cannot run the linked binaries: %v", err)
 	}
 }
+
+// TestE2EUninstallRefusesEnabledAgent: the real binary refuses to
+// uninstall an enabled agent without --force, and changes nothing then.
+func TestE2EUninstallRefusesEnabledAgent(t *testing.T) {
+	e := newE2E(t)
+	e.publish("1.0.0", false)
+	e.mustRun("install", "--proxy", e.proxy, "--base-url", e.cdn.Server.URL)
+	wants := filepath.Join(e.root, "etc/systemd/system/multi-user.target.wants")
+	if err := os.MkdirAll(wants, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/systemd/system/teleport.service", filepath.Join(wants, "teleport.service")); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(nil, "uninstall")
+	if r.code != 1 || !strings.Contains(r.stderr, "teleport.service is enabled") || !strings.Contains(r.stderr, "--force") {
+		t.Fatalf("uninstall of an enabled agent: exit %d\n%s", r.code, r.stderr)
+	}
+	if e.linked() != "1.0.0" || e.status().Active != "1.0.0" {
+		t.Fatalf("refused uninstall changed the host: linked %q", e.linked())
+	}
+	e.mustRun("uninstall", "--force")
+	if e.linked() != "" {
+		t.Fatal("links left after uninstall --force")
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "var/lib/teleport-update")); !os.IsNotExist(err) {
+		t.Errorf("data directory left after uninstall: %v", err)
+	}
+}

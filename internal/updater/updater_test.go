@@ -117,7 +117,7 @@ func TestInstallUpdateRollbackSkip(t *testing.T) {
 	if err := os.WriteFile(agentData, []byte("uuid"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	removed, err := u.Uninstall(ctx)
+	removed, err := u.Uninstall(ctx, false)
 	if err != nil {
 		t.Fatalf("uninstall: %v", err)
 	}

@@ -76,6 +76,8 @@ const (
 	stagingName  = ".staging"
 	stateName    = "update.yaml"
 	lockName     = "update.lock"
+	// unitBackupName keeps an admin's unit files that install replaced.
+	unitBackupName = "unit-backup"
 	// legacyDataDirRel is where earlier builds kept the same tree
 	// (versions/, .staging/, update.yaml, update.lock): Teleport's own data
 	// directory. It is only read to move an old install over (see Legacy)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/capread"
 )
 
 // Unit names under /etc/systemd/system.
@@ -275,12 +277,25 @@ func unitFiles(o UnitOptions) []struct {
 	}
 }
 
-// WriteUnits writes the three units atomically into /etc/systemd/system,
-// skipping files whose content is already right. changed reports whether
-// any file changed (so the caller knows to daemon-reload). revert restores
-// the previous bytes (and modes) or removes files that did not exist. If
-// WriteUnits fails midway it reverts what it wrote itself.
+// WriteUnits is WriteUnitsOver without overwrite: a unit file that is not
+// ours is never replaced.
 func (t *Tree) WriteUnits(o UnitOptions) (revert func() error, changed bool, err error) {
+	return t.WriteUnitsOver(o, false)
+}
+
+// WriteUnitsOver writes the three units atomically into
+// /etc/systemd/system, skipping files whose content is already right.
+// changed reports whether any file changed (so the caller knows to
+// daemon-reload). revert restores the previous bytes (and modes) or
+// removes files that did not exist. If it fails midway it reverts what it
+// wrote itself.
+//
+// A unit file there without our marker line is an admin's own (with its
+// User=, CapabilityBoundingSet=, ProtectSystem=…): it fails with ErrNotOurs
+// before anything is written, unless overwrite. When overwritten, its
+// bytes are first kept in the data directory's unit-backup/, which
+// RestoreUnitBackups puts back.
+func (t *Tree) WriteUnitsOver(o UnitOptions, overwrite bool) (revert func() error, changed bool, err error) {
 	if err := o.Validate(); err != nil {
 		return nil, false, fmt.Errorf("write units: %w", err)
 	}
@@ -326,6 +341,15 @@ func (t *Tree) WriteUnits(o UnitOptions) (revert func() error, changed bool, err
 		if p.exists && bytes.Equal(data, u.data) {
 			continue
 		}
+		if p.exists && !isOurUnit(data) {
+			if !overwrite {
+				return nil, false, errors.Join(fmt.Errorf("write units: %s has no %q line: %w (use overwrite to replace it; it is then kept in %s)",
+					p.path, unitMarker, ErrNotOurs, t.UnitBackupDir()), revert())
+			}
+			if err := t.backupUnit(u.name, data); err != nil {
+				return nil, false, errors.Join(fmt.Errorf("write units: %w", err), revert())
+			}
+		}
 		if err := WriteFileAtomic(p.path, u.data, 0o644); err != nil {
 			return nil, false, errors.Join(fmt.Errorf("write units: %w", err), revert())
 		}
@@ -351,7 +375,7 @@ func (t *Tree) RemoveUnits() (removed []string, err error) {
 			errs = append(errs, fmt.Errorf("remove unit: %w", err))
 			continue
 		}
-		if !bytes.HasPrefix(data, []byte(unitMarker+"\n")) {
+		if !isOurUnit(data) {
 			errs = append(errs, fmt.Errorf("remove unit %s: %w", p, ErrNotOurs))
 			continue
 		}
@@ -368,3 +392,67 @@ func (t *Tree) RemoveUnits() (removed []string, err error) {
 	}
 	return removed, errors.Join(errs...)
 }
+
+// isOurUnit reports whether a unit file's content carries our marker line.
+func isOurUnit(data []byte) bool {
+	return bytes.HasPrefix(data, []byte(unitMarker+"\n"))
+}
+
+// UnitBackupDir is <data dir>/unit-backup, where an admin's own unit files
+// are kept when install overwrites them.
+func (t *Tree) UnitBackupDir() string { return filepath.Join(t.DataDir(), unitBackupName) }
+
+// backupUnit keeps data, an admin's unit file name, in UnitBackupDir. A
+// backup already there is replaced: the file being overwritten now is the
+// admin's latest.
+func (t *Tree) backupUnit(name string, data []byte) error {
+	if err := os.MkdirAll(t.UnitBackupDir(), 0o755); err != nil {
+		return fmt.Errorf("back up unit %s: %w", name, err)
+	}
+	if err := WriteFileAtomic(filepath.Join(t.UnitBackupDir(), name), data, 0o644); err != nil {
+		return fmt.Errorf("back up unit %s: %w", name, err)
+	}
+	return nil
+}
+
+// RestoreUnitBackups puts every unit file kept in UnitBackupDir back into
+// /etc/systemd/system where that name is free (RemoveUnits removed ours),
+// then drops the backup. A backup whose place is taken is left where it
+// is. It returns the restored paths.
+func (t *Tree) RestoreUnitBackups() (restored []string, err error) {
+	entries, err := os.ReadDir(t.UnitBackupDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore unit backups: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if name != AgentUnit && name != UpdaterUnit && name != UpdaterTimerUnit {
+			continue
+		}
+		dst := filepath.Join(t.UnitDir(), name)
+		if _, err := os.Lstat(dst); err == nil {
+			continue
+		}
+		src := filepath.Join(t.UnitBackupDir(), name)
+		data, err := capread.File(src, maxUnitBackupSize)
+		if err != nil {
+			return restored, fmt.Errorf("restore unit backup %s: %w", src, err)
+		}
+		if err := WriteFileAtomic(dst, data, 0o644); err != nil {
+			return restored, fmt.Errorf("restore unit backup %s: %w", src, err)
+		}
+		if err := os.Remove(src); err != nil {
+			return restored, fmt.Errorf("restore unit backup %s: %w", src, err)
+		}
+		restored = append(restored, dst)
+	}
+	_ = os.Remove(t.UnitBackupDir()) // only when empty
+	return restored, nil
+}
+
+// maxUnitBackupSize bounds a kept unit file; systemd's own limit on a
+// unit file is far above any real one.
+const maxUnitBackupSize = 1 << 20
