@@ -70,7 +70,7 @@ func (u *Updater) migrate(ctx context.Context) error {
 	}
 	defer func() { u.logErr(release(), "releasing "+old.LockPath()) }()
 	u.Log.Info("Moving the install of an earlier teleport-update to its own directory; the agent keeps running.", "from", old.DataDir(), "to", u.Tree.DataDir())
-	if err := u.migrateVersions(); err != nil {
+	if err := u.migrateVersions(ctx); err != nil {
 		return fmt.Errorf("moving the earlier install: %w", err)
 	}
 	cfg, err := u.migrateState()
@@ -88,7 +88,7 @@ func (u *Updater) migrate(ctx context.Context) error {
 }
 
 // migrateVersions copies every complete version of the old tree.
-func (u *Updater) migrateVersions() error {
+func (u *Updater) migrateVersions(ctx context.Context) error {
 	versions, err := u.Tree.LegacyVersions()
 	if err != nil {
 		return err
@@ -101,6 +101,9 @@ func (u *Updater) migrateVersions() error {
 			continue
 		}
 		if err := u.Tree.CopyVersionFrom(u.Tree.Legacy(), v); err != nil {
+			return err
+		}
+		if err := u.label(ctx, v); err != nil {
 			return err
 		}
 		u.step(StepMigrateVersion)

@@ -70,6 +70,9 @@ type Updater struct {
 	// Reporter, when set, receives the census report of install and
 	// update runs (see report.go).
 	Reporter Reporter
+	// SELinux labels each installed version's binaries on hosts where
+	// SELinux is enforcing; the zero value probes the host.
+	SELinux install.SELinux
 }
 
 func (u *Updater) now() time.Time {
@@ -171,4 +174,20 @@ func (u *Updater) stateExists() bool {
 		}
 	}
 	return false
+}
+
+// label gives version v's binaries the SELinux type systemd may execute,
+// when SELinux is enforcing. A version that cannot be labelled is removed
+// again, so that the next run installs and labels it anew instead of
+// switching to binaries systemd would refuse to run.
+func (u *Updater) label(ctx context.Context, v string) error {
+	labelled, err := u.SELinux.Label(ctx, u.Tree.Root, v)
+	if err != nil {
+		u.logErr(u.Tree.RemoveVersion(v), "removing the unlabelled version "+v)
+		return err
+	}
+	if labelled {
+		u.Log.Info("Labelled the version's binaries for SELinux.", "version", v)
+	}
+	return nil
 }
