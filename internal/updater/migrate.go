@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"syscall"
 
 	"github.com/gravitational/teleport-update/internal/safeperm"
 	"github.com/gravitational/teleport-update/internal/updater/install"
@@ -181,4 +182,30 @@ func (u *Updater) removeLegacy() error {
 	}
 	u.step(StepMigrateDone)
 	return nil
+}
+
+// widenSandbox handles err, the failure to take update.lock, on a host an
+// earlier build installed: a run of that build's timer unit, whose sandbox
+// (ProtectSystem=strict) lets it write /var/lib/teleport but not the
+// updater's own directory, fails with a read-only file system. It then
+// rewrites the updater's unit, which lets the next run write both, and has
+// systemd reload it; the next run moves the install. err is returned
+// either way.
+func (u *Updater) widenSandbox(ctx context.Context, err error) error {
+	if !errors.Is(err, syscall.EROFS) {
+		return err
+	}
+	if found, ferr := u.Tree.HasLegacy(); ferr != nil || !found {
+		return err
+	}
+	changed, werr := u.Tree.WriteUpdaterUnit(u.Units)
+	if werr != nil || !changed {
+		return errors.Join(err, werr)
+	}
+	if sd, serr := u.systemd(ctx); serr == nil && sd != nil {
+		u.logErr(sd.DaemonReload(ctx), "daemon-reload")
+		sd.Close()
+	}
+	return fmt.Errorf("%w; the earlier install in %s cannot be moved from inside its timer's sandbox: %s now allows it, and the next run moves it",
+		err, u.Tree.Legacy().DataDir(), UpdaterUnit)
 }

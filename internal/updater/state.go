@@ -61,7 +61,7 @@ func (u *Updater) openStore(ctx context.Context, installed bool) (*store, error)
 func (u *Updater) lock(ctx context.Context) (func(), error) {
 	release, err := u.Tree.Lock(ctx, u.LockWait) // creates the data directory
 	if err != nil {
-		return nil, err
+		return nil, u.widenSandbox(ctx, err)
 	}
 	unlock := func() {
 		if err := release(); err != nil {

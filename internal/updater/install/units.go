@@ -126,7 +126,10 @@ WantedBy=multi-user.target
 // only what the updater writes: its data directory (versions, staging,
 // state, lock), /usr/local/bin (links) and /etc/systemd/system (units),
 // and, when it exists ("-"), the tree earlier builds kept in Teleport's
-// data directory, which a run moves over and removes.
+// data directory, which a run moves over and removes. StateDirectory= has
+// systemd create the data directory (0755) before it sets up the sandbox,
+// so that the first run after an earlier build's install, which must
+// create it, can.
 // daemon-reload, restart and reset-failed are D-Bus calls to PID 1, which
 // acts in its own namespace; connecting to the bus socket in /run needs no
 // write access to the filesystem. The capability set keeps only what file
@@ -148,6 +151,8 @@ ExecStart=%s
 TimeoutStartSec=%s
 
 ProtectSystem=strict
+StateDirectory=%s
+StateDirectoryMode=0755
 ReadWritePaths=/%s -/%s /%s /%s
 ProtectHome=yes
 PrivateTmp=yes
@@ -170,7 +175,7 @@ SystemCallErrorNumber=EPERM
 PrivateMounts=yes
 CapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER
 UMask=0022
-`, unitMarker, execLine(o.UpdaterPath, "update"), systemdSpan(updaterTimeout), dataDirRel, legacyDataDirRel, binDirRel, unitDirRel)
+`, unitMarker, execLine(o.UpdaterPath, "update"), systemdSpan(updaterTimeout), strings.TrimPrefix(dataDirRel, "var/lib/"), dataDirRel, legacyDataDirRel, binDirRel, unitDirRel)
 	return b.Bytes()
 }
 
@@ -456,3 +461,29 @@ func (t *Tree) RestoreUnitBackups() (restored []string, err error) {
 // maxUnitBackupSize bounds a kept unit file; systemd's own limit on a
 // unit file is far above any real one.
 const maxUnitBackupSize = 1 << 20
+
+// WriteUpdaterUnit writes teleport-update.service alone, when it is absent
+// or ours, and reports whether it changed. A run of an earlier build's
+// timer unit uses it: that unit's sandbox does not let the run write the
+// updater's own directory, so the run widens the sandbox for the next one.
+func (t *Tree) WriteUpdaterUnit(o UnitOptions) (changed bool, err error) {
+	if !strings.HasPrefix(o.withDefaults().UpdaterPath, "/") {
+		return false, fmt.Errorf("write unit %s: updater path %q is not absolute", UpdaterUnit, o.UpdaterPath)
+	}
+	p := filepath.Join(t.UnitDir(), UpdaterUnit)
+	want := RenderUpdaterService(o)
+	data, err := os.ReadFile(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return false, fmt.Errorf("write unit %s: %w", UpdaterUnit, err)
+	case bytes.Equal(data, want):
+		return false, nil
+	case !isOurUnit(data):
+		return false, fmt.Errorf("write unit %s: %w", p, ErrNotOurs)
+	}
+	if err := WriteFileAtomic(p, want, 0o644); err != nil {
+		return false, fmt.Errorf("write unit %s: %w", UpdaterUnit, err)
+	}
+	return true, nil
+}
