@@ -3,6 +3,8 @@ package systemd
 import (
 	"strings"
 	"testing"
+
+	"github.com/gravitational/teleport-update/internal/updater"
 )
 
 // toLegacyScript turns the install into what an earlier build left: the
@@ -111,5 +113,46 @@ func TestUninstallRefusesThenHandsBackToPackage(t *testing.T) {
 	}
 	if out, _, _ := h.run("ls", "-A", "/var/lib/teleport-update", "/etc/systemd/system/teleport.service", agentLinkPath); strings.TrimSpace(out) != "" {
 		t.Errorf("left after uninstall: %s", out)
+	}
+}
+
+// TestMigrateCrashAtEveryStep kills the move from an earlier build's tree
+// at each of its steps on a real systemd: the agent keeps running from
+// start to end (same main PID, no restarts), status reads the state, and
+// the next run finishes the move.
+func TestMigrateCrashAtEveryStep(t *testing.T) {
+	requireHarness(t)
+	t.Parallel()
+	for _, step := range updater.MigrationSteps {
+		t.Run(string(step), func(t *testing.T) {
+			t.Parallel()
+			c := sharedCDN(t)
+			px := newProxy(t, v1)
+			h := bootHost(t, prepareForCLI(crashtestBinary(t), c))
+			h.mustRun(cliPath, "install", "--proxy", px.addr(), "--base-url", c.srv.URL, "--no-census", "--health-window", crashHealthWindow)
+			h.mustRun("systemctl", "stop", updaterTimer)
+			h.mustRun("sh", "-c", toLegacyScript)
+			before := h.show(agentUnit, "MainPID")["MainPID"]
+
+			o, e, err := h.run("env", crashEnv+"="+string(step), cliPath, "update")
+			if !killed(err) {
+				t.Fatalf("update with %s=%s was not killed (%v)\nstdout:\n%s\nstderr:\n%s", crashEnv, step, err, o, e)
+			}
+			if st := h.status(); st.Active != v1 {
+				t.Fatalf("status after the kill at %s: %+v", step, st)
+			}
+			if got := h.mustRun(agentLinkPath, "version"); !strings.Contains(got, "v"+v1) {
+				t.Fatalf("the linked teleport prints %q after the kill at %s", got, step)
+			}
+			h.mustRun(cliPath, "update")
+			p := h.show(agentUnit, "MainPID", "NRestarts", "ActiveState")
+			if p["MainPID"] != before || p["NRestarts"] != "0" || p["ActiveState"] != "active" {
+				t.Fatalf("the agent was restarted: MainPID %s, now %v", before, p)
+			}
+			if left := strings.Fields(h.mustRun("ls", "-A", "/var/lib/teleport")); len(left) != 1 || left[0] != "host_uuid" {
+				t.Errorf("left in Teleport's data directory: %v", left)
+			}
+			checkConsistent(h, v1)
+		})
 	}
 }

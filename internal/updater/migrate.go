@@ -161,7 +161,12 @@ func (u *Updater) migrateHost(ctx context.Context, active string) error {
 	if sd != nil {
 		defer sd.Close()
 	}
-	_, err = u.converge(ctx, sd, convergeTo{version: active, keepNotOurs: true, steps: migratePhase})
+	done, err := u.converge(ctx, sd, convergeTo{version: active, keepNotOurs: true, steps: migratePhase})
+	if err == nil && sd != nil && !done.unitsChanged {
+		// A run killed after writing the units and before systemd
+		// reloaded them left the earlier units loaded.
+		err = sd.DaemonReload(ctx)
+	}
 	return err
 }
 
