@@ -156,3 +156,42 @@ func TestMigrateCrashAtEveryStep(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminUnitKeptAndRestored: an admin's own teleport.service stops
+// install unless --overwrite; when overwritten, uninstall puts it back
+// byte for byte and systemd loads it again.
+func TestAdminUnitKeptAndRestored(t *testing.T) {
+	requireHarness(t)
+	t.Parallel()
+	c := sharedCDN(t)
+	px := newProxy(t, v1)
+	const admin = "[Unit]\nDescription=Teleport, hardened by the admin\n\n[Service]\nUser=root\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nProtectSystem=strict\nExecStart=/usr/local/bin/teleport start --config /etc/teleport.yaml\n\n[Install]\nWantedBy=multi-user.target\n"
+	h := bootHost(t, func(root string) error {
+		if err := prepareForCLI(teleportUpdateBinary(t), c)(root); err != nil {
+			return err
+		}
+		return writeFile(root, "/etc/systemd/system/"+agentUnit, []byte(admin), 0o644)
+	})
+	args := []string{cliPath, "install", "--proxy", px.addr(), "--base-url", c.srv.URL, "--no-census", "--health-window", "2s"}
+	_, e, err := h.run(args...)
+	if err == nil || !strings.Contains(e, "/etc/systemd/system/"+agentUnit) || !strings.Contains(e, "overwrite") {
+		t.Fatalf("install over the admin's unit: err %v\n%s", err, e)
+	}
+	if got := h.mustRun("cat", "/etc/systemd/system/"+agentUnit); got != admin {
+		t.Fatalf("refused install changed the admin's unit:\n%s", got)
+	}
+	if st := h.status(); len(st.Skip) > 0 {
+		t.Errorf("a version was skip-listed because of the admin's unit: %q", st.Skip)
+	}
+	h.mustRun(append(args, "--overwrite")...)
+	if got := h.runningVersion(); got != v1 {
+		t.Fatalf("agent runs %s after install --overwrite", got)
+	}
+	h.mustRun(cliPath, "uninstall", "--force")
+	if got := h.mustRun("cat", "/etc/systemd/system/"+agentUnit); got != admin {
+		t.Fatalf("uninstall did not restore the admin's unit:\n%s", got)
+	}
+	if d := h.show(agentUnit, "Description")["Description"]; d != "Teleport, hardened by the admin" {
+		t.Errorf("systemd did not load the restored unit: Description=%q", d)
+	}
+}
