@@ -87,3 +87,25 @@ func TestCopyVersionFromRefusesUnsafeFile(t *testing.T) {
 		t.Errorf("staging left: %d entries", len(entries))
 	}
 }
+
+// TestTreeIsPublicWhateverTheUmask: under a umask of 077 every directory
+// the tree creates from the root down to a version's bin/ is still 0755,
+// so every user can run the linked binaries. Not parallel: the umask is
+// the process's.
+func TestTreeIsPublicWhateverTheUmask(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	tr := New(t.TempDir())
+	release, err := tr.Lock(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	install(t, tr, "1.0.0")
+	for _, rel := range []string{"var", "var/lib", dataDirRel, versionsRel, versionsRel + "/1.0.0", versionsRel + "/1.0.0/bin"} {
+		fi, err := os.Stat(filepath.Join(tr.Root, rel))
+		if err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s: %v, %v; want 0755", rel, fi.Mode().Perm(), err)
+		}
+	}
+}
