@@ -197,12 +197,12 @@ type updateYAML struct {
 	} `yaml:"status"`
 }
 
-// checkInstalled checks the host layout (versions under /var/lib/teleport,
+// checkInstalled checks the host layout (versions under /var/lib/teleport-update,
 // links in /usr/local/bin, units, update.yaml) after a successful install
 // of e2eVersion.
 func (e *e2eEnv) checkInstalled(t *testing.T, root string) {
 	t.Helper()
-	versionDir := filepath.Join(root, "var", "lib", "teleport", "versions", e2eVersion)
+	versionDir := filepath.Join(root, "var", "lib", "teleport-update", "versions", e2eVersion)
 	if _, err := os.Stat(filepath.Join(versionDir, ".verified")); err != nil {
 		t.Errorf("version %s is not installed: %v", e2eVersion, err)
 	}
@@ -220,7 +220,7 @@ func (e *e2eEnv) checkInstalled(t *testing.T, root string) {
 	} else if fi.Mode()&0o111 == 0 {
 		t.Errorf("installed teleport-update is not executable: %v", fi.Mode())
 	}
-	data, err := os.ReadFile(filepath.Join(root, "var", "lib", "teleport", "update.yaml"))
+	data, err := os.ReadFile(filepath.Join(root, "var", "lib", "teleport-update", "update.yaml"))
 	if err != nil {
 		t.Fatalf("read update.yaml: %v", err)
 	}

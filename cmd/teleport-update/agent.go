@@ -157,7 +157,7 @@ func newInstallCmd(c *cli) *cobra.Command {
 		Short: "Install the agent and the update timer",
 		Long: `Install asks the proxy which version this host's group runs (or takes
 --version), downloads and verifies it, installs it under
-/var/lib/teleport/versions, links its binaries into /usr/local/bin, writes the
+/var/lib/teleport-update/versions, links its binaries into /usr/local/bin, writes the
 systemd units, starts the agent and enables the update timer.
 
 Re-running install with new flags changes the settings; settings are saved only
@@ -191,7 +191,7 @@ Exit codes: 0 installed and healthy; 1 refused or failed (reason on stderr);
 	cmd.Flags().StringVar(&req.Token, "token", "", "enrollment token for census reports")
 	cmd.Flags().StringVar(&req.BaseURL, "base-url", "", "CDN base URL (https only), default "+download.DefaultBaseURL)
 	cmd.Flags().StringVar(&req.Version, "version", "", "install exactly this version instead of the proxy's target")
-	cmd.Flags().BoolVar(&req.Overwrite, "overwrite", false, "replace files in /usr/local/bin that teleport-update did not create")
+	cmd.Flags().BoolVar(&req.Overwrite, "overwrite", false, "replace files in /usr/local/bin and an /etc/systemd/system/teleport.service that teleport-update did not create (the unit is kept and restored by uninstall)")
 	cmd.Flags().BoolVar(&req.DisableCensus, "no-census", false, "do not send census reports to the proxy")
 	f.register(cmd)
 	return cmd
@@ -458,13 +458,23 @@ Exit codes: 0 rolled back and healthy; 1 failed or no backup.`,
 }
 
 func newUninstallCmd(c *cli) *cobra.Command {
-	return &cobra.Command{
-		Use:   "uninstall",
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "uninstall [--force]",
 		Short: "Remove units, links, versions and update.yaml (the agent's data stays)",
-		Long:  "Uninstall stops the agent and the timer and removes everything teleport-update put on the host,\nexcept the agent's data directory. It lists what it removed.\n\nExit codes: 0 removed; 1 failed.",
-		Args:  cobra.NoArgs,
+		Long: `Uninstall stops the agent and the timer and removes everything teleport-update put on the host,
+except the agent's data directory. It lists what it removed.
+
+While the agent is active or enabled, uninstall refuses unless --force is
+given. A teleport.service of your own that install --overwrite replaced is put
+back. When a package install of Teleport is present (/usr/bin/teleport and its
+unit in /lib/systemd/system), the host is handed back to it: its unit is
+enabled and started as ours was.
+
+Exit codes: 0 removed; 1 refused or failed.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			removed, err := c.newUpdater(nil, interactiveLockWait).Uninstall(cmd.Context())
+			removed, err := c.newUpdater(nil, interactiveLockWait).Uninstall(cmd.Context(), force)
 			for _, r := range removed {
 				fmt.Fprintf(c.stdout, "Removed %s\n", r)
 			}
@@ -475,6 +485,8 @@ func newUninstallCmd(c *cli) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "uninstall even while the agent is active or enabled (it is stopped)")
+	return cmd
 }
 
 func newVersionCmd(c *cli) *cobra.Command {

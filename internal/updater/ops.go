@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/updater/download"
@@ -33,7 +32,7 @@ type UpdateResult struct {
 // reason.
 func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err error) {
 	// A host that was never installed gets nothing created on it.
-	if _, err := os.Stat(u.Tree.StatePath()); errors.Is(err, os.ErrNotExist) {
+	if !u.stateExists() {
 		return res, ErrNotInstalled
 	}
 	st, err := u.openStore(ctx, true)
