@@ -20,8 +20,8 @@ func TestParse(t *testing.T) {
 		wantErr   string
 	}{
 		{
-			name: "v3 proxy_server",
-			text: "version: v3\nteleport:\n  nodename: n1\n  proxy_server: teleport.example.com:443\n  join_params:\n    token_name: abc\n    method: token\nssh_service:\n  enabled: yes\n",
+			name:      "v3 proxy_server",
+			text:      "version: v3\nteleport:\n  nodename: n1\n  proxy_server: teleport.example.com:443\n  join_params:\n    token_name: abc\n    method: token\nssh_service:\n  enabled: yes\n",
 			wantProxy: "teleport.example.com:443",
 		},
 		{

@@ -42,6 +42,7 @@ func (u *Updater) Uninstall(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return removed, err
 	}
+	removed = append(removed, u.tearDownHost()...)
 	return append(removed, u.removeFiles()...), nil
 }
 

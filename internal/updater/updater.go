@@ -69,6 +69,10 @@ type Updater struct {
 	// Reporter, when set, receives the census report of install and
 	// update runs (see report.go).
 	Reporter Reporter
+	// AgentHeld, when set, is called when a switch leaves the agent
+	// stopped (see mayStartAgent), with the reason (HeldNoConfig,
+	// HeldNotEnabled).
+	AgentHeld func(reason string)
 }
 
 func (u *Updater) now() time.Time {
