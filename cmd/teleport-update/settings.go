@@ -59,9 +59,14 @@ func (s *settingFlags) register(cmd *cobra.Command) {
 // flag wins over its variable. hasProxy says update.yaml already names a
 // proxy, which a re-install keeps unless told otherwise.
 func (s *settingFlags) request(c *cli, cmd *cobra.Command, hasProxy bool, log *slog.Logger) (updater.InstallRequest, error) {
+	var sources []any
 	fromEnv := func(flag, val, env string) string {
-		if cmd.Flags().Changed(flag) {
+		switch {
+		case cmd.Flags().Changed(flag):
+			sources = append(sources, flag, "--"+flag)
 			return val
+		case c.env(env) != "":
+			sources = append(sources, flag, "$"+env)
 		}
 		return c.env(env)
 	}
@@ -79,6 +84,7 @@ func (s *settingFlags) request(c *cli, cmd *cobra.Command, hasProxy bool, log *s
 	}
 	req.Token = token
 	req.Proxy, err = c.proxyFromConfig(req.Proxy, hasProxy, log)
+	log.Debug("Settings given (others are kept or default).", sources...)
 	return req, err
 }
 

@@ -56,7 +56,7 @@ func (u *Updater) mayStartAgent(ctx context.Context, sd install.Systemd, first b
 
 // held says that the switch to version left the agent stopped, and why.
 func (u *Updater) held(version, reason string) {
-	u.Log.Warn("The agent was not started.", "version", version, "reason", reason,
+	u.Log.Warn("New version is installed; the agent was not started.", "version", version, "reason", reason,
 		"next", "write /etc/teleport.yaml (teleport node configure), then: systemctl enable --now teleport")
 	if u.AgentHeld != nil {
 		u.AgentHeld(reason)

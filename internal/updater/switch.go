@@ -58,6 +58,7 @@ func (u *Updater) switchTo(ctx context.Context, st *store, sd install.Systemd, t
 		// The agent stays stopped: the binary must still run.
 		if f.err = u.execCheck(ctx, target); f.err == nil {
 			u.held(target, why)
+			return true, nil
 		}
 	}
 	switch {
