@@ -63,6 +63,9 @@ func TestE2EEnableInstallsNewHost(t *testing.T) {
 	if !strings.Contains(r.stderr, "Using the proxy named in /etc/teleport.yaml") {
 		t.Errorf("stderr does not say where the proxy came from:\n%s", r.stderr)
 	}
+	if strings.Contains(r.stdout, "Automatic updates enabled.") {
+		t.Errorf("enable on a new host did more than install:\n%s", r.stdout)
+	}
 	if strings.Contains(r.stdout, "not started") {
 		t.Errorf("a configured host was told its agent was not started:\n%s", r.stdout)
 	}
