@@ -48,6 +48,9 @@ func (u *Updater) stopV1Updater(ctx context.Context, sd install.Systemd) {
 	}
 	u.logErr(sd.Stop(ctx, V1UpdaterTimer), "stopping "+V1UpdaterTimer)
 	u.logErr(sd.Disable(ctx, V1UpdaterTimer), "disabling "+V1UpdaterTimer)
+	// As systemctl disable does: systemd re-reads the unit files, so that
+	// it reports the timer disabled.
+	u.logErr(sd.DaemonReload(ctx), "daemon-reload")
 	u.Log.Info("Stopped and disabled Teleport's older updater; teleport-update updates the agent now.", "unit", V1UpdaterTimer)
 }
 
