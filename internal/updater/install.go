@@ -181,6 +181,9 @@ func (u *Updater) enableUnits(ctx context.Context, sd install.Systemd, updates b
 		if err := sd.Enable(ctx, units...); err != nil {
 			return fmt.Errorf("enabling %v: %w", units, err)
 		}
+		// As systemctl enable does: systemd reports a unit's enablement
+		// from its last reload.
+		u.logErr(sd.DaemonReload(ctx), "daemon-reload")
 	}
 	if !updates {
 		return nil
