@@ -175,3 +175,26 @@ func TestInstallLeavesAbsentV1UpdaterAlone(t *testing.T) {
 		t.Fatalf("calls %q touch %s", sd.calls, V1UpdaterTimer)
 	}
 }
+
+// The repair after a run killed while switching a held agent does not
+// start it either.
+func TestRepairKeepsHeldAgentStopped(t *testing.T) {
+	e, u, sd, _ := unconfiguredHost(t)
+	e.publish("1.0.0", false)
+	e.install(u, "1.0.0")
+	cfg := e.config()
+	cfg.Status.Switching = "2.0.0" // as a run killed on its way to 2.0.0 leaves it
+	if err := SaveConfig(u.Tree.StatePath(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.setTarget("1.0.0", false, 0)
+	if _, err := u.Update(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if sd.running != "" || sd.restarts != 0 {
+		t.Fatalf("repair started the held agent: running %q restarts %d calls %q", sd.running, sd.restarts, sd.calls)
+	}
+	if e.config().Status.Switching != "" {
+		t.Fatal("repair left the switch marker")
+	}
+}
