@@ -158,7 +158,9 @@ func newInstallCmd(c *cli) *cobra.Command {
 		Long: `Install asks the proxy which version this host's group runs (or takes
 --version), downloads and verifies it, installs it under
 /var/lib/teleport/versions, links its binaries into /usr/local/bin, writes the
-systemd units, starts the agent and enables the update timer.
+systemd units, starts the agent and enables the update timer. The agent is
+left stopped, with the next steps printed, when /etc/teleport.yaml does not
+exist or when an agent unit was already there, neither running nor enabled.
 
 Re-running install with new flags changes the settings; settings are saved only
 when the install succeeds. Installing a version takes it off the skip list.
