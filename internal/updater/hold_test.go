@@ -150,6 +150,15 @@ func TestInstallSetsUpHost(t *testing.T) {
 			t.Errorf("calls %q lack %q", sd.calls, want)
 		}
 	}
+	// Turned back on by someone, it is turned off again by enable.
+	sd.calls = nil
+	sd.others[V1UpdaterTimer] = install.UnitState{ActiveState: "active", LoadState: "loaded", UnitFileState: "enabled"}
+	if _, err := u.SetEnabled(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(sd.calls, "stop "+V1UpdaterTimer) || !slices.Contains(sd.calls, "disable "+V1UpdaterTimer) {
+		t.Errorf("enable left %s on: calls %q", V1UpdaterTimer, sd.calls)
+	}
 	nr := filepath.Join(e.root, "etc/needrestart/conf.d/teleport-update.conf")
 	got, err := os.ReadFile(nr)
 	if err != nil || string(got) != "# Managed by teleport-update: the agent is restarted by teleport-update only.\n$nrconf{override_rc}{qr(^teleport\\.service$)} = 0;\n" {
