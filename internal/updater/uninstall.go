@@ -37,12 +37,12 @@ func (u *Updater) Uninstall(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return removed, err
 	}
+	removed = append(removed, u.tearDownHost()...)
 	versions, err := u.removeVersions()
 	removed = append(removed, versions...)
 	if err != nil {
 		return removed, err
 	}
-	removed = append(removed, u.tearDownHost()...)
 	return append(removed, u.removeFiles()...), nil
 }
 

@@ -66,13 +66,13 @@ type Updater struct {
 	// the install tree's own (Tree.AfterStep is not used). Tests use it to
 	// kill the process at every step.
 	AfterStep func(Step)
-	// Reporter, when set, receives the census report of install and
-	// update runs (see report.go).
-	Reporter Reporter
 	// AgentHeld, when set, is called when a switch leaves the agent
 	// stopped (see mayStartAgent), with the reason (HeldNoConfig,
 	// HeldNotEnabled).
 	AgentHeld func(reason string)
+	// Reporter, when set, receives the census report of install and
+	// update runs (see report.go).
+	Reporter Reporter
 }
 
 func (u *Updater) now() time.Time {
