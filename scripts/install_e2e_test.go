@@ -24,6 +24,7 @@ import (
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/proxyapi"
 	"github.com/gravitational/teleport-update/internal/releasetest"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // maxScriptBytes caps the install script the test reads from the proxy.
@@ -191,6 +192,7 @@ type updateYAML struct {
 		Group          string   `yaml:"group"`
 		BaseURL        string   `yaml:"base_url"`
 		InstallMethods []string `yaml:"install_methods"`
+		Token          string   `yaml:"token"`
 	} `yaml:"spec"`
 	Status struct {
 		Active string `yaml:"active"`
@@ -261,12 +263,23 @@ func TestInstallScriptFromProxy(t *testing.T) {
 	}
 	root := e.newHostRoot(t)
 
-	res := runScript(t, runOpts{script: script, caFile: e.caFile, root: root, args: e2eArgs})
+	// The token goes to the real teleport-update through install.sh's
+	// root-only file, which teleport-update's checks accept.
+	const token = "install-sh-e2e-token-0123456789abcdef"
+	res := runScript(t, runOpts{script: script, caFile: e.caFile, root: root, args: append([]string{"--token", token}, e2eArgs...)})
 	t.Logf("install.sh output:\n%s", res.stderr)
 	if res.exitCode != 0 {
 		t.Fatalf("install.sh exited %d", res.exitCode)
 	}
 	e.checkInstalled(t, root)
+	if strings.Contains(res.stderr, token) {
+		t.Errorf("install.sh printed the token:\n%s", res.stderr)
+	}
+	var cfg updateYAML
+	data, _ := os.ReadFile(install.New(root).StatePath())
+	if err := yaml.Unmarshal(data, &cfg); err != nil || cfg.Spec.Token != token {
+		t.Errorf("update.yaml token = %q (%v), want the one given to install.sh", cfg.Spec.Token, err)
+	}
 	if len(res.tmpLeft) != 0 {
 		t.Errorf("install.sh left %q in TMPDIR", res.tmpLeft)
 	}

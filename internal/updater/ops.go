@@ -238,6 +238,7 @@ func (u *Updater) setTimer(ctx context.Context, on bool) error {
 		if err := sd.Enable(ctx, UpdaterTimerUnit); err != nil {
 			return fmt.Errorf("enabling %s: %w", UpdaterTimerUnit, err)
 		}
+		u.stopV1Updater(ctx, sd)
 		return sd.Start(ctx, UpdaterTimerUnit)
 	}
 	if err := sd.Stop(ctx, UpdaterTimerUnit); err != nil {

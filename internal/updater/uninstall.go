@@ -57,6 +57,7 @@ func (u *Updater) Uninstall(ctx context.Context, force bool) ([]string, error) {
 	if err != nil {
 		return removed, err
 	}
+	removed = append(removed, u.tearDownHost()...)
 	versions, err := u.removeVersions()
 	removed = append(removed, versions...)
 	if err != nil {

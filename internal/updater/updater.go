@@ -67,6 +67,10 @@ type Updater struct {
 	// the install tree's own (Tree.AfterStep is not used). Tests use it to
 	// kill the process at every step.
 	AfterStep func(Step)
+	// AgentHeld, when set, is called when a switch leaves the agent
+	// stopped (see mayStartAgent), with the reason (HeldNoConfig,
+	// HeldNotEnabled).
+	AgentHeld func(reason string)
 	// Reporter, when set, receives the census report of install and
 	// update runs (see report.go).
 	Reporter Reporter
