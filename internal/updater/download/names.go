@@ -8,6 +8,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/endpoint"
 	"github.com/gravitational/teleport-update/internal/updater/verify"
 	"github.com/gravitational/teleport-update/internal/version"
@@ -57,12 +58,12 @@ func quote(s string) string { return endpoint.Quote(s) }
 // version.Parse, named here because every artifact name starts from it.
 func ParseVersion(s string) (*semver.Version, error) { return version.Parse(s) }
 
-// Teleport editions, as the proxy's find answer names them. Community and
-// "oss" are the same build; an empty edition means community.
+// Teleport editions, as the proxy's find answer names them (api's names).
+// Community and "oss" are the same build; an empty edition means community.
 const (
-	EditionCommunity  = "community"
-	EditionOSS        = "oss"
-	EditionEnterprise = "ent"
+	EditionCommunity  = api.EditionCommunity
+	EditionOSS        = api.EditionOSS
+	EditionEnterprise = api.EditionEnterprise
 )
 
 // Artifact names one release tarball on the CDN.
@@ -74,21 +75,21 @@ type Artifact struct {
 	// Edition is "", EditionCommunity, EditionOSS or EditionEnterprise. Only
 	// Teleport itself comes in editions.
 	Edition string
-	// FIPS selects the FIPS build (Teleport itself only).
+	// FIPS selects the FIPS build (Teleport itself only). A FIPS build is
+	// an Enterprise build whatever Edition says, as in Teleport's template.
 	FIPS bool
 }
 
 // ParseEdition checks an edition name from the proxy or a flag and returns
-// it canonical: EditionEnterprise, or EditionCommunity for "", "community"
-// and "oss". Anything else wraps ErrInvalidArtifact.
+// it canonical with api.ParseEdition: EditionEnterprise, or
+// EditionCommunity for "", "community" and "oss". Anything else wraps
+// ErrInvalidArtifact and api.ErrInvalidEdition.
 func ParseEdition(s string) (string, error) {
-	switch s {
-	case "", EditionCommunity, EditionOSS:
-		return EditionCommunity, nil
-	case EditionEnterprise:
-		return EditionEnterprise, nil
+	e, err := api.ParseEdition(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidArtifact, err)
 	}
-	return "", fmt.Errorf("%w: unknown edition %s (want community, oss or ent)", ErrInvalidArtifact, quote(s))
+	return e, nil
 }
 
 // Validate reports whether a can be turned into file names: a known product,
@@ -134,15 +135,17 @@ func isLowerAlnum(s string) bool {
 }
 
 // TarballName returns Teleport's published name,
-// "{product}{-ent}-v{ver}-{os}-{arch}{-fips}-bin.tar.gz". Call Validate
-// first; the name of an invalid artifact is meaningless.
+// "{product}{-ent}-v{ver}-{os}-{arch}{-fips}-bin.tar.gz", where "-ent" is
+// there for Enterprise and for FIPS (Teleport publishes FIPS builds of
+// Enterprise only). Call Validate first; the name of an invalid artifact is
+// meaningless.
 func (a Artifact) TarballName() string {
 	ver := ""
 	if a.Version != nil {
 		ver = a.Version.String()
 	}
 	product, fips := a.Product, ""
-	if a.Edition == EditionEnterprise {
+	if a.Edition == EditionEnterprise || a.FIPS {
 		product += "-ent"
 	}
 	if a.FIPS {

@@ -99,7 +99,10 @@ func TestArtifactEditionNames(t *testing.T) {
 		{EditionOSS, false, "teleport-v16.4.6-linux-amd64-bin.tar.gz"},
 		{EditionEnterprise, false, "teleport-ent-v16.4.6-linux-amd64-bin.tar.gz"},
 		{EditionEnterprise, true, "teleport-ent-v16.4.6-linux-amd64-fips-bin.tar.gz"},
-		{"", true, "teleport-v16.4.6-linux-amd64-fips-bin.tar.gz"},
+		// FIPS builds are Enterprise builds: Teleport's template adds -ent
+		// for FIPS whatever the edition says.
+		{"", true, "teleport-ent-v16.4.6-linux-amd64-fips-bin.tar.gz"},
+		{EditionOSS, true, "teleport-ent-v16.4.6-linux-amd64-fips-bin.tar.gz"},
 	}
 	for _, tt := range tests {
 		a := Artifact{Product: ProductTeleport, Version: v, OS: "linux", Arch: "amd64", Edition: tt.edition, FIPS: tt.fips}
