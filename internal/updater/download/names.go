@@ -66,6 +66,83 @@ const (
 	EditionEnterprise = api.EditionEnterprise
 )
 
+// Flavour is which build of a Teleport release a host runs: Enterprise or
+// community, FIPS or not. A FIPS build is always an Enterprise build, as
+// Teleport publishes them; NewFlavour and ParseFlags keep that true. The
+// zero Flavour is community.
+type Flavour struct {
+	Enterprise bool
+	FIPS       bool
+}
+
+// Flag names of a Flavour, as Teleport's update.yaml records them
+// (status.active.flags: [Enterprise, FIPS]).
+const (
+	FlagEnterprise = "Enterprise"
+	FlagFIPS       = "FIPS"
+)
+
+// NewFlavour returns the flavour a find answer's edition and fips name
+// (FIPS implies Enterprise). An unknown edition wraps ErrInvalidArtifact.
+func NewFlavour(edition string, fips bool) (Flavour, error) {
+	e, err := ParseEdition(edition)
+	if err != nil {
+		return Flavour{}, err
+	}
+	return Flavour{Enterprise: e == EditionEnterprise || fips, FIPS: fips}, nil
+}
+
+// ParseFlags returns the flavour of Teleport's flag names (FIPS implies
+// Enterprise). An unknown or repeated flag wraps ErrInvalidArtifact.
+func ParseFlags(flags []string) (Flavour, error) {
+	var f Flavour
+	seen := map[string]bool{}
+	for _, s := range flags {
+		if seen[s] {
+			return Flavour{}, fmt.Errorf("%w: flag %s given twice", ErrInvalidArtifact, quote(s))
+		}
+		seen[s] = true
+		switch s {
+		case FlagEnterprise:
+			f.Enterprise = true
+		case FlagFIPS:
+			f.FIPS, f.Enterprise = true, true
+		default:
+			return Flavour{}, fmt.Errorf("%w: unknown flag %s (want %s or %s)", ErrInvalidArtifact, quote(s), FlagEnterprise, FlagFIPS)
+		}
+	}
+	return f, nil
+}
+
+// Flags returns f's flag names, Enterprise first; nil for community.
+func (f Flavour) Flags() []string {
+	var out []string
+	if f.Enterprise || f.FIPS {
+		out = append(out, FlagEnterprise)
+	}
+	if f.FIPS {
+		out = append(out, FlagFIPS)
+	}
+	return out
+}
+
+// Edition is f's edition as the find answer names it.
+func (f Flavour) Edition() string {
+	if f.Enterprise || f.FIPS {
+		return EditionEnterprise
+	}
+	return EditionCommunity
+}
+
+// String names f for people: "community", "Enterprise" or
+// "Enterprise FIPS".
+func (f Flavour) String() string {
+	if flags := f.Flags(); len(flags) > 0 {
+		return strings.Join(flags, " ")
+	}
+	return EditionCommunity
+}
+
 // Artifact names one release tarball on the CDN.
 type Artifact struct {
 	Product string // ProductTeleport or ProductUpdater
