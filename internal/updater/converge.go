@@ -18,6 +18,8 @@ import (
 // convergeTo says which version converge brings the host to, and how.
 type convergeTo struct {
 	version string
+	// fips: version is a FIPS build; its unit runs the agent with --fips.
+	fips bool
 	// overwrite replaces files that are not ours in the way of a link.
 	overwrite bool
 	// keepNotOurs leaves such files alone with a warning instead of
@@ -96,7 +98,7 @@ func (u *Updater) linkTo(c convergeTo) (func() error, error) {
 // they changed or the agent is about to restart.
 func (u *Updater) loadUnits(ctx context.Context, sd install.Systemd, c convergeTo) (undo func() error, changed bool, err error) {
 	opts := u.Units
-	opts.Version = c.version
+	opts.Version, opts.FIPS = c.version, c.fips
 	undo, changed, err = u.Tree.WriteUnits(opts)
 	if err != nil {
 		return nil, false, err
