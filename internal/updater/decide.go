@@ -203,7 +203,7 @@ func followProxy(req request, st *Status, pol *Policy) decision {
 func switchFlavour(req request, st *Status, pol *Policy) decision {
 	target := pol.Version.String()
 	if req.trigger != triggerInstall {
-		return decision{act: actRefuse, target: target, err: fmt.Errorf("%w: the proxy serves %s builds but this host runs %s as a %s build; it does not switch builds on its own", ErrFlavour, pol.Flavour, st.Active, st.ActiveFlavour)}
+		return decision{act: actRefuse, target: target, err: fmt.Errorf("%w: the proxy serves %s builds but this host runs %s (%s); it does not switch builds on its own", ErrFlavour, pol.Flavour, st.Active, st.ActiveFlavour)}
 	}
 	if st.IsSkipped(target) {
 		return refuseSkipped(pol.Version)

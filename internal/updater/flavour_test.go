@@ -102,7 +102,7 @@ func TestFlavourNeverSwitchesSilently(t *testing.T) {
 	// Back to FIPS at 2.0.0, which this host keeps as a community build:
 	// refused, not replaced in place.
 	e.setBuild("2.0.0", api.EditionEnterprise, true)
-	if _, err := u.Install(ctx, InstallRequest{}); !errors.Is(err, ErrFlavour) || !strings.Contains(err.Error(), "2.0.0 is installed here as a community build") {
+	if _, err := u.Install(ctx, InstallRequest{}); !errors.Is(err, ErrFlavour) || !strings.Contains(err.Error(), "2.0.0 is installed here (community)") {
 		t.Fatalf("re-install of a kept version as another build: %v; want ErrFlavour", err)
 	}
 	if st := e.config().Status; st.Active != "2.0.0" || st.ActiveFlavour != (download.Flavour{}) {

@@ -258,7 +258,7 @@ func (s *Status) flavourConflict(v string, f download.Flavour) error {
 	if !kept || have == f {
 		return nil
 	}
-	return fmt.Errorf("%w: %s is installed here as a %s build and is not replaced by its %s build in place; install another version (install --version), or uninstall and install again", ErrFlavour, v, have, f)
+	return fmt.Errorf("%w: %s is installed here (%s) and is not replaced by its %s build in place; install another version (install --version), or uninstall and install again", ErrFlavour, v, have, f)
 }
 
 // setCensus turns census reporting on or off. Turning it on is explicit:
