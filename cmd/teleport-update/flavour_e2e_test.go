@@ -145,3 +145,43 @@ func TestE2EOldStateFile(t *testing.T) {
 		t.Errorf("update did not write the new form:\n%s", data)
 	}
 }
+
+// TestE2EProxyServeFlavourFlags: `proxy serve --edition/--fips` set the build
+// the find answer names when the resource sets none (--fips alone is an
+// Enterprise FIPS build), and an unknown edition stops the proxy at start.
+func TestE2EProxyServeFlavourFlags(t *testing.T) {
+	bin := testBinary(t)
+	dir := t.TempDir()
+	tlsFiles, err := fixture.NewTLS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(policy, fixture.Policy{Version: "1.0.0", Schedule: "immediate", Group: "staging", Window: "0 2 * * *", Duration: time.Minute}.YAML(), 0o644)
+	serve := func(extra ...string) (*fixture.Proxy, error) {
+		return fixture.StartProxy(bin, append([]string{"--resource", policy, "--listen", "127.0.0.1:0", "--tls-cert", tlsFiles.CertFile, "--tls-key", tlsFiles.KeyFile}, extra...)...)
+	}
+	p, err := serve("--fips")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(tlsFiles.CAPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig(pool)}, Timeout: 5 * time.Second}
+	resp, err := client.Get("https://" + p.Addr + "/v1/webapi/find")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(body, []byte(`"edition":"ent","fips":true`)) {
+		t.Errorf("proxy serve --fips answers %s; want edition ent, fips true", body)
+	}
+	if p, err := serve("--edition", "enterprise"); err == nil || !strings.Contains(err.Error(), "invalid edition") {
+		if p != nil {
+			p.Stop()
+		}
+		t.Errorf("proxy serve --edition enterprise: %v; want it to refuse to start", err)
+	}
+}
