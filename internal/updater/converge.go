@@ -98,7 +98,8 @@ func (u *Updater) linkTo(c convergeTo) (func() error, error) {
 // they changed or the agent is about to restart.
 func (u *Updater) loadUnits(ctx context.Context, sd install.Systemd, c convergeTo) (undo func() error, changed bool, err error) {
 	opts := u.Units
-	opts.Version, opts.FIPS = c.version, c.fips
+	opts.FIPS = c.fips
+	opts.Version = c.version
 	undo, changed, err = u.Tree.WriteUnits(opts)
 	if err != nil {
 		return nil, false, err
