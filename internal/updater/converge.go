@@ -18,8 +18,6 @@ import (
 // convergeTo says which version converge brings the host to, and how.
 type convergeTo struct {
 	version string
-	// fips: version is a FIPS build; its unit runs the agent with --fips.
-	fips bool
 	// overwrite replaces files that are not ours in the way of a link.
 	overwrite bool
 	// keepNotOurs leaves such files alone with a warning instead of
@@ -34,6 +32,8 @@ type convergeTo struct {
 	check bool
 	// steps names the steps reported on the way.
 	steps phase
+	// fips: version is a FIPS build; its unit runs the agent with --fips.
+	fips bool
 }
 
 // phase names the steps of one use of converge; a zero Step is not
