@@ -2,8 +2,9 @@
 // proxy's answer and what was asked to a decision (move to V, nothing to
 // do because …, refuse because …). It does no I/O and reads no clock, so
 // every rule is table-tested without servers or disk: disabled, pinned,
-// skip list, window, jitter, up to date, downgrade, first install and
-// re-install.
+// skip list, window, jitter, up to date, downgrade, first install,
+// re-install, and the build (edition, FIPS), which only an admin's install
+// changes.
 
 package updater
 
