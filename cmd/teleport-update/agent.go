@@ -362,12 +362,16 @@ func printStatus(w io.Writer, st *updater.StatusReport) {
 	}
 	row("Pinned", pinned)
 	row("Active", orNone(st.Active))
+	row("Build", buildName(st.Edition, st.FIPS))
 	row("Backup", orNone(st.Backup))
 	row("Skipped", orDefault(strings.Join(st.Skip, ", "), "none"))
 	if st.ProxyError != "" {
 		row("Proxy target", "unknown: "+st.ProxyError)
 	} else if st.Target != "" {
 		row("Proxy target", st.Target)
+		if proxy := buildName(st.TargetEdition, st.TargetFIPS); proxy != buildName(st.Edition, st.FIPS) {
+			row("Proxy build", proxy+" (differs: update refuses until an admin runs install)")
+		}
 		window := "closed"
 		if st.WindowOpen {
 			window = "open"
@@ -388,6 +392,16 @@ func printStatus(w io.Writer, st *updater.StatusReport) {
 	}
 	row("Census", map[bool]string{true: "on", false: "off"}[st.Census])
 	tw.Flush()
+}
+
+// buildName names a build for people: community, Enterprise or
+// Enterprise FIPS.
+func buildName(edition string, fips bool) string {
+	f, err := download.NewFlavour(edition, fips)
+	if err != nil {
+		return edition
+	}
+	return f.String()
 }
 
 func yesNo(b bool) string {

@@ -128,6 +128,8 @@ func addServeFlags(cmd *cobra.Command, sc *proxyapi.ServeConfig, trusted *string
 		"delete census hosts not seen for this long, checked hourly (0 keeps them forever)")
 	f.StringVar(&sc.API.PublicAddr, "public-addr", "", "proxy host:port filled into install.sh (default: the request's Host)")
 	f.StringVar(&sc.API.BaseURL, "base-url", "", "https:// CDN base filled into install.sh (default: the built-in CDN)")
+	f.StringVar(&sc.API.Edition, "edition", "community", "Teleport edition the agents run: community, oss or ent (the resource's spec.agents.edition wins)")
+	f.BoolVar(&sc.API.FIPS, "fips", false, "agents run FIPS builds, which are Enterprise builds (the resource's spec.agents.fips wins)")
 	f.StringVar(&sc.InstallKeyFile, "install-key", "", "PEM public key install.sh checks signatures with (default: the first embedded release key)")
 	f.BoolVar(&sc.CensusRequired, "census-required", false,
 		"refuse to start when --census-db cannot be opened (default: serve find and install.sh without census; /readyz reports it)")

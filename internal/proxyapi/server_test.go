@@ -246,9 +246,54 @@ func TestFind(t *testing.T) {
 	t.Run("wire format", func(t *testing.T) {
 		t.Parallel()
 		_, _, body := e.do(t, http.MethodGet, api.FindPath+"?group=staging", nil, nil)
-		want := `{"auto_update":{"agent_version":"16.4.6","agent_auto_update":true,"agent_update_jitter_seconds":60,"agent_update_window":{"start":"2026-11-22T02:00:00Z","end":"2026-11-22T03:00:00Z"},"agent_update_mode":"enabled","agent_update_group":"staging"}}` + "\n"
+		want := `{"auto_update":{"agent_version":"16.4.6","agent_auto_update":true,"agent_update_jitter_seconds":60,"agent_update_window":{"start":"2026-11-22T02:00:00Z","end":"2026-11-22T03:00:00Z"},"agent_update_mode":"enabled","agent_update_group":"staging"},"edition":"community","fips":false}` + "\n"
 		if string(body) != want {
 			t.Errorf("body\n%s\nwant\n%s", body, want)
+		}
+	})
+}
+
+// TestFindFlavour: the find answer carries the edition and FIPS setting,
+// from the server's config unless the resource sets them, where Teleport
+// puts them (top level, next to auto_update). A reload changes them.
+func TestFindFlavour(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		edition string
+		fips    bool
+		add     string // added to the resource's spec.agents
+		want    string
+	}{
+		{"default", "", false, "", `"edition":"community","fips":false}`},
+		{"oss stays community", "oss", false, "", `"edition":"community","fips":false}`},
+		{"ent flag", "ent", false, "", `"edition":"ent","fips":false}`},
+		{"fips flag implies ent", "", true, "", `"edition":"ent","fips":true}`},
+		{"resource wins over flags", "ent", true, "\n    edition: community", `"edition":"community","fips":false}`},
+		{"resource fips", "", false, "\n    edition: ent\n    fips: true", `"edition":"ent","fips":true}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, func(c *Config) {
+				c.Edition, c.FIPS = tt.edition, tt.fips
+				writeFileAtomic(t, c.PolicyFile, strings.Replace(validPolicy, "mode: enabled", "mode: enabled"+tt.add, 1))
+			})
+			_, _, body := e.do(t, http.MethodGet, api.FindPath, nil, nil)
+			if !strings.HasSuffix(string(body), tt.want+"\n") {
+				t.Errorf("find answer %s; want it to end with %s", body, tt.want)
+			}
+		})
+	}
+	t.Run("reload", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil)
+		writeFileAtomic(t, e.policy, strings.Replace(validPolicy, "mode: enabled", "mode: enabled\n    fips: true", 1))
+		if err := e.s.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if _, fr := e.find(t, ""); fr.Edition != api.EditionEnterprise || !fr.FIPS {
+			t.Errorf("after reload: edition %q fips %t; want ent, true", fr.Edition, fr.FIPS)
 		}
 	})
 }
@@ -483,6 +528,7 @@ func TestNewErrors(t *testing.T) {
 		{"public addr with a scheme", Config{PolicyFile: good, PublicAddr: "https://proxy.example.com"}, endpoint.ErrInvalidHostPort, "HOST[:PORT]"},
 		{"bad template", Config{PolicyFile: good, InstallScript: []byte("{{.Nope"), InstallPublicKeyPEM: testKeyPEM(t)}, nil, "template"},
 		{"no key for script", Config{PolicyFile: good, InstallScript: []byte("x")}, nil, "PUBLIC KEY"},
+		{"unknown edition", Config{PolicyFile: good, Edition: "enterprise"}, api.ErrInvalidEdition, "enterprise"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

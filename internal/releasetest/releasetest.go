@@ -49,6 +49,9 @@ type Agent struct {
 	Mode       string        // ModeOK, ModeExit or ModeCrash
 	CrashAfter time.Duration // for ModeCrash; default DefaultCrashAfter
 	GOARCH     string        // default runtime.GOARCH (GOOS is always linux)
+	// Flavour names the tarball as that build of Teleport (Enterprise,
+	// FIPS); the agent inside is the same.
+	Flavour download.Flavour
 }
 
 // MustArtifact returns the release artifact of Teleport version for
@@ -114,7 +117,9 @@ func (a Agent) Build(ctx context.Context, dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading built test agent: %w", err)
 	}
-	tarball := filepath.Join(dir, MustArtifact(a.Version, arch).TarballName())
+	art := MustArtifact(a.Version, arch)
+	art.Edition, art.FIPS = a.Flavour.Edition(), a.Flavour.FIPS
+	tarball := filepath.Join(dir, art.TarballName())
 	if err := fixture.WriteTarball(tarball, map[string][]byte{"bin/teleport": exe, "bin/tctl": exe}); err != nil {
 		return "", fmt.Errorf("packing test release %s: %w", a.Version, err)
 	}

@@ -33,6 +33,8 @@ type convergeTo struct {
 	check bool
 	// steps names the steps reported on the way.
 	steps phase
+	// fips: version is a FIPS build; its unit runs the agent with --fips.
+	fips bool
 }
 
 // phase names the steps of one use of converge; a zero Step is not
@@ -97,6 +99,7 @@ func (u *Updater) linkTo(c convergeTo) (func() error, error) {
 // they changed or the agent is about to restart.
 func (u *Updater) loadUnits(ctx context.Context, sd install.Systemd, c convergeTo) (undo func() error, changed bool, err error) {
 	opts := u.Units
+	opts.FIPS = c.fips
 	opts.Version = c.version
 	undo, changed, err = u.Tree.WriteUnitsOver(opts, c.overwrite)
 	if c.keepNotOurs && errors.Is(err, install.ErrNotOurs) {

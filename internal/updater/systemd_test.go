@@ -345,6 +345,7 @@ func TestSystemdFailedFirstInstallRestoresPreviousAgent(t *testing.T) {
 	sd := withSystemd(e, u)
 	sd.loaded, sd.running = "packaged", "packaged"
 	e.publish("1.0.0", true)
+	e.setTarget("1.0.0", true, 0)
 	_, err := u.Install(context.Background(), InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"})
 	if !errors.Is(err, ErrHealth) {
 		t.Fatalf("broken first install: %v", err)

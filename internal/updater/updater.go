@@ -110,8 +110,9 @@ func (u *Updater) jitter(max time.Duration) time.Duration {
 	return rand.N(max)
 }
 
-func (u *Updater) artifact(v *semver.Version) download.Artifact {
-	a := download.Artifact{Product: "teleport", Version: v, OS: u.OS, Arch: u.Arch}
+// artifact names build fl of Teleport v for this host's OS and arch.
+func (u *Updater) artifact(v *semver.Version, fl download.Flavour) download.Artifact {
+	a := download.Artifact{Product: download.ProductTeleport, Version: v, OS: u.OS, Arch: u.Arch, Edition: fl.Edition(), FIPS: fl.FIPS}
 	if a.OS == "" {
 		a.OS = runtime.GOOS
 	}

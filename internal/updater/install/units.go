@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,9 @@ type UnitOptions struct {
 	Version string
 	// AgentArgs follow the binary on ExecStart; nil means DefaultAgentArgs.
 	AgentArgs []string
+	// FIPS runs the agent in FIPS mode: "--fips" after "start", as
+	// Teleport's own updater writes the unit of a FIPS build.
+	FIPS bool
 	// UpdaterPath is the updater binary; "" means DefaultUpdaterPath.
 	UpdaterPath string
 	// Interval between timer runs; zero means DefaultInterval.
@@ -91,6 +95,19 @@ func (o UnitOptions) Validate() error {
 	return nil
 }
 
+// agentArgs are the agent's arguments: AgentArgs, with "--fips" after
+// "start" (or last) for a FIPS build unless it is there already.
+func (o UnitOptions) agentArgs() []string {
+	if !o.FIPS || slices.Contains(o.AgentArgs, "--fips") {
+		return o.AgentArgs
+	}
+	at := len(o.AgentArgs)
+	if at > 0 && o.AgentArgs[0] == "start" {
+		at = 1
+	}
+	return slices.Insert(slices.Clone(o.AgentArgs), at, "--fips")
+}
+
 // agentBinary is the versioned path of the agent as systemd on the host sees it.
 func agentBinary(v string) string {
 	return "/" + versionsRel + "/" + v + "/bin/teleport"
@@ -117,7 +134,7 @@ LimitNOFILE=524288
 
 [Install]
 WantedBy=multi-user.target
-`, unitMarker, o.Version, execLine(agentBinary(o.Version), o.AgentArgs...))
+`, unitMarker, o.Version, execLine(agentBinary(o.Version), o.agentArgs()...))
 	return b.Bytes()
 }
 
