@@ -2,7 +2,9 @@ package install
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -154,4 +156,42 @@ func TestReloadWatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ProcFS reads this very process, and sees a zombie as gone.
+func TestProcFS(t *testing.T) {
+	t.Parallel()
+	var p ProcFS
+	self := os.Getpid()
+	if !p.Alive(self) {
+		t.Error("this process is not alive")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if same, err := Runs(p, self, exe); err != nil || !same {
+		t.Errorf("Runs(self, %s) = %v, %v; want true", exe, same, err)
+	}
+	if same, err := Runs(p, self, "/bin/sh"); err != nil || same {
+		t.Errorf("Runs(self, /bin/sh) = %v, %v; want false", same, err)
+	}
+	if got, err := p.Cmdline(self); err != nil || !slices.Equal(got, os.Args) {
+		t.Errorf("Cmdline(self) = %q, %v; want %q", got, err, os.Args)
+	}
+	// A child that exited and is not reaped yet is a zombie.
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	for deadline := time.Now().Add(time.Minute); p.Alive(pid); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the exited child %d still counts as alive", pid)
+		}
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		t.Errorf("the child %d was reaped before the check: %v", pid, err)
+	}
+	cmd.Wait()
 }
