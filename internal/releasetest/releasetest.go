@@ -147,15 +147,35 @@ func (a Agent) validate() error {
 }
 
 // Script is a fake teleport as a shell script: `teleport version` prints
-// "Teleport v<version> git:fixture go1.26"; `teleport start` sleeps. A
-// broken one fails every command, so the updater refuses it before any
-// restart.
+// "Teleport v<version> git:fixture go1.26"; `teleport start
+// [--pid-file=PATH]` writes its PID there, prints "Teleport v<version>
+// started (pid PID)" and sleeps. On SIGHUP it hands over as the test agent
+// does: it starts the script it was started as (by the same path, so a
+// moved link runs the new version), which writes the PID file, and exits
+// (it has no sessions to finish). A broken one fails every command, so the
+// updater refuses it before any restart.
 func Script(version string, broken bool) string {
 	if broken {
 		return "#!/bin/sh\necho 'teleport: broken build' >&2\nexit 1\n"
 	}
-	return fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = version ]; then echo 'Teleport v%s git:fixture go1.26'; exit 0; fi\nexec sleep 3600\n", version)
+	return fmt.Sprintf(scriptAgent, version)
 }
+
+// scriptAgent is Script's agent; %[1]s is the version.
+const scriptAgent = `#!/bin/sh
+if [ "$1" = version ]; then echo 'Teleport v%[1]s git:fixture go1.26'; exit 0; fi
+pidfile=
+for a in "$@"; do
+	case "$a" in --pid-file=*) pidfile="${a#--pid-file=}" ;; esac
+done
+sleep 3600 &
+sleeper=$!
+trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM INT
+trap 'kill "$sleeper" 2>/dev/null; "$0" "$@" & exit 0' HUP
+if [ -n "$pidfile" ]; then echo "$$" >"$pidfile.tmp" && mv -f "$pidfile.tmp" "$pidfile"; fi
+echo "Teleport v%[1]s started (pid $$)"
+wait "$sleeper"
+`
 
 // ScriptRelease returns the tarball of a release of the Script agent, with
 // bin/teleport and bin/tctl.

@@ -45,6 +45,8 @@ type Updater struct {
 	EmbeddedKeys fs.FS
 	// Systemd connects to systemd; nil means the host never has one.
 	Systemd SystemdFunc
+	// Procs reads the agent's processes during a handover; nil means /proc.
+	Procs install.Processes
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Sleep waits d or until ctx is done; nil means a timer.
