@@ -10,7 +10,16 @@ const (
 	// SummaryNone counts hosts without a container runtime, cloud or last
 	// update result.
 	SummaryNone = "none"
+	// SummaryOther counts the hosts of the rarest values of a field that
+	// has more than MaxSummaryValues distinct values.
+	SummaryOther = "other"
 )
+
+// MaxSummaryValues bounds the keys of each map of a Summary: a field with
+// more distinct values keeps the MaxSummaryValues-1 most common and counts
+// the rest under SummaryOther, so that hosts reporting made-up values
+// cannot blow up the summary.
+const MaxSummaryValues = 100
 
 // Last update results as counted in Summary.ByLastUpdateResult.
 const (

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"io"
 	"time"
 
@@ -143,11 +144,32 @@ func scanHost(rows *sql.Rows) (ExportedHost, error) {
 	return h, nil
 }
 
+// PostHogServices are the Teleport service names exported to PostHog as
+// they are; any other name a host reports is exported as "other", so that
+// made-up names never become event properties.
+var PostHogServices = []string{"auth", "proxy", "node", "kube", "app", "db", "windows_desktop", "discovery", "okta", "jamf"}
+
+// allowedServices maps services to PostHogServices, the rest to "other"
+// (once).
+func allowedServices(services []string) []string {
+	var out []string
+	for _, s := range services {
+		if !slices.Contains(PostHogServices, s) {
+			s = api.SummaryOther
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // NewPostHogEvent maps a host to a PostHog event. Scalar fields become
 // "tp.agent.<report field>" (tp.agent.version, tp.agent.os,
 // tp.agent.os_version, tp.agent.host_architecture, …), empty ones are left
 // out; lists are flattened as in RFD 108: tp.agent.services = [node, kube]
-// plus tp.agent.service.node = true and tp.agent.service.kube = true, and
+// plus tp.agent.service.node = true and tp.agent.service.kube = true (only
+// PostHogServices by name, others as "other"), and
 // likewise tp.agent.install_methods plus tp.agent.install_method.<m> = true.
 // The last update result becomes tp.agent.last_update.{result, target,
 // error_code, time}. distinct_id is the host_id; timestamp is last_seen.
@@ -178,7 +200,7 @@ func NewPostHogEvent(h ExportedHost) PostHogEvent {
 			p["tp.agent."+singular+"."+v] = true
 		}
 	}
-	list("services", "service", h.Services)
+	list("services", "service", allowedServices(h.Services))
 	list("install_methods", "install_method", h.InstallMethods)
 	if u := h.LastUpdateResult; u != nil {
 		result := api.ResultFailure

@@ -1,9 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gravitational/teleport-update/api"
@@ -65,6 +69,7 @@ func (s *Store) Summary(ctx context.Context, now time.Time, staleAfter time.Dura
 		return nil, fmt.Errorf("census summary: count hosts: %w", err)
 	}
 	rows.Close()
+	capSummary(sum)
 
 	cutoff := now.Add(-staleAfter).UnixMilli()
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM hosts WHERE last_seen < ?`, cutoff).Scan(&sum.StaleHosts); err != nil {
@@ -89,6 +94,68 @@ func (s *Store) Summary(ctx context.Context, now time.Time, staleAfter time.Dura
 		return nil, fmt.Errorf("census summary: list stale hosts: %w", err)
 	}
 	return sum, nil
+}
+
+// capSummary bounds every count map of sum to api.MaxSummaryValues keys.
+func capSummary(sum *api.Summary) {
+	for _, m := range []map[string]int{sum.ByVersion, sum.ByGroup, sum.ByOS, sum.ByArchitecture,
+		sum.ByInstallMethod, sum.ByContainerRuntime, sum.ByCloud, sum.ByUpdaterStatus, sum.ByLastUpdateResult} {
+		capCounts(m, api.MaxSummaryValues)
+	}
+	groups := slices.Collect(maps.Keys(sum.Groups))
+	if len(groups) > api.MaxSummaryValues {
+		sizes := make(map[string]int, len(groups))
+		for name, g := range sum.Groups {
+			sizes[name] = g.Hosts
+		}
+		keep := topKeys(sizes, api.MaxSummaryValues-1)
+		other := sum.Group(api.SummaryOther)
+		for name, g := range sum.Groups {
+			if name == api.SummaryOther || slices.Contains(keep, name) {
+				continue
+			}
+			other.Hosts += g.Hosts
+			for k, n := range g.ByVersion {
+				other.ByVersion[k] += n
+			}
+			for k, n := range g.ByLastUpdateResult {
+				other.ByLastUpdateResult[k] += n
+			}
+			delete(sum.Groups, name)
+		}
+	}
+	for _, g := range sum.Groups {
+		capCounts(g.ByVersion, api.MaxSummaryValues)
+	}
+}
+
+// capCounts folds all but the limit-1 largest counts of m into
+// api.SummaryOther when m has more than limit keys.
+func capCounts(m map[string]int, limit int) {
+	if len(m) <= limit {
+		return
+	}
+	keep := topKeys(m, limit-1)
+	other := 0
+	for k, n := range m {
+		if !slices.Contains(keep, k) {
+			other += n
+			delete(m, k)
+		}
+	}
+	m[api.SummaryOther] += other
+}
+
+// topKeys returns the n keys of m with the largest counts (ties by key).
+func topKeys(m map[string]int, n int) []string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int {
+		if c := cmp.Compare(m[b], m[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return keys[:min(n, len(keys))]
 }
 
 func orDefault(s, def string) string {
