@@ -61,4 +61,3 @@ func TestProxyFromConfig(t *testing.T) {
 		})
 	}
 }
-
