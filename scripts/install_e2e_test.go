@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -95,18 +96,27 @@ type e2eEnv struct {
 	signer  *signer
 	caFile  string
 	updater string // the CDN's updater tarball
+	// fips: the proxy serves Enterprise FIPS builds and the CDN has one.
+	fips bool
 }
 
 // newE2EEnv starts the proxy and the CDN; withAgent also publishes a signed
 // agent release (tests that stop before the install do not need one).
 func newE2EEnv(t *testing.T, withAgent bool) *e2eEnv {
 	t.Helper()
+	return newE2EEnvBuild(t, withAgent, false)
+}
+
+// newE2EEnvBuild is newE2EEnv with, when fips, the proxy serving
+// Enterprise FIPS builds and the agent published under that build's name.
+func newE2EEnvBuild(t *testing.T, withAgent, fips bool) *e2eEnv {
+	t.Helper()
 	arch := hostArch(t)
 	tgz, err := os.ReadFile(updaterTarball(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &e2eEnv{cdn: newCDN(t), signer: newSigner(t)}
+	e := &e2eEnv{cdn: newCDN(t), signer: newSigner(t), fips: fips}
 	e.updater = filepath.Join(e.cdn.Dir(), updaterTarballName(e2eVersion, arch))
 	if err := os.WriteFile(e.updater, tgz, 0o644); err != nil {
 		t.Fatal(err)
@@ -114,7 +124,11 @@ func newE2EEnv(t *testing.T, withAgent bool) *e2eEnv {
 	e.signer.sign(t, e.updater)
 	if withAgent {
 		agent := releasetest.BuildAgent(t, t.TempDir(), e2eVersion, releasetest.ModeOK)
-		agentOnCDN := filepath.Join(e.cdn.Dir(), filepath.Base(agent))
+		name := filepath.Base(agent)
+		if fips {
+			name = strings.Replace(strings.Replace(name, "teleport-v", "teleport-ent-v", 1), "-bin.tar.gz", "-fips-bin.tar.gz", 1)
+		}
+		agentOnCDN := filepath.Join(e.cdn.Dir(), name)
 		if err := os.Rename(agent, agentOnCDN); err != nil {
 			t.Fatal(err)
 		}
@@ -130,6 +144,7 @@ spec:
     mode: enabled
     schedule: immediate
     jitter_seconds: 0
+    fips: `+strconv.FormatBool(fips)+`
     groups:
       - name: staging
         window: "0 2 * * *"
@@ -195,16 +210,19 @@ type updateYAML struct {
 		Token          string   `yaml:"token"`
 	} `yaml:"spec"`
 	Status struct {
-		Active string `yaml:"active"`
+		Active struct {
+			Version string   `yaml:"version"`
+			Flags   []string `yaml:"flags"`
+		} `yaml:"active"`
 	} `yaml:"status"`
 }
 
-// checkInstalled checks the host layout (versions under /var/lib/teleport,
+// checkInstalled checks the host layout (versions under /var/lib/teleport-update,
 // links in /usr/local/bin, units, update.yaml) after a successful install
 // of e2eVersion.
 func (e *e2eEnv) checkInstalled(t *testing.T, root string) {
 	t.Helper()
-	versionDir := filepath.Join(root, "var", "lib", "teleport", "versions", e2eVersion)
+	versionDir := filepath.Join(root, "var", "lib", "teleport-update", "versions", e2eVersion)
 	if _, err := os.Stat(filepath.Join(versionDir, ".verified")); err != nil {
 		t.Errorf("version %s is not installed: %v", e2eVersion, err)
 	}
@@ -222,7 +240,7 @@ func (e *e2eEnv) checkInstalled(t *testing.T, root string) {
 	} else if fi.Mode()&0o111 == 0 {
 		t.Errorf("installed teleport-update is not executable: %v", fi.Mode())
 	}
-	data, err := os.ReadFile(filepath.Join(root, "var", "lib", "teleport", "update.yaml"))
+	data, err := os.ReadFile(filepath.Join(root, "var", "lib", "teleport-update", "update.yaml"))
 	if err != nil {
 		t.Fatalf("read update.yaml: %v", err)
 	}
@@ -236,8 +254,12 @@ func (e *e2eEnv) checkInstalled(t *testing.T, root string) {
 	if !slices.Contains(cfg.Spec.InstallMethods, "node_script") {
 		t.Errorf("update.yaml install_methods = %q, want node_script recorded", cfg.Spec.InstallMethods)
 	}
-	if cfg.Status.Active != e2eVersion {
-		t.Errorf("update.yaml status.active = %q, want %s", cfg.Status.Active, e2eVersion)
+	var flags []string
+	if e.fips {
+		flags = []string{"Enterprise", "FIPS"}
+	}
+	if cfg.Status.Active.Version != e2eVersion || !slices.Equal(cfg.Status.Active.Flags, flags) {
+		t.Errorf("update.yaml status.active = %+v, want %s %q", cfg.Status.Active, e2eVersion, flags)
 	}
 }
 
@@ -288,6 +310,20 @@ func TestInstallScriptFromProxy(t *testing.T) {
 	res = runScript(t, runOpts{script: script, caFile: e.caFile, root: root, args: e2eArgs})
 	if res.exitCode != 0 {
 		t.Fatalf("second run of install.sh exited %d:\n%s", res.exitCode, res.stderr)
+	}
+	e.checkInstalled(t, root)
+}
+
+// TestInstallScriptFIPS: install.sh on a proxy serving Enterprise FIPS
+// builds installs the agent's FIPS tarball (teleport-ent-v…-fips-bin.tar.gz)
+// and the host records that build.
+func TestInstallScriptFIPS(t *testing.T) {
+	t.Parallel()
+	e := newE2EEnvBuild(t, true, true)
+	root := e.newHostRoot(t)
+	res := runScript(t, runOpts{script: e.fetchScript(t), caFile: e.caFile, root: root, args: e2eArgs})
+	if res.exitCode != 0 {
+		t.Fatalf("install.sh exited %d:\n%s", res.exitCode, res.stderr)
 	}
 	e.checkInstalled(t, root)
 }

@@ -157,7 +157,7 @@ func newInstallCmd(c *cli) *cobra.Command {
 		Short: "Install the agent and the update timer",
 		Long: `Install asks the proxy which version this host's group runs (or takes
 --version), downloads and verifies it, installs it under
-/var/lib/teleport/versions, links its binaries into /usr/local/bin, writes the
+/var/lib/teleport-update/versions, links its binaries into /usr/local/bin, writes the
 systemd units, starts the agent and enables the update timer. The agent is
 left stopped, with the next steps printed, when /etc/teleport.yaml does not
 exist or when an agent unit was already there, neither running nor enabled.
@@ -362,12 +362,16 @@ func printStatus(w io.Writer, st *updater.StatusReport) {
 	}
 	row("Pinned", pinned)
 	row("Active", orNone(st.Active))
+	row("Build", buildName(st.Edition, st.FIPS))
 	row("Backup", orNone(st.Backup))
 	row("Skipped", orDefault(strings.Join(st.Skip, ", "), "none"))
 	if st.ProxyError != "" {
 		row("Proxy target", "unknown: "+st.ProxyError)
 	} else if st.Target != "" {
 		row("Proxy target", st.Target)
+		if proxy := buildName(st.TargetEdition, st.TargetFIPS); proxy != buildName(st.Edition, st.FIPS) {
+			row("Proxy build", proxy+" (differs: update refuses until an admin runs install)")
+		}
 		window := "closed"
 		if st.WindowOpen {
 			window = "open"
@@ -388,6 +392,16 @@ func printStatus(w io.Writer, st *updater.StatusReport) {
 	}
 	row("Census", map[bool]string{true: "on", false: "off"}[st.Census])
 	tw.Flush()
+}
+
+// buildName names a build for people: community, Enterprise or
+// Enterprise FIPS.
+func buildName(edition string, fips bool) string {
+	f, err := download.NewFlavour(edition, fips)
+	if err != nil {
+		return edition
+	}
+	return f.String()
 }
 
 func yesNo(b bool) string {
@@ -523,13 +537,23 @@ Exit codes: 0 rolled back and healthy; 1 failed or no backup.`,
 }
 
 func newUninstallCmd(c *cli) *cobra.Command {
-	return &cobra.Command{
-		Use:   "uninstall",
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "uninstall [--force]",
 		Short: "Remove units, links, versions and update.yaml (the agent's data stays)",
-		Long:  "Uninstall stops the agent and the timer and removes everything teleport-update put on the host,\nexcept the agent's data directory. It lists what it removed.\n\nExit codes: 0 removed; 1 failed.",
-		Args:  cobra.NoArgs,
+		Long: `Uninstall stops the agent and the timer and removes everything teleport-update put on the host,
+except the agent's data directory. It lists what it removed.
+
+While the agent is active or enabled, uninstall refuses unless --force is
+given. A teleport.service of your own that install --overwrite replaced is put
+back. When a package install of Teleport is present (/usr/bin/teleport and its
+unit in /lib/systemd/system), the host is handed back to it: its unit is
+enabled and started as ours was.
+
+Exit codes: 0 removed; 1 refused or failed.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			removed, err := c.newUpdater(nil, interactiveLockWait).Uninstall(cmd.Context())
+			removed, err := c.newUpdater(nil, interactiveLockWait).Uninstall(cmd.Context(), force)
 			for _, r := range removed {
 				fmt.Fprintf(c.stdout, "Removed %s\n", r)
 			}
@@ -540,6 +564,8 @@ func newUninstallCmd(c *cli) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "uninstall even while the agent is active or enabled (it is stopped)")
+	return cmd
 }
 
 func newVersionCmd(c *cli) *cobra.Command {

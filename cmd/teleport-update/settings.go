@@ -50,7 +50,7 @@ func (s *settingFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&s.token, "token", "", "enrollment token (visible to every local user in the process list: prefer --token-file)")
 	fl.StringVar(&s.baseURL, "base-url", "", "CDN base URL (https only), default $"+envBaseURL+", else "+download.DefaultBaseURL)
 	fl.StringVar(&s.version, "version", "", "install exactly this version instead of the proxy's target (default: $"+envVersion+")")
-	fl.BoolVar(&s.overwrite, "overwrite", false, "replace files in /usr/local/bin that teleport-update did not create")
+	fl.BoolVar(&s.overwrite, "overwrite", false, "replace files in /usr/local/bin and an /etc/systemd/system/teleport.service that teleport-update did not create (the unit is kept and restored by uninstall)")
 	fl.BoolVar(&s.noCensus, "no-census", false, "do not send census reports to the proxy")
 }
 

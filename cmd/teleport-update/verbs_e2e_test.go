@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/gravitational/teleport-update/internal/updater"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // writeTeleportYAML writes the agent's configuration under the host root.
@@ -37,7 +38,7 @@ func (e *e2e) tokenFile(token string, perm os.FileMode) string {
 
 func (e *e2e) config() *updater.Config {
 	e.t.Helper()
-	cfg, ok, err := updater.LoadConfig(filepath.Join(e.root, "var/lib/teleport/update.yaml"))
+	cfg, ok, err := updater.LoadConfig(install.New(e.root).StatePath())
 	if err != nil || !ok {
 		e.t.Fatalf("update.yaml: exists %v, %v", ok, err)
 	}
@@ -152,7 +153,7 @@ func TestE2EEnvironmentVariables(t *testing.T) {
 func TestE2ETokenFile(t *testing.T) {
 	e := newE2E(t)
 	e.publish("1.0.0", false)
-	state := filepath.Join(e.root, "var/lib/teleport/update.yaml")
+	state := install.New(e.root).StatePath()
 	base := []string{"install", "--proxy", e.proxy, "--base-url", e.cdn.Server.URL}
 
 	readable := e.tokenFile(e.token, 0o644)

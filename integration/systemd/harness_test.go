@@ -38,7 +38,7 @@ const (
 	caBundlePath  = "/etc/ssl/certs/ca-certificates.crt"
 	testKeyPath   = "/etc/teleport-update/keys.d/test.pub"
 	cliPath       = "/usr/local/bin/teleport-update"
-	versionsDir   = "/var/lib/teleport/versions"
+	versionsDir   = "/var/lib/teleport-update/versions"
 	agentUnit     = "teleport.service"
 	updaterUnit   = "teleport-update.service"
 	updaterTimer  = "teleport-update.timer"
@@ -152,7 +152,7 @@ func (h *host) status() status {
 
 // runningVersion checks that the agent unit is active and returns the
 // version of the binary its main process runs, read from the process's
-// executable path (/var/lib/teleport/versions/<ver>/bin/teleport).
+// executable path (/var/lib/teleport-update/versions/<ver>/bin/teleport).
 func (h *host) runningVersion() string {
 	h.t.Helper()
 	p := h.show(agentUnit, "ActiveState", "SubState", "MainPID")

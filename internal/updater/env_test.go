@@ -161,6 +161,13 @@ func (e *testEnv) config() *Config {
 
 func (e *testEnv) install(u *Updater, version string) *Config {
 	e.t.Helper()
+	e.mu.Lock()
+	unset := e.find.AutoUpdate.AgentVersion == "" && e.findRaw == nil && e.findCode == 0
+	e.mu.Unlock()
+	if unset {
+		// install --version asks the proxy which build to install.
+		e.setTarget(version, false, 0)
+	}
 	cfg, err := u.Install(context.Background(), InstallRequest{
 		Proxy: e.proxyAddr(), Group: "staging", BaseURL: e.cdn.Server.URL, Version: version,
 	})
@@ -182,7 +189,7 @@ func (e *testEnv) linked() string {
 
 // stagingLeft lists anything left under the staging area.
 func (e *testEnv) stagingLeft() []string {
-	matches, _ := filepath.Glob(filepath.Join(e.root, "var/lib/teleport/.staging/*"))
+	matches, _ := filepath.Glob(filepath.Join(e.root, "var/lib/teleport-update/.staging/*"))
 	return matches
 }
 

@@ -164,7 +164,7 @@ func TestInstallSetsUpHost(t *testing.T) {
 	if err != nil || string(got) != "# Managed by teleport-update: the agent is restarted by teleport-update only.\n$nrconf{override_rc}{qr(^teleport\\.service$)} = 0;\n" {
 		t.Fatalf("needrestart drop-in: %q, %v", got, err)
 	}
-	removed, err := u.Uninstall(context.Background())
+	removed, err := u.Uninstall(context.Background(), true)
 	if err != nil || !slices.Contains(removed, nr) {
 		t.Fatalf("uninstall removed %q, %v", removed, err)
 	}

@@ -91,7 +91,10 @@ func (u *Updater) install(ctx context.Context, st *store, s *session, spec Spec,
 	case actNone:
 		return u.keep(ctx, st, s, spec)
 	}
-	g := goal{version: d.version, overwrite: req.Overwrite, spec: spec}
+	g := goal{version: d.version, flavour: d.flavour, overwrite: req.Overwrite, spec: spec}
+	if a := st.cfg.Status; a.Active != "" && d.flavour != a.ActiveFlavour {
+		u.Log.Warn("Switching this host to another build, as the proxy serves.", "from", a.ActiveFlavour.String(), "to", d.flavour.String(), "version", d.target)
+	}
 	if req.Version != "" {
 		if err := st.Unskip(d.target); err != nil {
 			return err
@@ -121,7 +124,7 @@ func (u *Updater) keep(ctx context.Context, st *store, s *session, spec Spec) er
 	if u.Tree.Intact(active.String()) == nil {
 		return st.SetSpec(spec)
 	}
-	return u.moveTo(ctx, st, s.sd, goal{version: active, spec: spec})
+	return u.moveTo(ctx, st, s.sd, goal{version: active, flavour: st.cfg.Status.ActiveFlavour, spec: spec})
 }
 
 // installSpec returns spec with the settings req gives, validated. It

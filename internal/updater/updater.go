@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"time"
 
@@ -44,6 +45,8 @@ type Updater struct {
 	EmbeddedKeys fs.FS
 	// Systemd connects to systemd; nil means the host never has one.
 	Systemd SystemdFunc
+	// Procs reads the agent's processes during a handover; nil means /proc.
+	Procs install.Processes
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Sleep waits d or until ctx is done; nil means a timer.
@@ -73,6 +76,9 @@ type Updater struct {
 	// Reporter, when set, receives the census report of install and
 	// update runs (see report.go).
 	Reporter Reporter
+	// SELinux labels each installed version's binaries on hosts where
+	// SELinux is enforcing; the zero value probes the host.
+	SELinux install.SELinux
 }
 
 func (u *Updater) now() time.Time {
@@ -106,8 +112,9 @@ func (u *Updater) jitter(max time.Duration) time.Duration {
 	return rand.N(max)
 }
 
-func (u *Updater) artifact(v *semver.Version) download.Artifact {
-	a := download.Artifact{Product: "teleport", Version: v, OS: u.OS, Arch: u.Arch}
+// artifact names build fl of Teleport v for this host's OS and arch.
+func (u *Updater) artifact(v *semver.Version, fl download.Flavour) download.Artifact {
+	a := download.Artifact{Product: download.ProductTeleport, Version: v, OS: u.OS, Arch: u.Arch, Edition: fl.Edition(), FIPS: fl.FIPS}
 	if a.OS == "" {
 		a.OS = runtime.GOOS
 	}
@@ -150,6 +157,44 @@ func (u *Updater) logErr(err error, op string) {
 // ReadConfig returns update.yaml as it is now, without taking update.lock
 // (see state.go for why a reader still sees a whole state). exists is false
 // when the host has no update.yaml.
+//
+// On a host an earlier build installed and no run has moved over yet, it
+// is the old tree's update.yaml, read after the same checks as the new one
+// (see install.Tree.HasLegacy).
 func (u *Updater) ReadConfig() (cfg *Config, exists bool, err error) {
-	return LoadConfig(u.Tree.StatePath())
+	cfg, exists, err = LoadConfig(u.Tree.StatePath())
+	if err != nil || exists {
+		return cfg, exists, err
+	}
+	if found, err := u.Tree.HasLegacy(); err != nil || !found {
+		return cfg, false, err
+	}
+	return LoadConfig(u.Tree.Legacy().StatePath())
+}
+
+// stateExists reports whether the host has an update.yaml, in the new
+// tree or in an earlier build's.
+func (u *Updater) stateExists() bool {
+	for _, p := range []string{u.Tree.StatePath(), u.Tree.Legacy().StatePath()} {
+		if _, err := os.Lstat(p); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// label gives version v's binaries the SELinux type systemd may execute,
+// when SELinux is enforcing. A version that cannot be labelled is removed
+// again, so that the next run installs and labels it anew instead of
+// switching to binaries systemd would refuse to run.
+func (u *Updater) label(ctx context.Context, v string) error {
+	labelled, err := u.SELinux.Label(ctx, u.Tree.Root, v)
+	if err != nil {
+		u.logErr(u.Tree.RemoveVersion(v), "removing the unlabelled version "+v)
+		return err
+	}
+	if labelled {
+		u.Log.Info("Labelled the version's binaries for SELinux.", "version", v)
+	}
+	return nil
 }

@@ -41,6 +41,11 @@ type Systemd interface {
 	// Restart restarts (or starts) unit and waits like Start. A manual
 	// restart resets the unit's NRestarts counter.
 	Restart(ctx context.Context, unit string) error
+	// Reload reloads unit (systemctl reload: ExecReload=, which for the
+	// agent is SIGHUP) and waits like Start. "done" only means ExecReload
+	// ran; the agent hands over to its new process afterwards. It fails
+	// when the unit is not active.
+	Reload(ctx context.Context, unit string) error
 	// Stop stops unit and waits like Start.
 	Stop(ctx context.Context, unit string) error
 	// ResetFailed clears the failed state and start rate limit of unit
@@ -132,6 +137,10 @@ func (d *dbusSystemd) Start(ctx context.Context, unit string) error {
 
 func (d *dbusSystemd) Restart(ctx context.Context, unit string) error {
 	return waitJob(ctx, "restart", unit, d.conn.RestartUnitContext)
+}
+
+func (d *dbusSystemd) Reload(ctx context.Context, unit string) error {
+	return waitJob(ctx, "reload", unit, d.conn.ReloadUnitContext)
 }
 
 func (d *dbusSystemd) Stop(ctx context.Context, unit string) error {

@@ -7,8 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/capread"
 )
 
 // Unit names under /etc/systemd/system.
@@ -36,11 +39,14 @@ var DefaultAgentArgs = []string{"start", "--config", "/etc/teleport.yaml"}
 
 // UnitOptions parameterise the rendered units.
 type UnitOptions struct {
-	// Version is the agent version ExecStart runs
-	// (/var/lib/teleport/versions/<Version>/bin/teleport).
+	// Version is the agent version the units are written for; it only
+	// shows in the agent unit's description (ExecStart runs the link).
 	Version string
 	// AgentArgs follow the binary on ExecStart; nil means DefaultAgentArgs.
 	AgentArgs []string
+	// FIPS runs the agent in FIPS mode: "--fips" after "start", as
+	// Teleport's own updater writes the unit of a FIPS build.
+	FIPS bool
 	// UpdaterPath is the updater binary; "" means DefaultUpdaterPath.
 	UpdaterPath string
 	// Interval between timer runs; zero means DefaultInterval.
@@ -89,15 +95,47 @@ func (o UnitOptions) Validate() error {
 	return nil
 }
 
-// agentBinary is the versioned path of the agent as systemd on the host sees it.
-func agentBinary(v string) string {
-	return "/" + versionsRel + "/" + v + "/bin/teleport"
+// agentArgs are the agent's arguments: AgentArgs, with "--fips" after
+// "start" (or last) for a FIPS build unless it is there already.
+func (o UnitOptions) agentArgs() []string {
+	if !o.FIPS || slices.Contains(o.AgentArgs, "--fips") {
+		return o.AgentArgs
+	}
+	at := len(o.AgentArgs)
+	if at > 0 && o.AgentArgs[0] == "start" {
+		at = 1
+	}
+	return slices.Insert(slices.Clone(o.AgentArgs), at, "--fips")
 }
 
-// RenderAgentService renders teleport.service. ExecStart runs the versioned
-// binary, so a unit swap is what switches the running version.
+// AgentPIDFile is where the agent writes its PID (teleport start
+// --pid-file), as the host sees it. After a reload, the process named there
+// is the one that took over.
+const AgentPIDFile = "/run/teleport.pid"
+
+// agentLink is the agent's link as systemd on the host sees it.
+func agentLink() string {
+	return "/" + binDirRel + "/teleport"
+}
+
+// agentExecStart is the command line of the agent: its link, the options,
+// and the PID file.
+func agentExecStart(o UnitOptions) []string {
+	return slices.Concat([]string{agentLink()}, o.agentArgs(), []string{"--pid-file=" + AgentPIDFile})
+}
+
+// RenderAgentService renders teleport.service. ExecStart runs the agent
+// through its link, not a versioned path: the link swap is what switches
+// the version, and a reload (SIGHUP: the agent re-executes itself by the
+// path it was started with and hands its listeners over) then runs the
+// version the link points at, while the old process finishes its sessions.
+// systemd follows the new process through PIDFile=. ExecReload uses the
+// shell's kill: /bin/kill comes with procps, which minimal hosts lack (a
+// reload that cannot run falls back to a restart). The unit names no
+// version where it matters ([Service]), so a switch can keep the process.
 func RenderAgentService(o UnitOptions) []byte {
 	o = o.withDefaults()
+	argv := agentExecStart(o)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `%s
 [Unit]
@@ -111,18 +149,24 @@ RestartSec=5
 EnvironmentFile=-/etc/default/teleport
 ExecStart=%s
 ExecReload=/bin/sh -c "kill -HUP $MAINPID"
+PIDFile=%s
 LimitNOFILE=524288
 
 [Install]
 WantedBy=multi-user.target
-`, unitMarker, o.Version, execLine(agentBinary(o.Version), o.AgentArgs...))
+`, unitMarker, o.Version, execLine(argv[0], argv[1:]...), AgentPIDFile)
 	return b.Bytes()
 }
 
 // RenderUpdaterService renders teleport-update.service: a oneshot run of
 // "teleport-update update", hardened. ProtectSystem=strict leaves writable
 // only what the updater writes: its data directory (versions, staging,
-// state, lock), /usr/local/bin (links) and /etc/systemd/system (units).
+// state, lock), /usr/local/bin (links) and /etc/systemd/system (units),
+// and, when it exists ("-"), the tree earlier builds kept in Teleport's
+// data directory, which a run moves over and removes. StateDirectory= has
+// systemd create the data directory (0755) before it sets up the sandbox,
+// so that the first run after an earlier build's install, which must
+// create it, can.
 // daemon-reload, restart and reset-failed are D-Bus calls to PID 1, which
 // acts in its own namespace; connecting to the bus socket in /run needs no
 // write access to the filesystem. The capability set keeps only what file
@@ -144,7 +188,9 @@ ExecStart=%s
 TimeoutStartSec=%s
 
 ProtectSystem=strict
-ReadWritePaths=/%s /%s /%s
+StateDirectory=%s
+StateDirectoryMode=0755
+ReadWritePaths=/%s -/%s /%s /%s
 ProtectHome=yes
 PrivateTmp=yes
 NoNewPrivileges=yes
@@ -166,7 +212,7 @@ SystemCallErrorNumber=EPERM
 PrivateMounts=yes
 CapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER
 UMask=0022
-`, unitMarker, execLine(o.UpdaterPath, "update"), systemdSpan(updaterTimeout), dataDirRel, binDirRel, unitDirRel)
+`, unitMarker, execLine(o.UpdaterPath, "update"), systemdSpan(updaterTimeout), strings.TrimPrefix(dataDirRel, "var/lib/"), dataDirRel, legacyDataDirRel, binDirRel, unitDirRel)
 	return b.Bytes()
 }
 
@@ -273,12 +319,25 @@ func unitFiles(o UnitOptions) []struct {
 	}
 }
 
-// WriteUnits writes the three units atomically into /etc/systemd/system,
-// skipping files whose content is already right. changed reports whether
-// any file changed (so the caller knows to daemon-reload). revert restores
-// the previous bytes (and modes) or removes files that did not exist. If
-// WriteUnits fails midway it reverts what it wrote itself.
+// WriteUnits is WriteUnitsOver without overwrite: a unit file that is not
+// ours is never replaced.
 func (t *Tree) WriteUnits(o UnitOptions) (revert func() error, changed bool, err error) {
+	return t.WriteUnitsOver(o, false)
+}
+
+// WriteUnitsOver writes the three units atomically into
+// /etc/systemd/system, skipping files whose content is already right.
+// changed reports whether any file changed (so the caller knows to
+// daemon-reload). revert restores the previous bytes (and modes) or
+// removes files that did not exist. If it fails midway it reverts what it
+// wrote itself.
+//
+// A unit file there without our marker line is an admin's own (with its
+// User=, CapabilityBoundingSet=, ProtectSystem=…): it fails with ErrNotOurs
+// before anything is written, unless overwrite. When overwritten, its
+// bytes are first kept in the data directory's unit-backup/, which
+// RestoreUnitBackups puts back.
+func (t *Tree) WriteUnitsOver(o UnitOptions, overwrite bool) (revert func() error, changed bool, err error) {
 	if err := o.Validate(); err != nil {
 		return nil, false, fmt.Errorf("write units: %w", err)
 	}
@@ -324,6 +383,15 @@ func (t *Tree) WriteUnits(o UnitOptions) (revert func() error, changed bool, err
 		if p.exists && bytes.Equal(data, u.data) {
 			continue
 		}
+		if p.exists && !isOurUnit(data) {
+			if !overwrite {
+				return nil, false, errors.Join(fmt.Errorf("write units: %s has no %q line: %w (use overwrite to replace it; it is then kept in %s)",
+					p.path, unitMarker, ErrNotOurs, t.UnitBackupDir()), revert())
+			}
+			if err := t.backupUnit(u.name, data); err != nil {
+				return nil, false, errors.Join(fmt.Errorf("write units: %w", err), revert())
+			}
+		}
 		if err := WriteFileAtomic(p.path, u.data, 0o644); err != nil {
 			return nil, false, errors.Join(fmt.Errorf("write units: %w", err), revert())
 		}
@@ -349,7 +417,7 @@ func (t *Tree) RemoveUnits() (removed []string, err error) {
 			errs = append(errs, fmt.Errorf("remove unit: %w", err))
 			continue
 		}
-		if !bytes.HasPrefix(data, []byte(unitMarker+"\n")) {
+		if !isOurUnit(data) {
 			errs = append(errs, fmt.Errorf("remove unit %s: %w", p, ErrNotOurs))
 			continue
 		}
@@ -365,4 +433,94 @@ func (t *Tree) RemoveUnits() (removed []string, err error) {
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// isOurUnit reports whether a unit file's content carries our marker line.
+func isOurUnit(data []byte) bool {
+	return bytes.HasPrefix(data, []byte(unitMarker+"\n"))
+}
+
+// UnitBackupDir is <data dir>/unit-backup, where an admin's own unit files
+// are kept when install overwrites them.
+func (t *Tree) UnitBackupDir() string { return filepath.Join(t.DataDir(), unitBackupName) }
+
+// backupUnit keeps data, an admin's unit file name, in UnitBackupDir. A
+// backup already there is replaced: the file being overwritten now is the
+// admin's latest.
+func (t *Tree) backupUnit(name string, data []byte) error {
+	if err := os.MkdirAll(t.UnitBackupDir(), 0o755); err != nil {
+		return fmt.Errorf("back up unit %s: %w", name, err)
+	}
+	if err := WriteFileAtomic(filepath.Join(t.UnitBackupDir(), name), data, 0o644); err != nil {
+		return fmt.Errorf("back up unit %s: %w", name, err)
+	}
+	return nil
+}
+
+// RestoreUnitBackups puts every unit file kept in UnitBackupDir back into
+// /etc/systemd/system where that name is free (RemoveUnits removed ours),
+// then drops the backup. A backup whose place is taken is left where it
+// is. It returns the restored paths.
+func (t *Tree) RestoreUnitBackups() (restored []string, err error) {
+	entries, err := os.ReadDir(t.UnitBackupDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore unit backups: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if name != AgentUnit && name != UpdaterUnit && name != UpdaterTimerUnit {
+			continue
+		}
+		dst := filepath.Join(t.UnitDir(), name)
+		if _, err := os.Lstat(dst); err == nil {
+			continue
+		}
+		src := filepath.Join(t.UnitBackupDir(), name)
+		data, err := capread.File(src, maxUnitBackupSize)
+		if err != nil {
+			return restored, fmt.Errorf("restore unit backup %s: %w", src, err)
+		}
+		if err := WriteFileAtomic(dst, data, 0o644); err != nil {
+			return restored, fmt.Errorf("restore unit backup %s: %w", src, err)
+		}
+		if err := os.Remove(src); err != nil {
+			return restored, fmt.Errorf("restore unit backup %s: %w", src, err)
+		}
+		restored = append(restored, dst)
+	}
+	_ = os.Remove(t.UnitBackupDir()) // only when empty
+	return restored, nil
+}
+
+// maxUnitBackupSize bounds a kept unit file; systemd's own limit on a
+// unit file is far above any real one.
+const maxUnitBackupSize = 1 << 20
+
+// WriteUpdaterUnit writes teleport-update.service alone, when it is absent
+// or ours, and reports whether it changed. A run of an earlier build's
+// timer unit uses it: that unit's sandbox does not let the run write the
+// updater's own directory, so the run widens the sandbox for the next one.
+func (t *Tree) WriteUpdaterUnit(o UnitOptions) (changed bool, err error) {
+	if !strings.HasPrefix(o.withDefaults().UpdaterPath, "/") {
+		return false, fmt.Errorf("write unit %s: updater path %q is not absolute", UpdaterUnit, o.UpdaterPath)
+	}
+	p := filepath.Join(t.UnitDir(), UpdaterUnit)
+	want := RenderUpdaterService(o)
+	data, err := os.ReadFile(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return false, fmt.Errorf("write unit %s: %w", UpdaterUnit, err)
+	case bytes.Equal(data, want):
+		return false, nil
+	case !isOurUnit(data):
+		return false, fmt.Errorf("write unit %s: %w", p, ErrNotOurs)
+	}
+	if err := WriteFileAtomic(p, want, 0o644); err != nil {
+		return false, fmt.Errorf("write unit %s: %w", UpdaterUnit, err)
+	}
+	return true, nil
 }
