@@ -67,8 +67,10 @@ func TestMigrateOldLayoutKeepsAgent(t *testing.T) {
 	if got := strings.TrimSpace(h.mustRun("readlink", "-f", agentLinkPath)); got != versionsDir+"/"+v1+"/bin/teleport" {
 		t.Errorf("%s resolves to %s", agentLinkPath, got)
 	}
-	if !strings.Contains(h.mustRun("systemctl", "cat", agentUnit), "ExecStart="+versionsDir+"/"+v1+"/bin/teleport") {
-		t.Errorf("agent unit not moved:\n%s", h.mustRun("systemctl", "cat", agentUnit))
+	// The unit runs the agent through its link; nothing in it may name
+	// the old tree.
+	if unit := h.mustRun("systemctl", "cat", agentUnit); strings.Contains(unit, "/var/lib/teleport/") {
+		t.Errorf("agent unit not moved:\n%s", unit)
 	}
 	if st := h.status(); st.Active != v1 {
 		t.Errorf("status after the move: %+v", st)
@@ -172,6 +174,9 @@ func TestAdminUnitKeptAndRestored(t *testing.T) {
 		}
 		return writeFile(root, "/etc/systemd/system/"+agentUnit, []byte(admin), 0o644)
 	})
+	// The admin's unit is enabled, as a host set up by hand has it: the
+	// agent then runs once installed (an unused unit would keep it off).
+	h.mustRun("systemctl", "enable", agentUnit)
 	args := []string{cliPath, "install", "--proxy", px.addr(), "--base-url", c.srv.URL, "--no-census", "--health-window", "2s"}
 	_, e, err := h.run(args...)
 	if err == nil || !strings.Contains(e, "/etc/systemd/system/"+agentUnit) || !strings.Contains(e, "overwrite") {

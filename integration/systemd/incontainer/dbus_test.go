@@ -139,7 +139,16 @@ func TestDBusStartRestartStop(t *testing.T) {
 	if st.ActiveState != "active" || st.SubState != "running" || st.MainPID == 0 || st.NRestarts != 0 {
 		t.Fatalf("after Start: %+v, want active/running with a MainPID and no restarts", st)
 	}
-	comm, err := os.ReadFile(filepathProc(st.MainPID, "comm"))
+	// Type=simple is active once forked: until the child has exec'd, its
+	// name is systemd's placeholder "(sleep)".
+	var comm []byte
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		comm, err = os.ReadFile(filepathProc(st.MainPID, "comm"))
+		if err == nil && strings.TrimSpace(string(comm)) == "sleep" || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil || strings.TrimSpace(string(comm)) != "sleep" {
 		t.Errorf("MainPID %d is %q (%v), want the unit's sleep", st.MainPID, comm, err)
 	}
