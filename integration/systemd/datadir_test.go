@@ -39,7 +39,7 @@ systemctl restart teleport.service
 func TestMigrateOldLayoutKeepsAgent(t *testing.T) {
 	requireHarness(t)
 	t.Parallel()
-	h, _ := installedHost(t, teleportUpdateBinary(t), "2s")
+	h, px := installedHost(t, teleportUpdateBinary(t), "2s")
 	h.mustRun("sh", "-c", toLegacyScript)
 	before := h.show(agentUnit, "MainPID", "NRestarts", "ActiveState")
 	exe := strings.TrimSpace(h.mustRun("readlink", "/proc/"+before["MainPID"]+"/exe"))
@@ -75,11 +75,16 @@ func TestMigrateOldLayoutKeepsAgent(t *testing.T) {
 	}
 	// A user other than root runs the linked binaries.
 	h.mustRun("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", agentLinkPath, "version")
-	// The next restart starts the binary from the new tree.
-	h.mustRun("systemctl", "restart", agentUnit)
-	if got := h.runningVersion(); got != v1 {
-		t.Errorf("after a restart the agent runs %s", got)
+	// The moved host updates as any other.
+	px.setTarget(v2)
+	h.mustRun(cliPath, "update", "--now", "--health-window", "2s")
+	if got := h.runningVersion(); got != v2 {
+		t.Errorf("after an update the agent runs %s, want %s", got, v2)
 	}
+	if st := h.status(); st.Active != v2 || st.Backup != v1 {
+		t.Errorf("status after the update: %+v", st)
+	}
+	checkConsistent(h, v2)
 }
 
 // TestUninstallRefusesThenHandsBackToPackage: uninstall refuses while the
