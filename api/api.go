@@ -7,7 +7,11 @@
 // the proxy's server code and the proxy never links the agent's probes.
 package api
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // Paths of the proxy's update API.
 const (
@@ -36,6 +40,43 @@ const (
 // webapi find response (clients ignore unknown fields).
 type FindResponse struct {
 	AutoUpdate AutoUpdateSettings `json:"auto_update"`
+	// Edition is the cluster's Teleport edition, which the agents run too:
+	// EditionCommunity, EditionOSS or EditionEnterprise. Teleport sends it
+	// next to auto_update, not inside it; empty means community.
+	Edition string `json:"edition"`
+	// FIPS is true when the cluster runs FIPS builds; its agents must too.
+	// A FIPS build is always an Enterprise build.
+	FIPS bool `json:"fips"`
+}
+
+// Teleport editions, as the find answer names them. Community and "oss"
+// are the same build.
+const (
+	EditionCommunity  = "community"
+	EditionOSS        = "oss"
+	EditionEnterprise = "ent"
+)
+
+// ErrInvalidEdition means an edition name is none of the Edition values.
+var ErrInvalidEdition = errors.New("invalid edition")
+
+// MaxEditionLength bounds an edition name quoted in an error.
+const MaxEditionLength = 32
+
+// ParseEdition checks an edition name and returns it canonical:
+// EditionEnterprise, or EditionCommunity for "", "community" and "oss".
+// Anything else wraps ErrInvalidEdition.
+func ParseEdition(s string) (string, error) {
+	switch s {
+	case "", EditionCommunity, EditionOSS:
+		return EditionCommunity, nil
+	case EditionEnterprise:
+		return EditionEnterprise, nil
+	}
+	if len(s) > MaxEditionLength {
+		s = s[:MaxEditionLength] + "…"
+	}
+	return "", fmt.Errorf("%w: %q (want community, oss or ent)", ErrInvalidEdition, s)
 }
 
 // AutoUpdateSettings tells an agent what to run and when.

@@ -25,6 +25,7 @@ import (
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/release"
 	"github.com/gravitational/teleport-update/internal/releasetest"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // Limits and pacing of the demo's own HTTP checks.
@@ -41,11 +42,14 @@ const (
 type agentRelease struct {
 	version string
 	broken  bool
+	// teleportLayout packs the release as Teleport's CDN does: everything
+	// under teleport/, with examples, the install script and docs.
+	teleportLayout bool
 }
 
 var releases = []agentRelease{
 	{version: "1.0.0"},
-	{version: "2.0.0"},
+	{version: "2.0.0", teleportLayout: true},
 	{version: "3.0.0", broken: true},
 }
 
@@ -162,6 +166,12 @@ func (d *demo) build(ctx context.Context) error {
 			return fmt.Errorf("build the demo agent %s: %w", r.version, err)
 		}
 		tarball := filepath.Join(d.cdnDir, releasetest.MustArtifact(r.version, d.arch).TarballName())
+		if r.teleportLayout {
+			if err := d.packTeleportLayout(dir, agent, tarball); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := os.Rename(built, tarball); err != nil {
 			return fmt.Errorf("publish the demo agent %s: %w", r.version, err)
 		}
@@ -169,6 +179,50 @@ func (d *demo) build(ctx context.Context) error {
 			d.sayf("Packed %s. It is broken: its binary reports v%s and exits as soon as it starts.", filepath.Base(tarball), brokenStamp)
 		} else {
 			d.sayf("Packed %s.", filepath.Base(tarball))
+		}
+	}
+	return nil
+}
+
+// packTeleportLayout packs the agent built in dir into tarball in
+// Teleport's own layout, the one its CDN publishes: one top directory
+// teleport/ with the binaries, examples/systemd/teleport.service, the
+// install script and the docs.
+func (d *demo) packTeleportLayout(dir string, agent releasetest.Agent, tarball string) error {
+	exe, err := os.ReadFile(filepath.Join(dir, releasetest.BinaryName(agent.Version, agent.Mode)))
+	if err != nil {
+		return fmt.Errorf("read the demo agent %s: %w", agent.Version, err)
+	}
+	files := map[string][]byte{
+		"teleport/teleport": exe,
+		"teleport/tctl":     exe,
+		"teleport/install":  []byte("#!/bin/sh\necho 'install Teleport from this tarball by hand' >&2\n"),
+		"teleport/examples/systemd/teleport.service": []byte("[Unit]\nDescription=Teleport Service\n\n[Service]\nExecStart=/usr/local/bin/teleport start --config /etc/teleport.yaml\n"),
+		"teleport/README.md":                         []byte("Teleport " + agent.Version + " (demo)\n"),
+		"teleport/VERSION":                           []byte(agent.Version + "\n"),
+	}
+	if err := fixture.WriteTarball(tarball, files); err != nil {
+		return fmt.Errorf("publish the demo agent %s: %w", agent.Version, err)
+	}
+	d.sayf("Packed %s in Teleport's own layout, as its CDN publishes releases:", filepath.Base(tarball))
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		d.printf("      %s\n", name)
+	}
+	return nil
+}
+
+// expectTeleportLayout checks where version's Teleport-layout files were
+// installed.
+func (d *demo) expectTeleportLayout(version string) error {
+	dir := install.New(d.root).VersionDir(version)
+	for _, f := range []string{"bin/teleport", "bin/tctl", "share/README.md", "share/VERSION", "lib/systemd/system/teleport.service"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			return fmt.Errorf("%s from Teleport's layout: %w", f, err)
+		}
+	}
+	for _, f := range []string{"bin/install", "install", "teleport"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return fmt.Errorf("%s of Teleport's layout was installed; want it skipped or mapped", f)
 		}
 	}
 	return nil
@@ -503,10 +557,18 @@ func (d *demo) expectHost(ctx context.Context, active, backup string, skipped ..
 
 func (d *demo) installV1(ctx context.Context) error {
 	d.stepf("Install the agent on a new host (a temporary root, with the demo key pinned in etc/teleport-update/keys.d).")
+	// The agent's configuration names the proxy, and the enrollment token
+	// comes in a file only its owner reads, not on the command line.
+	if err := os.WriteFile(filepath.Join(d.root, "etc", "teleport.yaml"), []byte("version: v3\nteleport:\n  proxy_server: "+d.proxy.addr+"\n"), 0o600); err != nil {
+		return err
+	}
+	tokenFile := filepath.Join(d.work, "token")
+	if err := os.WriteFile(tokenFile, []byte(d.token+"\n"), 0o600); err != nil {
+		return err
+	}
 	_, err := d.tu(ctx, "--root", d.root, "install",
-		"--proxy", d.proxy.addr,
 		"--group", group,
-		"--token", d.token,
+		"--token-file", tokenFile,
 		"--base-url", d.cdnURL,
 		"--health-window", healthWindow,
 	)
@@ -535,6 +597,10 @@ func (d *demo) updateToV2(ctx context.Context) error {
 		return err
 	}
 	d.sayf("2.0.0 is active and passed its health check; 1.0.0 is kept as the backup.")
+	if err := d.expectTeleportLayout("2.0.0"); err != nil {
+		return err
+	}
+	d.sayf("2.0.0 came in Teleport's layout: teleport/teleport and teleport/tctl are in versions/2.0.0/bin/, README.md and VERSION in share/, the unit example in lib/systemd/system/; the install script was skipped.")
 	return nil
 }
 

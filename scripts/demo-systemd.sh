@@ -5,7 +5,9 @@
 # the real-systemd scenarios with their narration:
 #   install v1 -> update to v2 (v1 kept as backup) -> a v3 that exits at start
 #   is rolled back to v2 and skipped -> a v4 that crashes after 5 s likewise ->
-#   the timer's own run performs an update.
+#   the timer's own run performs an update -> a TCP session held open to the
+#   agent survives an update (a reload: the v1 process keeps serving it while
+#   a v2 process takes new connections) and a rolled-back one.
 # Each step is printed in plain words, then the final `teleport-update status`.
 set -euo pipefail
 
@@ -17,4 +19,4 @@ if [[ "$(id -u)" -ne 0 ]]; then
 fi
 scripts/systemd-rootfs.sh >/dev/null
 export CGO_ENABLED="${CGO_ENABLED:-0}"
-exec go test -count=1 -timeout 10m -v -run '^(TestScenarios|TestTimerUpdates)$' ./integration/systemd/
+exec go test -count=1 -timeout 10m -v -run '^(TestScenarios|TestTimerUpdates|TestUpdateKeepsSessions)$' ./integration/systemd/

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/proxyapi"
 	"github.com/gravitational/teleport-update/internal/releasetest"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // maxScriptBytes caps the install script the test reads from the proxy.
@@ -94,18 +96,27 @@ type e2eEnv struct {
 	signer  *signer
 	caFile  string
 	updater string // the CDN's updater tarball
+	// fips: the proxy serves Enterprise FIPS builds and the CDN has one.
+	fips bool
 }
 
 // newE2EEnv starts the proxy and the CDN; withAgent also publishes a signed
 // agent release (tests that stop before the install do not need one).
 func newE2EEnv(t *testing.T, withAgent bool) *e2eEnv {
 	t.Helper()
+	return newE2EEnvBuild(t, withAgent, false)
+}
+
+// newE2EEnvBuild is newE2EEnv with, when fips, the proxy serving
+// Enterprise FIPS builds and the agent published under that build's name.
+func newE2EEnvBuild(t *testing.T, withAgent, fips bool) *e2eEnv {
+	t.Helper()
 	arch := hostArch(t)
 	tgz, err := os.ReadFile(updaterTarball(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &e2eEnv{cdn: newCDN(t), signer: newSigner(t)}
+	e := &e2eEnv{cdn: newCDN(t), signer: newSigner(t), fips: fips}
 	e.updater = filepath.Join(e.cdn.Dir(), updaterTarballName(e2eVersion, arch))
 	if err := os.WriteFile(e.updater, tgz, 0o644); err != nil {
 		t.Fatal(err)
@@ -113,7 +124,11 @@ func newE2EEnv(t *testing.T, withAgent bool) *e2eEnv {
 	e.signer.sign(t, e.updater)
 	if withAgent {
 		agent := releasetest.BuildAgent(t, t.TempDir(), e2eVersion, releasetest.ModeOK)
-		agentOnCDN := filepath.Join(e.cdn.Dir(), filepath.Base(agent))
+		name := filepath.Base(agent)
+		if fips {
+			name = strings.Replace(strings.Replace(name, "teleport-v", "teleport-ent-v", 1), "-bin.tar.gz", "-fips-bin.tar.gz", 1)
+		}
+		agentOnCDN := filepath.Join(e.cdn.Dir(), name)
 		if err := os.Rename(agent, agentOnCDN); err != nil {
 			t.Fatal(err)
 		}
@@ -129,6 +144,7 @@ spec:
     mode: enabled
     schedule: immediate
     jitter_seconds: 0
+    fips: `+strconv.FormatBool(fips)+`
     groups:
       - name: staging
         window: "0 2 * * *"
@@ -191,9 +207,13 @@ type updateYAML struct {
 		Group          string   `yaml:"group"`
 		BaseURL        string   `yaml:"base_url"`
 		InstallMethods []string `yaml:"install_methods"`
+		Token          string   `yaml:"token"`
 	} `yaml:"spec"`
 	Status struct {
-		Active string `yaml:"active"`
+		Active struct {
+			Version string   `yaml:"version"`
+			Flags   []string `yaml:"flags"`
+		} `yaml:"active"`
 	} `yaml:"status"`
 }
 
@@ -234,8 +254,12 @@ func (e *e2eEnv) checkInstalled(t *testing.T, root string) {
 	if !slices.Contains(cfg.Spec.InstallMethods, "node_script") {
 		t.Errorf("update.yaml install_methods = %q, want node_script recorded", cfg.Spec.InstallMethods)
 	}
-	if cfg.Status.Active != e2eVersion {
-		t.Errorf("update.yaml status.active = %q, want %s", cfg.Status.Active, e2eVersion)
+	var flags []string
+	if e.fips {
+		flags = []string{"Enterprise", "FIPS"}
+	}
+	if cfg.Status.Active.Version != e2eVersion || !slices.Equal(cfg.Status.Active.Flags, flags) {
+		t.Errorf("update.yaml status.active = %+v, want %s %q", cfg.Status.Active, e2eVersion, flags)
 	}
 }
 
@@ -261,12 +285,23 @@ func TestInstallScriptFromProxy(t *testing.T) {
 	}
 	root := e.newHostRoot(t)
 
-	res := runScript(t, runOpts{script: script, caFile: e.caFile, root: root, args: e2eArgs})
+	// The token goes to the real teleport-update through install.sh's
+	// root-only file, which teleport-update's checks accept.
+	const token = "install-sh-e2e-token-0123456789abcdef"
+	res := runScript(t, runOpts{script: script, caFile: e.caFile, root: root, args: append([]string{"--token", token}, e2eArgs...)})
 	t.Logf("install.sh output:\n%s", res.stderr)
 	if res.exitCode != 0 {
 		t.Fatalf("install.sh exited %d", res.exitCode)
 	}
 	e.checkInstalled(t, root)
+	if strings.Contains(res.stderr, token) {
+		t.Errorf("install.sh printed the token:\n%s", res.stderr)
+	}
+	var cfg updateYAML
+	data, _ := os.ReadFile(install.New(root).StatePath())
+	if err := yaml.Unmarshal(data, &cfg); err != nil || cfg.Spec.Token != token {
+		t.Errorf("update.yaml token = %q (%v), want the one given to install.sh", cfg.Spec.Token, err)
+	}
 	if len(res.tmpLeft) != 0 {
 		t.Errorf("install.sh left %q in TMPDIR", res.tmpLeft)
 	}
@@ -275,6 +310,20 @@ func TestInstallScriptFromProxy(t *testing.T) {
 	res = runScript(t, runOpts{script: script, caFile: e.caFile, root: root, args: e2eArgs})
 	if res.exitCode != 0 {
 		t.Fatalf("second run of install.sh exited %d:\n%s", res.exitCode, res.stderr)
+	}
+	e.checkInstalled(t, root)
+}
+
+// TestInstallScriptFIPS: install.sh on a proxy serving Enterprise FIPS
+// builds installs the agent's FIPS tarball (teleport-ent-v…-fips-bin.tar.gz)
+// and the host records that build.
+func TestInstallScriptFIPS(t *testing.T) {
+	t.Parallel()
+	e := newE2EEnvBuild(t, true, true)
+	root := e.newHostRoot(t)
+	res := runScript(t, runOpts{script: e.fetchScript(t), caFile: e.caFile, root: root, args: e2eArgs})
+	if res.exitCode != 0 {
+		t.Fatalf("install.sh exited %d:\n%s", res.exitCode, res.stderr)
 	}
 	e.checkInstalled(t, root)
 }

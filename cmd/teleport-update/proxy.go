@@ -122,10 +122,14 @@ func addServeFlags(cmd *cobra.Command, sc *proxyapi.ServeConfig, trusted *string
 	f.StringVar(&sc.API.TokensFile, "tokens", "", "static enrollment tokens file (YAML, mode 0600) for census intake; reloaded when it changes and on SIGHUP")
 	f.StringVar(trusted, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For names the client")
 	f.StringVar(&sc.CensusDB, "census-db", "", "SQLite census database; without it census intake is disabled")
+	f.BoolVar(&sc.API.CensusAllowUnsigned, "census-allow-unsigned", false,
+		"also accept unsigned census reports (from updaters older than signed reports) for hosts that have not bound a key yet")
 	f.DurationVar(&sc.CensusForgetAfter, "census-forget-after", defaultCensusForgetAfter,
 		"delete census hosts not seen for this long, checked hourly (0 keeps them forever)")
 	f.StringVar(&sc.API.PublicAddr, "public-addr", "", "proxy host:port filled into install.sh (default: the request's Host)")
 	f.StringVar(&sc.API.BaseURL, "base-url", "", "https:// CDN base filled into install.sh (default: the built-in CDN)")
+	f.StringVar(&sc.API.Edition, "edition", "community", "Teleport edition the agents run: community, oss or ent (the resource's spec.agents.edition wins)")
+	f.BoolVar(&sc.API.FIPS, "fips", false, "agents run FIPS builds, which are Enterprise builds (the resource's spec.agents.fips wins)")
 	f.StringVar(&sc.InstallKeyFile, "install-key", "", "PEM public key install.sh checks signatures with (default: the first embedded release key)")
 	f.BoolVar(&sc.CensusRequired, "census-required", false,
 		"refuse to start when --census-db cannot be opened (default: serve find and install.sh without census; /readyz reports it)")

@@ -56,7 +56,7 @@ origin's .sha256 is deleted and never signed.`,
 	fl.StringVar(&f.from, "from", download.DefaultBaseURL, "origin base URL (https)")
 	fl.StringVar(&f.version, "version", "", "release version, e.g. 16.4.6 (required)")
 	fl.StringVar(&f.edition, "edition", download.EditionCommunity, "community, oss or ent")
-	fl.BoolVar(&f.fips, "fips", false, "mirror the FIPS builds")
+	fl.BoolVar(&f.fips, "fips", false, "mirror the FIPS builds (Enterprise builds: named teleport-ent-v…-fips-bin.tar.gz)")
 	fl.StringVar(&f.goos, "os", "linux", "operating system")
 	fl.StringVar(&f.arches, "arch", "amd64,arm64", "comma-separated architectures")
 	fl.StringVar(&f.products, "product", download.ProductTeleport, "comma-separated products: teleport, teleport-update")

@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -91,6 +95,42 @@ func TestReleaseCommands(t *testing.T) {
 		for _, s := range []string{".sha256", ".sha256.sigstore.json", ".sha256.sig"} {
 			if _, err := os.Stat(f + s); err != nil {
 				t.Errorf("missing %s: %v", f+s, err)
+			}
+		}
+	}
+}
+
+// TestReleaseSignVerifyEveryBuild: release sign and verify handle the file
+// names of every build Teleport publishes (community, Enterprise, FIPS), and
+// what they write is what the agent fetches for that build: the checksum
+// line names exactly the artifact name the agent builds.
+func TestReleaseSignVerifyEveryBuild(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	if code, _, stderr := runCLI(t, "release", "keygen", "--out", keys); code != exitOK {
+		t.Fatalf("keygen: %s", stderr)
+	}
+	v := semver.MustParse("16.4.6")
+	for _, fl := range []download.Flavour{{}, {Enterprise: true}, {Enterprise: true, FIPS: true}} {
+		a := download.Artifact{Product: download.ProductTeleport, Version: v, OS: "linux", Arch: "arm64", Edition: fl.Edition(), FIPS: fl.FIPS}
+		f := filepath.Join(dir, a.TarballName())
+		if err := os.WriteFile(f, []byte("release "+fl.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, stderr := runCLI(t, "release", "sign", "--key", filepath.Join(keys, "release.key"), f); code != exitOK {
+			t.Fatalf("sign %s: %s", a.TarballName(), stderr)
+		}
+		if code, stdout, stderr := runCLI(t, "release", "verify", "--key", filepath.Join(keys, "release.pub"), f); code != exitOK || !strings.Contains(stdout, "Verified OK: "+a.TarballName()) {
+			t.Fatalf("verify %s: exit %d %s %s", a.TarballName(), code, stdout, stderr)
+		}
+		sum, err := os.ReadFile(filepath.Join(dir, a.ChecksumName()))
+		if err != nil || !strings.HasSuffix(string(sum), "  "+a.TarballName()+"\n") {
+			t.Errorf("%s: %q, %v; want a line naming %s", a.ChecksumName(), sum, err, a.TarballName())
+		}
+		for _, name := range []string{a.BundleName(), a.SignatureName()} {
+			if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+				t.Errorf("%s: %v", name, err)
 			}
 		}
 	}

@@ -297,9 +297,29 @@ func (p *proxy) writePolicy(version string) {
 	}
 }
 
+// teleportYAMLPath is the agent's configuration; install starts the agent
+// only when it exists (the test agent itself does not read it).
+const teleportYAMLPath = "/etc/teleport.yaml"
+
+// teleportYAML is a configuration for the containers' agents.
+var teleportYAML = []byte("version: v3\nteleport:\n  nodename: test\nssh_service:\n  enabled: yes\n")
+
 // prepareForCLI returns a Prepare func that installs the CLI binary, trusts
-// the test servers' certificate and pins the test signing key.
+// the test servers' certificate, pins the test signing key and configures
+// the agent (writes /etc/teleport.yaml).
 func prepareForCLI(cli string, c *cdn) func(root string) error {
+	prepare := prepareUnconfigured(cli, c)
+	return func(root string) error {
+		if err := prepare(root); err != nil {
+			return err
+		}
+		return writeFile(root, teleportYAMLPath, teleportYAML, 0o600)
+	}
+}
+
+// prepareUnconfigured is prepareForCLI without /etc/teleport.yaml: a host
+// on which the agent has not been configured yet.
+func prepareUnconfigured(cli string, c *cdn) func(root string) error {
 	return func(root string) error {
 		bin, err := os.ReadFile(cli)
 		if err != nil {

@@ -10,8 +10,12 @@ import (
 
 // healthWindow is passed to install and update: long enough that the v4
 // agent (crashes 5 s after it starts) fails inside it, short enough to keep
-// the suite fast.
-const healthWindow = "8s"
+// the suite fast. healthTimeout bounds the wait for a new process to take
+// over after a reload, which v3 (exits at start) never does.
+const (
+	healthWindow  = "8s"
+	healthTimeout = "20s"
+)
 
 // TestScenarios runs the stories an operator cares about in order on one
 // host through the real teleport-update binary: install v1; update to v2; update to v3, which
@@ -26,7 +30,7 @@ func TestScenarios(t *testing.T) {
 	h := bootHost(t, prepareForCLI(cli, c))
 
 	update := func() (stdout, stderr string, err error) {
-		return h.run(cliPath, "update", "--now", "--health-window", healthWindow)
+		return h.run(cliPath, "update", "--now", "--health-window", healthWindow, "--health-timeout", healthTimeout)
 	}
 
 	t.Run("1 install v1", func(t *testing.T) {
@@ -57,17 +61,20 @@ func TestScenarios(t *testing.T) {
 
 	t.Run("2 update to v2", func(t *testing.T) {
 		h := &host{t: t, c: h.c}
-		t.Logf("The proxy's target moves to %s; teleport-update update --now switches the unit and restarts.", v2)
+		t.Logf("The proxy's target moves to %s; teleport-update update --now moves the links and reloads the agent, which hands over to %s.", v2, v2)
 		px.setTarget(v2)
-		if o, e, err := update(); err != nil {
+		o, e, err := update()
+		if err != nil {
 			t.Fatalf("update to v2: %v\nstdout:\n%s\nstderr:\n%s", err, o, e)
+		}
+		if !strings.Contains(o+e, "Reloaded the agent") || strings.Contains(o+e, "Restarting the agent") {
+			t.Errorf("the update did not switch by a reload alone:\n%s%s", o, e)
 		}
 		if got := h.runningVersion(); got != v2 {
 			t.Errorf("agent runs %s after update, want %s", got, v2)
 		}
-		unit := h.mustRun("cat", "/etc/systemd/system/"+agentUnit)
-		if !strings.Contains(unit, versionsDir+"/"+v2+"/bin/teleport") || strings.Contains(unit, versionsDir+"/"+v1+"/") {
-			t.Errorf("%s was not swapped to %s:\n%s", agentUnit, v2, unit)
+		if got := strings.TrimSpace(h.mustRun("readlink", "-f", agentLinkPath)); got != versionsDir+"/"+v2+"/bin/teleport" {
+			t.Errorf("%s resolves to %s, want %s's binary", agentLinkPath, got, v2)
 		}
 		st := h.status()
 		if st.Active != v2 || st.Backup != v1 {
@@ -83,10 +90,13 @@ func TestScenarios(t *testing.T) {
 
 	// Rollbacks: the update fails, the host ends on v2, healthy, and the
 	// bad version is skipped.
+	// v3 never takes over from the v2 process, which keeps running; v4
+	// takes over and then crashes, so v2 is restarted.
 	for _, tc := range []struct {
 		name, version string
+		keepsProcess  bool
 	}{
-		{name: "3 update to v3 that exits at start rolls back", version: v3},
+		{name: "3 update to v3 that exits at start rolls back", version: v3, keepsProcess: true},
 		{name: "4 update to v4 that crashes after 5s rolls back", version: v4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,8 +115,11 @@ func TestScenarios(t *testing.T) {
 			if got := h.runningVersion(); got != v2 {
 				t.Errorf("agent runs %s after the failed update, want %s", got, v2)
 			}
-			if pid := h.show(agentUnit, "MainPID")["MainPID"]; pid == pidBefore {
-				t.Errorf("agent main PID %s unchanged: the update never restarted it", pid)
+			switch pid := h.show(agentUnit, "MainPID")["MainPID"]; {
+			case tc.keepsProcess && pid != pidBefore:
+				t.Errorf("agent main PID %s -> %s: the %s process that kept serving was replaced", pidBefore, pid, v2)
+			case !tc.keepsProcess && pid == pidBefore:
+				t.Errorf("agent main PID %s unchanged: the update never moved it", pid)
 			}
 			st := h.status()
 			if st.Active != v2 || !slices.Contains(st.Skip, tc.version) {
@@ -199,6 +212,13 @@ func TestTimerUpdates(t *testing.T) {
 	if got := h.runningVersion(); got != v2 {
 		t.Errorf("agent runs %s after the timer's run, want %s", got, v2)
 	}
+	// The sandboxed run can reload too (it reads the agent's command line
+	// and PID file, and may not read its executable).
+	j := h.c.Journal(updaterUnit)
+	if !strings.Contains(j, "Reloaded the agent") || strings.Contains(j, "Restarting the agent") {
+		t.Errorf("the timer's run did not switch by a reload alone:\n%s", j)
+	}
+	t.Logf("The sandboxed run could read the new process's executable: %v.", !strings.Contains(j, "Cannot read which binary"))
 	if st := h.status(); st.Active != v2 || st.Backup != v1 {
 		t.Errorf("status after the timer's run: active %q backup %q, want %q %q", st.Active, st.Backup, v2, v1)
 	}

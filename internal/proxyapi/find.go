@@ -112,7 +112,7 @@ func (g *groupAnswer) body(now time.Time) []byte {
 		return a.body
 	}
 	settings, until := g.policy.Settings(g.group, now)
-	body, err := json.Marshal(api.FindResponse{AutoUpdate: settings})
+	body, err := json.Marshal(api.FindResponse{AutoUpdate: settings, Edition: g.edition, FIPS: g.fips})
 	if err != nil {
 		// Only plain strings, ints, bools and times: cannot fail.
 		panic(fmt.Sprintf("encode find response: %v", err))

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/fuzzwatch"
 )
 
@@ -23,6 +24,7 @@ func FuzzParsePolicy(f *testing.F) {
 	f.Add(example)
 	f.Add([]byte(strings.Replace(validPolicy, "regular", "immediate", 1)))
 	f.Add([]byte(strings.Replace(validPolicy, "16.4.6", "v16", 1)))
+	f.Add([]byte(strings.Replace(validPolicy, "mode: enabled", "mode: enabled\n    edition: ent\n    fips: true", 1)))
 	f.Add([]byte(validPolicy + "---\n" + validPolicy))
 	f.Add([]byte("kind: autoupdate_version\nversion: v1\nspec:\n  agents: &a\n    x: *a\n"))
 	f.Add([]byte(""))
@@ -43,6 +45,9 @@ func FuzzParsePolicy(f *testing.F) {
 			if checkName(g.Name) != nil || g.Duration <= 0 || g.Schedule == nil {
 				t.Fatalf("accepted an invalid group: %+v", g)
 			}
+		}
+		if p.FIPS && p.Edition != api.EditionEnterprise || p.FlavourSet && p.Edition == "" {
+			t.Fatalf("accepted a build that is not one: edition %q fips %t", p.Edition, p.FIPS)
 		}
 		s, _ := p.Settings(p.Group(""), now)
 		if s.AgentVersion == "" || s.AgentUpdateJitterSeconds < 0 || s.AgentUpdateJitterSeconds > MaxJitterSeconds {

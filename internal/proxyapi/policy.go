@@ -33,6 +33,10 @@ const (
 	MaxGroups = 256
 	// MaxJitterSeconds caps spec.agents.jitter_seconds (one hour).
 	MaxJitterSeconds = 3600
+	// DefaultJitter is the agents' random delay when the resource does not
+	// set jitter_seconds, as in Teleport (never longer than the shortest
+	// group window).
+	DefaultJitter = 60 * time.Second
 	// MaxNameLen caps group names and the find query parameters.
 	MaxNameLen = 64
 )
@@ -70,8 +74,16 @@ type Policy struct {
 	TargetVersion *semver.Version
 	Mode          Mode
 	Schedule      ScheduleKind
-	// Jitter is the upper bound of the agents' random delay.
+	// Jitter is the upper bound of the agents' random delay
+	// (DefaultJitter when the resource does not set it).
 	Jitter time.Duration
+	// Edition and FIPS are the Teleport build the agents run, when the
+	// resource sets them (FlavourSet); otherwise the server's own settings
+	// apply. Edition is canonical (api.ParseEdition); FIPS implies
+	// Enterprise.
+	Edition    string
+	FIPS       bool
+	FlavourSet bool
 	// Groups in file order; the last one is the default.
 	Groups []Group
 }
@@ -143,6 +155,8 @@ type rawAgents struct {
 	Mode          string     `yaml:"mode"`
 	Schedule      string     `yaml:"schedule"`
 	JitterSeconds *int       `yaml:"jitter_seconds"`
+	Edition       *string    `yaml:"edition"`
+	FIPS          *bool      `yaml:"fips"`
 	Groups        []rawGroup `yaml:"groups"`
 
 	// Reserved (RFD 184).
@@ -268,6 +282,11 @@ func ParsePolicy(data []byte) (*Policy, error) {
 			return nil, fail(fmt.Sprintf("%d is outside [0, %d]", j, MaxJitterSeconds), nil, "spec", "agents", "jitter_seconds")
 		}
 		p.Jitter = time.Duration(j) * time.Second
+	} else {
+		p.Jitter = DefaultJitter
+	}
+	if err := parseFlavour(p, a, fail); err != nil {
+		return nil, err
 	}
 
 	if len(a.Groups) == 0 && p.Schedule == ScheduleRegular {
@@ -315,12 +334,41 @@ func ParsePolicy(data []byte) (*Policy, error) {
 			}
 			return nil, fail(err.Error(), err, at(field)...)
 		}
+		if a.JitterSeconds == nil {
+			// The default never makes agents update after their window.
+			p.Jitter = min(p.Jitter, d)
+		}
 		if p.Schedule == ScheduleRegular && p.Jitter > d {
 			return nil, fail(fmt.Sprintf("jitter_seconds %d is longer than this group's window (%s): agents would update after the window closes", int(p.Jitter/time.Second), d), nil, at("duration")...)
 		}
 		p.Groups = append(p.Groups, Group{Name: g.Name, Window: g.Window, Duration: d, Schedule: sched})
 	}
 	return p, nil
+}
+
+// parseFlavour reads spec.agents.edition and spec.agents.fips into p.
+func parseFlavour(p *Policy, a *rawAgents, fail func(string, error, ...any) error) error {
+	if a.Edition == nil && a.FIPS == nil {
+		return nil
+	}
+	p.FlavourSet = true
+	if a.Edition != nil {
+		e, err := api.ParseEdition(*a.Edition)
+		if err != nil {
+			return fail(err.Error(), err, "spec", "agents", "edition")
+		}
+		p.Edition = e
+	}
+	if a.FIPS != nil && *a.FIPS {
+		if a.Edition != nil && p.Edition != api.EditionEnterprise {
+			return fail("fips: true needs edition ent (Teleport publishes FIPS builds of Enterprise only)", nil, "spec", "agents", "fips")
+		}
+		p.FIPS, p.Edition = true, api.EditionEnterprise
+	}
+	if p.Edition == "" {
+		p.Edition = api.EditionCommunity
+	}
+	return nil
 }
 
 // checkName validates a group name or query value.

@@ -112,6 +112,8 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"duration too long", edit("duration: 1h", "duration: 200h"), "spec.agents.groups[0].duration", 12, "longer than"},
 		{"reserved start_version", edit("mode: enabled", "mode: enabled\n    start_version: 16.0.0"), "spec.agents.start_version", 7, "reserved for staged rollouts"},
 		{"reserved strategy", edit("mode: enabled", "mode: enabled\n    strategy: halt-on-error"), "spec.agents.strategy", 7, "reserved"},
+		{"unknown edition", edit("mode: enabled", "mode: enabled\n    edition: enterprise"), "spec.agents.edition", 7, "invalid edition"},
+		{"fips on community", edit("mode: enabled", "mode: enabled\n    edition: community\n    fips: true"), "spec.agents.fips", 8, "needs edition ent"},
 		{"reserved canary", edit("duration: 1h", "duration: 1h\n        canary_count: 5"), "spec.agents.groups[0].canary_count", 13, "reserved"},
 	}
 	for _, tt := range tests {
@@ -136,6 +138,75 @@ func TestParsePolicyErrors(t *testing.T) {
 			}
 			if fe.Field != tt.field || (tt.line != 0 && fe.Line != tt.line) {
 				t.Errorf("FieldError at %s line %d; want %s line %d (%v)", fe.Field, fe.Line, tt.field, tt.line, err)
+			}
+		})
+	}
+}
+
+// TestPolicyFlavour covers spec.agents.edition and fips: canonical names,
+// FIPS implying Enterprise, and FlavourSet only when the resource says.
+func TestPolicyFlavour(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, add string
+		set       bool
+		edition   string
+		fips      bool
+	}{
+		{"unset", "", false, "", false},
+		{"oss", "\n    edition: oss", true, "community", false},
+		{"community", "\n    edition: community", true, "community", false},
+		{"ent", "\n    edition: ent", true, "ent", false},
+		{"ent fips", "\n    edition: ent\n    fips: true", true, "ent", true},
+		{"fips alone is ent", "\n    fips: true", true, "ent", true},
+		{"fips false", "\n    fips: false", true, "community", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := ParsePolicy([]byte(strings.Replace(validPolicy, "mode: enabled", "mode: enabled"+tt.add, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.FlavourSet != tt.set || p.Edition != tt.edition || p.FIPS != tt.fips {
+				t.Errorf("flavour = set %t %q fips %t; want set %t %q fips %t", p.FlavourSet, p.Edition, p.FIPS, tt.set, tt.edition, tt.fips)
+			}
+		})
+	}
+}
+
+// TestPolicyDefaultJitter: a resource without jitter_seconds serves
+// Teleport's default of 60 s, never longer than the shortest window; an
+// explicit 0 stays 0.
+func TestPolicyDefaultJitter(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, from, to string
+		want           time.Duration
+	}{
+		{"omitted", "    jitter_seconds: 60\n", "", DefaultJitter},
+		{"explicit zero", "jitter_seconds: 60", "jitter_seconds: 0", 0},
+		{"explicit", "jitter_seconds: 60", "jitter_seconds: 120", 2 * time.Minute},
+		{"omitted with a short window", "    jitter_seconds: 60\n    groups:\n      - name: staging\n        window: \"0 2 * * *\"\n        duration: 1h",
+			"    groups:\n      - name: staging\n        window: \"0 2 * * *\"\n        duration: 30s", 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			doc := strings.Replace(validPolicy, tt.from, tt.to, 1)
+			if doc == validPolicy {
+				t.Fatal("the edit changed nothing")
+			}
+			p, err := ParsePolicy([]byte(doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Jitter != tt.want {
+				t.Errorf("Jitter = %s; want %s", p.Jitter, tt.want)
+			}
+			s, _ := p.Settings(p.Group(""), time.Now())
+			if s.AgentUpdateJitterSeconds != int(tt.want/time.Second) {
+				t.Errorf("agent_update_jitter_seconds = %d; want %d", s.AgentUpdateJitterSeconds, int(tt.want/time.Second))
 			}
 		})
 	}

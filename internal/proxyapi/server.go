@@ -28,11 +28,13 @@ import (
 
 // CensusBackend stores census reports. census/store.Store implements it.
 type CensusBackend interface {
-	// Ingest stores r, already decoded by api.DecodeReport, under group
-	// (the token's group wins over the report's). A report the backend
-	// refuses returns an error wrapping api.ErrInvalidReport (answered
-	// 400); nothing is stored then.
-	Ingest(ctx context.Context, group string, r api.Report, now time.Time) error
+	// Ingest stores r, already decoded by api.DecodeReport and signed by
+	// id (the signature verified), under group (the token's group wins
+	// over the report's). A report the backend refuses returns an error
+	// wrapping api.ErrInvalidReport (answered 400) or, when it conflicts
+	// with its host's binding, api.ErrHostConflict (answered 409); nothing
+	// is stored then.
+	Ingest(ctx context.Context, group string, r api.Report, id api.Identity, now time.Time) error
 	// Summary aggregates the stored reports; hosts not seen for staleAfter
 	// are listed as stale.
 	Summary(ctx context.Context, now time.Time, staleAfter time.Duration) (*api.Summary, error)
@@ -66,6 +68,11 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// Census stores census reports; nil disables census (404).
 	Census CensusBackend
+	// CensusAllowUnsigned accepts census reports without a signature from
+	// hosts that have not bound a key yet, as agents of builds older than
+	// signed reports send them: for moving a fleet over. Such reports bind
+	// nothing; a host whose key is bound must still sign.
+	CensusAllowUnsigned bool
 	// CensusUnavailable, when not nil, says census is configured but its
 	// database could not be opened (Census is nil then): census requests
 	// answer 503 and ReadyPath reports the proxy not ready.
@@ -91,6 +98,12 @@ type Config struct {
 	// BaseURL is the https:// CDN base filled into install.sh; empty means
 	// the script's built-in default.
 	BaseURL string
+	// Edition ("community", "oss" or "ent"; empty means community) and
+	// FIPS are the Teleport build the find answer tells agents to run, unless
+	// the policy resource sets spec.agents.edition or fips, which then win.
+	// FIPS implies Enterprise.
+	Edition string
+	FIPS    bool
 	// Logger receives access logs and reload messages (default: discard).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
@@ -145,7 +158,10 @@ type state struct {
 type groupAnswer struct {
 	policy *Policy
 	group  *Group
-	cached atomic.Pointer[answer]
+	// edition and fips are the build the agents run.
+	edition string
+	fips    bool
+	cached  atomic.Pointer[answer]
 }
 
 // answer is valid from from (the instant it was computed; a clock that
@@ -189,6 +205,9 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("new proxy API: %w", err)
 		}
 	}
+	if _, err := api.ParseEdition(cfg.Edition); err != nil {
+		return nil, fmt.Errorf("new proxy API: %w", err)
+	}
 	if cfg.PublicAddr != "" {
 		if err := endpoint.ValidateHostPort(cfg.PublicAddr); err != nil {
 			return nil, fmt.Errorf("new proxy API: public address: %w", err)
@@ -226,18 +245,32 @@ func New(cfg Config) (*Server, error) {
 // install makes p the policy in effect.
 func (s *Server) install(p *Policy, hash [sha256.Size]byte) {
 	st := &state{policy: p, hash: hash, groups: make(map[string]*groupAnswer, len(p.Groups))}
+	edition, fips := s.flavour(p)
 	for i := range p.Groups {
-		st.groups[p.Groups[i].Name] = &groupAnswer{policy: p, group: &p.Groups[i]}
+		st.groups[p.Groups[i].Name] = &groupAnswer{policy: p, group: &p.Groups[i], edition: edition, fips: fips}
 	}
 	if len(p.Groups) > 0 {
 		st.def = st.groups[p.Groups[len(p.Groups)-1].Name]
 	} else {
-		st.def = &groupAnswer{policy: p}
+		st.def = &groupAnswer{policy: p, edition: edition, fips: fips}
 	}
 	s.seen = hash
 	s.refused.Store(false)
 	s.state.Store(st)
 	s.metrics.setPolicy(p)
+}
+
+// flavour is the edition and FIPS setting served with p: the resource's
+// when it sets them, the server's otherwise. FIPS builds are Enterprise.
+func (s *Server) flavour(p *Policy) (edition string, fips bool) {
+	if p.FlavourSet {
+		return p.Edition, p.FIPS
+	}
+	edition, _ = api.ParseEdition(s.cfg.Edition) // checked by New
+	if s.cfg.FIPS {
+		edition = api.EditionEnterprise
+	}
+	return edition, s.cfg.FIPS
 }
 
 // Policy returns the policy in effect.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/endpoint"
+	"github.com/gravitational/teleport-update/internal/httpsig"
 )
 
 // fakeClock is a settable clock.
@@ -129,12 +131,27 @@ func newEnv(t testing.TB, mod func(*Config)) *testEnv {
 
 func (e *testEnv) do(t testing.TB, method, path string, body io.Reader, header http.Header) (int, http.Header, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, body)
+	var raw []byte
+	if body != nil {
+		var err error
+		if raw, err = io.ReadAll(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range header {
 		req.Header[k] = v
+	}
+	// Census reports are signed by the test host's key at the server's
+	// clock, unless the test set its own signature or asked for none.
+	if method == http.MethodPost && path == api.CensusPath && req.Header.Get(httpsig.HeaderSignatureInput) == "" {
+		if req.Header.Get(unsignedHeader) == "" {
+			signReport(t, req, raw, testHostKey, e.s.now())
+		}
+		req.Header.Del(unsignedHeader)
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
@@ -229,9 +246,54 @@ func TestFind(t *testing.T) {
 	t.Run("wire format", func(t *testing.T) {
 		t.Parallel()
 		_, _, body := e.do(t, http.MethodGet, api.FindPath+"?group=staging", nil, nil)
-		want := `{"auto_update":{"agent_version":"16.4.6","agent_auto_update":true,"agent_update_jitter_seconds":60,"agent_update_window":{"start":"2026-11-22T02:00:00Z","end":"2026-11-22T03:00:00Z"},"agent_update_mode":"enabled","agent_update_group":"staging"}}` + "\n"
+		want := `{"auto_update":{"agent_version":"16.4.6","agent_auto_update":true,"agent_update_jitter_seconds":60,"agent_update_window":{"start":"2026-11-22T02:00:00Z","end":"2026-11-22T03:00:00Z"},"agent_update_mode":"enabled","agent_update_group":"staging"},"edition":"community","fips":false}` + "\n"
 		if string(body) != want {
 			t.Errorf("body\n%s\nwant\n%s", body, want)
+		}
+	})
+}
+
+// TestFindFlavour: the find answer carries the edition and FIPS setting,
+// from the server's config unless the resource sets them, where Teleport
+// puts them (top level, next to auto_update). A reload changes them.
+func TestFindFlavour(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		edition string
+		fips    bool
+		add     string // added to the resource's spec.agents
+		want    string
+	}{
+		{"default", "", false, "", `"edition":"community","fips":false}`},
+		{"oss stays community", "oss", false, "", `"edition":"community","fips":false}`},
+		{"ent flag", "ent", false, "", `"edition":"ent","fips":false}`},
+		{"fips flag implies ent", "", true, "", `"edition":"ent","fips":true}`},
+		{"resource wins over flags", "ent", true, "\n    edition: community", `"edition":"community","fips":false}`},
+		{"resource fips", "", false, "\n    edition: ent\n    fips: true", `"edition":"ent","fips":true}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, func(c *Config) {
+				c.Edition, c.FIPS = tt.edition, tt.fips
+				writeFileAtomic(t, c.PolicyFile, strings.Replace(validPolicy, "mode: enabled", "mode: enabled"+tt.add, 1))
+			})
+			_, _, body := e.do(t, http.MethodGet, api.FindPath, nil, nil)
+			if !strings.HasSuffix(string(body), tt.want+"\n") {
+				t.Errorf("find answer %s; want it to end with %s", body, tt.want)
+			}
+		})
+	}
+	t.Run("reload", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil)
+		writeFileAtomic(t, e.policy, strings.Replace(validPolicy, "mode: enabled", "mode: enabled\n    fips: true", 1))
+		if err := e.s.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if _, fr := e.find(t, ""); fr.Edition != api.EditionEnterprise || !fr.FIPS {
+			t.Errorf("after reload: edition %q fips %t; want ent, true", fr.Edition, fr.FIPS)
 		}
 	})
 }
@@ -466,6 +528,7 @@ func TestNewErrors(t *testing.T) {
 		{"public addr with a scheme", Config{PolicyFile: good, PublicAddr: "https://proxy.example.com"}, endpoint.ErrInvalidHostPort, "HOST[:PORT]"},
 		{"bad template", Config{PolicyFile: good, InstallScript: []byte("{{.Nope"), InstallPublicKeyPEM: testKeyPEM(t)}, nil, "template"},
 		{"no key for script", Config{PolicyFile: good, InstallScript: []byte("x")}, nil, "PUBLIC KEY"},
+		{"unknown edition", Config{PolicyFile: good, Edition: "enterprise"}, api.ErrInvalidEdition, "enterprise"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -614,7 +677,7 @@ func TestQuoteInside(t *testing.T) {
 
 // validReport is a census report body the handler accepts.
 const validReport = `{"host_id":"` + "3094a6150cd1bbb551bd449dde8ae6e744f7962dab97c7a484a906b9f284d5ba" +
-	`","version":"16.4.6","updater_status":"enabled","reported_at":"2026-11-22T12:00:00Z"}`
+	`","version":"16.4.6","updater_status":"enabled","reported_at":"2026-11-22T02:00:00Z"}`
 
 // fakeCensus records what the server passes on.
 type fakeCensus struct {
@@ -625,7 +688,7 @@ type fakeCensus struct {
 	stale   time.Duration
 }
 
-func (f *fakeCensus) Ingest(_ context.Context, group string, r api.Report, _ time.Time) error {
+func (f *fakeCensus) Ingest(_ context.Context, group string, r api.Report, _ api.Identity, _ time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -658,6 +721,21 @@ func testTokens() []Token {
 		{Token: remoteToken, Group: "staging", CIDRs: []string{"10.0.0.0/8"}},
 		{Token: goneToken, Group: "canary"},
 		{Token: adminToken, Admin: true},
+	}
+}
+
+// unsignedHeader in a test request's header asks testEnv.do not to sign
+// the census report.
+const unsignedHeader = "X-Test-Unsigned"
+
+// testHostKey is the key test census reports are signed with.
+var testHostKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+
+// signReport signs a census report request as an agent does.
+func signReport(t testing.TB, req *http.Request, body []byte, key ed25519.PrivateKey, at time.Time) {
+	t.Helper()
+	if err := httpsig.Sign(req, body, key, at); err != nil {
+		t.Fatal(err)
 	}
 }
 

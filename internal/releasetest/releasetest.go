@@ -49,6 +49,9 @@ type Agent struct {
 	Mode       string        // ModeOK, ModeExit or ModeCrash
 	CrashAfter time.Duration // for ModeCrash; default DefaultCrashAfter
 	GOARCH     string        // default runtime.GOARCH (GOOS is always linux)
+	// Flavour names the tarball as that build of Teleport (Enterprise,
+	// FIPS); the agent inside is the same.
+	Flavour download.Flavour
 }
 
 // MustArtifact returns the release artifact of Teleport version for
@@ -114,7 +117,9 @@ func (a Agent) Build(ctx context.Context, dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading built test agent: %w", err)
 	}
-	tarball := filepath.Join(dir, MustArtifact(a.Version, arch).TarballName())
+	art := MustArtifact(a.Version, arch)
+	art.Edition, art.FIPS = a.Flavour.Edition(), a.Flavour.FIPS
+	tarball := filepath.Join(dir, art.TarballName())
 	if err := fixture.WriteTarball(tarball, map[string][]byte{"bin/teleport": exe, "bin/tctl": exe}); err != nil {
 		return "", fmt.Errorf("packing test release %s: %w", a.Version, err)
 	}
@@ -142,15 +147,35 @@ func (a Agent) validate() error {
 }
 
 // Script is a fake teleport as a shell script: `teleport version` prints
-// "Teleport v<version> git:fixture go1.26"; `teleport start` sleeps. A
-// broken one fails every command, so the updater refuses it before any
-// restart.
+// "Teleport v<version> git:fixture go1.26"; `teleport start
+// [--pid-file=PATH]` writes its PID there, prints "Teleport v<version>
+// started (pid PID)" and sleeps. On SIGHUP it hands over as the test agent
+// does: it starts the script it was started as (by the same path, so a
+// moved link runs the new version), which writes the PID file, and exits
+// (it has no sessions to finish). A broken one fails every command, so the
+// updater refuses it before any restart.
 func Script(version string, broken bool) string {
 	if broken {
 		return "#!/bin/sh\necho 'teleport: broken build' >&2\nexit 1\n"
 	}
-	return fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = version ]; then echo 'Teleport v%s git:fixture go1.26'; exit 0; fi\nexec sleep 3600\n", version)
+	return fmt.Sprintf(scriptAgent, version)
 }
+
+// scriptAgent is Script's agent; %[1]s is the version.
+const scriptAgent = `#!/bin/sh
+if [ "$1" = version ]; then echo 'Teleport v%[1]s git:fixture go1.26'; exit 0; fi
+pidfile=
+for a in "$@"; do
+	case "$a" in --pid-file=*) pidfile="${a#--pid-file=}" ;; esac
+done
+sleep 3600 &
+sleeper=$!
+trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM INT
+trap 'kill "$sleeper" 2>/dev/null; "$0" "$@" & exit 0' HUP
+if [ -n "$pidfile" ]; then echo "$$" >"$pidfile.tmp" && mv -f "$pidfile.tmp" "$pidfile"; fi
+echo "Teleport v%[1]s started (pid $$)"
+wait "$sleeper"
+`
 
 // ScriptRelease returns the tarball of a release of the Script agent, with
 // bin/teleport and bin/tctl.

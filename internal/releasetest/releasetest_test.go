@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -174,5 +177,72 @@ func TestMustArtifact(t *testing.T) {
 			}()
 			MustArtifact(bad[0], bad[1])
 		}()
+	}
+}
+
+// The script agent hands over on SIGHUP to the script its link now points
+// at: the new process writes the PID file and the old one exits.
+func TestScriptHandover(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, v := range []string{"1.0.0", "2.0.0"} {
+		if err := os.WriteFile(filepath.Join(dir, v), []byte(Script(v, false)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link, pidFile := filepath.Join(dir, "teleport"), filepath.Join(dir, "teleport.pid")
+	relink := func(v string) {
+		os.Remove(link + ".new")
+		if err := os.Symlink(v, link+".new"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(link+".new", link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readPID := func() int {
+		b, _ := os.ReadFile(pidFile)
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
+	}
+	relink("1.0.0")
+	out, err := os.Create(filepath.Join(dir, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command(link, "start", "--config", "/etc/teleport.yaml", "--pid-file="+pidFile)
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	old := cmd.Process.Pid
+	waitUntil(t, func() bool { return readPID() == old })
+
+	relink("2.0.0")
+	cmd.Process.Signal(syscall.SIGHUP)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("the old process exited with %v after the handover, want 0", err)
+	}
+	waitUntil(t, func() bool { return readPID() != old })
+	pid := readPID()
+	defer syscall.Kill(pid, syscall.SIGTERM)
+	if syscall.Kill(pid, 0) != nil {
+		t.Fatalf("the new process %d is not running", pid)
+	}
+	waitUntil(t, func() bool {
+		b, _ := os.ReadFile(out.Name())
+		return strings.Contains(string(b), fmt.Sprintf("Teleport v2.0.0 started (pid %d)", pid))
+	})
+}
+
+// waitUntil polls cond; the limit only bounds a broken run.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gravitational/teleport-update/internal/capread"
+	"github.com/gravitational/teleport-update/internal/updater/download"
 	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
@@ -71,11 +72,16 @@ type Spec struct {
 	CensusSalt string `yaml:"census_salt,omitempty"`
 }
 
-// Status is what the updater did.
+// Status is what the updater did. The active and the backup version are
+// saved with their flavour as Teleport saves them,
+// `active: {version: 16.4.6, flags: [Enterprise, FIPS]}` (see revision); a
+// plain `active: 16.4.6` from an older update.yaml reads as community.
 type Status struct {
-	Active string   `yaml:"active,omitempty"`
-	Backup string   `yaml:"backup,omitempty"`
-	Skip   []string `yaml:"skip,omitempty"`
+	Active        string           `yaml:"-"`
+	ActiveFlavour download.Flavour `yaml:"-"`
+	Backup        string           `yaml:"-"`
+	BackupFlavour download.Flavour `yaml:"-"`
+	Skip          []string         `yaml:"skip,omitempty"`
 	// KnownGood lists versions that passed a health check on this host,
 	// newest last; the proxy may downgrade a host only to one of them.
 	KnownGood  []string    `yaml:"known_good,omitempty"`
@@ -97,6 +103,97 @@ type LastUpdate struct {
 	ErrorCode string `yaml:"error_code,omitempty" json:"error_code,omitempty"`
 }
 
+// configFile is update.yaml as written: Status with the active and backup
+// versions as revisions.
+type configFile struct {
+	Kind    string     `yaml:"kind"`
+	Version string     `yaml:"version"`
+	Spec    Spec       `yaml:"spec"`
+	Status  statusFile `yaml:"status"`
+}
+
+type statusFile struct {
+	Active *revision `yaml:"active,omitempty"`
+	Backup *revision `yaml:"backup,omitempty"`
+	Status `yaml:",inline"`
+}
+
+// revision is a version and the flags of its flavour, as Teleport's
+// update.yaml records them.
+type revision struct {
+	Version string   `yaml:"version"`
+	Flags   []string `yaml:"flags,flow,omitempty"`
+}
+
+func newRevision(v string, f download.Flavour) *revision {
+	if v == "" {
+		return nil
+	}
+	return &revision{Version: v, Flags: f.Flags()}
+}
+
+// UnmarshalYAML reads a revision strictly: a mapping with version and
+// flags only, or, as older update.yaml files hold, a plain version string
+// (community).
+func (r *revision) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		return n.Decode(&r.Version)
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: want a version or {version, flags}", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		var err error
+		switch k.Value {
+		case "version":
+			err = v.Decode(&r.Version)
+		case "flags":
+			err = v.Decode(&r.Flags)
+		default:
+			err = fmt.Errorf("line %d: field %s not found in a revision", k.Line, k.Value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flavour checks r's flags; what names where r is, for errors.
+func (r *revision) flavour(what string) (string, download.Flavour, error) {
+	if r == nil {
+		return "", download.Flavour{}, nil
+	}
+	f, err := download.ParseFlags(r.Flags)
+	if err == nil && r.Version == "" && len(r.Flags) > 0 {
+		err = errors.New("flags without a version")
+	}
+	if err != nil {
+		return "", f, fmt.Errorf("%w: status.%s.flags: %w", ErrConfig, what, err)
+	}
+	return r.Version, f, nil
+}
+
+func (c *Config) file() *configFile {
+	st := c.Status
+	return &configFile{Kind: c.Kind, Version: c.Version, Spec: c.Spec, Status: statusFile{
+		Active: newRevision(st.Active, st.ActiveFlavour), Backup: newRevision(st.Backup, st.BackupFlavour), Status: st,
+	}}
+}
+
+func (f *configFile) config() (*Config, error) {
+	c := &Config{Kind: f.Kind, Version: f.Version, Spec: f.Spec, Status: f.Status.Status}
+	var err error
+	if c.Status.Active, c.Status.ActiveFlavour, err = f.Status.Active.flavour("active"); err != nil {
+		return nil, err
+	}
+	if c.Status.Backup, c.Status.BackupFlavour, err = f.Status.Backup.flavour("backup"); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // NewConfig returns the configuration of a host that has never been installed.
 func NewConfig() *Config {
 	return &Config{Kind: ConfigKind, Version: ConfigVersion, Spec: Spec{Enabled: true}}
@@ -108,10 +205,10 @@ func ParseConfig(data []byte) (*Config, error) {
 	if len(data) > MaxConfigSize {
 		return nil, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrConfig, len(data), MaxConfigSize)
 	}
-	cfg := &Config{}
+	file := &configFile{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
+	if err := dec.Decode(file); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: the file is empty", ErrConfig)
 		}
@@ -120,6 +217,10 @@ func ParseConfig(data []byte) (*Config, error) {
 	var extra any
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: more than one YAML document", ErrConfig)
+	}
+	cfg, err := file.config()
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Kind != ConfigKind {
 		return nil, fmt.Errorf("%w: kind is %q, want %q", ErrConfig, cfg.Kind, ConfigKind)
@@ -155,7 +256,7 @@ func (c *Config) Marshal() ([]byte, error) {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(c); err != nil {
+	if err := enc.Encode(c.file()); err != nil {
 		return nil, fmt.Errorf("encoding update config: %w", err)
 	}
 	if err := enc.Close(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/fuzzwatch"
+	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 func TestConfigRoundTrip(t *testing.T) {
@@ -76,6 +77,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte("kind: update_config\nversion: v1\n"))
 	f.Add([]byte("kind: update_config\nversion: v1\nstatus:\n  skip: [a, b]\n"))
+	f.Add([]byte("kind: update_config\nversion: v1\nstatus:\n  active: {version: 1.0.0, flags: [Enterprise, FIPS]}\n  backup: 0.9.0\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		defer fuzzwatch.Start()()
 		cfg, err := ParseConfig(data)
@@ -93,13 +95,73 @@ func FuzzParseConfig(f *testing.F) {
 	})
 }
 
+// TestConfigRevisions: update.yaml records the active and backup versions
+// with their flavour as Teleport does, and still reads the plain version
+// strings older files hold (community).
+func TestConfigRevisions(t *testing.T) {
+	cfg := NewConfig()
+	cfg.Spec.Proxy = "p:443"
+	cfg.Status.Active, cfg.Status.ActiveFlavour = "16.4.6", download.Flavour{Enterprise: true, FIPS: true}
+	cfg.Status.Backup = "16.4.5"
+	out, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "status:\n  active:\n    version: 16.4.6\n    flags: [Enterprise, FIPS]\n  backup:\n    version: 16.4.5\n"
+	if !strings.Contains(string(out), want) {
+		t.Errorf("marshalled:\n%s\nwant it to hold:\n%s", out, want)
+	}
+	got, err := ParseConfig(out)
+	if err != nil || got.Status.Active != "16.4.6" || got.Status.ActiveFlavour != cfg.Status.ActiveFlavour || got.Status.Backup != "16.4.5" || got.Status.BackupFlavour != (download.Flavour{}) {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+
+	old := "kind: update_config\nversion: v1\nspec:\n  proxy: p:443\n  enabled: true\n  pinned: false\nstatus:\n  active: 1.0.0\n  backup: 0.9.0\n  skip: [1.1.0]\n"
+	got, err = ParseConfig([]byte(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Active != "1.0.0" || got.Status.Backup != "0.9.0" || got.Status.ActiveFlavour != (download.Flavour{}) || !got.Status.IsSkipped("1.1.0") {
+		t.Fatalf("old file: %+v", got.Status)
+	}
+	// Teleport may record FIPS alone; it is an Enterprise build.
+	got, err = ParseConfig([]byte("kind: update_config\nversion: v1\nstatus:\n  active: {version: 2.0.0, flags: [FIPS]}\n"))
+	if err != nil || got.Status.ActiveFlavour != (download.Flavour{Enterprise: true, FIPS: true}) {
+		t.Fatalf("FIPS alone: %+v, %v", got, err)
+	}
+
+	for name, in := range map[string]string{
+		"unknown flag":      "active: {version: 2.0.0, flags: [Gold]}",
+		"unknown field":     "active: {version: 2.0.0, edition: ent}",
+		"flags, no version": "backup: {flags: [Enterprise]}",
+		"list":              "active: [2.0.0]",
+	} {
+		if _, err := ParseConfig([]byte("kind: update_config\nversion: v1\nstatus:\n  " + in + "\n")); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: got %v, want ErrConfig", name, err)
+		}
+	}
+}
+
 func TestParseFindResponse(t *testing.T) {
 	p, err := ParseFindResponse([]byte(`{"auto_update":{"agent_version":"16.4.6","agent_auto_update":true,"agent_update_jitter_seconds":99999,"agent_update_window":{"start":"2026-11-22T02:00:00Z","end":"2026-11-22T03:00:00Z"}},"extra":1}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Version.String() != "16.4.6" || !p.AutoUpdate || p.Jitter != MaxJitter || p.Window == nil {
+	if p.Version.String() != "16.4.6" || !p.AutoUpdate || p.Jitter != MaxJitter || p.Window == nil || p.Flavour != (download.Flavour{}) {
 		t.Fatalf("%+v", p)
+	}
+	for body, want := range map[string]download.Flavour{
+		`{"auto_update":{"agent_version":"1.0.0"},"edition":"oss"}`:             {},
+		`{"auto_update":{"agent_version":"1.0.0"},"edition":"ent"}`:             {Enterprise: true},
+		`{"auto_update":{"agent_version":"1.0.0"},"edition":"ent","fips":true}`: {Enterprise: true, FIPS: true},
+	} {
+		p, err := ParseFindResponse([]byte(body))
+		if err != nil || p.Flavour != want {
+			t.Errorf("%s: flavour %+v, %v; want %+v", body, p, err, want)
+		}
+	}
+	if _, err := ParseFindResponse([]byte(`{"auto_update":{"agent_version":"1.0.0"},"edition":"gold"}`)); !errors.Is(err, ErrProxy) {
+		t.Errorf("unknown edition: %v; want ErrProxy", err)
 	}
 }
 
@@ -107,6 +169,7 @@ func FuzzParseFindResponse(f *testing.F) {
 	f.Add([]byte(`{"auto_update":{"agent_version":"16.4.6","agent_auto_update":true,"agent_update_jitter_seconds":60}}`))
 	f.Add([]byte(`{"auto_update":{"agent_version":"1.2.3-rc.1+b5","agent_update_jitter_seconds":-1}}`))
 	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"auto_update":{"agent_version":"16.4.6"},"edition":"ent","fips":true}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		defer fuzzwatch.Start()()
 		p, err := ParseFindResponse(data)

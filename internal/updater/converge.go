@@ -24,7 +24,8 @@ type convergeTo struct {
 	// keepNotOurs leaves such files alone with a warning instead of
 	// failing (a repair or the way back must not stop at them).
 	keepNotOurs bool
-	// restart restarts the agent; systemd reloads the units first.
+	// restart moves the running agent to version (by a reload when it
+	// can, see handover.go); systemd reloads the units first.
 	restart bool
 	// resetFailed clears the agent unit's failed state before the restart.
 	resetFailed bool
@@ -33,6 +34,8 @@ type convergeTo struct {
 	check bool
 	// steps names the steps reported on the way.
 	steps phase
+	// fips: version is a FIPS build; its unit runs the agent with --fips.
+	fips bool
 }
 
 // phase names the steps of one use of converge; a zero Step is not
@@ -75,11 +78,12 @@ func (u *Updater) converge(ctx context.Context, sd install.Systemd, c convergeTo
 		u.Log.Warn("No systemd on this host; units were not touched. Checking the binary instead.", "version", c.version)
 		return done, u.execCheck(ctx, c.version)
 	}
+	before := u.agentService()
 	done.undoUnits, done.unitsChanged, err = u.loadUnits(ctx, sd, c)
 	if err != nil || !c.restart {
 		return done, err
 	}
-	return done, u.restartOn(ctx, sd, c)
+	return done, u.switchAgent(ctx, sd, c, before)
 }
 
 // linkTo points the links at c.version (Link names the version in its
@@ -97,6 +101,7 @@ func (u *Updater) linkTo(c convergeTo) (func() error, error) {
 // they changed or the agent is about to restart.
 func (u *Updater) loadUnits(ctx context.Context, sd install.Systemd, c convergeTo) (undo func() error, changed bool, err error) {
 	opts := u.Units
+	opts.FIPS = c.fips
 	opts.Version = c.version
 	undo, changed, err = u.Tree.WriteUnitsOver(opts, c.overwrite)
 	if c.keepNotOurs && errors.Is(err, install.ErrNotOurs) {
@@ -129,6 +134,12 @@ func (u *Updater) restartOn(ctx context.Context, sd install.Systemd, c convergeT
 		return fmt.Errorf("restarting %s on %s: %w", AgentUnit, c.version, err)
 	}
 	u.step(c.steps.restart)
+	return u.checkRestarted(ctx, sd, c)
+}
+
+// checkRestarted, with c.check, checks the health of the agent's main
+// process on c.version.
+func (u *Updater) checkRestarted(ctx context.Context, sd install.Systemd, c convergeTo) error {
 	if !c.check {
 		return nil
 	}

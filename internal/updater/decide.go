@@ -2,8 +2,9 @@
 // proxy's answer and what was asked to a decision (move to V, nothing to
 // do because …, refuse because …). It does no I/O and reads no clock, so
 // every rule is table-tested without servers or disk: disabled, pinned,
-// skip list, window, jitter, up to date, downgrade, first install and
-// re-install.
+// skip list, window, jitter, up to date, downgrade, first install,
+// re-install, and the build (edition, FIPS), which only an admin's install
+// changes.
 
 package updater
 
@@ -72,9 +73,10 @@ type decision struct {
 	// target is the version the decision is about, for reports: the
 	// proxy's target, the pin, the active version, or "".
 	target  string
-	version *semver.Version // actMove: where to go
-	outcome Outcome         // actNone: why not
-	err     error           // actRefuse: why not
+	version *semver.Version  // actMove: where to go
+	flavour download.Flavour // actMove: which build of version
+	outcome Outcome          // actNone: why not
+	err     error            // actRefuse: why not
 	// jitter is the longest random delay to wait before moving.
 	jitter time.Duration
 	// note, when set, tells an admin why the host stays where it is.
@@ -94,8 +96,11 @@ type note struct {
 // deciding needs no clock of its own.
 func decide(cfg *Config, pol *Policy, req request) decision {
 	switch {
+	case req.version != "" && pol == nil:
+		// The proxy says which build (edition, FIPS) to install.
+		return decision{act: actAskProxy}
 	case req.version != "":
-		return adminVersion(req.version)
+		return adminVersion(req.version, pol.Flavour)
 	case req.trigger == triggerInstall && cfg.Status.Active == "":
 		return firstInstall(&cfg.Status, pol)
 	case !cfg.Spec.Enabled:
@@ -108,13 +113,14 @@ func decide(cfg *Config, pol *Policy, req request) decision {
 	return followProxy(req, &cfg.Status, pol)
 }
 
-// adminVersion moves to the version an admin named.
-func adminVersion(version string) decision {
+// adminVersion moves to the version an admin named, as the build the
+// proxy serves.
+func adminVersion(version string, flavour download.Flavour) decision {
 	v, err := download.ParseVersion(version)
 	if err != nil {
 		return decision{act: actRefuse, target: version, err: fmt.Errorf("--version: %w", err)}
 	}
-	return decision{act: actMove, target: v.String(), version: v}
+	return decision{act: actMove, target: v.String(), version: v, flavour: flavour}
 }
 
 // firstInstall takes the proxy's target regardless of the window, unless
@@ -123,7 +129,7 @@ func firstInstall(st *Status, pol *Policy) decision {
 	if pol == nil {
 		return decision{act: actAskProxy}
 	}
-	d := decision{act: actMove, target: pol.Version.String(), version: pol.Version}
+	d := decision{act: actMove, target: pol.Version.String(), version: pol.Version, flavour: pol.Flavour}
 	if st.IsSkipped(d.target) {
 		return refuseSkipped(pol.Version)
 	}
@@ -168,6 +174,9 @@ func pinned(req request, cfg *Config) decision {
 // target failed its health check here; a downgrade only to a version that
 // ran here; otherwise move, after the jitter when the timer asks.
 func followProxy(req request, st *Status, pol *Policy) decision {
+	if pol.Flavour != st.ActiveFlavour {
+		return switchFlavour(req, st, pol)
+	}
 	target := pol.Version.String()
 	none := func(o Outcome) decision { return decision{act: actNone, target: target, outcome: o} }
 	switch {
@@ -188,6 +197,24 @@ func followProxy(req request, st *Status, pol *Policy) decision {
 	return move(req, st, pol)
 }
 
+// switchFlavour answers a proxy that serves another build than the host
+// runs: the timer refuses, whatever the window, since a host never changes
+// builds on its own; an admin's install switches at once, to the proxy's
+// target as the proxy's build, with the skip list and downgrade rule.
+func switchFlavour(req request, st *Status, pol *Policy) decision {
+	target := pol.Version.String()
+	if req.trigger != triggerInstall {
+		return decision{act: actRefuse, target: target, err: fmt.Errorf("%w: the proxy serves %s builds but this host runs %s (%s); it does not switch builds on its own", ErrFlavour, pol.Flavour, st.Active, st.ActiveFlavour)}
+	}
+	if st.IsSkipped(target) {
+		return refuseSkipped(pol.Version)
+	}
+	if err := checkDowngrade(st, pol.Version); err != nil {
+		return decision{act: actRefuse, target: target, err: err}
+	}
+	return decision{act: actMove, target: target, version: pol.Version, flavour: pol.Flavour}
+}
+
 // windowClosed waits for the group's maintenance window.
 func windowClosed(req request, st *Status, pol *Policy) decision {
 	d := decision{act: actNone, target: pol.Version.String(), outcome: OutcomeWindowClosed}
@@ -201,7 +228,7 @@ func windowClosed(req request, st *Status, pol *Policy) decision {
 // update --now does not, and install leaves a move with jitter to the
 // timer.
 func move(req request, st *Status, pol *Policy) decision {
-	d := decision{act: actMove, target: pol.Version.String(), version: pol.Version}
+	d := decision{act: actMove, target: pol.Version.String(), version: pol.Version, flavour: pol.Flavour}
 	switch {
 	case req.trigger == triggerTimer:
 		d.jitter = pol.Jitter

@@ -34,6 +34,10 @@ func TestDecide(t *testing.T) {
 	fresh := func(c *Config) { c.Status.Active, c.Status.KnownGood = "", nil }
 	timer, now, inst := request{trigger: triggerTimer}, request{trigger: triggerNow}, request{trigger: triggerInstall}
 	admin := func(version string) request { return request{trigger: triggerInstall, version: version} }
+	ent := download.Flavour{Enterprise: true}
+	fips := download.Flavour{Enterprise: true, FIPS: true}
+	as := func(f download.Flavour, p *Policy) *Policy { p.Flavour = f; return p }
+	entHost := func(c *Config) { c.Status.ActiveFlavour = ent }
 
 	for _, tc := range []struct {
 		name    string
@@ -47,6 +51,7 @@ func TestDecide(t *testing.T) {
 		err     error // actRefuse: errors.Is
 		jitter  time.Duration
 		note    bool
+		flavour download.Flavour // actMove
 	}{
 		// The proxy is asked only when the decision depends on it.
 		{name: "timer asks the proxy", cfg: host(nil), req: timer, act: actAskProxy},
@@ -88,11 +93,24 @@ func TestDecide(t *testing.T) {
 		{name: "first install on a disabled host", cfg: host(func(c *Config) { fresh(c); disabled(c) }), pol: pol("3.0.0", false, 0), req: inst, act: actMove, target: "3.0.0", version: "3.0.0"},
 		{name: "timer on a host never installed", cfg: host(fresh), pol: pol("3.0.0", true, 0), req: timer, act: actMove, target: "3.0.0", version: "3.0.0"},
 		// An admin's version wins over every rule.
-		{name: "admin version on a disabled host", cfg: host(disabled), req: admin("0.9.0"), act: actMove, target: "0.9.0", version: "0.9.0"},
-		{name: "admin version, pinned elsewhere", cfg: host(pinnedAt("1.0.0")), req: admin("3.0.0"), act: actMove, target: "3.0.0", version: "3.0.0"},
-		{name: "admin version, skipped", cfg: host(skipped("3.0.0")), req: admin("3.0.0"), act: actMove, target: "3.0.0", version: "3.0.0"},
-		{name: "admin version, the active one", cfg: host(nil), req: admin("2.0.0"), act: actMove, target: "2.0.0", version: "2.0.0"},
-		{name: "admin version invalid", cfg: host(nil), req: admin("v3"), act: actRefuse, target: "v3", err: download.ErrInvalidVersion},
+		{name: "admin version on a disabled host", cfg: host(disabled), pol: pol("9.9.9", false, 0), req: admin("0.9.0"), act: actMove, target: "0.9.0", version: "0.9.0"},
+		{name: "admin version, pinned elsewhere", cfg: host(pinnedAt("1.0.0")), pol: pol("9.9.9", false, 0), req: admin("3.0.0"), act: actMove, target: "3.0.0", version: "3.0.0"},
+		{name: "admin version, skipped", cfg: host(skipped("3.0.0")), pol: pol("9.9.9", false, 0), req: admin("3.0.0"), act: actMove, target: "3.0.0", version: "3.0.0"},
+		{name: "admin version, the active one", cfg: host(nil), pol: pol("9.9.9", false, 0), req: admin("2.0.0"), act: actMove, target: "2.0.0", version: "2.0.0"},
+		// The build (edition, FIPS) never changes on the timer's watch; an
+		// admin's install switches it, at once.
+		{name: "admin version asks the proxy for the build", cfg: host(nil), req: admin("3.0.0"), act: actAskProxy},
+		{name: "admin version takes the proxy's build", cfg: host(nil), pol: as(fips, pol("9.9.9", false, 0)), req: admin("3.0.0"), act: actMove, target: "3.0.0", version: "3.0.0", flavour: fips},
+		{name: "first install takes the proxy's build", cfg: host(fresh), pol: as(ent, pol("3.0.0", false, 0)), req: inst, act: actMove, target: "3.0.0", version: "3.0.0", flavour: ent},
+		{name: "timer refuses another build", cfg: host(nil), pol: as(ent, pol("3.0.0", true, 0)), req: timer, act: actRefuse, target: "3.0.0", err: ErrFlavour},
+		{name: "timer refuses another build, window closed", cfg: host(nil), pol: as(fips, pol("2.0.0", false, 0)), req: timer, act: actRefuse, target: "2.0.0", err: ErrFlavour},
+		{name: "now refuses another build", cfg: host(entHost), pol: pol("3.0.0", true, 0), req: now, act: actRefuse, target: "3.0.0", err: ErrFlavour},
+		{name: "timer follows the same build", cfg: host(entHost), pol: as(ent, pol("3.0.0", true, 0)), req: now, act: actMove, target: "3.0.0", version: "3.0.0", flavour: ent},
+		{name: "re-install switches the build at once", cfg: host(nil), pol: as(fips, pol("3.0.0", false, 60*time.Second)), req: inst, act: actMove, target: "3.0.0", version: "3.0.0", flavour: fips},
+		{name: "re-install switch honours the skip list", cfg: host(skipped("3.0.0")), pol: as(ent, pol("3.0.0", true, 0)), req: inst, act: actRefuse, target: "3.0.0", err: ErrSkipped},
+		{name: "re-install switch honours the downgrade rule", cfg: host(nil), pol: as(ent, pol("0.5.0", true, 0)), req: inst, act: actRefuse, target: "0.5.0", err: ErrDowngrade},
+		{name: "disabled host keeps its build", cfg: host(disabled), pol: as(ent, pol("3.0.0", true, 0)), req: inst, act: actNone, outcome: OutcomeDisabled, note: true},
+		{name: "admin version invalid", cfg: host(nil), pol: pol("9.9.9", false, 0), req: admin("v3"), act: actRefuse, target: "v3", err: download.ErrInvalidVersion},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -104,6 +122,9 @@ func TestDecide(t *testing.T) {
 			}
 			if got := versionString(d.version); got != tc.version {
 				t.Errorf("version = %q, want %q", got, tc.version)
+			}
+			if d.flavour != tc.flavour {
+				t.Errorf("flavour = %v, want %v", d.flavour, tc.flavour)
 			}
 			if (d.err == nil) != (tc.err == nil) || (tc.err != nil && !errors.Is(d.err, tc.err)) {
 				t.Errorf("err = %v, want %v", d.err, tc.err)

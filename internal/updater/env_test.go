@@ -161,6 +161,13 @@ func (e *testEnv) config() *Config {
 
 func (e *testEnv) install(u *Updater, version string) *Config {
 	e.t.Helper()
+	e.mu.Lock()
+	unset := e.find.AutoUpdate.AgentVersion == "" && e.findRaw == nil && e.findCode == 0
+	e.mu.Unlock()
+	if unset {
+		// install --version asks the proxy which build to install.
+		e.setTarget(version, false, 0)
+	}
 	cfg, err := u.Install(context.Background(), InstallRequest{
 		Proxy: e.proxyAddr(), Group: "staging", BaseURL: e.cdn.Server.URL, Version: version,
 	})

@@ -32,6 +32,10 @@ var (
 	// ErrHealth: the version failed its health check and no previous
 	// version was there to go back to.
 	ErrHealth = errors.New("health check failed")
+	// ErrFlavour: the proxy serves another build (edition or FIPS) than the
+	// host runs, or a version is installed here as another build. A host
+	// never switches builds on its own; an admin's install does.
+	ErrFlavour = errors.New("build flavour differs")
 	// ErrSwitch: a switch did not complete for a reason that is not the
 	// version's fault (interrupted, systemd failed); the host went back and
 	// the version is not skip-listed.
@@ -48,6 +52,7 @@ const (
 	CodeDowngrade    = "downgrade"    // the proxy asked for a refused downgrade
 	CodeInterrupted  = "interrupted"  // the run was stopped or timed out
 	CodeDownload     = "download"     // the CDN could not deliver the release
+	CodeFlavour      = "flavour"      // the proxy serves another edition or FIPS setting
 	CodeOther        = "other"        // anything else
 )
 
@@ -71,6 +76,7 @@ type Class struct {
 //   - install.ErrUnhealthy: health_check.
 //   - ErrProxy: proxy; the timer retries.
 //   - ErrDowngrade: downgrade.
+//   - ErrFlavour: flavour; nothing changes until an admin runs install.
 //   - context.Canceled, context.DeadlineExceeded: interrupted.
 //   - download failures (an HTTP status, a stalled, slow, oversized or
 //     redirected transfer): download; the timer retries.
@@ -111,6 +117,8 @@ func classifyCause(err error, keeps, retry string) Class {
 		return Class{CodeProxy, retry}
 	case errors.Is(err, ErrDowngrade):
 		return Class{CodeDowngrade, ""}
+	case errors.Is(err, ErrFlavour):
+		return Class{CodeFlavour, keeps + "; this host does not change builds until an admin runs `teleport-update install`"}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return Class{CodeInterrupted, keeps}
 	case errors.As(err, &hs), errors.Is(err, download.ErrStalled), errors.Is(err, download.ErrTooLarge),

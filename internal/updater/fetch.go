@@ -18,10 +18,10 @@ import (
 )
 
 // fetch makes sure target is installed and intact under versions/,
-// downloading it from base (the built-in CDN when empty) and verifying it
-// when it is not. A damaged directory is replaced once the download is
-// verified.
-func (u *Updater) fetch(ctx context.Context, base string, target *semver.Version) error {
+// downloading its build fl from base (the built-in CDN when empty) and
+// verifying it when it is not. A damaged directory is replaced once the
+// download is verified.
+func (u *Updater) fetch(ctx context.Context, base string, target *semver.Version, fl download.Flavour) error {
 	ver := target.String()
 	switch err := u.Tree.Intact(ver); {
 	case err == nil:
@@ -32,7 +32,7 @@ func (u *Updater) fetch(ctx context.Context, base string, target *semver.Version
 	case !errors.Is(err, install.ErrVersionNotInstalled):
 		return fmt.Errorf("checking installed versions: %w", err)
 	}
-	got, staging, err := u.download(ctx, base, target)
+	got, staging, err := u.download(ctx, base, target, fl)
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func (u *Updater) fetch(ctx context.Context, base string, target *semver.Version
 
 // download fetches and verifies target's tarball into a new staging
 // directory, which the caller removes (download removes it on failure).
-func (u *Updater) download(ctx context.Context, base string, target *semver.Version) (*download.Fetched, string, error) {
+func (u *Updater) download(ctx context.Context, base string, target *semver.Version, fl download.Flavour) (*download.Fetched, string, error) {
 	ks, err := u.keys()
 	if err != nil {
 		return nil, "", err
@@ -73,12 +73,12 @@ func (u *Updater) download(ctx context.Context, base string, target *semver.Vers
 	}
 	start := u.now()
 	// FetchVerified names the file in its errors.
-	got, err := u.HTTP.FetchVerified(ctx, base, u.artifact(target), ks, staging, maxSize, u.now(), u.Progress)
+	got, err := u.HTTP.FetchVerified(ctx, base, u.artifact(target, fl), ks, staging, maxSize, u.now(), u.Progress)
 	if err != nil {
 		os.RemoveAll(staging)
 		return nil, "", err
 	}
-	u.Log.Info("Download verified.", "version", target, "bytes", got.Size, "sha256", got.SHA256, "duration", u.now().Sub(start).Round(time.Millisecond))
+	u.Log.Info("Download verified.", "version", target, "build", fl.String(), "bytes", got.Size, "sha256", got.SHA256, "duration", u.now().Sub(start).Round(time.Millisecond))
 	u.step(StepDownload)
 	return got, staging, nil
 }

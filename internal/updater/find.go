@@ -38,6 +38,8 @@ type Policy struct {
 	Jitter time.Duration
 	// Window is the current or next maintenance window, when the proxy sent one.
 	Window *api.UpdateWindow
+	// Flavour is the build the cluster's agents run (edition and fips).
+	Flavour download.Flavour
 }
 
 // ValidateProxyAddr checks HOST[:PORT] with endpoint.ValidateHostPort: a
@@ -86,8 +88,10 @@ func Find(ctx context.Context, client *download.Client, proxy, group, host strin
 }
 
 // ParseFindResponse validates a find answer. Unknown fields are ignored
-// (the proxy may be newer); a missing or invalid version, or a negative
-// jitter, is an error wrapping ErrProxy.
+// (the proxy may be newer); a missing or invalid version, a negative
+// jitter, or an unknown edition is an error wrapping ErrProxy. (Teleport's
+// own updater takes an unknown edition for community; here it would be a
+// silent change of build, so it is refused.)
 func ParseFindResponse(body []byte) (*Policy, error) {
 	var resp api.FindResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
@@ -108,7 +112,11 @@ func ParseFindResponse(body []byte) (*Policy, error) {
 	if au.AgentUpdateJitterSeconds > int(MaxJitter/time.Second) {
 		jitter = MaxJitter
 	}
-	p := &Policy{Version: v, AutoUpdate: au.AgentAutoUpdate, Jitter: jitter}
+	flavour, err := download.NewFlavour(resp.Edition, resp.FIPS)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the proxy's edition: %w", ErrProxy, err)
+	}
+	p := &Policy{Version: v, AutoUpdate: au.AgentAutoUpdate, Jitter: jitter, Flavour: flavour}
 	if w := au.AgentUpdateWindow; w != nil && !w.Start.IsZero() && w.End.After(w.Start) {
 		p.Window = w
 	}

@@ -76,7 +76,7 @@ func (u *Updater) follow(ctx context.Context, st *store, s *session, req request
 	if d.act != actMove {
 		return res, errors.Join(d.err, s.broken)
 	}
-	if err := u.moveTo(ctx, st, s.sd, goal{version: d.version, spec: st.cfg.Spec}); err != nil {
+	if err := u.moveTo(ctx, st, s.sd, goal{version: d.version, flavour: d.flavour, spec: st.cfg.Spec}); err != nil {
 		return res, err
 	}
 	res.Outcome = OutcomeUpdated
@@ -104,17 +104,21 @@ func (u *Updater) decideWithProxy(ctx context.Context, cfg *Config, req request)
 // moveTo fetches g.version, switches to it and commits it with g's
 // settings; the outcome is recorded either way. Moving to the active
 // version only records g, unless that version is missing or damaged on
-// disk: then it is fetched and switched to again.
+// disk: then it is fetched and switched to again. A version this host
+// keeps as another build is refused (ErrFlavour).
 func (u *Updater) moveTo(ctx context.Context, st *store, sd install.Systemd, g goal) error {
 	ver := g.version.String()
+	if err := st.cfg.Status.flavourConflict(ver, g.flavour); err != nil {
+		return err
+	}
 	if st.cfg.Status.Active == ver && u.Tree.Intact(ver) == nil {
 		// Already there: the repair at attach made links and units say so.
 		return u.stepAfter(StepState, st.Confirm(g))
 	}
-	if err := u.fetch(ctx, g.spec.BaseURL, g.version); err != nil {
+	if err := u.fetch(ctx, g.spec.BaseURL, g.version, g.flavour); err != nil {
 		return errors.Join(err, st.RecordFailure(ver, err))
 	}
-	settled, err := u.switchTo(ctx, st, sd, ver, g.overwrite)
+	settled, err := u.switchTo(ctx, st, sd, ver, g.flavour.FIPS, g.overwrite)
 	switch {
 	case err != nil && settled:
 		return errors.Join(err, st.RecordRevert(ver, err))
@@ -174,7 +178,7 @@ func (u *Updater) rollbackGoal(cfg *Config) (goal, error) {
 	if err != nil {
 		return goal{}, fmt.Errorf("backup version in update.yaml: %w", err)
 	}
-	g := goal{version: v, spec: cfg.Spec, skip: from}
+	g := goal{version: v, flavour: cfg.Status.BackupFlavour, spec: cfg.Spec, skip: from}
 	if g.spec.Pinned && g.spec.PinnedVersion == from {
 		g.spec.pin(backup)
 	}
@@ -202,7 +206,7 @@ func (u *Updater) Pin(ctx context.Context, version string) (*Config, error) {
 	if err := st.Unskip(target.String()); err != nil {
 		return st.Config(), err
 	}
-	g := goal{version: target, spec: st.cfg.Spec}
+	g := goal{version: target, flavour: st.cfg.Status.ActiveFlavour, spec: st.cfg.Spec}
 	g.spec.pin(target.String())
 	err = u.moveTo(ctx, st, s.sd, g)
 	return st.Config(), err
@@ -238,6 +242,7 @@ func (u *Updater) setTimer(ctx context.Context, on bool) error {
 		if err := sd.Enable(ctx, UpdaterTimerUnit); err != nil {
 			return fmt.Errorf("enabling %s: %w", UpdaterTimerUnit, err)
 		}
+		u.stopV1Updater(ctx, sd)
 		return sd.Start(ctx, UpdaterTimerUnit)
 	}
 	if err := sd.Stop(ctx, UpdaterTimerUnit); err != nil {

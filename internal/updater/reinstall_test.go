@@ -42,9 +42,11 @@ func TestReinstallHonoursHostSettings(t *testing.T) {
 		{name: "window closed", active: "1.0.0", enabled: true, askProxy: true},
 		{name: "window open, jitter", open: true, jitter: 60, active: "1.0.0", enabled: true, askProxy: true},
 		{name: "window open", open: true, active: "2.0.0", enabled: true, askProxy: true},
-		// An admin naming a version gets it, and nothing else changes.
-		{name: "disabled, --version", setup: disable, version: "2.0.0", active: "2.0.0", enabled: false},
-		{name: "pinned, --version", setup: pin(""), version: "2.0.0", active: "2.0.0", enabled: true, pinned: "2.0.0"},
+		// An admin naming a version gets it, and nothing else changes. The
+		// proxy is asked which build (edition, FIPS) to install, as
+		// Teleport's install does.
+		{name: "disabled, --version", setup: disable, version: "2.0.0", active: "2.0.0", enabled: false, askProxy: true},
+		{name: "pinned, --version", setup: pin(""), version: "2.0.0", active: "2.0.0", enabled: true, pinned: "2.0.0", askProxy: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -77,7 +77,12 @@ func (u *Updater) reconcile(ctx context.Context, st *store, sd install.Systemd) 
 	if err := u.warnLinks(active); err != nil {
 		return nil, err
 	}
-	done, err := u.converge(ctx, sd, convergeTo{version: active, keepNotOurs: true, restart: switching != "", resetFailed: true})
+	// An agent the switch was not to start stays stopped.
+	restart := switching != ""
+	if restart {
+		restart, _ = u.mayStartAgent(ctx, sd, false)
+	}
+	done, err := u.converge(ctx, sd, convergeTo{version: active, fips: st.cfg.Status.ActiveFlavour.FIPS, keepNotOurs: true, restart: restart, resetFailed: true})
 	if err != nil {
 		return nil, fmt.Errorf("restoring the host to %s: %w", active, err)
 	}
@@ -152,7 +157,7 @@ func (u *Updater) repairActive(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("active version in update.yaml: %w", err)
 	}
-	if err := u.fetch(ctx, cfg.Spec.BaseURL, v); err != nil {
+	if err := u.fetch(ctx, cfg.Spec.BaseURL, v, cfg.Status.ActiveFlavour); err != nil {
 		return fmt.Errorf("repairing the active version %s: %w", active, err)
 	}
 	return nil

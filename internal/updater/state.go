@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 // store is update.yaml of one operation, held under update.lock.
@@ -101,7 +103,9 @@ func (s *store) apply(what string, change func(*Config)) error {
 // goal is where an operation moves the host and what it records once the
 // host is there.
 type goal struct {
-	version   *semver.Version
+	version *semver.Version
+	// flavour is the build of version (edition, FIPS).
+	flavour   download.Flavour
 	overwrite bool // replace files not ours in the way of a link
 	// spec is the settings saved with the commit.
 	spec Spec
@@ -201,12 +205,13 @@ func (c *Config) commit(g goal, now time.Time) {
 	st, v := &c.Status, g.version.String()
 	if st.Active != v {
 		if st.Active != "" {
-			st.Backup = st.Active
+			st.Backup, st.BackupFlavour = st.Active, st.ActiveFlavour
 		}
 		st.Active = v
 	}
+	st.ActiveFlavour = g.flavour
 	if st.Backup == v {
-		st.Backup = ""
+		st.Backup, st.BackupFlavour = "", download.Flavour{}
 	}
 	st.Switching = ""
 	st.addKnownGood(v)
@@ -249,6 +254,20 @@ func (s *Status) addKnownGood(v string) {
 	if n := len(s.KnownGood); n > maxKnownGood {
 		s.KnownGood = s.KnownGood[n-maxKnownGood:]
 	}
+}
+
+// flavourConflict refuses to install v as build f when this host keeps v
+// as another build: versions/<v> holds one build of a version, and the
+// active and backup versions are never replaced in place.
+func (s *Status) flavourConflict(v string, f download.Flavour) error {
+	have, kept := s.ActiveFlavour, s.Active == v
+	if !kept {
+		have, kept = s.BackupFlavour, s.Backup == v
+	}
+	if !kept || have == f {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is installed here (%s) and is not replaced by its %s build in place; install another version (install --version), or uninstall and install again", ErrFlavour, v, have, f)
 }
 
 // setCensus turns census reporting on or off. Turning it on is explicit:

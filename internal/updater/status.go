@@ -16,23 +16,32 @@ import (
 // characters: errors from the proxy or from earlier runs may carry text
 // from outside, and status prints them on an admin's terminal.
 type StatusReport struct {
-	Proxy         string   `json:"proxy"`
-	Group         string   `json:"group"`
-	BaseURL       string   `json:"base_url"`
-	Enabled       bool     `json:"enabled"`
-	Pinned        bool     `json:"pinned"`
-	PinnedVersion string   `json:"pinned_version"`
-	Active        string   `json:"active"`
-	Backup        string   `json:"backup"`
-	Skip          []string `json:"skip"`
+	Proxy         string `json:"proxy"`
+	Group         string `json:"group"`
+	BaseURL       string `json:"base_url"`
+	Enabled       bool   `json:"enabled"`
+	Pinned        bool   `json:"pinned"`
+	PinnedVersion string `json:"pinned_version"`
+	Active        string `json:"active"`
+	// Edition ("community" or "ent") and FIPS are the active version's
+	// build, named as in the find answer.
+	Edition string   `json:"edition"`
+	FIPS    bool     `json:"fips"`
+	Backup  string   `json:"backup"`
+	Skip    []string `json:"skip"`
 	// Target, WindowOpen and NextWindow come from the proxy; ProxyError
 	// says why they are empty when the proxy could not be asked.
-	Target     string            `json:"target"`
-	WindowOpen bool              `json:"window_open"`
-	NextWindow *api.UpdateWindow `json:"next_window"`
-	ProxyError string            `json:"proxy_error,omitempty"`
-	LastUpdate *LastUpdate       `json:"last_update"`
-	Census     bool              `json:"census"`
+	Target string `json:"target"`
+	// TargetEdition and TargetFIPS are the build the proxy serves; when
+	// they differ from the active build, update refuses until an admin
+	// runs install.
+	TargetEdition string            `json:"target_edition,omitempty"`
+	TargetFIPS    bool              `json:"target_fips,omitempty"`
+	WindowOpen    bool              `json:"window_open"`
+	NextWindow    *api.UpdateWindow `json:"next_window"`
+	ProxyError    string            `json:"proxy_error,omitempty"`
+	LastUpdate    *LastUpdate       `json:"last_update"`
+	Census        bool              `json:"census"`
 }
 
 // proxyStatusBudget bounds how long status waits for the proxy.
@@ -53,6 +62,7 @@ func (u *Updater) Status(ctx context.Context, askProxy bool) (*StatusReport, err
 		Proxy: clean(cfg.Spec.Proxy), Group: clean(cfg.Spec.Group), BaseURL: clean(cfg.Spec.BaseURL),
 		Enabled: cfg.Spec.Enabled, Pinned: cfg.Spec.Pinned, PinnedVersion: clean(cfg.Spec.PinnedVersion),
 		Active: clean(cfg.Status.Active), Backup: clean(cfg.Status.Backup), Skip: []string{},
+		Edition: cfg.Status.ActiveFlavour.Edition(), FIPS: cfg.Status.ActiveFlavour.FIPS,
 		Census: cfg.Spec.CensusOn(),
 	}
 	for _, v := range cfg.Status.Skip {
@@ -72,6 +82,7 @@ func (u *Updater) Status(ctx context.Context, askProxy bool) (*StatusReport, err
 			r.ProxyError = clean(err.Error())
 		} else {
 			r.Target = pol.Version.String()
+			r.TargetEdition, r.TargetFIPS = pol.Flavour.Edition(), pol.Flavour.FIPS
 			r.WindowOpen = pol.AutoUpdate
 			r.NextWindow = pol.Window
 		}

@@ -33,8 +33,9 @@ const (
 	StepUnits Step = "units"
 	// StepReload: systemd loaded the new unit files.
 	StepReload Step = "reload"
-	// StepRestart: systemd restarted the agent on the new version; its
-	// health check is under way.
+	// StepRestart: the agent was moved to the new version, by a reload
+	// (the old process may still be finishing its sessions) or a restart;
+	// its health check is under way.
 	StepRestart Step = "restart"
 	// StepState: update.yaml records the new version (the commit point).
 	StepState Step = "state"
@@ -44,7 +45,8 @@ const (
 	// StepPreviousReload: systemd loaded the previous unit files again.
 	StepPreviousReload Step = "previous-reload"
 	// StepPreviousRestart: systemd restarted the agent on the previous
-	// version; its health check is under way.
+	// version (or found it still running there, when the new version
+	// never took over); its health check is under way.
 	StepPreviousRestart Step = "previous-restart"
 )
 

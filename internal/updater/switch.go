@@ -28,10 +28,13 @@ const (
 // failedSwitch is a switch that did not reach a healthy target.
 type failedSwitch struct {
 	target, prev string
+	prevFIPS     bool
 	// prevAgentActive: an agent ran before a first install.
 	prevAgentActive bool
-	done            converged
-	err             error
+	// started: the switch (re)started the agent, with its configuration.
+	started bool
+	done    converged
+	err     error
 }
 
 // switchTo makes target, fetched already, the running version. The switch
@@ -42,14 +45,24 @@ type failedSwitch struct {
 // interrupted, or the switch fails for a reason that is not the version's
 // fault (systemd, D-Bus), the host goes back and the error wraps ErrSwitch.
 // settled says the host is on the active version with no switch under
-// way; otherwise the switch marker stays for the next run's repair.
-func (u *Updater) switchTo(ctx context.Context, st *store, sd install.Systemd, target string, overwrite bool) (settled bool, err error) {
-	f := failedSwitch{target: target, prev: st.cfg.Status.Active}
+// way; otherwise the switch marker stays for the next run's repair. fips
+// says target is a FIPS build (its unit runs the agent with --fips).
+func (u *Updater) switchTo(ctx context.Context, st *store, sd install.Systemd, target string, fips, overwrite bool) (settled bool, err error) {
+	f := failedSwitch{target: target, prev: st.cfg.Status.Active, prevFIPS: st.cfg.Status.ActiveFlavour.FIPS}
 	f.prevAgentActive = f.prev == "" && agentActive(ctx, sd)
+	start, why := u.mayStartAgent(ctx, sd, f.prev == "")
+	f.started = start && sd != nil
 	if err := st.StartSwitch(target); err != nil {
 		return false, err
 	}
-	f.done, f.err = u.converge(ctx, sd, convergeTo{version: target, overwrite: overwrite, restart: true, check: true, steps: switchPhase})
+	f.done, f.err = u.converge(ctx, sd, convergeTo{version: target, fips: fips, overwrite: overwrite, restart: start, check: start, steps: switchPhase})
+	if f.err == nil && !start {
+		// The agent stays stopped: the binary must still run.
+		if f.err = u.execCheck(ctx, target); f.err == nil {
+			u.held(target, why)
+			return true, nil
+		}
+	}
 	switch {
 	case f.err == nil:
 		u.Log.Info("New version is healthy.", "version", target)
@@ -83,7 +96,7 @@ func (u *Updater) goBack(ctx context.Context, st *store, sd install.Systemd, f f
 		u.restoreAgentBefore(rctx, sd, f.prevAgentActive)
 		return true, errors.Join(f.firstInstallError(atFault), saveErr)
 	}
-	back := convergeTo{version: f.prev, keepNotOurs: true, restart: true, resetFailed: true, check: true, steps: backPhase}
+	back := convergeTo{version: f.prev, fips: f.prevFIPS, keepNotOurs: true, restart: true, resetFailed: true, check: true, steps: backPhase}
 	if _, err := u.converge(rctx, sd, back); err != nil {
 		return false, errors.Join(f.notBackError(err), saveErr)
 	}
@@ -145,6 +158,10 @@ func (f failedSwitch) notBackError(err error) error {
 // excuses it.
 func (u *Updater) atFault(ctx, rctx context.Context, sd install.Systemd, f failedSwitch) bool {
 	if ctx.Err() != nil || !errors.Is(f.err, install.ErrUnhealthy) {
+		return false
+	}
+	if f.started && u.configMissing() {
+		u.Log.Warn("The agent has no configuration; its failed health check is not the new version's fault.", "version", f.target)
 		return false
 	}
 	return sd == nil || !u.shutdownExcuses(ctx, rctx, sd, f.target)

@@ -3,6 +3,7 @@ package updater
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,29 +16,54 @@ import (
 	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
-// fakeSystemd is a hand-written systemd: daemon-reload reads the agent unit
-// file (what systemd has loaded), restart runs what was loaded. A missing
-// unit file stands for a packaged unit under /lib ("packaged").
+// fakeSystemd is a hand-written systemd and process table: daemon-reload
+// loads the agent unit file, restart runs the version its link points at
+// then, and reload does what the agent does on SIGHUP: a new process runs
+// the version the link points at and writes the PID file. A missing unit
+// file stands for a packaged unit under /lib ("packaged").
 type fakeSystemd struct {
 	mu       sync.Mutex
 	root     string
 	loaded   string
 	running  string
 	restarts int
+	reloads  int
 	pid      uint32
 	enabled  []string
 	calls    []string
 	onState  func(f *fakeSystemd)
+	// execStart is the loaded unit's command line, startedWith the one
+	// the running agent was started with.
+	execStart, startedWith []string
+	// noTakeover: on reload, the new process fails before it takes over
+	// and the old one keeps running; reloadRuns: the new process runs
+	// this version instead of the linked one.
+	noTakeover bool
+	reloadRuns string
 	// shutdown is what ShuttingDown reports: false, true, or an error.
 	shutdown error
 	down     bool
 	// onShutdownQuery runs when ShuttingDown is called.
 	onShutdownQuery func()
+	// agentLoad is the agent unit's LoadState ("" unless a test sets it).
+	agentLoad string
+	// others are the states of units other than the agent's (inactive
+	// and without a unit file unless set).
+	others map[string]install.UnitState
 }
 
-var execStartRE = regexp.MustCompile(`versions/([^/]+)/bin/teleport`)
+var linkRE = regexp.MustCompile(`versions/([^/]+)/bin/teleport$`)
 
 func (f *fakeSystemd) call(s string) { f.calls = append(f.calls, s) }
+
+// linked is the version the agent's link points at, "" for none.
+func (f *fakeSystemd) linked() string {
+	target, err := os.Readlink(filepath.Join(f.root, "usr/local/bin/teleport"))
+	if m := linkRE.FindStringSubmatch(target); err == nil && m != nil {
+		return m[1]
+	}
+	return ""
+}
 
 func (f *fakeSystemd) DaemonReload(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -46,10 +72,15 @@ func (f *fakeSystemd) DaemonReload(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call("reload")
-	f.loaded = "packaged"
-	if b, err := os.ReadFile(filepath.Join(f.root, "etc/systemd/system/teleport.service")); err == nil {
-		if m := execStartRE.FindSubmatch(b); m != nil {
-			f.loaded = string(m[1])
+	f.loaded, f.execStart = "packaged", nil
+	b, err := os.ReadFile(filepath.Join(f.root, "etc/systemd/system/teleport.service"))
+	if err != nil {
+		return nil
+	}
+	f.loaded = f.linked()
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			f.execStart = strings.Fields(rest)
 		}
 	}
 	return nil
@@ -66,10 +97,46 @@ func (f *fakeSystemd) Restart(ctx context.Context, unit string) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.call("restart " + f.loaded)
-	f.running = f.loaded
+	f.running = "packaged"
+	if f.loaded != "packaged" {
+		f.running = f.linked()
+	}
+	f.call("restart " + f.running)
+	f.startedWith = f.execStart
 	f.restarts++
+	f.newProcess()
+	return nil
+}
+
+// newProcess gives the agent a new main PID, written to the PID file.
+func (f *fakeSystemd) newProcess() {
 	f.pid++
+	os.MkdirAll(filepath.Join(f.root, "run"), 0o755)
+	os.WriteFile(filepath.Join(f.root, "run/teleport.pid"), fmt.Appendf(nil, "%d\n", f.pid+100), 0o644)
+}
+
+func (f *fakeSystemd) Reload(ctx context.Context, unit string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.running == "" {
+		f.call("reload-refused")
+		return fmt.Errorf("reload %s: %w: result %q", unit, install.ErrJobFailed, "failed")
+	}
+	f.reloads++
+	switch {
+	case f.noTakeover:
+		f.call("handover-failed")
+		return nil
+	case f.reloadRuns != "":
+		f.running = f.reloadRuns
+	default:
+		f.running = f.linked()
+	}
+	f.call("handover " + f.running)
+	f.newProcess()
 	return nil
 }
 
@@ -91,7 +158,13 @@ func (f *fakeSystemd) Enable(ctx context.Context, units ...string) error {
 	return ctx.Err()
 }
 
-func (f *fakeSystemd) Disable(ctx context.Context, units ...string) error { return ctx.Err() }
+func (f *fakeSystemd) Disable(ctx context.Context, units ...string) error {
+	for _, u := range units {
+		f.call("disable " + u)
+		f.enabled = slices.DeleteFunc(f.enabled, func(e string) bool { return e == u })
+	}
+	return ctx.Err()
+}
 
 func (f *fakeSystemd) State(ctx context.Context, unit string) (install.UnitState, error) {
 	if f.onState != nil {
@@ -100,10 +173,38 @@ func (f *fakeSystemd) State(ctx context.Context, unit string) (install.UnitState
 	if err := ctx.Err(); err != nil {
 		return install.UnitState{}, err
 	}
-	if f.running == "" {
-		return install.UnitState{ActiveState: "inactive", SubState: "dead"}, nil
+	if unit != AgentUnit {
+		if st, ok := f.others[unit]; ok {
+			return st, nil
+		}
+		return install.UnitState{ActiveState: "inactive", SubState: "dead", LoadState: "not-found"}, nil
 	}
-	return install.UnitState{ActiveState: "active", SubState: "running", MainPID: f.pid + 100}, nil
+	st := install.UnitState{ActiveState: "inactive", SubState: "dead", LoadState: f.agentLoad}
+	if slices.Contains(f.enabled, unit) {
+		st.UnitFileState = "enabled"
+	}
+	if f.running != "" {
+		st.ActiveState, st.SubState, st.MainPID = "active", "running", f.pid+100
+	}
+	return st, nil
+}
+
+// The process table: only the agent's main process.
+
+func (f *fakeSystemd) Alive(pid int) bool { return f.running != "" && pid == int(f.pid+100) }
+
+func (f *fakeSystemd) Exe(pid int) string {
+	if !f.Alive(pid) {
+		return filepath.Join(f.root, "no such process")
+	}
+	return filepath.Join(install.New(f.root).VersionDir(f.running), "bin", "teleport")
+}
+
+func (f *fakeSystemd) Cmdline(pid int) ([]string, error) {
+	if !f.Alive(pid) {
+		return nil, fmt.Errorf("no process %d", pid)
+	}
+	return f.startedWith, nil
 }
 
 func (f *fakeSystemd) ShuttingDown(ctx context.Context) (bool, error) {
@@ -121,8 +222,11 @@ func (f *fakeSystemd) Close() {}
 // withSystemd makes the test root look like a systemd host driven by a fake.
 func withSystemd(e *testEnv, u *Updater) *fakeSystemd {
 	os.MkdirAll(filepath.Join(e.root, "run/systemd/system"), 0o755)
+	// The agent is configured, so that an install starts it.
+	os.WriteFile(filepath.Join(e.root, "etc/teleport.yaml"), []byte("version: v3\n"), 0o600)
 	f := &fakeSystemd{root: e.root}
 	u.Systemd = func(context.Context) (install.Systemd, error) { return f, nil }
+	u.Procs = f
 	u.Health = install.HealthOptions{Window: 20 * time.Millisecond, Max: 2 * time.Second, Poll: 5 * time.Millisecond}
 	return f
 }
@@ -159,9 +263,10 @@ func TestSystemdUpdateAndRollback(t *testing.T) {
 	if !errors.Is(err, ErrRolledBack) {
 		t.Fatalf("broken 3.0.0: %v", err)
 	}
-	// The way back reloads once, after the revert, then clears the failed
-	// state before the restart.
-	want := []string{"reload", "restart 3.0.0", "reload", "reset-failed", "restart 2.0.0"}
+	// The switch hands over to a 3.0.0 process by a reload. The way back
+	// reloads the units once, after the revert, then clears the failed
+	// state before the restart (the process that runs is 3.0.0's).
+	want := []string{"reload", "handover 3.0.0", "reload", "reset-failed", "restart 2.0.0"}
 	if !slices.Equal(sd.calls, want) {
 		t.Fatalf("systemd calls %v, want %v", sd.calls, want)
 	}
@@ -322,6 +427,7 @@ func TestSystemdFailedFirstInstallRestoresPreviousAgent(t *testing.T) {
 	sd := withSystemd(e, u)
 	sd.loaded, sd.running = "packaged", "packaged"
 	e.publish("1.0.0", true)
+	e.setTarget("1.0.0", true, 0)
 	_, err := u.Install(context.Background(), InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"})
 	if !errors.Is(err, ErrHealth) {
 		t.Fatalf("broken first install: %v", err)

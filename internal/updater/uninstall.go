@@ -57,6 +57,7 @@ func (u *Updater) Uninstall(ctx context.Context, force bool) ([]string, error) {
 	if err != nil {
 		return removed, err
 	}
+	removed = append(removed, u.tearDownHost()...)
 	versions, err := u.removeVersions()
 	removed = append(removed, versions...)
 	if err != nil {
@@ -161,18 +162,21 @@ func (u *Updater) removeVersions() ([]string, error) {
 	return removed, nil
 }
 
-// removeFiles removes update.yaml, the teleport-update binary and, last
-// and still held, update.lock: a run waiting on the lock then finds no
-// update.yaml and stops with ErrNotInstalled. The data directory goes too
-// when nothing else is left in it.
+// removeFiles removes update.yaml, the census host key (a reinstalled
+// host has a new host id, from update.yaml's new salt, and a new key), the
+// teleport-update binary and, last and still held, update.lock: a run
+// waiting on the lock then finds no update.yaml and stops with
+// ErrNotInstalled. The data directory goes too when nothing else is left
+// in it.
 func (u *Updater) removeFiles() []string {
 	var removed []string
 	if u.removeState() {
 		removed = append(removed, u.Tree.StatePath())
 	}
-	self := filepath.Join(u.Tree.Root, UpdaterBinPath)
-	if err := os.Remove(self); err == nil {
-		removed = append(removed, self)
+	for _, p := range []string{u.Tree.HostKeyPath(), filepath.Join(u.Tree.Root, UpdaterBinPath)} {
+		if err := os.Remove(p); err == nil {
+			removed = append(removed, p)
+		}
 	}
 	if err := os.Remove(u.Tree.LockPath()); err == nil {
 		removed = append(removed, u.Tree.LockPath())

@@ -45,6 +45,8 @@ type Updater struct {
 	EmbeddedKeys fs.FS
 	// Systemd connects to systemd; nil means the host never has one.
 	Systemd SystemdFunc
+	// Procs reads the agent's processes during a handover; nil means /proc.
+	Procs install.Processes
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Sleep waits d or until ctx is done; nil means a timer.
@@ -67,6 +69,10 @@ type Updater struct {
 	// the install tree's own (Tree.AfterStep is not used). Tests use it to
 	// kill the process at every step.
 	AfterStep func(Step)
+	// AgentHeld, when set, is called when a switch leaves the agent
+	// stopped (see mayStartAgent), with the reason (HeldNoConfig,
+	// HeldNotEnabled).
+	AgentHeld func(reason string)
 	// Reporter, when set, receives the census report of install and
 	// update runs (see report.go).
 	Reporter Reporter
@@ -106,8 +112,9 @@ func (u *Updater) jitter(max time.Duration) time.Duration {
 	return rand.N(max)
 }
 
-func (u *Updater) artifact(v *semver.Version) download.Artifact {
-	a := download.Artifact{Product: "teleport", Version: v, OS: u.OS, Arch: u.Arch}
+// artifact names build fl of Teleport v for this host's OS and arch.
+func (u *Updater) artifact(v *semver.Version, fl download.Flavour) download.Artifact {
+	a := download.Artifact{Product: download.ProductTeleport, Version: v, OS: u.OS, Arch: u.Arch, Edition: fl.Edition(), FIPS: fl.FIPS}
 	if a.OS == "" {
 		a.OS = runtime.GOOS
 	}

@@ -308,6 +308,7 @@ func TestFirstInstallRefusedWithoutKeys(t *testing.T) {
 	keyFile := filepath.Join(e.root, "etc/teleport-update/keys.d/test.pub")
 	pub, _ := os.ReadFile(keyFile)
 	os.Remove(keyFile)
+	e.setTarget("1.0.0", true, 0)
 	_, err := u.Install(context.Background(), InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"})
 	if !errors.Is(err, verify.ErrNoKeys) {
 		t.Fatalf("install without any pinned key: %v, want verify.ErrNoKeys", err)

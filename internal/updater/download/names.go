@@ -8,6 +8,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/endpoint"
 	"github.com/gravitational/teleport-update/internal/updater/verify"
 	"github.com/gravitational/teleport-update/internal/version"
@@ -57,13 +58,90 @@ func quote(s string) string { return endpoint.Quote(s) }
 // version.Parse, named here because every artifact name starts from it.
 func ParseVersion(s string) (*semver.Version, error) { return version.Parse(s) }
 
-// Teleport editions, as the proxy's find answer names them. Community and
-// "oss" are the same build; an empty edition means community.
+// Teleport editions, as the proxy's find answer names them (api's names).
+// Community and "oss" are the same build; an empty edition means community.
 const (
-	EditionCommunity  = "community"
-	EditionOSS        = "oss"
-	EditionEnterprise = "ent"
+	EditionCommunity  = api.EditionCommunity
+	EditionOSS        = api.EditionOSS
+	EditionEnterprise = api.EditionEnterprise
 )
+
+// Flavour is which build of a Teleport release a host runs: Enterprise or
+// community, FIPS or not. A FIPS build is always an Enterprise build, as
+// Teleport publishes them; NewFlavour and ParseFlags keep that true. The
+// zero Flavour is community.
+type Flavour struct {
+	Enterprise bool
+	FIPS       bool
+}
+
+// Flag names of a Flavour, as Teleport's update.yaml records them
+// (status.active.flags: [Enterprise, FIPS]).
+const (
+	FlagEnterprise = "Enterprise"
+	FlagFIPS       = "FIPS"
+)
+
+// NewFlavour returns the flavour a find answer's edition and fips name
+// (FIPS implies Enterprise). An unknown edition wraps ErrInvalidArtifact.
+func NewFlavour(edition string, fips bool) (Flavour, error) {
+	e, err := ParseEdition(edition)
+	if err != nil {
+		return Flavour{}, err
+	}
+	return Flavour{Enterprise: e == EditionEnterprise || fips, FIPS: fips}, nil
+}
+
+// ParseFlags returns the flavour of Teleport's flag names (FIPS implies
+// Enterprise). An unknown or repeated flag wraps ErrInvalidArtifact.
+func ParseFlags(flags []string) (Flavour, error) {
+	var f Flavour
+	seen := map[string]bool{}
+	for _, s := range flags {
+		if seen[s] {
+			return Flavour{}, fmt.Errorf("%w: flag %s given twice", ErrInvalidArtifact, quote(s))
+		}
+		seen[s] = true
+		switch s {
+		case FlagEnterprise:
+			f.Enterprise = true
+		case FlagFIPS:
+			f.FIPS, f.Enterprise = true, true
+		default:
+			return Flavour{}, fmt.Errorf("%w: unknown flag %s (want %s or %s)", ErrInvalidArtifact, quote(s), FlagEnterprise, FlagFIPS)
+		}
+	}
+	return f, nil
+}
+
+// Flags returns f's flag names, Enterprise first; nil for community.
+func (f Flavour) Flags() []string {
+	var out []string
+	if f.Enterprise || f.FIPS {
+		out = append(out, FlagEnterprise)
+	}
+	if f.FIPS {
+		out = append(out, FlagFIPS)
+	}
+	return out
+}
+
+// Edition is f's edition as the find answer names it.
+func (f Flavour) Edition() string {
+	if f.Enterprise || f.FIPS {
+		return EditionEnterprise
+	}
+	return EditionCommunity
+}
+
+// String names f for people: "community", "Enterprise" or
+// "Enterprise FIPS".
+func (f Flavour) String() string {
+	if flags := f.Flags(); len(flags) > 0 {
+		return strings.Join(flags, " ")
+	}
+	return EditionCommunity
+}
 
 // Artifact names one release tarball on the CDN.
 type Artifact struct {
@@ -74,21 +152,21 @@ type Artifact struct {
 	// Edition is "", EditionCommunity, EditionOSS or EditionEnterprise. Only
 	// Teleport itself comes in editions.
 	Edition string
-	// FIPS selects the FIPS build (Teleport itself only).
+	// FIPS selects the FIPS build (Teleport itself only). A FIPS build is
+	// an Enterprise build whatever Edition says, as in Teleport's template.
 	FIPS bool
 }
 
 // ParseEdition checks an edition name from the proxy or a flag and returns
-// it canonical: EditionEnterprise, or EditionCommunity for "", "community"
-// and "oss". Anything else wraps ErrInvalidArtifact.
+// it canonical with api.ParseEdition: EditionEnterprise, or
+// EditionCommunity for "", "community" and "oss". Anything else wraps
+// ErrInvalidArtifact and api.ErrInvalidEdition.
 func ParseEdition(s string) (string, error) {
-	switch s {
-	case "", EditionCommunity, EditionOSS:
-		return EditionCommunity, nil
-	case EditionEnterprise:
-		return EditionEnterprise, nil
+	e, err := api.ParseEdition(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidArtifact, err)
 	}
-	return "", fmt.Errorf("%w: unknown edition %s (want community, oss or ent)", ErrInvalidArtifact, quote(s))
+	return e, nil
 }
 
 // Validate reports whether a can be turned into file names: a known product,
@@ -134,15 +212,17 @@ func isLowerAlnum(s string) bool {
 }
 
 // TarballName returns Teleport's published name,
-// "{product}{-ent}-v{ver}-{os}-{arch}{-fips}-bin.tar.gz". Call Validate
-// first; the name of an invalid artifact is meaningless.
+// "{product}{-ent}-v{ver}-{os}-{arch}{-fips}-bin.tar.gz", where "-ent" is
+// there for Enterprise and for FIPS (Teleport publishes FIPS builds of
+// Enterprise only). Call Validate first; the name of an invalid artifact is
+// meaningless.
 func (a Artifact) TarballName() string {
 	ver := ""
 	if a.Version != nil {
 		ver = a.Version.String()
 	}
 	product, fips := a.Product, ""
-	if a.Edition == EditionEnterprise {
+	if a.Edition == EditionEnterprise || a.FIPS {
 		product += "-ent"
 	}
 	if a.FIPS {

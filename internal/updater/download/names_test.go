@@ -3,6 +3,7 @@ package download
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -99,7 +100,10 @@ func TestArtifactEditionNames(t *testing.T) {
 		{EditionOSS, false, "teleport-v16.4.6-linux-amd64-bin.tar.gz"},
 		{EditionEnterprise, false, "teleport-ent-v16.4.6-linux-amd64-bin.tar.gz"},
 		{EditionEnterprise, true, "teleport-ent-v16.4.6-linux-amd64-fips-bin.tar.gz"},
-		{"", true, "teleport-v16.4.6-linux-amd64-fips-bin.tar.gz"},
+		// FIPS builds are Enterprise builds: Teleport's template adds -ent
+		// for FIPS whatever the edition says.
+		{"", true, "teleport-ent-v16.4.6-linux-amd64-fips-bin.tar.gz"},
+		{EditionOSS, true, "teleport-ent-v16.4.6-linux-amd64-fips-bin.tar.gz"},
 	}
 	for _, tt := range tests {
 		a := Artifact{Product: ProductTeleport, Version: v, OS: "linux", Arch: "amd64", Edition: tt.edition, FIPS: tt.fips}
@@ -243,4 +247,48 @@ func FuzzValidateBaseURL(f *testing.F) {
 			t.Fatalf("URL under base %q = %q leaves the base", s, raw)
 		}
 	})
+}
+
+// TestFlavour: the find answer's edition and fips, and update.yaml's flags,
+// give the same flavours, FIPS always implying Enterprise.
+func TestFlavour(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		edition string
+		fips    bool
+		want    Flavour
+		flags   []string
+		str     string
+	}{
+		{"", false, Flavour{}, nil, "community"},
+		{"oss", false, Flavour{}, nil, "community"},
+		{"community", false, Flavour{}, nil, "community"},
+		{"ent", false, Flavour{Enterprise: true}, []string{"Enterprise"}, "Enterprise"},
+		{"ent", true, Flavour{Enterprise: true, FIPS: true}, []string{"Enterprise", "FIPS"}, "Enterprise FIPS"},
+		{"community", true, Flavour{Enterprise: true, FIPS: true}, []string{"Enterprise", "FIPS"}, "Enterprise FIPS"},
+	}
+	for _, tt := range tests {
+		got, err := NewFlavour(tt.edition, tt.fips)
+		if err != nil || got != tt.want {
+			t.Errorf("NewFlavour(%q, %t) = %+v, %v; want %+v", tt.edition, tt.fips, got, err, tt.want)
+		}
+		if !slices.Equal(got.Flags(), tt.flags) || got.String() != tt.str {
+			t.Errorf("%+v: Flags %q String %q; want %q %q", got, got.Flags(), got.String(), tt.flags, tt.str)
+		}
+		back, err := ParseFlags(got.Flags())
+		if err != nil || back != got {
+			t.Errorf("ParseFlags(%q) = %+v, %v; want %+v", got.Flags(), back, err, got)
+		}
+	}
+	if f, err := ParseFlags([]string{"FIPS"}); err != nil || f != (Flavour{Enterprise: true, FIPS: true}) {
+		t.Errorf("ParseFlags([FIPS]) = %+v, %v; want Enterprise FIPS", f, err)
+	}
+	for _, bad := range [][]string{{"enterprise"}, {"Enterprise", "Enterprise"}, {""}} {
+		if f, err := ParseFlags(bad); !errors.Is(err, ErrInvalidArtifact) {
+			t.Errorf("ParseFlags(%q) = %+v, %v; want ErrInvalidArtifact", bad, f, err)
+		}
+	}
+	if f, err := NewFlavour("enterprise", false); !errors.Is(err, ErrInvalidArtifact) {
+		t.Errorf("NewFlavour(enterprise) = %+v, %v; want ErrInvalidArtifact", f, err)
+	}
 }

@@ -130,6 +130,7 @@ func (f *fakeSystemd) ShuttingDown(context.Context) (bool, error) { return false
 func (f *fakeSystemd) DaemonReload(context.Context) error         { return nil }
 func (f *fakeSystemd) Start(context.Context, string) error        { return nil }
 func (f *fakeSystemd) Restart(context.Context, string) error      { return nil }
+func (f *fakeSystemd) Reload(context.Context, string) error       { return nil }
 func (f *fakeSystemd) Stop(context.Context, string) error         { return nil }
 func (f *fakeSystemd) ResetFailed(context.Context, string) error  { return nil }
 func (f *fakeSystemd) Enable(context.Context, ...string) error    { return nil }

@@ -20,6 +20,11 @@ type UnitState struct {
 	SubState    string // e.g. running, auto-restart, exited, dead
 	MainPID     uint32 // 0 when no main process
 	NRestarts   uint32 // automatic restarts since the last manual start
+	// LoadState is "loaded" when systemd has a unit file for it,
+	// "not-found" when it has none.
+	LoadState string
+	// UnitFileState is "enabled", "disabled", "static", "masked", ... ("" without a unit file).
+	UnitFileState string
 }
 
 // Systemd is what the updater needs from the service manager. Every method
@@ -36,6 +41,11 @@ type Systemd interface {
 	// Restart restarts (or starts) unit and waits like Start. A manual
 	// restart resets the unit's NRestarts counter.
 	Restart(ctx context.Context, unit string) error
+	// Reload reloads unit (systemctl reload: ExecReload=, which for the
+	// agent is SIGHUP) and waits like Start. "done" only means ExecReload
+	// ran; the agent hands over to its new process afterwards. It fails
+	// when the unit is not active.
+	Reload(ctx context.Context, unit string) error
 	// Stop stops unit and waits like Start.
 	Stop(ctx context.Context, unit string) error
 	// ResetFailed clears the failed state and start rate limit of unit
@@ -129,6 +139,10 @@ func (d *dbusSystemd) Restart(ctx context.Context, unit string) error {
 	return waitJob(ctx, "restart", unit, d.conn.RestartUnitContext)
 }
 
+func (d *dbusSystemd) Reload(ctx context.Context, unit string) error {
+	return waitJob(ctx, "reload", unit, d.conn.ReloadUnitContext)
+}
+
 func (d *dbusSystemd) Stop(ctx context.Context, unit string) error {
 	return waitJob(ctx, "stop", unit, d.conn.StopUnitContext)
 }
@@ -166,6 +180,8 @@ func (d *dbusSystemd) State(ctx context.Context, unit string) (UnitState, error)
 	st := UnitState{}
 	st.ActiveState, _ = props["ActiveState"].(string)
 	st.SubState, _ = props["SubState"].(string)
+	st.LoadState, _ = props["LoadState"].(string)
+	st.UnitFileState, _ = props["UnitFileState"].(string)
 	if !strings.HasSuffix(unit, ".service") {
 		return st, nil // MainPID and NRestarts exist for services only
 	}

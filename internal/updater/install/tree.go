@@ -87,6 +87,9 @@ const (
 	unitDirRel       = "etc/systemd/system"
 	systemdRunRel    = "run/systemd/system"
 
+	// hostKeyName is the host's census signing key in the data dir.
+	hostKeyName = "host.key"
+
 	// verifiedName marks a version directory complete; it holds the
 	// tarball's SHA-256 as lowercase hex and is written last.
 	verifiedName = ".verified"
@@ -159,6 +162,10 @@ func (t *Tree) StatePath() string { return filepath.Join(t.DataDir(), stateName)
 
 // LockPath is <root>/var/lib/teleport-update/update.lock.
 func (t *Tree) LockPath() string { return filepath.Join(t.DataDir(), lockName) }
+
+// HostKeyPath is the host's census signing key, next to update.yaml
+// (package census, LoadOrCreateHostKey).
+func (t *Tree) HostKeyPath() string { return filepath.Join(t.DataDir(), hostKeyName) }
 
 // BinDir is <root>/usr/local/bin, where the links live.
 func (t *Tree) BinDir() string { return t.path(binDirRel) }

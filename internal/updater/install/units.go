@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,11 +39,14 @@ var DefaultAgentArgs = []string{"start", "--config", "/etc/teleport.yaml"}
 
 // UnitOptions parameterise the rendered units.
 type UnitOptions struct {
-	// Version is the agent version ExecStart runs
-	// (/var/lib/teleport-update/versions/<Version>/bin/teleport).
+	// Version is the agent version the units are written for; it only
+	// shows in the agent unit's description (ExecStart runs the link).
 	Version string
 	// AgentArgs follow the binary on ExecStart; nil means DefaultAgentArgs.
 	AgentArgs []string
+	// FIPS runs the agent in FIPS mode: "--fips" after "start", as
+	// Teleport's own updater writes the unit of a FIPS build.
+	FIPS bool
 	// UpdaterPath is the updater binary; "" means DefaultUpdaterPath.
 	UpdaterPath string
 	// Interval between timer runs; zero means DefaultInterval.
@@ -91,15 +95,47 @@ func (o UnitOptions) Validate() error {
 	return nil
 }
 
-// agentBinary is the versioned path of the agent as systemd on the host sees it.
-func agentBinary(v string) string {
-	return "/" + versionsRel + "/" + v + "/bin/teleport"
+// agentArgs are the agent's arguments: AgentArgs, with "--fips" after
+// "start" (or last) for a FIPS build unless it is there already.
+func (o UnitOptions) agentArgs() []string {
+	if !o.FIPS || slices.Contains(o.AgentArgs, "--fips") {
+		return o.AgentArgs
+	}
+	at := len(o.AgentArgs)
+	if at > 0 && o.AgentArgs[0] == "start" {
+		at = 1
+	}
+	return slices.Insert(slices.Clone(o.AgentArgs), at, "--fips")
 }
 
-// RenderAgentService renders teleport.service. ExecStart runs the versioned
-// binary, so a unit swap is what switches the running version.
+// AgentPIDFile is where the agent writes its PID (teleport start
+// --pid-file), as the host sees it. After a reload, the process named there
+// is the one that took over.
+const AgentPIDFile = "/run/teleport.pid"
+
+// agentLink is the agent's link as systemd on the host sees it.
+func agentLink() string {
+	return "/" + binDirRel + "/teleport"
+}
+
+// agentExecStart is the command line of the agent: its link, the options,
+// and the PID file.
+func agentExecStart(o UnitOptions) []string {
+	return slices.Concat([]string{agentLink()}, o.agentArgs(), []string{"--pid-file=" + AgentPIDFile})
+}
+
+// RenderAgentService renders teleport.service. ExecStart runs the agent
+// through its link, not a versioned path: the link swap is what switches
+// the version, and a reload (SIGHUP: the agent re-executes itself by the
+// path it was started with and hands its listeners over) then runs the
+// version the link points at, while the old process finishes its sessions.
+// systemd follows the new process through PIDFile=. ExecReload uses the
+// shell's kill: /bin/kill comes with procps, which minimal hosts lack (a
+// reload that cannot run falls back to a restart). The unit names no
+// version where it matters ([Service]), so a switch can keep the process.
 func RenderAgentService(o UnitOptions) []byte {
 	o = o.withDefaults()
+	argv := agentExecStart(o)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `%s
 [Unit]
@@ -113,11 +149,12 @@ RestartSec=5
 EnvironmentFile=-/etc/default/teleport
 ExecStart=%s
 ExecReload=/bin/sh -c "kill -HUP $MAINPID"
+PIDFile=%s
 LimitNOFILE=524288
 
 [Install]
 WantedBy=multi-user.target
-`, unitMarker, o.Version, execLine(agentBinary(o.Version), o.AgentArgs...))
+`, unitMarker, o.Version, execLine(argv[0], argv[1:]...), AgentPIDFile)
 	return b.Bytes()
 }
 

@@ -39,6 +39,21 @@ func TestRenderAgentService(t *testing.T) {
 	}
 }
 
+// TestRenderAgentServiceFIPS: a FIPS build's unit runs the agent with
+// --fips after "start", as Teleport's own updater writes it, once.
+func TestRenderAgentServiceFIPS(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    UnitOptions
+	}{
+		{"fips", UnitOptions{Version: "16.4.6", FIPS: true}},
+		{"fips_custom_args", UnitOptions{Version: "16.4.6", FIPS: true, AgentArgs: []string{"start", "--roles=node", "--config", "/etc/teleport.yaml"}}},
+		{"fips_given_already", UnitOptions{Version: "16.4.6", FIPS: true, AgentArgs: []string{"start", "--fips", "-c", "/etc/teleport.yaml"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { golden(t, tc.name, RenderAgentService(tc.o)) })
+	}
+}
+
 func TestRenderUpdaterService(t *testing.T) {
 	for _, tc := range unitCases {
 		t.Run(tc.name, func(t *testing.T) { golden(t, tc.name, RenderUpdaterService(tc.o)) })
