@@ -67,8 +67,10 @@ func TestMigrateOldLayoutKeepsAgent(t *testing.T) {
 	if got := strings.TrimSpace(h.mustRun("readlink", "-f", agentLinkPath)); got != versionsDir+"/"+v1+"/bin/teleport" {
 		t.Errorf("%s resolves to %s", agentLinkPath, got)
 	}
-	if !strings.Contains(h.mustRun("systemctl", "cat", agentUnit), "ExecStart="+versionsDir+"/"+v1+"/bin/teleport") {
-		t.Errorf("agent unit not moved:\n%s", h.mustRun("systemctl", "cat", agentUnit))
+	for _, unit := range []string{agentUnit, updaterUnit} {
+		if text := h.mustRun("systemctl", "cat", unit); strings.Contains(text, "/var/lib/teleport/") {
+			t.Errorf("%s still names the old tree:\n%s", unit, text)
+		}
 	}
 	if st := h.status(); st.Active != v1 {
 		t.Errorf("status after the move: %+v", st)

@@ -80,9 +80,11 @@ func checkMigrated(t *testing.T, root string) {
 			t.Errorf("link %s -> %q (%v), want into the new tree", name, target, err)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(root, "etc/systemd/system", AgentUnit))
-	if err == nil && !strings.Contains(string(b), "ExecStart=/var/lib/teleport-update/versions/") {
-		t.Errorf("agent unit not moved:\n%s", b)
+	for _, unit := range []string{AgentUnit, UpdaterUnit} {
+		b, err := os.ReadFile(filepath.Join(root, "etc/systemd/system", unit))
+		if err == nil && strings.Contains(string(b), "/var/lib/teleport/") {
+			t.Errorf("%s still names the old tree:\n%s", unit, b)
+		}
 	}
 }
 
