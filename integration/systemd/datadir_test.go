@@ -39,7 +39,7 @@ systemctl restart teleport.service
 func TestMigrateOldLayoutKeepsAgent(t *testing.T) {
 	requireHarness(t)
 	t.Parallel()
-	h, _ := installedHost(t, teleportUpdateBinary(t), "2s")
+	h, px := installedHost(t, teleportUpdateBinary(t), "2s")
 	h.mustRun("sh", "-c", toLegacyScript)
 	before := h.show(agentUnit, "MainPID", "NRestarts", "ActiveState")
 	exe := strings.TrimSpace(h.mustRun("readlink", "/proc/"+before["MainPID"]+"/exe"))
@@ -67,21 +67,26 @@ func TestMigrateOldLayoutKeepsAgent(t *testing.T) {
 	if got := strings.TrimSpace(h.mustRun("readlink", "-f", agentLinkPath)); got != versionsDir+"/"+v1+"/bin/teleport" {
 		t.Errorf("%s resolves to %s", agentLinkPath, got)
 	}
-	// The unit runs the agent through its link; nothing in it may name
-	// the old tree.
-	if unit := h.mustRun("systemctl", "cat", agentUnit); strings.Contains(unit, "/var/lib/teleport/") {
-		t.Errorf("agent unit not moved:\n%s", unit)
+	for _, unit := range []string{agentUnit, updaterUnit} {
+		if text := h.mustRun("systemctl", "cat", unit); strings.Contains(text, "/var/lib/teleport/") {
+			t.Errorf("%s still names the old tree:\n%s", unit, text)
+		}
 	}
 	if st := h.status(); st.Active != v1 {
 		t.Errorf("status after the move: %+v", st)
 	}
 	// A user other than root runs the linked binaries.
 	h.mustRun("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", agentLinkPath, "version")
-	// The next restart starts the binary from the new tree.
-	h.mustRun("systemctl", "restart", agentUnit)
-	if got := h.runningVersion(); got != v1 {
-		t.Errorf("after a restart the agent runs %s", got)
+	// The moved host updates as any other.
+	px.setTarget(v2)
+	h.mustRun(cliPath, "update", "--now", "--health-window", "2s")
+	if got := h.runningVersion(); got != v2 {
+		t.Errorf("after an update the agent runs %s, want %s", got, v2)
 	}
+	if st := h.status(); st.Active != v2 || st.Backup != v1 {
+		t.Errorf("status after the update: %+v", st)
+	}
+	checkConsistent(h, v2)
 }
 
 // TestUninstallRefusesThenHandsBackToPackage: uninstall refuses while the

@@ -16,6 +16,10 @@
 // leaves the previous state recorded, and the next run first puts links
 // and units back to it.
 //
+// Every operation that takes update.lock first moves an install made by an
+// earlier build, which kept its tree in Teleport's data directory, over to
+// the updater's own (migrate.go, with its own crash-tested steps).
+//
 // The public operations are in ops.go, install.go and uninstall.go; errors
 // and their classification in errors.go; the census hook in report.go.
 package updater

@@ -11,7 +11,6 @@ import (
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/internal/updater/download"
-	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // publishBuild signs build fl of version and serves it from the CDN under
@@ -63,7 +62,7 @@ func TestFlavourNeverSwitchesSilently(t *testing.T) {
 	if st.Active != "1.0.0" || st.ActiveFlavour != fips {
 		t.Fatalf("active %s %v; want 1.0.0 Enterprise FIPS", st.Active, st.ActiveFlavour)
 	}
-	state, _ := os.ReadFile(install.New(e.root).StatePath())
+	state, _ := os.ReadFile(filepath.Join(e.root, "var/lib/teleport-update/update.yaml"))
 	if !strings.Contains(string(state), "active:\n    version: 1.0.0\n    flags: [Enterprise, FIPS]\n") {
 		t.Errorf("update.yaml does not record the flavour as Teleport does:\n%s", state)
 	}

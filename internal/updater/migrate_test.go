@@ -80,9 +80,11 @@ func checkMigrated(t *testing.T, root string) {
 			t.Errorf("link %s -> %q (%v), want into the new tree", name, target, err)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(root, "etc/systemd/system", AgentUnit))
-	if err == nil && strings.Contains(string(b), "/var/lib/teleport/") {
-		t.Errorf("agent unit not moved:\n%s", b)
+	for _, unit := range []string{AgentUnit, UpdaterUnit} {
+		b, err := os.ReadFile(filepath.Join(root, "etc/systemd/system", unit))
+		if err == nil && strings.Contains(string(b), "/var/lib/teleport/") {
+			t.Errorf("%s still names the old tree:\n%s", unit, b)
+		}
 	}
 }
 
@@ -163,6 +165,7 @@ func TestMigrateKilledAtEveryStep(t *testing.T) {
 				t.Fatalf("status after the kill: %+v %v %v", cfg, exists, err)
 			}
 			checkLinkedRuns(t, e.root, "2.0.0")
+			sd.calls = nil
 			if _, err := u.Update(context.Background(), false); err != nil {
 				t.Fatalf("next run: %v", err)
 			}
@@ -171,6 +174,11 @@ func TestMigrateKilledAtEveryStep(t *testing.T) {
 			}
 			if sd.restarts != restarts || sd.running != "2.0.0" {
 				t.Errorf("agent restarted: %d -> %d, running %s", restarts, sd.restarts, sd.running)
+			}
+			// Killed before systemd reloaded the rewritten units: the next
+			// run must reload them, though it finds them already written.
+			if slices.Index(MigrationSteps, step) <= slices.Index(MigrationSteps, StepMigrateUnits) && !slices.Contains(sd.calls, "reload") {
+				t.Errorf("the next run never reloaded systemd: calls %v", sd.calls)
 			}
 			checkMigrated(t, e.root)
 			if left := e.stagingLeft(); len(left) > 0 {

@@ -83,7 +83,7 @@ func TestLinkThroughSymlinkedDirs(t *testing.T) {
 			}
 			install(t, tr, "1.0.0")
 			install(t, tr, "2.0.0")
-			// Where "../../../var/lib/teleport/versions" leads from the
+			// Where "../../../var/lib/teleport-update/versions" leads from the
 			// real link directory.
 			legacy, err := filepath.Rel(tr.Root, filepath.Join(tr.Root, tt.realBin, "../../../"+versionsRel))
 			if err == nil && !strings.HasPrefix(legacy, "..") && legacy != versionsRel {
