@@ -11,6 +11,7 @@ import (
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/internal/updater/download"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // publishBuild signs build fl of version and serves it from the CDN under
@@ -62,7 +63,7 @@ func TestFlavourNeverSwitchesSilently(t *testing.T) {
 	if st.Active != "1.0.0" || st.ActiveFlavour != fips {
 		t.Fatalf("active %s %v; want 1.0.0 Enterprise FIPS", st.Active, st.ActiveFlavour)
 	}
-	state, _ := os.ReadFile(filepath.Join(e.root, "var/lib/teleport/update.yaml"))
+	state, _ := os.ReadFile(install.New(e.root).StatePath())
 	if !strings.Contains(string(state), "active:\n    version: 1.0.0\n    flags: [Enterprise, FIPS]\n") {
 		t.Errorf("update.yaml does not record the flavour as Teleport does:\n%s", state)
 	}
@@ -119,5 +120,28 @@ func TestFlavourNeverSwitchesSilently(t *testing.T) {
 	unit, _ = os.ReadFile(filepath.Join(e.root, "etc/systemd/system", AgentUnit))
 	if !strings.Contains(string(unit), "start --fips") {
 		t.Errorf("after rolling back to the FIPS build the unit lacks --fips:\n%s", unit)
+	}
+}
+
+// install --version needs only the build from the proxy: an answer that
+// names no version (a cluster without an update policy) still says which
+// build to install, as Teleport's install --force-version works.
+func TestAdminVersionNeedsOnlyTheBuild(t *testing.T) {
+	e := newTestEnv(t)
+	u := e.updater()
+	ent := download.Flavour{Enterprise: true}
+	a := e.publishBuild("1.0.0", ent)
+	e.mu.Lock()
+	e.find = api.FindResponse{Edition: api.EditionEnterprise}
+	e.mu.Unlock()
+	ctx := context.Background()
+	if _, err := u.Install(ctx, InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL}); err == nil {
+		t.Fatal("install without --version from a proxy naming no version succeeded")
+	}
+	if _, err := u.Install(ctx, InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"}); err != nil {
+		t.Fatalf("install --version: %v", err)
+	}
+	if st := e.config().Status; st.Active != "1.0.0" || st.ActiveFlavour != ent || e.cdn.Hits(a.TarballName()) != 1 {
+		t.Fatalf("status %+v, %s fetched %d times; want 1.0.0 Enterprise, fetched once", st, a.TarballName(), e.cdn.Hits(a.TarballName()))
 	}
 }

@@ -89,7 +89,10 @@ func (u *Updater) follow(ctx context.Context, st *store, s *session, req request
 func (u *Updater) decideWithProxy(ctx context.Context, cfg *Config, req request) decision {
 	d := decide(cfg, nil, req)
 	if d.act == actAskProxy {
-		pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
+		// An admin's version needs only the build from the proxy, so an
+		// answer naming no version does (as for Teleport's install
+		// --force-version).
+		pol, err := find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "", req.version == "")
 		if err != nil {
 			return decision{act: actRefuse, err: err}
 		}
