@@ -15,6 +15,7 @@ import (
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/internal/updater/download"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // publishBuild builds, signs and serves the edition/FIPS build of an agent
@@ -85,7 +86,7 @@ func TestE2EFlavour(t *testing.T) {
 	if st.Active != "1.0.0" || st.Edition != "ent" || !st.FIPS || st.TargetEdition != "ent" || !st.TargetFIPS {
 		t.Fatalf("status after a FIPS install: %+v", st)
 	}
-	state := filepath.Join(e.root, "var/lib/teleport/update.yaml")
+	state := install.New(e.root).StatePath()
 	yaml, _ := os.ReadFile(state)
 	if !strings.Contains(string(yaml), "  active:\n    version: 1.0.0\n    flags: [Enterprise, FIPS]\n") {
 		t.Errorf("update.yaml does not record the build as Teleport does:\n%s", yaml)
@@ -126,7 +127,7 @@ func TestE2EOldStateFile(t *testing.T) {
 	e.publish("1.0.0", false)
 	e.publish("2.0.0", false)
 	e.mustRun("install", "--proxy", e.proxy, "--base-url", e.cdn.Server.URL)
-	state := filepath.Join(e.root, "var/lib/teleport/update.yaml")
+	state := install.New(e.root).StatePath()
 	data, _ := os.ReadFile(state)
 	oldForm := strings.Replace(string(data), "  active:\n    version: 1.0.0\n", "  active: 1.0.0\n", 1)
 	if oldForm == string(data) {
