@@ -81,7 +81,9 @@ func TestProxyCensusReenroll(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer st.Close()
-		return st.Ingest(context.Background(), "production", r, testIdentity(9, time.Now()), time.Now())
+		// A minute on: the host reported when the database was made.
+		later := time.Now().Add(time.Minute)
+		return st.Ingest(context.Background(), "production", r, testIdentity(9, later), later)
 	}
 	if err := ingest(); !errors.Is(err, api.ErrHostConflict) {
 		t.Fatalf("report under a new key and group before re-enrolling = %v, want a conflict", err)

@@ -91,8 +91,9 @@ const (
 // in the policy (403 otherwise; the agent retries later). Answers 202 when
 // stored, 400 for an invalid report or a signing time out of bounds, 401
 // for a missing or bad signature, 409 when the report conflicts with its
-// host's binding (another key, another group, a replay), 413 for a body
-// over the cap, 404 when census is disabled.
+// host's binding (another key, another group, a replay), 403 or 429 over
+// the token's quota (max_hosts; new_hosts_per_hour, or the host reported
+// moments ago), 413 for a body over the cap, 404 when census is disabled.
 func (s *Server) serveCensus(w http.ResponseWriter, r *http.Request) int {
 	if code, ok := allowMethods(w, r, http.MethodPost); !ok {
 		return code
@@ -112,9 +113,13 @@ func (s *Server) serveCensus(w http.ResponseWriter, r *http.Request) int {
 	}
 	report, id, code, msg := s.readSignedReport(w, r)
 	if code != 0 {
+		if code == http.StatusUnauthorized || code == http.StatusBadRequest {
+			s.metrics.refused.WithLabelValues("signature").Inc()
+		}
 		s.logger.Debug("Census report refused.", "group", tok.group, "remote", r.RemoteAddr, "code", code, "reason", msg)
 		return writeError(w, code, msg)
 	}
+	id.Quota = tok.quota
 	if err := s.cfg.Census.Ingest(r.Context(), tok.group, report, id, s.now()); err != nil {
 		return s.ingestFailed(w, r, tok.group, err)
 	}
@@ -127,8 +132,17 @@ func (s *Server) ingestFailed(w http.ResponseWriter, r *http.Request, group stri
 	case errors.Is(err, api.ErrInvalidReport):
 		return writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, api.ErrHostConflict):
+		s.metrics.refused.WithLabelValues("conflict").Inc()
 		s.logger.Debug("Census report conflicts with its host's binding.", "group", group, "remote", r.RemoteAddr, "error", err.Error())
 		return writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, api.ErrQuota):
+		s.metrics.refused.WithLabelValues("quota").Inc()
+		s.logger.Debug("Census report over its quota.", "group", group, "remote", r.RemoteAddr, "error", err.Error())
+		if api.RetryLater(err) {
+			w.Header().Set("Retry-After", "60")
+			return writeError(w, http.StatusTooManyRequests, err.Error())
+		}
+		return writeError(w, http.StatusForbidden, err.Error())
 	case r.Context().Err() != nil:
 		// The backend may still commit the report after the client
 		// went away (it is queued), or may not.

@@ -26,6 +26,9 @@ type metrics struct {
 	reloads  prometheus.Counter
 	rejects  prometheus.Counter
 	target   *prometheus.GaugeVec
+	// refused counts census reports refused after their token was
+	// accepted, by reason: signature, conflict, quota.
+	refused *prometheus.CounterVec
 
 	// Children looked up once per (route, code): WithLabelValues hashes the
 	// labels on every call, which shows on the find hot path.
@@ -62,10 +65,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "teleport_update_target_version_info",
 			Help: "Target version per group of the policy in effect (value 1).",
 		}, []string{"group", "version"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "teleport_update_census_refused_total",
+			Help: "Census reports refused after their token was accepted, by reason: signature (missing, forged or out of time), conflict (another key or group, a replay), quota (max_hosts, new_hosts_per_hour, too frequent).",
+		}, []string{"reason"}),
 		counters: make(map[routeCode]prometheus.Counter),
 		observe:  make(map[string]prometheus.Observer),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.reloads, m.rejects, m.target} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.reloads, m.rejects, m.target, m.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -20,7 +20,7 @@ const productionToken = "production-token-0123456789abcdefghij"
 // signedEnv is a server with a real census store.
 func signedEnv(t *testing.T) (*testEnv, *store.Store) {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "census.db"), store.Options{})
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "census.db"), store.Options{MinReportInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,5 +140,48 @@ func TestAllowUnsigned(t *testing.T) {
 	}
 	if got := st.Stats(); got.Reports != 2 || got.Refused != 1 {
 		t.Errorf("store stats %+v; want 2 stored, 1 refused", got)
+	}
+}
+
+// TestCensusQuota: a token's new_hosts_per_hour refuses the next new host
+// with 429 and Retry-After, counted in /metrics; max_hosts with 403.
+func TestCensusQuota(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "census.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	const perHourToken = "per-hour-token-0123456789abcdefghijklm"
+	const maxToken = "max-hosts-token-0123456789abcdefghijkl"
+	e := newEnv(t, func(c *Config) {
+		c.Tokens = []Token{
+			{Token: perHourToken, Group: "staging", NewHostsPerHour: 1},
+			{Token: maxToken, Group: "production", MaxHosts: 1},
+		}
+		c.Census = st
+	})
+	now := e.s.now()
+	other := strings.Replace(validReport, "3094a6150c", "0000000000", 1)
+	third := strings.Replace(validReport, "3094a6150c", "1111111111", 1)
+	steps := []struct {
+		token, body string
+		code        int
+		errSub      string
+	}{
+		{perHourToken, validReport, 202, ""},
+		{perHourToken, other, 429, "new_hosts_per_hour"},
+		{maxToken, other, 202, ""},
+		{maxToken, third, 403, "max_hosts"},
+	}
+	for i, s := range steps {
+		code, body := e.postSigned(t, s.token, testHostKey, now.Add(time.Duration(i)*time.Second), s.body, nil)
+		if code != s.code || !strings.Contains(body, s.errSub) {
+			t.Fatalf("step %d: %d %s; want %d containing %q", i, code, body, s.code, s.errSub)
+		}
+	}
+	_, _, metrics := e.do(t, http.MethodGet, MetricsPath, nil, nil)
+	if !strings.Contains(string(metrics), `teleport_update_census_refused_total{reason="quota"} 2`) {
+		t.Errorf("metrics do not count 2 quota refusals:\n%s", metrics)
 	}
 }

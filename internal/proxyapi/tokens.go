@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/internal/safeperm"
 )
@@ -55,6 +56,14 @@ type Token struct {
 	CIDRs []string `yaml:"cidrs"`
 	// Admin tokens may also read the census summary.
 	Admin bool `yaml:"admin"`
+	// MaxHosts, when positive, is the most hosts the token's group may
+	// hold in the census: a report that would add one more is refused
+	// (403).
+	MaxHosts int `yaml:"max_hosts"`
+	// NewHostsPerHour, when positive, is the most hosts the token's group
+	// may gain in any hour: more new hosts are refused (429) until the
+	// hour has passed. A leaked token then cannot fill the census.
+	NewHostsPerHour int `yaml:"new_hosts_per_hour"`
 }
 
 // tokensFile is the YAML shape of a tokens file.
@@ -69,6 +78,8 @@ type tokensFile struct {
 //	    group: staging
 //	    cidrs: ["10.0.0.0/8"]
 //	    admin: false
+//	    max_hosts: 5000          # optional quotas, 0 or absent: none
+//	    new_hosts_per_hour: 500
 //
 // It returns an error wrapping ErrInvalidTokens for unknown fields or an
 // empty file. Token contents are checked by New (see CheckTokens).
@@ -174,6 +185,7 @@ type tokenEntry struct {
 	group string
 	nets  []netip.Prefix
 	admin bool
+	quota api.Quota
 }
 
 func compileTokens(toks []Token) ([]tokenEntry, error) {
@@ -207,7 +219,11 @@ func compileTokens(toks []Token) ([]tokenEntry, error) {
 		if len(t.CIDRs) > MaxTokenCIDRs {
 			return nil, fmt.Errorf("%w: tokens[%d].cidrs has %d entries, at most %d are allowed", ErrInvalidTokens, i, len(t.CIDRs), MaxTokenCIDRs)
 		}
-		e := tokenEntry{hash: h, group: t.Group, admin: t.Admin}
+		if t.MaxHosts < 0 || t.NewHostsPerHour < 0 {
+			return nil, fmt.Errorf("%w: tokens[%d]: max_hosts and new_hosts_per_hour must not be negative", ErrInvalidTokens, i)
+		}
+		e := tokenEntry{hash: h, group: t.Group, admin: t.Admin,
+			quota: api.Quota{MaxHosts: t.MaxHosts, NewHostsPerHour: t.NewHostsPerHour}}
 		for j, c := range t.CIDRs {
 			p, err := parseCIDR(c)
 			if err != nil {

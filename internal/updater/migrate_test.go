@@ -81,7 +81,7 @@ func checkMigrated(t *testing.T, root string) {
 		}
 	}
 	b, err := os.ReadFile(filepath.Join(root, "etc/systemd/system", AgentUnit))
-	if err == nil && !strings.Contains(string(b), "ExecStart=/var/lib/teleport-update/versions/") {
+	if err == nil && strings.Contains(string(b), "/var/lib/teleport/") {
 		t.Errorf("agent unit not moved:\n%s", b)
 	}
 }

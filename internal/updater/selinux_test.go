@@ -33,6 +33,8 @@ func TestInstallLabelsForSELinux(t *testing.T) {
 		},
 	}
 	e.publish("1.0.0", false)
+	// install --version asks the proxy which build to install.
+	e.setTarget("1.0.0", false, 0)
 	req := InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"}
 	cfg, err := u.Install(context.Background(), req)
 	if !errors.Is(err, install.ErrSELinux) {

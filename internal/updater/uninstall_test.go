@@ -105,6 +105,8 @@ func TestInstallKeepsAdminUnit(t *testing.T) {
 	os.MkdirAll(filepath.Dir(unit), 0o755)
 	os.WriteFile(unit, []byte(admin), 0o644)
 	e.publish("1.0.0", false)
+	// install --version asks the proxy which build to install.
+	e.setTarget("1.0.0", false, 0)
 	req := InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"}
 	cfg, err := u.Install(context.Background(), req)
 	if !errors.Is(err, install.ErrNotOurs) || !strings.Contains(err.Error(), unit) {

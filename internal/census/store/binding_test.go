@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gravitational/teleport-update/api"
 )
@@ -111,5 +112,45 @@ func TestUnsigned(t *testing.T) {
 	}
 	if err := s.Ingest(ctx, "staging", r, api.Identity{Seq: 5}, t0); err == nil {
 		t.Fatal("an unsigned identity with a sequence number was accepted")
+	}
+}
+
+// TestQuotas: a token's max_hosts and new_hosts_per_hour bound the hosts
+// its group gains; a host reporting again within MinReportInterval is
+// refused; hosts already in the group keep reporting.
+func TestQuotas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openStore(t, Options{MinReportInterval: time.Minute})
+	ingest := func(n int, group string, q api.Quota, at time.Time) error {
+		r := report(n, nil)
+		id := ident(r)
+		id.Quota = q
+		return s.Ingest(ctx, group, r, id, at)
+	}
+	perHour := api.Quota{NewHostsPerHour: 3}
+	for n := range 3 {
+		if err := ingest(n, "staging", perHour, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ingest(3, "staging", perHour, t0.Add(time.Minute)); !errors.Is(err, api.ErrNewHostsPerHour) || !api.RetryLater(err) {
+		t.Fatalf("a fourth new host within the hour = %v, want ErrNewHostsPerHour (retry later)", err)
+	}
+	if err := ingest(3, "production", perHour, t0.Add(time.Minute)); err != nil {
+		t.Fatalf("the quota counts per group: %v", err)
+	}
+	if err := ingest(0, "staging", perHour, t0.Add(30*time.Second)); !errors.Is(err, api.ErrTooFrequent) {
+		t.Fatalf("a host reporting again after 30s = %v, want ErrTooFrequent", err)
+	}
+	if err := ingest(0, "staging", perHour, t0.Add(2*time.Minute)); err != nil {
+		t.Fatalf("a known host under a full quota: %v", err)
+	}
+	if err := ingest(4, "staging", perHour, t0.Add(61*time.Minute)); err != nil {
+		t.Fatalf("a new host an hour later: %v", err)
+	}
+	max := api.Quota{MaxHosts: 4}
+	if err := ingest(5, "staging", max, t0.Add(62*time.Minute)); !errors.Is(err, api.ErrMaxHosts) || api.RetryLater(err) {
+		t.Fatalf("a fifth host in a group of at most 4 = %v, want ErrMaxHosts (no retry)", err)
 	}
 }

@@ -129,8 +129,11 @@ var migrations = []string{
 	// 2 → 3: signed reports. host_key is the Ed25519 public key the host's
 	// first signed report bound (NULL until then, or after an admin
 	// re-enrolled the host); seq is the largest sequence number stored.
+	// hosts_group_first_seen counts a group's hosts, and those it gained in
+	// the last hour, for the tokens' quotas.
 	`ALTER TABLE hosts ADD COLUMN host_key BLOB;
-	ALTER TABLE hosts ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;`,
+	ALTER TABLE hosts ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX hosts_group_first_seen ON hosts(grp, first_seen);`,
 }
 
 // migrate brings the schema to schemaVersion in one transaction.
@@ -181,7 +184,7 @@ ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.versi
 
 // lookupSQL reads what the writer needs to check a report against its
 // host's binding and to merge its update result into the host's history.
-const lookupSQL = `SELECT grp, host_key, seq, last_update_time, last_update_target, history FROM hosts WHERE host_id = ?`
+const lookupSQL = `SELECT grp, host_key, seq, last_seen, last_update_time, last_update_target, history FROM hosts WHERE host_id = ?`
 
 // hostRow is one report as stored in hosts.
 type hostRow struct {

@@ -32,6 +32,9 @@ const (
 	DefaultHistoryPerHost = 20
 	DefaultBatchSize      = 512
 	DefaultBatchDelay     = time.Millisecond
+	// DefaultMinReportInterval: agents report once per timer run, minutes
+	// apart; a host reporting faster is broken or not a host.
+	DefaultMinReportInterval = 10 * time.Second
 	// busyTimeout bounds how long a connection waits for another writer
 	// (another process, or IngestOneTx racing the batch writer).
 	busyTimeout = 10 * time.Second
@@ -60,6 +63,10 @@ type Options struct {
 	// BatchSize is the most reports committed in one transaction
 	// (default DefaultBatchSize).
 	BatchSize int
+	// MinReportInterval is the least time between two stored reports of
+	// one host (default DefaultMinReportInterval; negative: no limit). A
+	// report sooner than that is refused with api.ErrTooFrequent.
+	MinReportInterval time.Duration
 	// BatchDelay is how long the writer waits for more reports to join a
 	// batch that is not full (default DefaultBatchDelay; negative means do
 	// not wait, commit whatever has queued).
@@ -122,6 +129,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	if opts.BatchDelay == 0 {
 		opts.BatchDelay = DefaultBatchDelay
+	}
+	if opts.MinReportInterval == 0 {
+		opts.MinReportInterval = DefaultMinReportInterval
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -247,8 +257,9 @@ func (s *Store) Close() error {
 //
 // Outcomes: nil when stored; an error wrapping api.ErrInvalidReport when
 // the report is refused (nothing is stored); one wrapping
-// api.ErrHostConflict when it conflicts with its host's binding (nothing
-// is stored); ErrClosed after Close; ErrReadOnly on a read-only Store;
+// api.ErrHostConflict when it conflicts with its host's binding, or
+// api.ErrQuota when it exceeds id.Quota or Options.MinReportInterval
+// (nothing is stored); ErrClosed after Close; ErrReadOnly on a read-only Store;
 // ctx's error when ctx ends first (the report may still be committed);
 // otherwise a database error.
 func (s *Store) Ingest(ctx context.Context, group string, r api.Report, id api.Identity, now time.Time) error {
@@ -383,6 +394,32 @@ func (s *Store) forgetSome(cutoffMs int64, limit int) (int, error) {
 	return int(n), nil
 }
 
+// withinQuota checks that r, the first report of a host, keeps its group
+// within the quota of the token it came with.
+func (s *Store) withinQuota(ctx context.Context, r *hostRow) error {
+	q := r.id.Quota
+	if q.MaxHosts > 0 {
+		var n int
+		if err := s.wconn.QueryRowContext(ctx, `SELECT count(*) FROM hosts WHERE grp = ?`, r.UpdateGroup).Scan(&n); err != nil {
+			return fmt.Errorf("count the group's hosts: %w", err)
+		}
+		if n >= q.MaxHosts {
+			return api.ErrMaxHosts
+		}
+	}
+	if q.NewHostsPerHour > 0 {
+		var n int
+		since := r.lastSeen - time.Hour.Milliseconds()
+		if err := s.wconn.QueryRowContext(ctx, `SELECT count(*) FROM hosts WHERE grp = ? AND first_seen > ?`, r.UpdateGroup, since).Scan(&n); err != nil {
+			return fmt.Errorf("count the group's new hosts: %w", err)
+		}
+		if n >= q.NewHostsPerHour {
+			return api.ErrNewHostsPerHour
+		}
+	}
+	return nil
+}
+
 // ErrUnknownHost is returned by Reenroll for a host id the store does not
 // hold.
 var ErrUnknownHost = errors.New("no census host has this host id")
@@ -500,7 +537,8 @@ func (s *Store) gather(batch *[]*request, timer **time.Timer) bool {
 //
 // A failure while writing one row is returned as a *rowError. A row that
 // conflicts with its host's binding is not written and does not fail the
-// transaction: its refused field says why.
+// transaction: its refused field says why. So does a row that would
+// exceed its token's quota or comes too soon after its host's last one.
 func (s *Store) commit(ctx context.Context, rows []hostRow) (err error) {
 	defer func() { s.health.record(err, time.Now()) }()
 	s.rolledBack.Store(false)
@@ -510,7 +548,7 @@ func (s *Store) commit(ctx context.Context, rows []hostRow) (err error) {
 	for i := range rows {
 		rows[i].refused = nil
 		err := s.write(ctx, &rows[i])
-		if errors.Is(err, api.ErrHostConflict) {
+		if errors.Is(err, api.ErrHostConflict) || errors.Is(err, api.ErrQuota) {
 			rows[i].refused = err
 			continue
 		}
@@ -547,8 +585,13 @@ func (s *Store) write(ctx context.Context, r *hostRow) error {
 	if err != nil {
 		return err
 	}
-	if err := cur.admits(r); err != nil {
+	if err := cur.admits(r, s.opts.MinReportInterval); err != nil {
 		return fmt.Errorf("host %s: %w", r.HostID, err)
+	}
+	if !cur.exists {
+		if err := s.withinQuota(ctx, r); err != nil {
+			return fmt.Errorf("host %s: %w", r.HostID, err)
+		}
 	}
 	history, err := cur.history(r, s.opts.HistoryPerHost)
 	if err != nil {
@@ -566,6 +609,7 @@ type storedHost struct {
 	group      string
 	key        []byte // nil: not bound yet (or re-enrolled)
 	seq        int64
+	lastSeen   int64 // proxy clock, unix ms
 	lastTime   sql.NullInt64
 	lastTarget string
 	storedHist string
@@ -574,7 +618,7 @@ type storedHost struct {
 // current reads the stored state of a host.
 func (s *Store) current(ctx context.Context, hostID string) (storedHost, error) {
 	h := storedHost{exists: true}
-	err := s.lookup.QueryRowContext(ctx, hostID).Scan(&h.group, &h.key, &h.seq, &h.lastTime, &h.lastTarget, &h.storedHist)
+	err := s.lookup.QueryRowContext(ctx, hostID).Scan(&h.group, &h.key, &h.seq, &h.lastSeen, &h.lastTime, &h.lastTarget, &h.storedHist)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return storedHost{storedHist: "[]"}, nil
@@ -584,13 +628,25 @@ func (s *Store) current(ctx context.Context, hostID string) (storedHost, error) 
 	return h, nil
 }
 
-// admits checks r against the host's binding: an unsigned r is admitted
+// admits checks r against the host's binding and refuses it when the host
+// reported less than minInterval ago. An unsigned r is admitted
 // only for a host without a bound key; a host not bound yet (or
 // re-enrolled) takes a signed r's key and group; a bound one needs the same key and
 // the same group. Either way r's sequence number must be larger than the
 // last one stored, so that a report captured before a re-enrollment cannot
 // be replayed to bind its key.
-func (h *storedHost) admits(r *hostRow) error {
+func (h *storedHost) admits(r *hostRow, minInterval time.Duration) error {
+	if err := h.checkBinding(r); err != nil {
+		return err
+	}
+	if h.exists && minInterval > 0 && r.lastSeen-h.lastSeen < minInterval.Milliseconds() {
+		return api.ErrTooFrequent
+	}
+	return nil
+}
+
+// checkBinding is admits' check of r's key, group and sequence number.
+func (h *storedHost) checkBinding(r *hostRow) error {
 	switch {
 	case r.id.Key == nil:
 		// Unsigned: only for a host with no bound key; it binds nothing.
