@@ -145,3 +145,30 @@ func TestAdminVersionNeedsOnlyTheBuild(t *testing.T) {
 		t.Fatalf("status %+v, %s fetched %d times; want 1.0.0 Enterprise, fetched once", st, a.TarballName(), e.cdn.Hits(a.TarballName()))
 	}
 }
+
+// A version an earlier attempt left on disk as the active build (a failed
+// update is not pruned) is fetched again when an admin installs it as
+// another build, never reused.
+func TestBuildSwitchRefetchesLeftover(t *testing.T) {
+	e, u := installedHost(t, nil, pub{"2.0.0", true})
+	ctx := context.Background()
+	e.setTarget("2.0.0", true, 0)
+	if _, err := u.Update(ctx, true); !errors.Is(err, ErrRolledBack) && !errors.Is(err, ErrHealth) {
+		t.Fatalf("update to the broken community 2.0.0: %v; want a rollback", err)
+	}
+	if err := install.New(e.root).Intact("2.0.0"); err != nil {
+		t.Fatalf("the failed 2.0.0 is not left on disk (%v); the test needs it", err)
+	}
+	ent := download.Flavour{Enterprise: true}
+	a := e.publishBuild("2.0.0", ent)
+	e.setBuild("2.0.0", api.EditionEnterprise, false)
+	if _, err := u.Install(ctx, InstallRequest{Version: "2.0.0"}); err != nil {
+		t.Fatalf("install --version 2.0.0 as Enterprise: %v", err)
+	}
+	if n := e.cdn.Hits(a.TarballName()); n != 1 {
+		t.Errorf("%s fetched %d times; want once, not the community leftover reused", a.TarballName(), n)
+	}
+	if st := e.config().Status; st.Active != "2.0.0" || st.ActiveFlavour != ent {
+		t.Errorf("status %+v; want 2.0.0 Enterprise", st)
+	}
+}
