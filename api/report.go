@@ -22,9 +22,13 @@ const (
 	MaxFieldLen = 256
 	// MaxListLen is the most entries accepted in services or install_methods.
 	MaxListLen = 32
+	// MaxErrorLen is the longest accepted UpdateResult.Error, in bytes.
+	MaxErrorLen = 4 << 10
+	// MaxRunSteps is the most entries accepted in UpdateResult.Steps.
+	MaxRunSteps = 33
 	// maxDepth is the deepest JSON nesting a valid report has (report →
-	// last_update_result, or report → list).
-	maxDepth = 2
+	// last_update_result → steps → step).
+	maxDepth = 4
 )
 
 // Updater status values (Report.UpdaterStatus).
@@ -124,6 +128,22 @@ type UpdateResult struct {
 	// ErrorCode names why a failed attempt failed, a short machine-readable
 	// word such as "verification" or "health_check"; empty on success.
 	ErrorCode string `json:"error_code"`
+	// Error is the failure's message, one line of at most MaxErrorLen
+	// bytes; empty on success. Optional.
+	Error string `json:"error,omitempty"`
+	// Steps is the run log: the steps the attempt went through, at most
+	// MaxRunSteps. Optional.
+	Steps []RunStep `json:"steps,omitempty"`
+}
+
+// RunStep is one step of an update attempt: its name (a short word such
+// as "download" or "restart", or "failed" for the outcome of a failed
+// attempt), how long it took since the previous step, and "ok" or the
+// error code.
+type RunStep struct {
+	Name       string `json:"name"`
+	DurationMS int64  `json:"duration_ms"`
+	Result     string `json:"result"`
 }
 
 // reportFields and resultFields are the exact JSON keys allowed in a report
@@ -136,7 +156,8 @@ var (
 		"glibc_version", "install_methods", "container_runtime", "container_orchestrator",
 		"cloud_environment", "update_group", "updater_status", "last_update_result", "reported_at",
 	}
-	resultFields = []string{"time", "target", "success", "error_code"}
+	resultFields = []string{"time", "target", "success", "error_code", "error", "steps"}
+	stepFields   = []string{"name", "duration_ms", "result"}
 )
 
 // DecodeReport parses and validates one report body.
@@ -174,6 +195,7 @@ func DecodeReport(body []byte) (Report, error) {
 func checkKeys(body []byte) error {
 	type frame struct {
 		object    bool
+		key       string // the field this value is under ("" at the top)
 		fields    []string
 		seen      uint32 // bit i: fields[i] seen
 		expectKey bool
@@ -221,12 +243,22 @@ func checkKeys(body []byte) error {
 				return errors.New("nested too deeply")
 			}
 			f := frame{object: c == '{', expectKey: c == '{'}
-			if f.object {
-				if depth == 0 {
-					f.fields = reportFields
-				} else if top := stack[depth-1]; top.object && top.fields[top.lastKey] == "last_update_result" {
-					f.fields = resultFields
+			if depth > 0 {
+				if top := stack[depth-1]; top.object {
+					f.key = top.fields[top.lastKey]
 				} else {
+					f.key = top.key + "[]"
+				}
+			}
+			if f.object {
+				switch f.key {
+				case "":
+					f.fields = reportFields
+				case "last_update_result":
+					f.fields = resultFields
+				case "steps[]":
+					f.fields = stepFields
+				default:
 					return errors.New("unexpected object")
 				}
 			}
@@ -331,6 +363,9 @@ func (r *Report) Validate() error {
 		if u.ErrorCode != "" && !codePattern.MatchString(u.ErrorCode) {
 			return bad("last_update_result.error_code", "want a short lowercase word")
 		}
+		if err := checkRun(u); err != nil {
+			return bad("last_update_result", "%v", err)
+		}
 	}
 	if r.ReportedAt.IsZero() {
 		return bad("reported_at", "missing")
@@ -376,6 +411,25 @@ func checkVersion(v string, emptyOK bool) error {
 	return err
 }
 
+// checkRun checks a result's error message and run log.
+func checkRun(u *UpdateResult) error {
+	if len(u.Error) > MaxErrorLen {
+		return fmt.Errorf("error: %d bytes, more than %d", len(u.Error), MaxErrorLen)
+	}
+	if err := checkLine(u.Error); err != nil {
+		return fmt.Errorf("error: %v", err)
+	}
+	if len(u.Steps) > MaxRunSteps {
+		return fmt.Errorf("steps: %d entries, more than %d", len(u.Steps), MaxRunSteps)
+	}
+	for i, st := range u.Steps {
+		if !codePattern.MatchString(st.Name) || !codePattern.MatchString(st.Result) || st.DurationMS < 0 {
+			return fmt.Errorf("steps[%d]: want a short lowercase name and result and a duration not negative", i)
+		}
+	}
+	return nil
+}
+
 // checkList checks a list of distinct words, each in allowed when allowed is
 // not nil.
 func checkList(list, allowed []string) error {
@@ -401,6 +455,11 @@ func checkText(s string) error {
 	if len(s) > MaxFieldLen {
 		return fmt.Errorf("%d bytes, more than %d", len(s), MaxFieldLen)
 	}
+	return checkLine(s)
+}
+
+// checkLine accepts printable UTF-8 without control characters.
+func checkLine(s string) error {
 	if !utf8.ValidString(s) {
 		return errors.New("not valid UTF-8")
 	}

@@ -69,6 +69,24 @@ func TestDecodeReportValid(t *testing.T) {
 	}
 }
 
+// TestDecodeReportRunLog: a failed result with its message and run log
+// decodes as sent.
+func TestDecodeReportRunLog(t *testing.T) {
+	t.Parallel()
+	body := edit(t, `"success":true,"error_code":""`, `"success":false,"error_code":"health_check",
+		"error":"health check of 16.4.6 failed: the agent restarted 3 times",
+		"steps":[{"name":"download","duration_ms":812,"result":"ok"},{"name":"failed","duration_ms":30000,"result":"health_check"}]`)
+	r, err := DecodeReport([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := r.LastUpdateResult
+	if u.Error != "health check of 16.4.6 failed: the agent restarted 3 times" || len(u.Steps) != 2 ||
+		u.Steps[0] != (RunStep{Name: "download", DurationMS: 812, Result: "ok"}) || u.Steps[1].Result != "health_check" {
+		t.Errorf("decoded result %+v", u)
+	}
+}
+
 func TestDecodeReportRefuses(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -96,6 +114,15 @@ func TestDecodeReportRefuses(t *testing.T) {
 		{"wrong type bool", edit(t, `"success":true`, `"success":"yes"`)},
 		{"wrong type object", edit(t, `"os":"linux"`, `"os":{"name":"linux"}`)},
 		{"nested list", edit(t, `"services":["node","kube"]`, `"services":[["node"]]`)},
+		{"object in a list", edit(t, `"services":["node","kube"]`, `"services":[{"name":"node"}]`)},
+		{"unknown step field", edit(t, `"error_code":""`, `"error_code":"","steps":[{"name":"download","duration_ms":1,"result":"ok","host":"x"}]`)},
+		{"duplicate step field", edit(t, `"error_code":""`, `"error_code":"","steps":[{"name":"download","name":"x","duration_ms":1,"result":"ok"}]`)},
+		{"step object nested", edit(t, `"error_code":""`, `"error_code":"","steps":[{"name":{"a":1},"duration_ms":1,"result":"ok"}]`)},
+		{"step name not a word", edit(t, `"error_code":""`, `"error_code":"","steps":[{"name":"Down Load","duration_ms":1,"result":"ok"}]`)},
+		{"negative duration", edit(t, `"error_code":""`, `"error_code":"","steps":[{"name":"download","duration_ms":-1,"result":"ok"}]`)},
+		{"too many steps", edit(t, `"error_code":""`, `"error_code":"","steps":[`+strings.Repeat(`{"name":"a","duration_ms":1,"result":"ok"},`, MaxRunSteps)+`{"name":"a","duration_ms":1,"result":"ok"}]`)},
+		{"error too long", edit(t, `"error_code":""`, `"error_code":"","error":"`+strings.Repeat("x", MaxErrorLen+1)+`"`)},
+		{"error with a control character", edit(t, `"error_code":""`, `"error_code":"","error":"a\u001b[2Jb"`)},
 		{"bad time", edit(t, `"reported_at":"2026-11-22T12:00:00Z"`, `"reported_at":"yesterday"`)},
 		{"missing reported_at", edit(t, `,
 "reported_at":"2026-11-22T12:00:00Z"`, ``)},
@@ -179,6 +206,18 @@ func TestReportFieldsMatchStruct(t *testing.T) {
 	}
 	if !slices.Equal(keys, reportFields) {
 		t.Errorf("Report JSON keys %v, reportFields %v", keys, reportFields)
+	}
+	for _, tc := range []struct {
+		typ    reflect.Type
+		fields []string
+	}{{reflect.TypeFor[UpdateResult](), resultFields}, {reflect.TypeFor[RunStep](), stepFields}} {
+		var keys []string
+		for i := range tc.typ.NumField() {
+			keys = append(keys, strings.Split(tc.typ.Field(i).Tag.Get("json"), ",")[0])
+		}
+		if !slices.Equal(keys, tc.fields) {
+			t.Errorf("%s JSON keys %v, allowed fields %v", tc.typ.Name(), keys, tc.fields)
+		}
 	}
 	for _, k := range keys {
 		for _, banned := range []string{"hostname", "ip", "addr", "user", "machine_id"} {

@@ -18,4 +18,6 @@ elif [[ "${CI:-}" == "true" ]]; then
 	exit 1
 fi
 
-exec go test -count=1 -timeout 10m -v ./internal/nspawn/ ./integration/systemd/... "$@"
+# The suite's tests mostly wait on systemd in their own containers, so
+# more of them run at once than there are CPUs.
+exec go test -count=1 -timeout 15m -parallel 4 -v ./internal/nspawn/ ./integration/systemd/... "$@"

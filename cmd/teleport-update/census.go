@@ -53,7 +53,10 @@ func updaterState(st updater.CensusState) census.UpdaterState {
 		SystemdUnitActive: st.AgentActive,
 	}
 	if lu := cfg.Status.LastUpdate; lu != nil {
-		us.LastUpdate = &api.UpdateResult{Time: lu.Time, Target: lu.Target, Success: lu.Success, ErrorCode: lu.ErrorCode}
+		us.LastUpdate = &api.UpdateResult{Time: lu.Time, Target: lu.Target, Success: lu.Success, ErrorCode: lu.ErrorCode, Error: lu.Error}
+		for _, st := range lu.Steps {
+			us.LastUpdate.Steps = append(us.LastUpdate.Steps, api.RunStep{Name: st.Name, DurationMS: st.DurationMS, Result: st.Result})
+		}
 	}
 	return us
 }

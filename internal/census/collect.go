@@ -19,8 +19,10 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/internal/termtext"
 )
 
 // Limits of the collection probes.
@@ -250,5 +252,42 @@ func cleanResult(u *api.UpdateResult) *api.UpdateResult {
 	if c.Success || !api.ValidErrorCode(c.ErrorCode) {
 		c.ErrorCode = ""
 	}
+	c.Error = cleanError(c.Error, c.Success)
+	c.Steps = cleanSteps(c.Steps)
 	return &c
+}
+
+// cleanError is a failure's message as the proxy accepts it: printable,
+// one line, at most api.MaxErrorLen bytes; empty on success.
+func cleanError(msg string, success bool) string {
+	if success {
+		return ""
+	}
+	msg = strings.ToValidUTF8(termtext.Strip(msg), "")
+	msg = strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, msg)
+	for len(msg) > api.MaxErrorLen {
+		_, size := utf8.DecodeLastRuneInString(msg)
+		msg = msg[:len(msg)-size]
+	}
+	return msg
+}
+
+// cleanSteps keeps the run log's steps the proxy accepts, at most
+// api.MaxRunSteps.
+func cleanSteps(steps []api.RunStep) []api.RunStep {
+	var out []api.RunStep
+	for _, st := range steps {
+		if len(out) == api.MaxRunSteps {
+			break
+		}
+		if api.ValidErrorCode(st.Name) && api.ValidErrorCode(st.Result) && st.DurationMS >= 0 {
+			out = append(out, st)
+		}
+	}
+	return out
 }

@@ -427,3 +427,27 @@ func TestCloudFromDMI(t *testing.T) {
 		}
 	}
 }
+
+// TestCleanResultRunLog: the updater's message and run log reach the
+// report in the form the proxy accepts, whatever they hold.
+func TestCleanResultRunLog(t *testing.T) {
+	t.Parallel()
+	u := &api.UpdateResult{Time: testNow, Target: "16.4.6", ErrorCode: "health_check",
+		Error: "proxy said \x1b[31mno\x1b[0m\tand " + strings.Repeat("é", api.MaxErrorLen),
+		Steps: []api.RunStep{{Name: "download", DurationMS: 5, Result: "ok"}, {Name: "Bad Name", Result: "ok"}, {Name: "failed", DurationMS: 9, Result: "health_check"}}}
+	c := cleanResult(u)
+	if len(c.Error) > api.MaxErrorLen || strings.ContainsAny(c.Error, "\x1b\t") || !strings.HasPrefix(c.Error, "proxy said no and") {
+		t.Errorf("error %.60q… (%d bytes) not cleaned", c.Error, len(c.Error))
+	}
+	if len(c.Steps) != 2 || c.Steps[0].Name != "download" || c.Steps[1].Name != "failed" {
+		t.Errorf("steps %+v; want the two valid ones", c.Steps)
+	}
+	r := api.Report{HostID: strings.Repeat("a", 64), UpdaterStatus: api.StatusEnabled, ReportedAt: testNow, LastUpdateResult: c}
+	if err := r.Validate(); err != nil {
+		t.Errorf("the cleaned result is refused: %v", err)
+	}
+	u.Success = true
+	if c := cleanResult(u); c.Error != "" {
+		t.Errorf("a successful result keeps an error message %q", c.Error)
+	}
+}

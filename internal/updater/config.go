@@ -101,6 +101,9 @@ type LastUpdate struct {
 	Error   string    `yaml:"error,omitempty" json:"error,omitempty"`
 	// ErrorCode classifies Error in one word (see ErrorCode).
 	ErrorCode string `yaml:"error_code,omitempty" json:"error_code,omitempty"`
+	// Steps are the run's steps, at most MaxRunSteps plus the outcome
+	// (runlog.go).
+	Steps []RunStep `yaml:"steps,omitempty" json:"steps,omitempty"`
 }
 
 // configFile is update.yaml as written: Status with the active and backup
@@ -290,6 +293,7 @@ func (c *Config) Clone() *Config {
 	out.Status.KnownGood = slices.Clone(c.Status.KnownGood)
 	if c.Status.LastUpdate != nil {
 		lu := *c.Status.LastUpdate
+		lu.Steps = slices.Clone(lu.Steps)
 		out.Status.LastUpdate = &lu
 	}
 	return &out

@@ -210,7 +210,7 @@ func fullConfig() *Config {
 	cfg.Spec = Spec{Proxy: "proxy.example.com:443", Group: "staging", Enabled: true, Pinned: true, PinnedVersion: "1.0.0",
 		Token: "t", InstallMethods: []string{"node_script", "systemd"}, CensusSalt: "s"}
 	cfg.Status = Status{Active: "1.0.0", Backup: "0.9.0", Skip: []string{"2.0.0", "3.0.0"}, KnownGood: []string{"0.9.0", "1.0.0"},
-		LastUpdate: &LastUpdate{Target: "2.0.0", Error: "x"}, Switching: "2.0.0"}
+		LastUpdate: &LastUpdate{Target: "2.0.0", Error: "x", Steps: []RunStep{{Name: "download", DurationMS: 5, Result: RunStepOK}}}, Switching: "2.0.0"}
 	return cfg
 }
 

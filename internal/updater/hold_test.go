@@ -106,8 +106,7 @@ func TestFirstInstallLeavesDisabledAgentOff(t *testing.T) {
 func TestHeldInstallStillChecksTheBinary(t *testing.T) {
 	e, u, sd, _ := unconfiguredHost(t)
 	e.publish("1.0.0", true)
-	// install --version asks the proxy which build to install.
-	e.setTarget("1.0.0", false, 0)
+	e.setTarget("1.0.0", true, 0)
 	_, err := u.Install(context.Background(), InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"})
 	if !errors.Is(err, ErrHealth) || !errors.Is(err, install.ErrUnhealthy) {
 		t.Fatalf("held install of a broken build: %v", err)
@@ -125,8 +124,7 @@ func TestRunningAgentWithoutConfigIsNotSkipListed(t *testing.T) {
 	e, u, sd, _ := unconfiguredHost(t)
 	sd.loaded, sd.running = "packaged", "packaged"
 	e.publish("1.0.0", true)
-	// install --version asks the proxy which build to install.
-	e.setTarget("1.0.0", false, 0)
+	e.setTarget("1.0.0", true, 0)
 	_, err := u.Install(context.Background(), InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"})
 	if !errors.Is(err, ErrSwitch) {
 		t.Fatalf("failed install next to a running agent without config: %v, want ErrSwitch", err)

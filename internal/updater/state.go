@@ -37,6 +37,8 @@ type store struct {
 	cfg    *Config
 	now    func() time.Time
 	unlock func()
+	// run is the run log whose steps the recorded outcome carries.
+	run *runLog
 }
 
 // openStore takes update.lock and loads update.yaml. With installed, a
@@ -55,7 +57,8 @@ func (u *Updater) openStore(ctx context.Context, installed bool) (*store, error)
 		unlock()
 		return nil, err
 	}
-	return &store{path: u.Tree.StatePath(), cfg: cfg, now: u.now, unlock: unlock}, nil
+	u.run = newRunLog(u.now)
+	return &store{path: u.Tree.StatePath(), cfg: cfg, now: u.now, unlock: unlock, run: u.run}, nil
 }
 
 // lock takes update.lock for the whole operation, and moves an install
@@ -132,20 +135,26 @@ func (s *store) ClearSwitching() error {
 // Commit records that the host runs g.version, healthy: the commit point.
 func (s *store) Commit(g goal) error {
 	now := s.now()
-	return s.apply("committing "+g.version.String(), func(c *Config) { c.commit(g, now) })
+	return s.apply("committing "+g.version.String(), func(c *Config) {
+		c.commit(g, now)
+		c.Status.LastUpdate.Steps = s.run.outcome("")
+	})
 }
 
 // Confirm records that the host already runs g.version, with g's settings.
 func (s *store) Confirm(g goal) error {
 	now := s.now()
-	return s.apply("recording "+g.version.String(), func(c *Config) { c.confirm(g, now) })
+	return s.apply("recording "+g.version.String(), func(c *Config) {
+		c.confirm(g, now)
+		c.Status.LastUpdate.Steps = s.run.outcome("")
+	})
 }
 
 // RecordFailure records a failed attempt to move to target; a switch
 // marker stays, since the host may still be mid-switch.
 func (s *store) RecordFailure(target string, err error) error {
 	now := s.now()
-	return s.apply("recording the failure", func(c *Config) { c.Status.fail(target, err, now) })
+	return s.apply("recording the failure", func(c *Config) { c.Status.fail(target, err, now, s.run) })
 }
 
 // RecordRevert records a failed switch to target after which the host is
@@ -153,7 +162,7 @@ func (s *store) RecordFailure(target string, err error) error {
 func (s *store) RecordRevert(target string, err error) error {
 	now := s.now()
 	return s.apply("recording the failure", func(c *Config) {
-		c.Status.fail(target, err, now)
+		c.Status.fail(target, err, now, s.run)
 		c.Status.Switching = ""
 	})
 }
@@ -226,9 +235,11 @@ func (c *Config) confirm(g goal, now time.Time) {
 	c.Status.LastUpdate = &LastUpdate{Time: now.UTC(), Target: g.version.String(), Success: true}
 }
 
-// fail records a failed attempt to move to target.
-func (s *Status) fail(target string, err error, now time.Time) {
-	s.LastUpdate = &LastUpdate{Time: now.UTC(), Target: target, Error: oneLine(err.Error()), ErrorCode: Classify(err, "").Code}
+// fail records a failed attempt to move to target, with the steps run
+// logged.
+func (s *Status) fail(target string, err error, now time.Time, run *runLog) {
+	code := Classify(err, "").Code
+	s.LastUpdate = &LastUpdate{Time: now.UTC(), Target: target, Error: oneLine(err.Error()), ErrorCode: code, Steps: run.outcome(code)}
 }
 
 // addSkip puts v on the skip list once.

@@ -52,7 +52,7 @@ func TestTransitions(t *testing.T) {
 			c.Spec = pinned
 			c.Status.LastUpdate = &LastUpdate{Time: at, Target: "2.0.0", Success: true}
 		}},
-		{"fail", func(c *Config) { c.Status.fail("4.0.0", broken, now) }, func(c *Config) {
+		{"fail", func(c *Config) { c.Status.fail("4.0.0", broken, now, nil) }, func(c *Config) {
 			c.Status.LastUpdate = &LastUpdate{Time: at, Target: "4.0.0", Error: verify.ErrVerification.Error() + ": line one line two", ErrorCode: CodeVerification}
 		}},
 		{"skip", func(c *Config) { c.Status.addSkip("4.0.0") }, func(c *Config) { c.Status.Skip = []string{"3.0.0", "4.0.0"} }},

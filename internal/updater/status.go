@@ -68,12 +68,7 @@ func (u *Updater) Status(ctx context.Context, askProxy bool) (*StatusReport, err
 	for _, v := range cfg.Status.Skip {
 		r.Skip = append(r.Skip, clean(v))
 	}
-	if lu := cfg.Status.LastUpdate; lu != nil {
-		r.LastUpdate = &LastUpdate{
-			Time: lu.Time, Target: clean(lu.Target), Success: lu.Success,
-			Error: clean(lu.Error), ErrorCode: clean(lu.ErrorCode),
-		}
-	}
+	r.LastUpdate = cleanLastUpdate(cfg.Status.LastUpdate)
 	if askProxy && cfg.Spec.Proxy != "" {
 		ctx, cancel := context.WithTimeout(ctx, proxyStatusBudget)
 		defer cancel()
@@ -88,4 +83,19 @@ func (u *Updater) Status(ctx context.Context, askProxy bool) (*StatusReport, err
 		}
 	}
 	return r, nil
+}
+
+// cleanLastUpdate is lu with its text made safe to print (see termtext.Strip).
+func cleanLastUpdate(lu *LastUpdate) *LastUpdate {
+	if lu == nil {
+		return nil
+	}
+	out := &LastUpdate{
+		Time: lu.Time, Target: termtext.Strip(lu.Target), Success: lu.Success,
+		Error: termtext.Strip(lu.Error), ErrorCode: termtext.Strip(lu.ErrorCode),
+	}
+	for _, st := range lu.Steps {
+		out.Steps = append(out.Steps, RunStep{Name: termtext.Strip(st.Name), DurationMS: st.DurationMS, Result: termtext.Strip(st.Result)})
+	}
+	return out
 }

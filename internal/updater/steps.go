@@ -70,7 +70,11 @@ func (s Step) NeedsSystemd() bool {
 
 // step reports s to the hook; the zero Step is not reported.
 func (u *Updater) step(s Step) {
-	if s != "" && u.AfterStep != nil {
+	if s == "" {
+		return
+	}
+	u.run.add(string(s), RunStepOK)
+	if u.AfterStep != nil {
 		u.AfterStep(s)
 	}
 }

@@ -69,6 +69,8 @@ type Updater struct {
 	// the install tree's own (Tree.AfterStep is not used). Tests use it to
 	// kill the process at every step.
 	AfterStep func(Step)
+	// run logs the steps of the run under way (see runlog.go).
+	run *runLog
 	// AgentHeld, when set, is called when a switch leaves the agent
 	// stopped (see mayStartAgent), with the reason (HeldNoConfig,
 	// HeldNotEnabled).

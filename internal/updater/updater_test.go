@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,16 @@ func TestInstallUpdateRollbackSkip(t *testing.T) {
 	}
 	if lu := cfg.Status.LastUpdate; lu == nil || lu.Success || lu.Target != "3.0.0" || lu.ErrorCode != "health_check" {
 		t.Fatalf("last_update after rollback: %+v", lu)
+	}
+	// The run log tells where it failed: it got as far as the restart,
+	// then the outcome names the error code.
+	var names []string
+	for _, st := range cfg.Status.LastUpdate.Steps {
+		names = append(names, st.Name+"="+st.Result)
+	}
+	if got := strings.Join(names, " "); !strings.HasPrefix(got, "download=ok") || !strings.Contains(got, "link=ok") ||
+		!strings.HasSuffix(got, "failed=health_check") {
+		t.Errorf("run log of the rolled-back update: %s; want download ... link ... failed=health_check", got)
 	}
 	if _, ok, _ := install.New(e.root).Installed("1.0.0"); !ok {
 		t.Errorf("backup 1.0.0 was removed")

@@ -3,7 +3,10 @@ package store
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,5 +155,31 @@ func TestQuotas(t *testing.T) {
 	max := api.Quota{MaxHosts: 4}
 	if err := ingest(5, "staging", max, t0.Add(62*time.Minute)); !errors.Is(err, api.ErrMaxHosts) || api.RetryLater(err) {
 		t.Fatalf("a fifth host in a group of at most 4 = %v, want ErrMaxHosts (no retry)", err)
+	}
+}
+
+// TestRunLogInHistory: a failed result's message and run log are kept in
+// the host's history and exported.
+func TestRunLogInHistory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openStore(t, Options{})
+	steps := []api.RunStep{{Name: "download", DurationMS: 800, Result: "ok"}, {Name: "failed", DurationMS: 30000, Result: "health_check"}}
+	r := report(3, func(r *api.Report) {
+		r.LastUpdateResult = &api.UpdateResult{Time: t0, Target: "16.4.7", ErrorCode: "health_check", Error: "agent restarted 3 times", Steps: steps}
+	})
+	if err := s.Ingest(ctx, "staging", r, ident(r), t0); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := s.Export(ctx, &out, FormatJSON); err != nil {
+		t.Fatal(err)
+	}
+	var h ExportedHost
+	if err := json.Unmarshal([]byte(out.String()), &h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.UpdateHistory) != 1 || h.UpdateHistory[0].Error != "agent restarted 3 times" || !slices.Equal(h.UpdateHistory[0].Steps, steps) {
+		t.Errorf("exported history %+v; want the message and the run log", h.UpdateHistory)
 	}
 }

@@ -122,6 +122,7 @@ func scanHost(rows *sql.Rows) (ExportedHost, error) {
 	for _, e := range entries {
 		h.UpdateHistory = append(h.UpdateHistory, api.UpdateResult{
 			Time: time.UnixMilli(e.Time).UTC(), Target: e.Target, Success: e.Success != 0, ErrorCode: e.Code,
+			Error: e.Error, Steps: e.Steps,
 		})
 	}
 	if err := json.Unmarshal([]byte(services), &h.Services); err != nil {

@@ -245,11 +245,18 @@ type historyEntry struct {
 	Target  string `json:"target"`
 	Success int    `json:"s"` // 1 or 0
 	Code    string `json:"e"`
+	// Error and Steps are the failure's message and the run log, when
+	// the report carried them.
+	Error string        `json:"m,omitempty"`
+	Steps []api.RunStep `json:"st,omitempty"`
 }
 
 // entry is the row's update result as a history entry.
 func (r *hostRow) entry() historyEntry {
 	e := historyEntry{Time: r.resultTime, Target: r.resultTarget, Code: r.resultError}
+	if u := r.LastUpdateResult; u != nil {
+		e.Error, e.Steps = u.Error, u.Steps
+	}
 	if r.resultSuccess {
 		e.Success = 1
 	}
