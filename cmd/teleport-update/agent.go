@@ -168,6 +168,10 @@ Without --version, a re-install moves the host only as the timer would: a
 disabled host stays where it is, a pinned host stays at its pin, and a host
 that follows the proxy moves only inside its window and without jitter.
 
+Install takes the build the proxy serves (edition community or ent, FIPS or
+not; also with --version). A host on another build is switched to it at once:
+this is the only way a host changes builds.
+
 A flag that is absent is taken from the environment: TELEPORT_PROXY,
 TELEPORT_UPDATE_GROUP, TELEPORT_UPDATE_VERSION, TELEPORT_CDN_BASE_URL,
 TELEPORT_UPDATE_TOKEN. Without a proxy, the one /etc/teleport.yaml names
@@ -266,8 +270,10 @@ version fails its health check it rolls back and skips that version.
 
 A disabled host never updates and contacts nobody: not the proxy, not the
 CDN, and it sends no census report unless reporting was turned on with
-census --enable. A pinned host never follows the proxy. The timer's run
-waits for a concurrent run to finish.
+census --enable. A pinned host never follows the proxy. A host never changes
+builds on its own: when the proxy serves another edition or FIPS setting,
+update refuses (exit 1, error code flavour) until an admin runs install. The
+timer's run waits for a concurrent run to finish.
 
 Exit codes: 0 when the host ends in the intended state (updated, up to date,
 window closed, disabled, pinned); 1 when something was refused or failed,

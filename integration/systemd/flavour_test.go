@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -102,7 +103,7 @@ func TestFIPSHost(t *testing.T) {
 	if st.Active != vFIPS || st.Edition != "ent" || !st.FIPS {
 		t.Errorf("status: active %s edition %q fips %t; want %s ent FIPS", st.Active, st.Edition, st.FIPS, vFIPS)
 	}
-	if y := h.mustRun("cat", "/var/lib/teleport-update/update.yaml"); !strings.Contains(y, "version: "+vFIPS+"\n    flags: [Enterprise, FIPS]") {
+	if y := h.mustRun("cat", path.Join(path.Dir(versionsDir), "update.yaml")); !strings.Contains(y, "version: "+vFIPS+"\n    flags: [Enterprise, FIPS]") {
 		t.Errorf("update.yaml does not record the FIPS build:\n%s", y)
 	}
 

@@ -76,6 +76,12 @@ func findURL(proxy, group, host string) (string, error) {
 // the jitter must not be negative (larger than MaxJitter is clamped).
 // Failures wrap ErrProxy.
 func Find(ctx context.Context, client *download.Client, proxy, group, host string) (*Policy, error) {
+	return find(ctx, client, proxy, group, host, true)
+}
+
+// find is Find; without needVersion an answer without agent_version is
+// valid too (Policy.Version is nil then).
+func find(ctx context.Context, client *download.Client, proxy, group, host string, needVersion bool) (*Policy, error) {
 	u, err := findURL(proxy, group, host)
 	if err != nil {
 		return nil, err
@@ -84,7 +90,7 @@ func Find(ctx context.Context, client *download.Client, proxy, group, host strin
 	if err != nil {
 		return nil, fmt.Errorf("%w: asking the proxy at %s: %w", ErrProxy, proxy, err)
 	}
-	return ParseFindResponse(body)
+	return parseFind(body, needVersion)
 }
 
 // ParseFindResponse validates a find answer. Unknown fields are ignored
@@ -92,18 +98,25 @@ func Find(ctx context.Context, client *download.Client, proxy, group, host strin
 // jitter, or an unknown edition is an error wrapping ErrProxy. (Teleport's
 // own updater takes an unknown edition for community; here it would be a
 // silent change of build, so it is refused.)
-func ParseFindResponse(body []byte) (*Policy, error) {
+func ParseFindResponse(body []byte) (*Policy, error) { return parseFind(body, true) }
+
+// parseFind is ParseFindResponse; without needVersion a missing
+// agent_version is no error (an invalid one still is).
+func parseFind(body []byte, needVersion bool) (*Policy, error) {
 	var resp api.FindResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
 		return nil, fmt.Errorf("%w: the proxy's answer is not valid JSON: %v", ErrProxy, err)
 	}
 	au := resp.AutoUpdate
-	if au.AgentVersion == "" {
+	if au.AgentVersion == "" && needVersion {
 		return nil, fmt.Errorf("%w: the proxy's answer has no auto_update.agent_version", ErrProxy)
 	}
-	v, err := download.ParseVersion(au.AgentVersion)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the proxy's agent_version: %w", ErrProxy, err)
+	var v *semver.Version
+	if au.AgentVersion != "" {
+		var err error
+		if v, err = download.ParseVersion(au.AgentVersion); err != nil {
+			return nil, fmt.Errorf("%w: the proxy's agent_version: %w", ErrProxy, err)
+		}
 	}
 	if au.AgentUpdateJitterSeconds < 0 {
 		return nil, fmt.Errorf("%w: the proxy's agent_update_jitter_seconds is negative (%d)", ErrProxy, au.AgentUpdateJitterSeconds)

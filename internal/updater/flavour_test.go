@@ -11,6 +11,7 @@ import (
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/internal/updater/download"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // publishBuild signs build fl of version and serves it from the CDN under
@@ -119,5 +120,55 @@ func TestFlavourNeverSwitchesSilently(t *testing.T) {
 	unit, _ = os.ReadFile(filepath.Join(e.root, "etc/systemd/system", AgentUnit))
 	if !strings.Contains(string(unit), "start --fips") {
 		t.Errorf("after rolling back to the FIPS build the unit lacks --fips:\n%s", unit)
+	}
+}
+
+// install --version needs only the build from the proxy: an answer that
+// names no version (a cluster without an update policy) still says which
+// build to install, as Teleport's install --force-version works.
+func TestAdminVersionNeedsOnlyTheBuild(t *testing.T) {
+	e := newTestEnv(t)
+	u := e.updater()
+	ent := download.Flavour{Enterprise: true}
+	a := e.publishBuild("1.0.0", ent)
+	e.mu.Lock()
+	e.find = api.FindResponse{Edition: api.EditionEnterprise}
+	e.mu.Unlock()
+	ctx := context.Background()
+	if _, err := u.Install(ctx, InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL}); err == nil {
+		t.Fatal("install without --version from a proxy naming no version succeeded")
+	}
+	if _, err := u.Install(ctx, InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"}); err != nil {
+		t.Fatalf("install --version: %v", err)
+	}
+	if st := e.config().Status; st.Active != "1.0.0" || st.ActiveFlavour != ent || e.cdn.Hits(a.TarballName()) != 1 {
+		t.Fatalf("status %+v, %s fetched %d times; want 1.0.0 Enterprise, fetched once", st, a.TarballName(), e.cdn.Hits(a.TarballName()))
+	}
+}
+
+// A version an earlier attempt left on disk as the active build (a failed
+// update is not pruned) is fetched again when an admin installs it as
+// another build, never reused.
+func TestBuildSwitchRefetchesLeftover(t *testing.T) {
+	e, u := installedHost(t, nil, pub{"2.0.0", true})
+	ctx := context.Background()
+	e.setTarget("2.0.0", true, 0)
+	if _, err := u.Update(ctx, true); !errors.Is(err, ErrRolledBack) && !errors.Is(err, ErrHealth) {
+		t.Fatalf("update to the broken community 2.0.0: %v; want a rollback", err)
+	}
+	if err := install.New(e.root).Intact("2.0.0"); err != nil {
+		t.Fatalf("the failed 2.0.0 is not left on disk (%v); the test needs it", err)
+	}
+	ent := download.Flavour{Enterprise: true}
+	a := e.publishBuild("2.0.0", ent)
+	e.setBuild("2.0.0", api.EditionEnterprise, false)
+	if _, err := u.Install(ctx, InstallRequest{Version: "2.0.0"}); err != nil {
+		t.Fatalf("install --version 2.0.0 as Enterprise: %v", err)
+	}
+	if n := e.cdn.Hits(a.TarballName()); n != 1 {
+		t.Errorf("%s fetched %d times; want once, not the community leftover reused", a.TarballName(), n)
+	}
+	if st := e.config().Status; st.Active != "2.0.0" || st.ActiveFlavour != ent {
+		t.Errorf("status %+v; want 2.0.0 Enterprise", st)
 	}
 }

@@ -89,7 +89,10 @@ func (u *Updater) follow(ctx context.Context, st *store, s *session, req request
 func (u *Updater) decideWithProxy(ctx context.Context, cfg *Config, req request) decision {
 	d := decide(cfg, nil, req)
 	if d.act == actAskProxy {
-		pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
+		// An admin's version needs only the build from the proxy, so an
+		// answer naming no version does (as for Teleport's install
+		// --force-version).
+		pol, err := find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "", req.version == "")
 		if err != nil {
 			return decision{act: actRefuse, err: err}
 		}
@@ -111,6 +114,9 @@ func (u *Updater) moveTo(ctx context.Context, st *store, sd install.Systemd, g g
 	if err := st.cfg.Status.flavourConflict(ver, g.flavour); err != nil {
 		return err
 	}
+	if err := u.dropOtherBuild(&st.cfg.Status, ver, g.flavour); err != nil {
+		return err
+	}
 	if st.cfg.Status.Active == ver && u.Tree.Intact(ver) == nil {
 		// Already there: the repair at attach made links and units say so.
 		return u.stepAfter(StepState, st.Confirm(g))
@@ -129,6 +135,20 @@ func (u *Updater) moveTo(ctx context.Context, st *store, sd install.Systemd, g g
 		return err
 	}
 	u.prune(st.cfg)
+	return nil
+}
+
+// dropOtherBuild removes versions/<v> before a move to build f when f is
+// not the active build and v is neither kept version: an earlier failed
+// attempt may have left v there as the active build, and versions/<v>
+// does not name its build, so it is fetched again as f.
+func (u *Updater) dropOtherBuild(st *Status, v string, f download.Flavour) error {
+	if f == st.ActiveFlavour || v == st.Active || v == st.Backup {
+		return nil
+	}
+	if err := u.Tree.RemoveVersion(v); err != nil {
+		return fmt.Errorf("removing %s before installing its %s build: %w", v, f, err)
+	}
 	return nil
 }
 
