@@ -341,6 +341,10 @@ func (r *Report) Validate() error {
 // The predicates below are the rules Validate applies to single values, for
 // an agent that builds a report to drop what the proxy would refuse.
 
+// ValidHostID reports whether s is a Report.HostID: 64 lowercase hex
+// digits.
+func ValidHostID(s string) bool { return hostIDPattern.MatchString(s) }
+
 // ValidWord reports whether s is a lowercase word as Report.OS and each of
 // Report.Services must be: a-z, 0-9 and _, at most 32 bytes.
 func ValidWord(s string) bool { return wordPattern.MatchString(s) }

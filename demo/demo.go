@@ -503,10 +503,18 @@ func (d *demo) expectHost(ctx context.Context, active, backup string, skipped ..
 
 func (d *demo) installV1(ctx context.Context) error {
 	d.stepf("Install the agent on a new host (a temporary root, with the demo key pinned in etc/teleport-update/keys.d).")
+	// The agent's configuration names the proxy, and the enrollment token
+	// comes in a file only its owner reads, not on the command line.
+	if err := os.WriteFile(filepath.Join(d.root, "etc", "teleport.yaml"), []byte("version: v3\nteleport:\n  proxy_server: "+d.proxy.addr+"\n"), 0o600); err != nil {
+		return err
+	}
+	tokenFile := filepath.Join(d.work, "token")
+	if err := os.WriteFile(tokenFile, []byte(d.token+"\n"), 0o600); err != nil {
+		return err
+	}
 	_, err := d.tu(ctx, "--root", d.root, "install",
-		"--proxy", d.proxy.addr,
 		"--group", group,
-		"--token", d.token,
+		"--token-file", tokenFile,
 		"--base-url", d.cdnURL,
 		"--health-window", healthWindow,
 	)

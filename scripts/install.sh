@@ -3,11 +3,14 @@
 #
 #   curl -fsSL https://PROXY/scripts/install.sh | sudo bash
 #   curl -fsSL https://PROXY/scripts/install.sh | sudo bash -s -- --token TOKEN
+#   curl -fsSL https://PROXY/scripts/install.sh | sudo TELEPORT_UPDATE_TOKEN=TOKEN bash
 #
 # It downloads the teleport-update release for this host from the CDN,
 # checks its SHA-256 and its signature against the public key embedded below,
 # and runs `teleport-update install`, which installs the agent version the
-# proxy asks for. Extra arguments are passed to `teleport-update install`.
+# proxy asks for. Extra arguments are passed to `teleport-update install`,
+# except --token: its value is handed over in a root-only file
+# (--token-file), never on teleport-update's command line.
 # Re-running it is safe.
 #
 # Environment:
@@ -236,6 +239,14 @@ check_work_dir() {
 		die "the work directory $1 is not owned by root with mode 700 (uid and mode: $owner_mode)."
 }
 
+# write_token FILE TOKEN writes TOKEN to FILE, readable by its owner only.
+write_token() {
+	(
+		umask 077
+		printf '%s\n' "$2" >"$1"
+	)
+}
+
 # redact prints its arguments with the values of --token hidden.
 redact() {
 	local out=() hide=no arg
@@ -314,11 +325,32 @@ main() {
 	if [[ $base != "$DEFAULT_BASE_URL" ]]; then
 		args+=(--base-url "$base")
 	fi
-	args+=("$@")
+	# The enrollment token never reaches teleport-update's command line,
+	# which every local user can read: it goes through a file only root can
+	# read, in the root-only work directory, removed right after.
+	local token_file="$WORK_DIR/token"
+	while (($# > 0)); do
+		case "$1" in
+		--token)
+			(($# >= 2)) || die "--token needs a value."
+			write_token "$token_file" "$2"
+			args+=(--token-file "$token_file")
+			shift 2
+			continue
+			;;
+		--token=*)
+			write_token "$token_file" "${1#--token=}"
+			args+=(--token-file "$token_file")
+			;;
+		*) args+=("$1") ;;
+		esac
+		shift
+	done
 
 	say "Running teleport-update $(redact "${args[@]}")"
 	local rc=0
 	TELEPORT_INSTALL_METHOD_NODE_SCRIPT=true "$updater" "${args[@]}" || rc=$?
+	rm -f -- "$token_file"
 	if ((rc == 126)); then
 		die "could not execute $updater (exit 126); if $base_dir is mounted noexec, re-run with TMPDIR set to a directory that allows execution and that only root can write to: owned by root and writable by no one else, like every directory above it."
 	fi

@@ -24,6 +24,7 @@ import (
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/proxyapi"
 	"github.com/gravitational/teleport-update/internal/releasetest"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // maxScriptBytes caps the install script the test reads from the proxy.
@@ -191,18 +192,19 @@ type updateYAML struct {
 		Group          string   `yaml:"group"`
 		BaseURL        string   `yaml:"base_url"`
 		InstallMethods []string `yaml:"install_methods"`
+		Token          string   `yaml:"token"`
 	} `yaml:"spec"`
 	Status struct {
 		Active string `yaml:"active"`
 	} `yaml:"status"`
 }
 
-// checkInstalled checks the host layout (versions under /var/lib/teleport,
+// checkInstalled checks the host layout (versions under /var/lib/teleport-update,
 // links in /usr/local/bin, units, update.yaml) after a successful install
 // of e2eVersion.
 func (e *e2eEnv) checkInstalled(t *testing.T, root string) {
 	t.Helper()
-	versionDir := filepath.Join(root, "var", "lib", "teleport", "versions", e2eVersion)
+	versionDir := filepath.Join(root, "var", "lib", "teleport-update", "versions", e2eVersion)
 	if _, err := os.Stat(filepath.Join(versionDir, ".verified")); err != nil {
 		t.Errorf("version %s is not installed: %v", e2eVersion, err)
 	}
@@ -220,7 +222,7 @@ func (e *e2eEnv) checkInstalled(t *testing.T, root string) {
 	} else if fi.Mode()&0o111 == 0 {
 		t.Errorf("installed teleport-update is not executable: %v", fi.Mode())
 	}
-	data, err := os.ReadFile(filepath.Join(root, "var", "lib", "teleport", "update.yaml"))
+	data, err := os.ReadFile(filepath.Join(root, "var", "lib", "teleport-update", "update.yaml"))
 	if err != nil {
 		t.Fatalf("read update.yaml: %v", err)
 	}
@@ -261,12 +263,23 @@ func TestInstallScriptFromProxy(t *testing.T) {
 	}
 	root := e.newHostRoot(t)
 
-	res := runScript(t, runOpts{script: script, caFile: e.caFile, root: root, args: e2eArgs})
+	// The token goes to the real teleport-update through install.sh's
+	// root-only file, which teleport-update's checks accept.
+	const token = "install-sh-e2e-token-0123456789abcdef"
+	res := runScript(t, runOpts{script: script, caFile: e.caFile, root: root, args: append([]string{"--token", token}, e2eArgs...)})
 	t.Logf("install.sh output:\n%s", res.stderr)
 	if res.exitCode != 0 {
 		t.Fatalf("install.sh exited %d", res.exitCode)
 	}
 	e.checkInstalled(t, root)
+	if strings.Contains(res.stderr, token) {
+		t.Errorf("install.sh printed the token:\n%s", res.stderr)
+	}
+	var cfg updateYAML
+	data, _ := os.ReadFile(install.New(root).StatePath())
+	if err := yaml.Unmarshal(data, &cfg); err != nil || cfg.Spec.Token != token {
+		t.Errorf("update.yaml token = %q (%v), want the one given to install.sh", cfg.Spec.Token, err)
+	}
 	if len(res.tmpLeft) != 0 {
 		t.Errorf("install.sh left %q in TMPDIR", res.tmpLeft)
 	}

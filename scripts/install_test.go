@@ -183,7 +183,15 @@ func writeTarball(t *testing.T, path string, files map[string][]byte) {
 // variable in $FAKE_RECORD, instead of installing anything.
 const fakeUpdater = `#!/bin/sh
 {
-  for a in "$@"; do printf 'arg=%s\n' "$a"; done
+  prev=
+  for a in "$@"; do
+    if [ "$prev" = --token-file ]; then
+      printf 'arg=<token-file>\ntoken-file=%s mode=%s\n' "$(cat "$a")" "$(stat -c %a "$a")"
+    else
+      printf 'arg=%s\n' "$a"
+    fi
+    prev=$a
+  done
   printf 'env=TELEPORT_INSTALL_METHOD_NODE_SCRIPT=%s\n' "${TELEPORT_INSTALL_METHOD_NODE_SCRIPT:-}"
 } >>"$FAKE_RECORD"
 exit "${FAKE_EXIT:-0}"
@@ -381,11 +389,23 @@ func TestInstallScript(t *testing.T) {
 		{
 			name:       "verified release runs install",
 			group:      "staging",
-			args:       []string{"--token", "secret token"},
-			wantStderr: []string{"SHA-256 of " + name + " matches", "Signature on " + name + ".sha256 verified", "--token <hidden>"},
+			args:       []string{"--token", "secret token", "--no-census=false"},
+			wantStderr: []string{"SHA-256 of " + name + " matches", "Signature on " + name + ".sha256 verified", "--token-file "},
 			wantRecord: func(c *fixture.CDN, root string) []string {
-				return wantArgs("install", "--proxy", "proxy.example.com:3080", "--group", "staging",
-					"--root", root, "--base-url", c.URL(), "--token", "secret token")
+				w := wantArgs("install", "--proxy", "proxy.example.com:3080", "--group", "staging",
+					"--root", root, "--base-url", c.URL(), "--token-file", "<token-file>")
+				// The token reaches the updater in a file of mode 0600.
+				return slices.Concat(w[:len(w)-1], []string{"token-file=secret token mode=600", "arg=--no-census=false"}, w[len(w)-1:])
+			},
+		},
+		{
+			name:       "--token=VALUE",
+			args:       []string{"--token=secret token"},
+			wantStderr: []string{"--token-file "},
+			wantRecord: func(c *fixture.CDN, root string) []string {
+				w := wantArgs("install", "--proxy", "proxy.example.com:3080",
+					"--root", root, "--base-url", c.URL(), "--token-file", "<token-file>")
+				return slices.Concat(w[:len(w)-1], []string{"token-file=secret token mode=600"}, w[len(w)-1:])
 			},
 		},
 		{

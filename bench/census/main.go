@@ -4,14 +4,20 @@
 // commits (WAL, synchronous=FULL).
 //
 // The proxy runs as a child process (this binary with -role proxy), so its
-// peak RSS is measured alone. The run has two phases on fresh databases:
+// peak RSS is measured alone. The run has three phases on fresh databases:
 //
 //  1. baseline: one transaction (one fsync) per report (store.IngestOneTx),
-//     -baseline-hosts hosts;
-//  2. batched: group commit (store.Ingest), -hosts hosts;
+//     -baseline-hosts hosts, signed;
+//  2. unsigned: group commit, -hosts hosts, unsigned reports (the proxy
+//     started with CensusAllowUnsigned): the baseline of signing's cost;
+//  3. batched: group commit (store.Ingest), -hosts hosts, every report
+//     signed by its host's Ed25519 key (RFC 9421) and verified by the
+//     proxy, then a second round from the same hosts;
 //
 // then it times the summary over all hosts, through GET
-// /v1/webapi/census/summary and directly on the store.
+// /v1/webapi/census/summary and directly on the store. Reports are built
+// and signed before each phase starts: the load generator shares the CPUs
+// with the proxy, and signing is the agents' work, not the proxy's.
 //
 //	go run ./bench/census -hosts 100000 -concurrency 64
 package main
@@ -20,6 +26,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -50,6 +57,7 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/census/store"
+	"github.com/gravitational/teleport-update/internal/httpsig"
 	"github.com/gravitational/teleport-update/internal/proxyapi"
 )
 
@@ -85,11 +93,12 @@ func main() {
 	concurrency := flag.Int("concurrency", 64, "concurrent reporting connections")
 	db := flag.String("db", "", "proxy role: database file")
 	oneTx := flag.Bool("one-tx", false, "proxy role: one transaction per report")
+	allowUnsigned := flag.Bool("allow-unsigned", false, "proxy role: accept unsigned reports")
 	flag.StringVar(&cpuProfile, "proxy-cpuprofile", "", "write the batched proxy's CPU profile to this file")
 	flag.Parse()
 	var err error
 	if *role == "proxy" {
-		err = serveProxy(*db, *oneTx)
+		err = serveProxy(*db, *oneTx, *allowUnsigned)
 	} else {
 		err = drive(*dir, *hosts, *baselineHosts, *concurrency)
 	}
@@ -104,13 +113,13 @@ var cpuProfile string
 // oneTxBackend makes the proxy store each report in its own transaction.
 type oneTxBackend struct{ *store.Store }
 
-func (b oneTxBackend) Ingest(ctx context.Context, group string, r api.Report, now time.Time) error {
-	return b.IngestOneTx(ctx, group, r, now)
+func (b oneTxBackend) Ingest(ctx context.Context, group string, r api.Report, id api.Identity, now time.Time) error {
+	return b.IngestOneTx(ctx, group, r, id, now)
 }
 
 // serveProxy runs the proxy API over TLS on loopback, prints its address and
 // certificate, and serves until stdin closes or SIGTERM.
-func serveProxy(dbPath string, oneTx bool) error {
+func serveProxy(dbPath string, oneTx, allowUnsigned bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	policyFile := filepath.Join(filepath.Dir(dbPath), "autoupdate_version.yaml")
@@ -143,8 +152,9 @@ func serveProxy(dbPath string, oneTx bool) error {
 			{Token: productionToken, Group: "production"},
 			{Token: adminToken, Admin: true},
 		},
-		Census: backend,
-		Logger: slog.New(slog.DiscardHandler),
+		Census:              backend,
+		CensusAllowUnsigned: allowUnsigned,
+		Logger:              slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return err
@@ -158,7 +168,7 @@ func serveProxy(dbPath string, oneTx bool) error {
 	go func() { io.Copy(io.Discard, os.Stdin); stop() }()
 	<-ctx.Done()
 	stats := st.Stats()
-	fmt.Fprintf(os.Stderr, "STATS batches=%d reports=%d\n", stats.Batches, stats.Reports)
+	fmt.Fprintf(os.Stderr, "STATS batches=%d reports=%d refused=%d\n", stats.Batches, stats.Reports, stats.Refused)
 	return nil
 }
 
@@ -170,12 +180,12 @@ type proxy struct {
 	client *http.Client
 }
 
-func startProxy(dbPath string, oneTx bool, concurrency int) (*proxy, error) {
+func startProxy(dbPath string, oneTx, allowUnsigned bool, concurrency int) (*proxy, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-role", "proxy", "-db", dbPath, "-one-tx=" + strconv.FormatBool(oneTx)}
+	args := []string{"-role", "proxy", "-db", dbPath, "-one-tx=" + strconv.FormatBool(oneTx), "-allow-unsigned=" + strconv.FormatBool(allowUnsigned)}
 	if cpuProfile != "" && !oneTx {
 		args = append(args, "-proxy-cpuprofile", cpuProfile)
 	}
@@ -339,17 +349,38 @@ type phaseResult struct {
 	driverCPU  float64 // CPU seconds the load generator used
 }
 
-// intake posts the round's reports of hosts [0, n) with concurrency workers.
-func intake(p *proxy, n, round, concurrency int) (phaseResult, error) {
+// hostKey is simulated host i's signing key.
+func hostKey(i int) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("bench host key " + strconv.Itoa(i)))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// signedHeaders signs body as host i would send it to addr, or returns
+// nil when unsigned.
+func signedHeaders(addr string, i int, body []byte, signed bool) http.Header {
+	if !signed {
+		return nil
+	}
+	req, _ := http.NewRequest(http.MethodPost, "https://"+addr+api.CensusPath, nil)
+	if err := httpsig.Sign(req, body, hostKey(i), time.Now()); err != nil {
+		panic(err)
+	}
+	return req.Header
+}
+
+// intake posts the round's reports of hosts [0, n) with concurrency
+// workers, signed or not.
+func intake(p *proxy, n, round, concurrency int, signed bool) (phaseResult, error) {
 	var next, done atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
 	// Build every report first: the load generator shares the CPUs with the
 	// proxy, and marshaling is not what is measured.
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	bodies, tokens := make([][]byte, n), make([]string, n)
+	bodies, tokens, headers := make([][]byte, n), make([]string, n), make([]http.Header, n)
 	for i := range n {
 		bodies[i], tokens[i] = hostReport(i, round, now)
+		headers[i] = signedHeaders(p.addr, i, bodies[i], signed)
 	}
 	windows := 10
 	windowStart := make([]time.Time, windows+1)
@@ -367,6 +398,9 @@ func intake(p *proxy, n, round, concurrency int) (phaseResult, error) {
 				}
 				body, token := bodies[i], tokens[i]
 				req, _ := http.NewRequest(http.MethodPost, "https://"+p.addr+api.CensusPath, bytes.NewReader(body))
+				for k, v := range headers[i] {
+					req.Header[k] = v
+				}
 				req.Header.Set("Authorization", "Bearer "+token)
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := p.client.Do(req)
@@ -462,15 +496,15 @@ func drive(dir string, hosts, baselineHosts, concurrency int) error {
 		hosts, baselineHosts, concurrency, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	fmt.Printf("databases in %s (WAL, synchronous=FULL)\n\n", dir)
 
-	start := func(name string, oneTx bool) (*proxy, error) {
+	start := func(name string, oneTx, allowUnsigned bool) (*proxy, error) {
 		sub := filepath.Join(dir, name)
 		if err := os.MkdirAll(sub, 0o755); err != nil {
 			return nil, err
 		}
-		return startProxy(filepath.Join(sub, "census.db"), oneTx, concurrency)
+		return startProxy(filepath.Join(sub, "census.db"), oneTx, allowUnsigned, concurrency)
 	}
-	phase := func(p *proxy, name string, n, round int) (phaseResult, error) {
-		res, err := intake(p, n, round, concurrency)
+	phase := func(p *proxy, name string, n, round int, signed bool) (phaseResult, error) {
+		res, err := intake(p, n, round, concurrency, signed)
 		if err != nil {
 			return res, err
 		}
@@ -480,24 +514,34 @@ func drive(dir string, hosts, baselineHosts, concurrency int) error {
 			"", res.proxyCPU, res.proxyCPU/float64(n)*1e6, float64(n)/res.proxyCPU, res.driverCPU, loadAvg())
 		return res, nil
 	}
-	bp, err := start("one-tx", true)
+	bp, err := start("one-tx", true, false)
 	if err != nil {
 		return err
 	}
-	base, err := phase(bp, "one-tx", baselineHosts, 0)
+	base, err := phase(bp, "one-tx", baselineHosts, 0, true)
 	bp.stop()
+	if err != nil {
+		return err
+	}
+	up, err := start("unsigned", false, true)
+	if err != nil {
+		return err
+	}
+	unsignedRes, err := phase(up, "unsigned", hosts, 0, false)
+	up.stop()
 	if err != nil {
 		return err
 	}
 	// The batched proxy takes every host's first report (new rows), then a
 	// second round from the same hosts (updates in place, history merged).
-	p, err := start("batched", false)
+	p, err := start("batched", false, false)
 	if err != nil {
 		return err
 	}
-	batched, err := phase(p, "batched", hosts, 0)
+	batched, err := phase(p, "batched", hosts, 0, true)
+	var again phaseResult
 	if err == nil {
-		_, err = phase(p, "again", hosts, 1)
+		again, err = phase(p, "again", hosts, 1, true)
 	}
 	if err != nil {
 		p.stop()
@@ -526,5 +570,7 @@ func drive(dir string, hosts, baselineHosts, concurrency int) error {
 		total, httpSummary.Round(time.Millisecond), api.CensusSummaryPath, median(direct).Round(time.Millisecond))
 	fmt.Printf("proxy peak RSS over the batched run and summaries: %.1f MiB\n", peak)
 	fmt.Printf("batched / one-tx-per-report throughput: %.1fx\n", batched.rate/base.rate)
+	fmt.Printf("signed / unsigned batched throughput: %.2fx (first reports), signed %.0f and %.0f reports/s (goal >= 5000)\n",
+		batched.rate/unsignedRes.rate, batched.rate, again.rate)
 	return nil
 }

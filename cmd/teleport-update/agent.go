@@ -150,15 +150,17 @@ func explain(err error, running string) error {
 }
 
 func newInstallCmd(c *cli) *cobra.Command {
-	var req updater.InstallRequest
+	var s settingFlags
 	var f agentFlags
 	cmd := &cobra.Command{
 		Use:   "install --proxy HOST[:PORT]",
 		Short: "Install the agent and the update timer",
 		Long: `Install asks the proxy which version this host's group runs (or takes
 --version), downloads and verifies it, installs it under
-/var/lib/teleport/versions, links its binaries into /usr/local/bin, writes the
-systemd units, starts the agent and enables the update timer.
+/var/lib/teleport-update/versions, links its binaries into /usr/local/bin, writes the
+systemd units, starts the agent and enables the update timer. The agent is
+left stopped, with the next steps printed, when /etc/teleport.yaml does not
+exist or when an agent unit was already there, neither running nor enabled.
 
 Re-running install with new flags changes the settings; settings are saved only
 when the install succeeds. Installing a version takes it off the skip list.
@@ -166,35 +168,66 @@ Without --version, a re-install moves the host only as the timer would: a
 disabled host stays where it is, a pinned host stays at its pin, and a host
 that follows the proxy moves only inside its window and without jitter.
 
+A flag that is absent is taken from the environment: TELEPORT_PROXY,
+TELEPORT_UPDATE_GROUP, TELEPORT_UPDATE_VERSION, TELEPORT_CDN_BASE_URL,
+TELEPORT_UPDATE_TOKEN. Without a proxy, the one /etc/teleport.yaml names
+(proxy_server, or the first of auth_servers) is used.
+
 Exit codes: 0 installed and healthy; 1 refused or failed (reason on stderr);
 2 usage error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req.InstallMethods = census.InstallMethodsFromEnv(os.Environ())
-			u := c.newUpdater(&f, interactiveLockWait)
-			cfg, err := u.Install(cmd.Context(), req)
-			if errors.Is(err, updater.ErrProxyRequired) {
-				return usageError("%v", err)
-			}
-			if err != nil {
-				return explain(err, activeOf(cfg))
-			}
-			if err := installSelf(c.root); err != nil {
-				return fmt.Errorf("the agent is installed, but copying teleport-update to /%s failed, so the timer cannot run it: %w; run install again", updater.UpdaterBinPath, err)
-			}
-			fmt.Fprintf(c.stdout, "Installed Teleport %s (proxy %s, group %q).\n", cfg.Status.Active, cfg.Spec.Proxy, cfg.Spec.Group)
-			return nil
+			return c.install(cmd, &s, &f)
 		},
 	}
-	cmd.Flags().StringVar(&req.Proxy, "proxy", "", "proxy address HOST[:PORT] that serves the update policy")
-	cmd.Flags().StringVar(&req.Group, "group", "", "update group of this host")
-	cmd.Flags().StringVar(&req.Token, "token", "", "enrollment token for census reports")
-	cmd.Flags().StringVar(&req.BaseURL, "base-url", "", "CDN base URL (https only), default "+download.DefaultBaseURL)
-	cmd.Flags().StringVar(&req.Version, "version", "", "install exactly this version instead of the proxy's target")
-	cmd.Flags().BoolVar(&req.Overwrite, "overwrite", false, "replace files in /usr/local/bin that teleport-update did not create")
-	cmd.Flags().BoolVar(&req.DisableCensus, "no-census", false, "do not send census reports to the proxy")
+	s.register(cmd)
 	f.register(cmd)
 	return cmd
+}
+
+// install runs install with the settings s and f give: the request from
+// flags, environment and teleport.yaml, the install itself, and the copy
+// of teleport-update the timer runs.
+func (c *cli) install(cmd *cobra.Command, s *settingFlags, f *agentFlags) error {
+	u := c.newUpdater(f, interactiveLockWait)
+	cur, _, err := u.ReadConfig()
+	hasProxy := err == nil && cur != nil && cur.Spec.Proxy != ""
+	req, err := s.request(c, cmd, hasProxy, u.Log)
+	if err != nil {
+		return err
+	}
+	req.InstallMethods = census.InstallMethodsFromEnv(os.Environ())
+	var held string
+	u.AgentHeld = func(reason string) { held = reason }
+	cfg, err := u.Install(cmd.Context(), req)
+	if errors.Is(err, updater.ErrProxyRequired) {
+		return usageError("%v (or set %s, or proxy_server in /etc/teleport.yaml)", err, envProxy)
+	}
+	if err != nil {
+		return explain(err, activeOf(cfg))
+	}
+	if err := installSelf(c.root); err != nil {
+		return fmt.Errorf("the agent is installed, but copying teleport-update to /%s failed, so the timer cannot run it: %w; run install again", updater.UpdaterBinPath, err)
+	}
+	fmt.Fprintf(c.stdout, "Installed Teleport %s (proxy %s, group %q).\n", cfg.Status.Active, cfg.Spec.Proxy, cfg.Spec.Group)
+	if held != "" {
+		printNextSteps(c.stdout, held, cfg.Spec.Proxy)
+	}
+	return nil
+}
+
+// printNextSteps tells the admin how to start an agent the install left
+// stopped, for the reason held.
+func printNextSteps(w io.Writer, held, proxy string) {
+	fmt.Fprintf(w, "The agent was not started: %s.\nNext steps:\n", held)
+	n := 1
+	if held == updater.HeldNoConfig {
+		fmt.Fprintf(w, "  %d. Write /etc/teleport.yaml, for example with:\n"+
+			"       teleport node configure --proxy=%s --token=<join token> --output=file:///etc/teleport.yaml\n", n, proxy)
+		n++
+	}
+	fmt.Fprintf(w, "  %d. Start the agent and enable it at boot:\n       systemctl enable --now teleport\n", n)
+	fmt.Fprintln(w, "The update timer keeps the installed version current meanwhile; it does not start the agent.")
 }
 
 // selfExe is the running executable as the kernel sees it. Opening it
@@ -390,9 +423,41 @@ func newSettingCmd(c *cli, use, short, long, done string, change func(context.Co
 }
 
 func newEnableCmd(c *cli) *cobra.Command {
-	return newSettingCmd(c, "enable", "Turn automatic updates on (starts the timer)",
-		"Enable turns automatic updates back on and starts the timer.", "Automatic updates enabled.",
-		func(ctx context.Context, u *updater.Updater) error { _, err := u.SetEnabled(ctx, true); return err })
+	var s settingFlags
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "enable [--proxy HOST[:PORT]] [--group G] [--base-url URL]",
+		Short: "Turn automatic updates on (starts the timer); on a new host, install",
+		Long: `Enable turns automatic updates back on and starts the timer.
+
+On a host that is not installed yet (no update.yaml), enable is install: it takes the same
+flags and environment variables, and reads the proxy from /etc/teleport.yaml
+when none is given, as Teleport's own teleport-update enable does. On an
+installed host, settings given (flags or environment) are saved as install
+saves them, then the timer is turned on.
+
+Exit codes: 0 done; 1 failed; 2 usage error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			u := c.newUpdater(&f, interactiveLockWait)
+			if _, exists, err := u.ReadConfig(); err == nil && !exists {
+				return c.install(cmd, &s, &f)
+			}
+			if s.given(c, cmd) {
+				if err := c.install(cmd, &s, &f); err != nil {
+					return err
+				}
+			}
+			if _, err := u.SetEnabled(cmd.Context(), true); err != nil {
+				return explain(err, "")
+			}
+			fmt.Fprintln(c.stdout, "Automatic updates enabled.")
+			return nil
+		},
+	}
+	s.register(cmd)
+	f.register(cmd)
+	return cmd
 }
 
 func newDisableCmd(c *cli) *cobra.Command {
@@ -458,13 +523,23 @@ Exit codes: 0 rolled back and healthy; 1 failed or no backup.`,
 }
 
 func newUninstallCmd(c *cli) *cobra.Command {
-	return &cobra.Command{
-		Use:   "uninstall",
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "uninstall [--force]",
 		Short: "Remove units, links, versions and update.yaml (the agent's data stays)",
-		Long:  "Uninstall stops the agent and the timer and removes everything teleport-update put on the host,\nexcept the agent's data directory. It lists what it removed.\n\nExit codes: 0 removed; 1 failed.",
-		Args:  cobra.NoArgs,
+		Long: `Uninstall stops the agent and the timer and removes everything teleport-update put on the host,
+except the agent's data directory. It lists what it removed.
+
+While the agent is active or enabled, uninstall refuses unless --force is
+given. A teleport.service of your own that install --overwrite replaced is put
+back. When a package install of Teleport is present (/usr/bin/teleport and its
+unit in /lib/systemd/system), the host is handed back to it: its unit is
+enabled and started as ours was.
+
+Exit codes: 0 removed; 1 refused or failed.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			removed, err := c.newUpdater(nil, interactiveLockWait).Uninstall(cmd.Context())
+			removed, err := c.newUpdater(nil, interactiveLockWait).Uninstall(cmd.Context(), force)
 			for _, r := range removed {
 				fmt.Fprintf(c.stdout, "Removed %s\n", r)
 			}
@@ -475,6 +550,8 @@ func newUninstallCmd(c *cli) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "uninstall even while the agent is active or enabled (it is stopped)")
+	return cmd
 }
 
 func newVersionCmd(c *cli) *cobra.Command {

@@ -12,6 +12,7 @@ import (
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/census"
 	"github.com/gravitational/teleport-update/internal/updater"
+	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
 // censusReporter is the updater.Reporter of the CLI: it collects the
@@ -26,8 +27,13 @@ type censusReporter struct {
 // run sends a report again.
 func (r *censusReporter) Report(ctx context.Context, st updater.CensusState) {
 	cfg := st.Config
+	key, err := census.LoadOrCreateHostKey(install.New(r.root).HostKeyPath())
+	if err != nil {
+		r.log.Warn("Census report not sent: the host key is not usable.", "error", err)
+		return
+	}
 	rep := census.Collect(ctx, r.root, updaterState(st), census.Options{})
-	if err := census.Send(ctx, r.client, cfg.Spec.Proxy, cfg.Spec.Token, rep); err != nil {
+	if err := census.Send(ctx, r.client, cfg.Spec.Proxy, cfg.Spec.Token, key, rep); err != nil {
 		r.log.Warn("Census report not delivered; will retry on the next run.", "error", err)
 		return
 	}

@@ -50,7 +50,7 @@ func TestExitCodes(t *testing.T) {
 		})
 	}
 	// Nothing was created on a host that was never installed.
-	if _, err := os.Stat(filepath.Join(root, "var/lib/teleport/update.yaml")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(root, "var/lib/teleport-update/update.yaml")); !os.IsNotExist(err) {
 		t.Fatalf("update.yaml created: %v", err)
 	}
 }

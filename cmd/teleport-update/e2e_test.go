@@ -268,7 +268,7 @@ func TestE2ELifecycle(t *testing.T) {
 	if st.Active != "1.0.0" || st.Proxy != e.proxy || st.Target != "1.0.0" || !st.WindowOpen || e.linked() != "1.0.0" {
 		t.Fatalf("after install: %+v linked=%s", st, e.linked())
 	}
-	cfg, _, _ := updater.LoadConfig(filepath.Join(e.root, "var/lib/teleport/update.yaml"))
+	cfg, _, _ := updater.LoadConfig(filepath.Join(e.root, "var/lib/teleport-update/update.yaml"))
 	if len(cfg.Spec.InstallMethods) != 1 || cfg.Spec.InstallMethods[0] != "node_script" {
 		t.Fatalf("install methods: %v", cfg.Spec.InstallMethods)
 	}
@@ -353,7 +353,7 @@ func TestE2EProxyDownChangesNothing(t *testing.T) {
 	e := newE2E(t)
 	e.publish("1.0.0", false)
 	e.mustRun("install", "--proxy", e.proxy, "--base-url", e.cdn.Server.URL)
-	state := filepath.Join(e.root, "var/lib/teleport/update.yaml")
+	state := filepath.Join(e.root, "var/lib/teleport-update/update.yaml")
 	// Point the host at a port nobody listens on.
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := l.Addr().String()
@@ -469,7 +469,7 @@ func checkRunnable(t *testing.T, root, version string) {
 	if version == "" {
 		t.Fatal("no active version")
 	}
-	out, err := exec.Command(filepath.Join(root, "var/lib/teleport/versions", version, "bin/teleport"), "version").Output()
+	out, err := exec.Command(filepath.Join(root, "var/lib/teleport-update/versions", version, "bin/teleport"), "version").Output()
 	if err != nil || !strings.Contains(string(out), "v"+version) {
 		t.Fatalf("active version %s does not run: %v %s", version, err, out)
 	}
@@ -477,13 +477,13 @@ func checkRunnable(t *testing.T, root, version string) {
 
 func checkNoLeftovers(t *testing.T, root string) {
 	t.Helper()
-	entries, _ := os.ReadDir(filepath.Join(root, "var/lib/teleport/versions"))
+	entries, _ := os.ReadDir(filepath.Join(root, "var/lib/teleport-update/versions"))
 	for _, ent := range entries {
-		if _, err := os.Stat(filepath.Join(root, "var/lib/teleport/versions", ent.Name(), ".verified")); err != nil {
+		if _, err := os.Stat(filepath.Join(root, "var/lib/teleport-update/versions", ent.Name(), ".verified")); err != nil {
 			t.Errorf("half-installed version left: %s", ent.Name())
 		}
 	}
-	staging, _ := filepath.Glob(filepath.Join(root, "var/lib/teleport/.staging/*"))
+	staging, _ := filepath.Glob(filepath.Join(root, "var/lib/teleport-update/.staging/*"))
 	if len(staging) > 0 {
 		t.Errorf("staging left: %v", staging)
 	}

@@ -51,14 +51,25 @@ func usageError(format string, args ...any) error {
 
 // cli holds what every command shares.
 type cli struct {
-	root   string // filesystem root, "/" in production
-	debug  bool
-	stdout io.Writer
-	stderr io.Writer
+	root      string // filesystem root, "/" in production
+	debug     bool
+	logFormat string // text or json
+	stdout    io.Writer
+	stderr    io.Writer
 	// connectSystemd connects to the host's systemd. Commands reach it
 	// only through hostSystemd, which keeps it away from any --root
 	// other than "/".
 	connectSystemd updater.SystemdFunc
+	// getenv reads the environment; nil means os.Getenv.
+	getenv func(string) string
+}
+
+// env returns the environment variable key.
+func (c *cli) env(key string) string {
+	if c.getenv == nil {
+		return os.Getenv(key)
+	}
+	return c.getenv(key)
 }
 
 // hostSystemd returns how this run reaches systemd: nil (no systemd)
@@ -72,14 +83,24 @@ func (c *cli) hostSystemd() updater.SystemdFunc {
 	return c.connectSystemd
 }
 
-// logger returns the structured logger for this run: plain slog text lines
-// on stderr (no escape codes), debug level with --debug.
+// Log formats of --log-format.
+const (
+	logFormatText = "text"
+	logFormatJSON = "json"
+)
+
+// logger returns the structured logger for this run on stderr: plain slog
+// text lines (no escape codes), or one JSON object a line with
+// --log-format json; debug level with --debug.
 func (c *cli) logger() *slog.Logger {
-	level := slog.LevelInfo
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
 	if c.debug {
-		level = slog.LevelDebug
+		opts.Level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+	if c.logFormat == logFormatJSON {
+		return slog.New(slog.NewJSONHandler(c.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(c.stderr, opts))
 }
 
 // Run executes teleport-update with args and returns the process exit code.
@@ -107,7 +128,14 @@ is printed on stderr), 2 for usage errors.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&c.root, "root", "/", "filesystem root to operate under (tests and demos)")
-	root.PersistentFlags().BoolVar(&c.debug, "debug", false, "verbose logging")
+	root.PersistentFlags().BoolVarP(&c.debug, "debug", "d", false, "verbose logging")
+	root.PersistentFlags().StringVar(&c.logFormat, "log-format", logFormatText, "log format on stderr: text or json")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if c.logFormat != logFormatText && c.logFormat != logFormatJSON {
+			return usageError("--log-format %q: want text or json", c.logFormat)
+		}
+		return nil
+	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: err}
 	})

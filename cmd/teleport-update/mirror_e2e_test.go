@@ -71,7 +71,7 @@ func TestE2EMirror(t *testing.T) {
 	if got := e.linked(); got != "1.0.0" {
 		t.Fatalf("after install from the mirror: linked %q, want 1.0.0", got)
 	}
-	for _, name := range []string{"usr/local/bin/install", "var/lib/teleport/versions/1.0.0/bin/install"} {
+	for _, name := range []string{"usr/local/bin/install", "var/lib/teleport-update/versions/1.0.0/bin/install"} {
 		if _, err := os.Lstat(filepath.Join(e.root, name)); err == nil {
 			t.Errorf("%s exists: Teleport's install script must be skipped", name)
 		}

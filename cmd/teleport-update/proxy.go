@@ -122,6 +122,8 @@ func addServeFlags(cmd *cobra.Command, sc *proxyapi.ServeConfig, trusted *string
 	f.StringVar(&sc.API.TokensFile, "tokens", "", "static enrollment tokens file (YAML, mode 0600) for census intake; reloaded when it changes and on SIGHUP")
 	f.StringVar(trusted, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For names the client")
 	f.StringVar(&sc.CensusDB, "census-db", "", "SQLite census database; without it census intake is disabled")
+	f.BoolVar(&sc.API.CensusAllowUnsigned, "census-allow-unsigned", false,
+		"also accept unsigned census reports (from updaters older than signed reports) for hosts that have not bound a key yet")
 	f.DurationVar(&sc.CensusForgetAfter, "census-forget-after", defaultCensusForgetAfter,
 		"delete census hosts not seen for this long, checked hourly (0 keeps them forever)")
 	f.StringVar(&sc.API.PublicAddr, "public-addr", "", "proxy host:port filled into install.sh (default: the request's Host)")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"os"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -89,6 +90,51 @@ Exit codes: 0 printed; 1 the database could not be read; 2 bad flags.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	cmd.Flags().DurationVar(&staleAfter, "stale-after", 24*time.Hour, "list hosts not seen for this long as stale")
 	cmd.Flags().StringVar(&format, "format", "", `export every host as JSON lines: "json" or "posthog"`)
+	cmd.AddCommand(newProxyCensusReenrollCmd(c))
+	return cmd
+}
+
+func newProxyCensusReenrollCmd(c *cli) *cobra.Command {
+	var dbPath string
+	cmd := &cobra.Command{
+		Use:   "reenroll --db FILE HOST_ID",
+		Short: "Let a host bind a new key or group with its next census report",
+		Long: `Reenroll unbinds the key and update group a host's first signed census
+report bound to its host id. The next signed report of that host id binds
+its key and its token's group anew. Do this when a host was reinstalled (it
+has a new key) or moved to another group; until then its reports are refused
+with 409 Conflict. Reports older than the host's last stored one stay refused.
+
+The database may be in use by a running proxy.
+
+Exit codes: 0 re-enrolled; 1 failed (unknown host id, database error); 2 bad flags.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dbPath == "" {
+				return usageError("--db FILE is required")
+			}
+			if !api.ValidHostID(args[0]) {
+				return usageError("HOST_ID must be 64 lowercase hex digits, as in the census export")
+			}
+			if _, err := os.Stat(dbPath); err != nil {
+				return fmt.Errorf("census database: %w", err)
+			}
+			st, err := store.Open(cmd.Context(), dbPath, store.Options{Logger: c.logger()})
+			if err != nil {
+				return err
+			}
+			if err := st.Reenroll(cmd.Context(), args[0]); err != nil {
+				st.Close()
+				return err
+			}
+			if err := st.Close(); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "Host %s re-enrolled: its next signed census report binds its key and group.\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dbPath, "db", "", "census database file (the proxy's --census-db)")
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -55,9 +56,47 @@ func censusDBAt(t *testing.T, path string) {
 			UpdaterStatus:    api.StatusEnabled,
 			ReportedAt:       seen,
 		}
-		if err := st.Ingest(ctx, "staging", r, seen); err != nil {
+		if err := st.Ingest(ctx, "staging", r, testIdentity(i, seen), seen); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// testIdentity is what host i's signed report proves when signed at at.
+func testIdentity(i int, at time.Time) api.Identity {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, ed25519.SeedSize))
+	return api.Identity{Key: key.Public().(ed25519.PublicKey), Seq: at.UnixNano()}
+}
+
+// TestProxyCensusReenroll: a host bound to one key and group is refused
+// under another until `proxy census reenroll` unbinds it.
+func TestProxyCensusReenroll(t *testing.T) {
+	t.Parallel()
+	db := censusDB(t)
+	host := fmt.Sprintf("%064x", 1)
+	r := api.Report{HostID: host, Version: "16.4.6", UpdaterStatus: api.StatusEnabled, ReportedAt: time.Now()}
+	ingest := func() error {
+		st, err := store.Open(context.Background(), db, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		return st.Ingest(context.Background(), "production", r, testIdentity(9, time.Now()), time.Now())
+	}
+	if err := ingest(); !errors.Is(err, api.ErrHostConflict) {
+		t.Fatalf("report under a new key and group before re-enrolling = %v, want a conflict", err)
+	}
+	if code, out, stderr := runCensusCLI(t, "proxy", "census", "reenroll", "--db", db, host); code != exitOK || !strings.Contains(out, "re-enrolled") {
+		t.Fatalf("reenroll: exit %d, %s %s", code, out, stderr)
+	}
+	if err := ingest(); err != nil {
+		t.Fatalf("report under a new key and group after re-enrolling = %v", err)
+	}
+	if code, _, stderr := runCensusCLI(t, "proxy", "census", "reenroll", "--db", db, fmt.Sprintf("%064x", 99)); code != 1 || !strings.Contains(stderr, "no census host") {
+		t.Errorf("reenroll of an unknown host: exit %d, %s", code, stderr)
+	}
+	if code, _, stderr := runCensusCLI(t, "proxy", "census", "reenroll", "--db", db, "db-1"); code != 2 || !strings.Contains(stderr, "64 lowercase hex") {
+		t.Errorf("reenroll of a malformed host id: exit %d, %s", code, stderr)
 	}
 }
 
@@ -195,6 +234,7 @@ func postReport(t *testing.T, client *http.Client, url, token string) int {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
+	signCensus(t, req, report)
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/fixture"
+	"github.com/gravitational/teleport-update/internal/httpsig"
 	"github.com/gravitational/teleport-update/internal/proxyapi"
 )
 
@@ -206,6 +208,7 @@ func TestProxyServeCensus(t *testing.T) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
+	signCensus(t, req, []byte(`{"no_such_field":1}`))
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -222,6 +225,7 @@ func TestProxyServeCensus(t *testing.T) {
 		HostArchitecture: "amd64", UpdaterStatus: api.StatusEnabled, ReportedAt: time.Now()})
 	req, _ = http.NewRequest(http.MethodPost, url+api.CensusPath, bytes.NewReader(report))
 	req.Header.Set("Authorization", "Bearer "+token)
+	signCensus(t, req, report)
 	if resp, err = client.Do(req); err != nil {
 		t.Fatal(err)
 	}
@@ -298,6 +302,7 @@ func TestProxyServeGracefulShutdown(t *testing.T) {
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Expect", "100-continue")
+	signCensus(t, req, []byte(`{"no_such_field":1}`))
 	type result struct {
 		code int
 		err  error
@@ -695,5 +700,14 @@ func waitSignalDelivered(t *testing.T, pid int, sig syscall.Signal) {
 			t.Fatalf("signal %v still pending for pid %d after 30s", sig, pid)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// signCensus signs a census report request with body as a host does.
+func signCensus(t *testing.T, req *http.Request, body []byte) {
+	t.Helper()
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, ed25519.SeedSize))
+	if err := httpsig.Sign(req, body, key, time.Now()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -248,8 +248,8 @@ func checkStable(h *host) {
 // and the unit (on disk and as loaded) on active.
 func checkConsistent(h *host, active string) {
 	h.t.Helper()
-	if left := strings.TrimSpace(h.mustRun("sh", "-c", "ls -A /var/lib/teleport/.staging 2>/dev/null || true")); left != "" {
-		h.t.Errorf("staging leftovers in /var/lib/teleport/.staging: %q", strings.Fields(left))
+	if left := strings.TrimSpace(h.mustRun("sh", "-c", "ls -A /var/lib/teleport-update/.staging 2>/dev/null || true")); left != "" {
+		h.t.Errorf("staging leftovers in /var/lib/teleport-update/.staging: %q", strings.Fields(left))
 	}
 	for _, v := range h.versions() {
 		if _, _, err := h.run("test", "-f", versionsDir+"/"+v+"/.verified"); err != nil {

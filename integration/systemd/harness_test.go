@@ -38,7 +38,7 @@ const (
 	caBundlePath  = "/etc/ssl/certs/ca-certificates.crt"
 	testKeyPath   = "/etc/teleport-update/keys.d/test.pub"
 	cliPath       = "/usr/local/bin/teleport-update"
-	versionsDir   = "/var/lib/teleport/versions"
+	versionsDir   = "/var/lib/teleport-update/versions"
 	agentUnit     = "teleport.service"
 	updaterUnit   = "teleport-update.service"
 	updaterTimer  = "teleport-update.timer"
@@ -152,7 +152,7 @@ func (h *host) status() status {
 
 // runningVersion checks that the agent unit is active and returns the
 // version of the binary its main process runs, read from the process's
-// executable path (/var/lib/teleport/versions/<ver>/bin/teleport).
+// executable path (/var/lib/teleport-update/versions/<ver>/bin/teleport).
 func (h *host) runningVersion() string {
 	h.t.Helper()
 	p := h.show(agentUnit, "ActiveState", "SubState", "MainPID")
@@ -297,9 +297,29 @@ func (p *proxy) writePolicy(version string) {
 	}
 }
 
+// teleportYAMLPath is the agent's configuration; install starts the agent
+// only when it exists (the test agent itself does not read it).
+const teleportYAMLPath = "/etc/teleport.yaml"
+
+// teleportYAML is a configuration for the containers' agents.
+var teleportYAML = []byte("version: v3\nteleport:\n  nodename: test\nssh_service:\n  enabled: yes\n")
+
 // prepareForCLI returns a Prepare func that installs the CLI binary, trusts
-// the test servers' certificate and pins the test signing key.
+// the test servers' certificate, pins the test signing key and configures
+// the agent (writes /etc/teleport.yaml).
 func prepareForCLI(cli string, c *cdn) func(root string) error {
+	prepare := prepareUnconfigured(cli, c)
+	return func(root string) error {
+		if err := prepare(root); err != nil {
+			return err
+		}
+		return writeFile(root, teleportYAMLPath, teleportYAML, 0o600)
+	}
+}
+
+// prepareUnconfigured is prepareForCLI without /etc/teleport.yaml: a host
+// on which the agent has not been configured yet.
+func prepareUnconfigured(cli string, c *cdn) func(root string) error {
 	return func(root string) error {
 		bin, err := os.ReadFile(cli)
 		if err != nil {

@@ -3,6 +3,7 @@ package census
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/endpoint"
+	"github.com/gravitational/teleport-update/internal/httpsig"
 )
 
 // Sending limits.
@@ -31,14 +33,15 @@ const (
 var ErrRefused = errors.New("census report refused by the proxy")
 
 // Send POSTs r as JSON to https://proxyAddr + api.CensusPath with the
-// enrollment token as a bearer token, within SendTimeout (or ctx, if
+// enrollment token as a bearer token, signed by the host's key (package
+// httpsig) at the time now returns, within SendTimeout (or ctx, if
 // shorter). proxyAddr is HOST[:PORT] (endpoint.ValidateHostPort); a scheme,
 // path or user info is refused. Redirects are not followed.
 //
 // Outcomes: nil when the proxy answered 2xx; an error wrapping ErrRefused for
 // a 4xx answer; any other error (transport, timeout, 5xx) means try again on
 // the next run. It never panics, whatever the proxy does.
-func Send(ctx context.Context, client *http.Client, proxyAddr, token string, r api.Report) error {
+func Send(ctx context.Context, client *http.Client, proxyAddr, token string, key ed25519.PrivateKey, r api.Report) error {
 	u, err := censusURL(proxyAddr)
 	if err != nil {
 		return err
@@ -60,6 +63,9 @@ func Send(ctx context.Context, client *http.Client, proxyAddr, token string, r a
 		return fmt.Errorf("send census report: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if err := httpsig.Sign(req, body, key, time.Now()); err != nil {
+		return fmt.Errorf("send census report: %w", err)
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

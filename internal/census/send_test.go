@@ -2,6 +2,7 @@ package census
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"io"
 	"net/http"
@@ -14,9 +15,13 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/endpoint"
+	"github.com/gravitational/teleport-update/internal/httpsig"
 )
 
 const testToken = "enrollment-token-0123456789abcdef0123456789"
+
+// sendKey is the host key the tests sign with.
+var sendKey = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 
 func sendReport() api.Report {
 	return api.Report{
@@ -67,9 +72,10 @@ func TestSend(t *testing.T) {
 			var checked atomic.Bool
 			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				body, _ := io.ReadAll(r.Body)
+				_, sigErr := httpsig.Verify(r.Method, r.URL.EscapedPath(), r.Header, body)
 				if r.Method == http.MethodPost && r.URL.Path == api.CensusPath &&
 					r.Header.Get("Authorization") == "Bearer "+testToken &&
-					r.Header.Get("Content-Type") == "application/json" {
+					r.Header.Get("Content-Type") == "application/json" && sigErr == nil {
 					if rep, err := api.DecodeReport(body); err == nil {
 						got = rep
 						checked.Store(true)
@@ -79,10 +85,10 @@ func TestSend(t *testing.T) {
 			}))
 			defer srv.Close()
 			addr := strings.TrimPrefix(srv.URL, "https://")
-			err := Send(context.Background(), srv.Client(), addr, testToken, sendReport())
+			err := Send(context.Background(), srv.Client(), addr, testToken, sendKey, sendReport())
 			checkErr(t, err, tt.wantErr)
 			if !checked.Load() {
-				t.Fatalf("the proxy did not get a valid POST with the token")
+				t.Fatalf("the proxy did not get a valid POST with the token, signed by the host key")
 			}
 			if want := sendReport(); !reflect.DeepEqual(got, want) {
 				t.Errorf("proxy decoded %+v, want %+v", got, want)
@@ -159,7 +165,7 @@ func TestSendFailures(t *testing.T) {
 				ctx, cancel = tt.ctx()
 			}
 			defer cancel()
-			err := Send(ctx, tt.client, tt.addr, testToken, sendReport())
+			err := Send(ctx, tt.client, tt.addr, testToken, sendKey, sendReport())
 			if err == nil {
 				t.Fatalf("Send succeeded, want an error")
 			}

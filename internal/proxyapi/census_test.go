@@ -15,7 +15,7 @@ import (
 // slow database does, and returns the context's error.
 type waitingCensus struct{ entered chan struct{} }
 
-func (w *waitingCensus) Ingest(ctx context.Context, _ string, _ api.Report, _ time.Time) error {
+func (w *waitingCensus) Ingest(ctx context.Context, _ string, _ api.Report, _ api.Identity, _ time.Time) error {
 	w.entered <- struct{}{}
 	<-ctx.Done()
 	return ctx.Err()
@@ -43,6 +43,7 @@ func TestCensusClientGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+stagingToken)
+	signReport(t, req, []byte(validReport), testHostKey, e.s.now())
 	done := make(chan error, 1)
 	go func() {
 		resp, err := srv.Client().Do(req)

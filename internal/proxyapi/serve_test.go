@@ -111,6 +111,7 @@ func TestServe(t *testing.T) {
 	}
 	req, _ := http.NewRequest(http.MethodPost, "https://"+addr+api.CensusPath, strings.NewReader(validReport))
 	req.Header.Set("Authorization", "Bearer "+stagingToken)
+	signReport(t, req, []byte(validReport), testHostKey, time.Now())
 	if resp, err = client.Do(req); err != nil {
 		t.Fatal(err)
 	}

@@ -28,11 +28,13 @@ import (
 
 // CensusBackend stores census reports. census/store.Store implements it.
 type CensusBackend interface {
-	// Ingest stores r, already decoded by api.DecodeReport, under group
-	// (the token's group wins over the report's). A report the backend
-	// refuses returns an error wrapping api.ErrInvalidReport (answered
-	// 400); nothing is stored then.
-	Ingest(ctx context.Context, group string, r api.Report, now time.Time) error
+	// Ingest stores r, already decoded by api.DecodeReport and signed by
+	// id (the signature verified), under group (the token's group wins
+	// over the report's). A report the backend refuses returns an error
+	// wrapping api.ErrInvalidReport (answered 400) or, when it conflicts
+	// with its host's binding, api.ErrHostConflict (answered 409); nothing
+	// is stored then.
+	Ingest(ctx context.Context, group string, r api.Report, id api.Identity, now time.Time) error
 	// Summary aggregates the stored reports; hosts not seen for staleAfter
 	// are listed as stale.
 	Summary(ctx context.Context, now time.Time, staleAfter time.Duration) (*api.Summary, error)
@@ -66,6 +68,11 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// Census stores census reports; nil disables census (404).
 	Census CensusBackend
+	// CensusAllowUnsigned accepts census reports without a signature from
+	// hosts that have not bound a key yet, as agents of builds older than
+	// signed reports send them: for moving a fleet over. Such reports bind
+	// nothing; a host whose key is bound must still sign.
+	CensusAllowUnsigned bool
 	// CensusUnavailable, when not nil, says census is configured but its
 	// database could not be opened (Census is nil then): census requests
 	// answer 503 and ReadyPath reports the proxy not ready.

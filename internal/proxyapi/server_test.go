@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/endpoint"
+	"github.com/gravitational/teleport-update/internal/httpsig"
 )
 
 // fakeClock is a settable clock.
@@ -129,12 +131,27 @@ func newEnv(t testing.TB, mod func(*Config)) *testEnv {
 
 func (e *testEnv) do(t testing.TB, method, path string, body io.Reader, header http.Header) (int, http.Header, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, body)
+	var raw []byte
+	if body != nil {
+		var err error
+		if raw, err = io.ReadAll(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range header {
 		req.Header[k] = v
+	}
+	// Census reports are signed by the test host's key at the server's
+	// clock, unless the test set its own signature or asked for none.
+	if method == http.MethodPost && path == api.CensusPath && req.Header.Get(httpsig.HeaderSignatureInput) == "" {
+		if req.Header.Get(unsignedHeader) == "" {
+			signReport(t, req, raw, testHostKey, e.s.now())
+		}
+		req.Header.Del(unsignedHeader)
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
@@ -614,7 +631,7 @@ func TestQuoteInside(t *testing.T) {
 
 // validReport is a census report body the handler accepts.
 const validReport = `{"host_id":"` + "3094a6150cd1bbb551bd449dde8ae6e744f7962dab97c7a484a906b9f284d5ba" +
-	`","version":"16.4.6","updater_status":"enabled","reported_at":"2026-11-22T12:00:00Z"}`
+	`","version":"16.4.6","updater_status":"enabled","reported_at":"2026-11-22T02:00:00Z"}`
 
 // fakeCensus records what the server passes on.
 type fakeCensus struct {
@@ -625,7 +642,7 @@ type fakeCensus struct {
 	stale   time.Duration
 }
 
-func (f *fakeCensus) Ingest(_ context.Context, group string, r api.Report, _ time.Time) error {
+func (f *fakeCensus) Ingest(_ context.Context, group string, r api.Report, _ api.Identity, _ time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -658,6 +675,21 @@ func testTokens() []Token {
 		{Token: remoteToken, Group: "staging", CIDRs: []string{"10.0.0.0/8"}},
 		{Token: goneToken, Group: "canary"},
 		{Token: adminToken, Admin: true},
+	}
+}
+
+// unsignedHeader in a test request's header asks testEnv.do not to sign
+// the census report.
+const unsignedHeader = "X-Test-Unsigned"
+
+// testHostKey is the key test census reports are signed with.
+var testHostKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+
+// signReport signs a census report request as an agent does.
+func signReport(t testing.TB, req *http.Request, body []byte, key ed25519.PrivateKey, at time.Time) {
+	t.Helper()
+	if err := httpsig.Sign(req, body, key, at); err != nil {
+		t.Fatal(err)
 	}
 }
 

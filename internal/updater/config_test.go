@@ -13,7 +13,7 @@ import (
 )
 
 func TestConfigRoundTrip(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "var/lib/teleport/update.yaml")
+	path := filepath.Join(t.TempDir(), "var/lib/teleport-update/update.yaml")
 	cfg := NewConfig()
 	cfg.Spec.Proxy = "proxy.example.com:443"
 	cfg.Spec.Group = "staging"

@@ -18,7 +18,8 @@ import (
 // convergeTo says which version converge brings the host to, and how.
 type convergeTo struct {
 	version string
-	// overwrite replaces files that are not ours in the way of a link.
+	// overwrite replaces files that are not ours in the way of a link or
+	// of a unit (an admin's unit is kept in the unit backup).
 	overwrite bool
 	// keepNotOurs leaves such files alone with a warning instead of
 	// failing (a repair or the way back must not stop at them).
@@ -99,7 +100,11 @@ func (u *Updater) linkTo(c convergeTo) (func() error, error) {
 func (u *Updater) loadUnits(ctx context.Context, sd install.Systemd, c convergeTo) (undo func() error, changed bool, err error) {
 	opts := u.Units
 	opts.Version = c.version
-	undo, changed, err = u.Tree.WriteUnits(opts)
+	undo, changed, err = u.Tree.WriteUnitsOver(opts, c.overwrite)
+	if c.keepNotOurs && errors.Is(err, install.ErrNotOurs) {
+		u.Log.Warn("A unit file teleport-update did not create is in the way; leaving it.", "error", err)
+		return func() error { return nil }, false, nil
+	}
 	if err != nil {
 		return nil, false, err
 	}

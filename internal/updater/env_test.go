@@ -182,7 +182,7 @@ func (e *testEnv) linked() string {
 
 // stagingLeft lists anything left under the staging area.
 func (e *testEnv) stagingLeft() []string {
-	matches, _ := filepath.Glob(filepath.Join(e.root, "var/lib/teleport/.staging/*"))
+	matches, _ := filepath.Glob(filepath.Join(e.root, "var/lib/teleport-update/.staging/*"))
 	return matches
 }
 

@@ -46,6 +46,9 @@ func (u *Updater) fetch(ctx context.Context, base string, target *semver.Version
 	if err := u.tree(true).Extract(ctx, got.Path, ver, got.SHA256, u.Limits); err != nil {
 		return err
 	}
+	if err := u.label(ctx, ver); err != nil {
+		return err
+	}
 	u.step(StepExtract)
 	return nil
 }

@@ -74,6 +74,7 @@ func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, err
 	if err := u.enableUnits(ctx, s.sd, spec.Enabled); err != nil {
 		return st.Config(), err
 	}
+	u.setUpHost(ctx, s.sd)
 	u.report(ctx, st.cfg, s.sd)
 	return st.Config(), nil
 }
@@ -161,20 +162,31 @@ func installSpec(spec Spec, req InstallRequest) (Spec, error) {
 	return spec, nil
 }
 
-// enableUnits enables the agent and, on a host with automatic updates on,
-// starts the update timer; a disabled host's timer stays off.
+// enableUnits enables the agent when it runs (one the install left
+// stopped is the admin's to enable) and, on a host with automatic updates
+// on, enables and starts the update timer; a disabled host's timer stays
+// off.
 func (u *Updater) enableUnits(ctx context.Context, sd install.Systemd, updates bool) error {
 	if sd == nil {
 		return nil
 	}
-	if !updates {
-		if err := sd.Enable(ctx, AgentUnit); err != nil {
-			return fmt.Errorf("enabling %s: %w", AgentUnit, err)
-		}
-		return nil
+	var units []string
+	if updates {
+		units = append(units, UpdaterTimerUnit)
 	}
-	if err := sd.Enable(ctx, UpdaterTimerUnit, AgentUnit); err != nil {
-		return fmt.Errorf("enabling %s: %w", UpdaterTimerUnit, err)
+	if agentActive(ctx, sd) {
+		units = append(units, AgentUnit)
+	}
+	if len(units) > 0 {
+		if err := sd.Enable(ctx, units...); err != nil {
+			return fmt.Errorf("enabling %v: %w", units, err)
+		}
+		// As systemctl enable does: systemd reports a unit's enablement
+		// from its last reload.
+		u.logErr(sd.DaemonReload(ctx), "daemon-reload")
+	}
+	if !updates {
+		return nil
 	}
 	if err := sd.Start(ctx, UpdaterTimerUnit); err != nil {
 		return fmt.Errorf("starting %s: %w", UpdaterTimerUnit, err)

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/updater/download"
@@ -33,7 +32,7 @@ type UpdateResult struct {
 // reason.
 func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err error) {
 	// A host that was never installed gets nothing created on it.
-	if _, err := os.Stat(u.Tree.StatePath()); errors.Is(err, os.ErrNotExist) {
+	if !u.stateExists() {
 		return res, ErrNotInstalled
 	}
 	st, err := u.openStore(ctx, true)
@@ -239,6 +238,7 @@ func (u *Updater) setTimer(ctx context.Context, on bool) error {
 		if err := sd.Enable(ctx, UpdaterTimerUnit); err != nil {
 			return fmt.Errorf("enabling %s: %w", UpdaterTimerUnit, err)
 		}
+		u.stopV1Updater(ctx, sd)
 		return sd.Start(ctx, UpdaterTimerUnit)
 	}
 	if err := sd.Stop(ctx, UpdaterTimerUnit); err != nil {

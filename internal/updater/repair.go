@@ -77,7 +77,12 @@ func (u *Updater) reconcile(ctx context.Context, st *store, sd install.Systemd) 
 	if err := u.warnLinks(active); err != nil {
 		return nil, err
 	}
-	done, err := u.converge(ctx, sd, convergeTo{version: active, keepNotOurs: true, restart: switching != "", resetFailed: true})
+	// An agent the switch was not to start stays stopped.
+	restart := switching != ""
+	if restart {
+		restart, _ = u.mayStartAgent(ctx, sd, false)
+	}
+	done, err := u.converge(ctx, sd, convergeTo{version: active, keepNotOurs: true, restart: restart, resetFailed: true})
 	if err != nil {
 		return nil, fmt.Errorf("restoring the host to %s: %w", active, err)
 	}

@@ -56,20 +56,29 @@ func (u *Updater) openStore(ctx context.Context, installed bool) (*store, error)
 	return &store{path: u.Tree.StatePath(), cfg: cfg, now: u.now, unlock: unlock}, nil
 }
 
-// lock takes update.lock for the whole operation.
+// lock takes update.lock for the whole operation, and moves an install
+// of an earlier build over first (see migrate.go).
 func (u *Updater) lock(ctx context.Context) (func(), error) {
-	if err := os.MkdirAll(u.Tree.DataDir(), 0o755); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", u.Tree.DataDir(), err)
-	}
-	release, err := u.Tree.Lock(ctx, u.LockWait)
+	release, err := u.Tree.Lock(ctx, u.LockWait) // creates the data directory
 	if err != nil {
-		return nil, err
+		return nil, u.widenSandbox(ctx, err)
 	}
-	return func() {
+	unlock := func() {
 		if err := release(); err != nil {
 			u.Log.Warn("Failed to release the update lock.", "error", err)
 		}
-	}, nil
+	}
+	held := false
+	defer func() {
+		if !held { // an error or a panic in migrate
+			unlock()
+		}
+	}()
+	if err := u.migrate(ctx); err != nil {
+		return nil, err
+	}
+	held = true
+	return unlock, nil
 }
 
 func (s *store) close() { s.unlock() }

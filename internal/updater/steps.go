@@ -61,7 +61,8 @@ var AllSteps = []Step{
 // the other steps are reached on every host.
 func (s Step) NeedsSystemd() bool {
 	switch s {
-	case StepUnits, StepReload, StepRestart, StepPreviousReload, StepPreviousRestart:
+	case StepUnits, StepReload, StepRestart, StepPreviousReload, StepPreviousRestart,
+		StepMigrateUnits, StepMigrateReload:
 		return true
 	}
 	return false

@@ -30,8 +30,10 @@ type failedSwitch struct {
 	target, prev string
 	// prevAgentActive: an agent ran before a first install.
 	prevAgentActive bool
-	done            converged
-	err             error
+	// started: the switch (re)started the agent, with its configuration.
+	started bool
+	done    converged
+	err     error
 }
 
 // switchTo makes target, fetched already, the running version. The switch
@@ -46,10 +48,19 @@ type failedSwitch struct {
 func (u *Updater) switchTo(ctx context.Context, st *store, sd install.Systemd, target string, overwrite bool) (settled bool, err error) {
 	f := failedSwitch{target: target, prev: st.cfg.Status.Active}
 	f.prevAgentActive = f.prev == "" && agentActive(ctx, sd)
+	start, why := u.mayStartAgent(ctx, sd, f.prev == "")
+	f.started = start && sd != nil
 	if err := st.StartSwitch(target); err != nil {
 		return false, err
 	}
-	f.done, f.err = u.converge(ctx, sd, convergeTo{version: target, overwrite: overwrite, restart: true, check: true, steps: switchPhase})
+	f.done, f.err = u.converge(ctx, sd, convergeTo{version: target, overwrite: overwrite, restart: start, check: start, steps: switchPhase})
+	if f.err == nil && !start {
+		// The agent stays stopped: the binary must still run.
+		if f.err = u.execCheck(ctx, target); f.err == nil {
+			u.held(target, why)
+			return true, nil
+		}
+	}
 	switch {
 	case f.err == nil:
 		u.Log.Info("New version is healthy.", "version", target)
@@ -145,6 +156,10 @@ func (f failedSwitch) notBackError(err error) error {
 // excuses it.
 func (u *Updater) atFault(ctx, rctx context.Context, sd install.Systemd, f failedSwitch) bool {
 	if ctx.Err() != nil || !errors.Is(f.err, install.ErrUnhealthy) {
+		return false
+	}
+	if f.started && u.configMissing() {
+		u.Log.Warn("The agent has no configuration; its failed health check is not the new version's fault.", "version", f.target)
 		return false
 	}
 	return sd == nil || !u.shutdownExcuses(ctx, rctx, sd, f.target)

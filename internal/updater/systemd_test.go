@@ -45,6 +45,11 @@ type fakeSystemd struct {
 	down     bool
 	// onShutdownQuery runs when ShuttingDown is called.
 	onShutdownQuery func()
+	// agentLoad is the agent unit's LoadState ("" unless a test sets it).
+	agentLoad string
+	// others are the states of units other than the agent's (inactive
+	// and without a unit file unless set).
+	others map[string]install.UnitState
 }
 
 var linkRE = regexp.MustCompile(`versions/([^/]+)/bin/teleport$`)
@@ -153,7 +158,13 @@ func (f *fakeSystemd) Enable(ctx context.Context, units ...string) error {
 	return ctx.Err()
 }
 
-func (f *fakeSystemd) Disable(ctx context.Context, units ...string) error { return ctx.Err() }
+func (f *fakeSystemd) Disable(ctx context.Context, units ...string) error {
+	for _, u := range units {
+		f.call("disable " + u)
+		f.enabled = slices.DeleteFunc(f.enabled, func(e string) bool { return e == u })
+	}
+	return ctx.Err()
+}
 
 func (f *fakeSystemd) State(ctx context.Context, unit string) (install.UnitState, error) {
 	if f.onState != nil {
@@ -162,10 +173,20 @@ func (f *fakeSystemd) State(ctx context.Context, unit string) (install.UnitState
 	if err := ctx.Err(); err != nil {
 		return install.UnitState{}, err
 	}
-	if f.running == "" {
-		return install.UnitState{ActiveState: "inactive", SubState: "dead"}, nil
+	if unit != AgentUnit {
+		if st, ok := f.others[unit]; ok {
+			return st, nil
+		}
+		return install.UnitState{ActiveState: "inactive", SubState: "dead", LoadState: "not-found"}, nil
 	}
-	return install.UnitState{ActiveState: "active", SubState: "running", MainPID: f.pid + 100}, nil
+	st := install.UnitState{ActiveState: "inactive", SubState: "dead", LoadState: f.agentLoad}
+	if slices.Contains(f.enabled, unit) {
+		st.UnitFileState = "enabled"
+	}
+	if f.running != "" {
+		st.ActiveState, st.SubState, st.MainPID = "active", "running", f.pid+100
+	}
+	return st, nil
 }
 
 // The process table: only the agent's main process.
@@ -201,6 +222,8 @@ func (f *fakeSystemd) Close() {}
 // withSystemd makes the test root look like a systemd host driven by a fake.
 func withSystemd(e *testEnv, u *Updater) *fakeSystemd {
 	os.MkdirAll(filepath.Join(e.root, "run/systemd/system"), 0o755)
+	// The agent is configured, so that an install starts it.
+	os.WriteFile(filepath.Join(e.root, "etc/teleport.yaml"), []byte("version: v3\n"), 0o600)
 	f := &fakeSystemd{root: e.root}
 	u.Systemd = func(context.Context) (install.Systemd, error) { return f, nil }
 	u.Procs = f

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"time"
 
@@ -68,9 +69,16 @@ type Updater struct {
 	// the install tree's own (Tree.AfterStep is not used). Tests use it to
 	// kill the process at every step.
 	AfterStep func(Step)
+	// AgentHeld, when set, is called when a switch leaves the agent
+	// stopped (see mayStartAgent), with the reason (HeldNoConfig,
+	// HeldNotEnabled).
+	AgentHeld func(reason string)
 	// Reporter, when set, receives the census report of install and
 	// update runs (see report.go).
 	Reporter Reporter
+	// SELinux labels each installed version's binaries on hosts where
+	// SELinux is enforcing; the zero value probes the host.
+	SELinux install.SELinux
 }
 
 func (u *Updater) now() time.Time {
@@ -148,6 +156,44 @@ func (u *Updater) logErr(err error, op string) {
 // ReadConfig returns update.yaml as it is now, without taking update.lock
 // (see state.go for why a reader still sees a whole state). exists is false
 // when the host has no update.yaml.
+//
+// On a host an earlier build installed and no run has moved over yet, it
+// is the old tree's update.yaml, read after the same checks as the new one
+// (see install.Tree.HasLegacy).
 func (u *Updater) ReadConfig() (cfg *Config, exists bool, err error) {
-	return LoadConfig(u.Tree.StatePath())
+	cfg, exists, err = LoadConfig(u.Tree.StatePath())
+	if err != nil || exists {
+		return cfg, exists, err
+	}
+	if found, err := u.Tree.HasLegacy(); err != nil || !found {
+		return cfg, false, err
+	}
+	return LoadConfig(u.Tree.Legacy().StatePath())
+}
+
+// stateExists reports whether the host has an update.yaml, in the new
+// tree or in an earlier build's.
+func (u *Updater) stateExists() bool {
+	for _, p := range []string{u.Tree.StatePath(), u.Tree.Legacy().StatePath()} {
+		if _, err := os.Lstat(p); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// label gives version v's binaries the SELinux type systemd may execute,
+// when SELinux is enforcing. A version that cannot be labelled is removed
+// again, so that the next run installs and labels it anew instead of
+// switching to binaries systemd would refuse to run.
+func (u *Updater) label(ctx context.Context, v string) error {
+	labelled, err := u.SELinux.Label(ctx, u.Tree.Root, v)
+	if err != nil {
+		u.logErr(u.Tree.RemoveVersion(v), "removing the unlabelled version "+v)
+		return err
+	}
+	if labelled {
+		u.Log.Info("Labelled the version's binaries for SELinux.", "version", v)
+	}
+	return nil
 }

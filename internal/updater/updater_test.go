@@ -109,21 +109,28 @@ func TestInstallUpdateRollbackSkip(t *testing.T) {
 		t.Fatalf("admin install did not clear skip: %+v", cfg.Status)
 	}
 
-	// Uninstall leaves nothing of ours.
-	removed, err := u.Uninstall(ctx)
+	// Uninstall leaves nothing of ours, and Teleport's data alone.
+	agentData := filepath.Join(e.root, "var/lib/teleport/host_uuid")
+	if err := os.MkdirAll(filepath.Dir(agentData), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(agentData, []byte("uuid"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := u.Uninstall(ctx, false)
 	if err != nil {
 		t.Fatalf("uninstall: %v", err)
 	}
 	if len(removed) == 0 {
 		t.Fatal("uninstall removed nothing")
 	}
-	for _, p := range []string{"usr/local/bin/teleport", "usr/local/bin/tctl", "var/lib/teleport/versions/2.0.0", "var/lib/teleport/update.yaml"} {
+	for _, p := range []string{"usr/local/bin/teleport", "usr/local/bin/tctl", "var/lib/teleport-update/versions/2.0.0", "var/lib/teleport-update/update.yaml"} {
 		if _, err := os.Lstat(filepath.Join(e.root, p)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s still exists after uninstall (%v)", p, err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(e.root, "var/lib/teleport")); err != nil {
-		t.Errorf("the agent's data dir was removed: %v", err)
+	if _, err := os.Stat(agentData); err != nil {
+		t.Errorf("the agent's data was removed: %v", err)
 	}
 }
 

@@ -169,8 +169,8 @@ func TestDBusUnknownUnit(t *testing.T) {
 	sd := connect(t)
 	const unit = "tu-does-not-exist.service"
 	st := state(t, sd, unit)
-	if st.ActiveState != "inactive" || st.MainPID != 0 {
-		t.Errorf("State(unknown) = %+v, want inactive with no MainPID", st)
+	if st.ActiveState != "inactive" || st.MainPID != 0 || st.LoadState != "not-found" || st.UnitFileState != "" {
+		t.Errorf("State(unknown) = %+v, want inactive, not-found, no unit file state, no MainPID", st)
 	}
 	if err := sd.ResetFailed(ctxT(t), unit); err != nil {
 		t.Errorf("ResetFailed(unknown) = %v, want nil", err)
@@ -242,11 +242,20 @@ func TestDBusEnableDisable(t *testing.T) {
 	if target, err := os.Readlink(link); err != nil || target != filepath.Join(unitDir, unit) {
 		t.Errorf("after Enable: %s -> %q (%v), want a link to %s", link, target, err, filepath.Join(unitDir, unit))
 	}
-	if st := state(t, sd, unit); st.ActiveState != "inactive" {
-		t.Errorf("Enable started the unit: %+v", st)
+	if err := sd.DaemonReload(ctxT(t)); err != nil {
+		t.Fatalf("DaemonReload: %v", err)
+	}
+	if st := state(t, sd, unit); st.ActiveState != "inactive" || st.LoadState != "loaded" || st.UnitFileState != "enabled" {
+		t.Errorf("after Enable and a reload: %+v, want inactive, loaded, enabled", st)
 	}
 	if err := sd.Disable(ctxT(t), unit); err != nil {
 		t.Fatalf("Disable: %v", err)
+	}
+	if err := sd.DaemonReload(ctxT(t)); err != nil {
+		t.Fatalf("DaemonReload: %v", err)
+	}
+	if st := state(t, sd, unit); st.UnitFileState != "disabled" {
+		t.Errorf("after Disable and a reload: %+v, want disabled", st)
 	}
 	if _, err := os.Lstat(link); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("after Disable: %s still exists (%v)", link, err)

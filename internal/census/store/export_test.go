@@ -43,7 +43,7 @@ func TestExport(t *testing.T) {
 		report(2, func(r *api.Report) { r.Version = "" }),
 	}
 	for i, r := range hosts {
-		if err := s.Ingest(ctx, "production", r, t0.Add(time.Duration(i)*time.Minute)); err != nil {
+		if err := s.Ingest(ctx, "production", r, ident(r), t0.Add(time.Duration(i)*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -51,7 +51,7 @@ func TestExport(t *testing.T) {
 	retry := hosts[1]
 	retry.Version = "16.4.7"
 	retry.LastUpdateResult = &api.UpdateResult{Time: t0.Add(10 * time.Minute), Target: "16.4.7", Success: true}
-	if err := s.Ingest(ctx, "production", retry, t0.Add(10*time.Minute)); err != nil {
+	if err := s.Ingest(ctx, "production", retry, ident(retry), t0.Add(10*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	for _, format := range []string{FormatJSON, FormatPostHog} {

@@ -60,7 +60,7 @@ func (s *Store) storeBatch(batch []*request, rows []hostRow) {
 	err := s.commit(context.Background(), rows)
 	switch {
 	case err == nil:
-		s.stored(batch)
+		s.stored(batch, rows)
 		return
 	case len(batch) == 1 || !rowScoped(err):
 		s.failed(batch, err)
@@ -72,7 +72,7 @@ func (s *Store) storeBatch(batch []*request, rows []hostRow) {
 		err := s.commit(context.Background(), rows[i:i+1])
 		switch {
 		case err == nil:
-			s.stored(batch[i : i+1])
+			s.stored(batch[i:i+1], rows[i:i+1])
 		case rowScoped(err):
 			s.failed(batch[i:i+1], err)
 		default:
@@ -82,12 +82,18 @@ func (s *Store) storeBatch(batch []*request, rows []hostRow) {
 	}
 }
 
-// stored counts one committed transaction of reqs and answers them.
-func (s *Store) stored(reqs []*request) {
+// stored counts one committed transaction of reqs, written as rows, and
+// answers them: nil for a stored report, the refusal for one that
+// conflicted with its host's binding.
+func (s *Store) stored(reqs []*request, rows []hostRow) {
 	s.batches.Add(1)
-	s.reports.Add(uint64(len(reqs)))
-	for _, r := range reqs {
-		r.done <- nil
+	for i, r := range reqs {
+		if rows[i].refused != nil {
+			s.refused.Add(1)
+		} else {
+			s.reports.Add(1)
+		}
+		r.done <- rows[i].refused
 	}
 }
 

@@ -42,7 +42,7 @@ func ingestRound(t *testing.T, s *Store, first, n int, edit func(*api.Report)) (
 	results := make(chan error, n)
 	for i := range n {
 		go func() {
-			results <- s.Ingest(context.Background(), "staging", report(first+i, edit), t0)
+			results <- s.Ingest(context.Background(), "staging", report(first+i, edit), ident(report(first+i, edit)), t0)
 		}()
 	}
 	for range n {
@@ -150,7 +150,7 @@ func TestRowErrorSparesTheBatch(t *testing.T) {
 func TestDatabaseFilesPrivate(t *testing.T) {
 	t.Parallel()
 	s, path := openStore(t, Options{})
-	if err := s.Ingest(context.Background(), "staging", report(0, nil), t0); err != nil {
+	if err := s.Ingest(context.Background(), "staging", report(0, nil), ident(report(0, nil)), t0); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {

@@ -29,19 +29,19 @@ func TestWriteFailure(t *testing.T) {
 		}
 	}
 	setQueryOnly(true)
-	if err := s.Ingest(ctx, "staging", report(1, nil), t0); err == nil {
+	if err := s.Ingest(ctx, "staging", report(1, nil), ident(report(1, nil)), t0); err == nil {
 		t.Fatal("Ingest on a read-only connection succeeded")
 	}
 	first, err := s.WriteFailure()
 	if first.IsZero() || err == nil {
 		t.Fatalf("WriteFailure after a failed write = %v, %v; want failing", first, err)
 	}
-	_ = s.Ingest(ctx, "staging", report(2, nil), t0)
+	_ = s.Ingest(ctx, "staging", report(2, nil), ident(report(2, nil)), t0)
 	if since, _ := s.WriteFailure(); !since.Equal(first) {
 		t.Errorf("WriteFailure after a second failure = %v; want the first failure's time %v", since, first)
 	}
 	setQueryOnly(false)
-	if err := s.Ingest(ctx, "staging", report(3, nil), t0); err != nil {
+	if err := s.Ingest(ctx, "staging", report(3, nil), ident(report(3, nil)), t0); err != nil {
 		t.Fatal(err)
 	}
 	if since, err := s.WriteFailure(); !since.IsZero() || err != nil {

@@ -52,7 +52,7 @@ func TestOpenReadOnlyOnReadOnlyMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		if err := s.Ingest(ctx, "staging", report(i, nil), t0); err != nil {
+		if err := s.Ingest(ctx, "staging", report(i, nil), ident(report(i, nil)), t0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -77,7 +77,7 @@ func TestOpenReadOnlyOnReadOnlyMount(t *testing.T) {
 	if err := r.Export(ctx, &out, FormatJSON); err != nil || bytes.Count(out.Bytes(), []byte("\n")) != 3 {
 		t.Errorf("Export = %v:\n%s", err, out.String())
 	}
-	if err := r.Ingest(ctx, "staging", report(9, nil), t0); !errors.Is(err, ErrReadOnly) {
+	if err := r.Ingest(ctx, "staging", report(9, nil), ident(report(9, nil)), t0); !errors.Is(err, ErrReadOnly) {
 		t.Errorf("Ingest on a read-only store = %v; want ErrReadOnly", err)
 	}
 	if _, err := r.Forget(ctx, t0); !errors.Is(err, ErrReadOnly) {
@@ -94,7 +94,7 @@ func TestOpenReadOnlyWhileWriting(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	w, path := openStore(t, Options{})
-	if err := w.Ingest(ctx, "staging", report(0, nil), t0); err != nil {
+	if err := w.Ingest(ctx, "staging", report(0, nil), ident(report(0, nil)), t0); err != nil {
 		t.Fatal(err)
 	}
 	before := fileHashes(t, filepath.Dir(path))
@@ -109,7 +109,7 @@ func TestOpenReadOnlyWhileWriting(t *testing.T) {
 	if after := fileHashes(t, filepath.Dir(path)); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("reading changed the database files")
 	}
-	if err := w.Ingest(ctx, "staging", report(1, nil), t0); err != nil {
+	if err := w.Ingest(ctx, "staging", report(1, nil), ident(report(1, nil)), t0); err != nil {
 		t.Fatal(err)
 	}
 	if sum, err := r.Summary(ctx, t0, time.Hour); err != nil || sum.TotalHosts != 2 {

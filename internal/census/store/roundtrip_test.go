@@ -70,7 +70,11 @@ func TestAgentToProxyRoundTrip(t *testing.T) {
 		Salt:           salt,
 	}
 	r := census.Collect(ctx, filepath.Join("..", "testdata", "ubuntu"), state, census.Options{})
-	if err := census.Send(ctx, srv.Client(), addr, stagingToken, r); err != nil {
+	key, err := census.LoadOrCreateHostKey(filepath.Join(dir, "host.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := census.Send(ctx, srv.Client(), addr, stagingToken, key, r); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 
@@ -78,12 +82,20 @@ func TestAgentToProxyRoundTrip(t *testing.T) {
 	bad := r
 	bad.HostID = strings.Repeat("e", 64)
 	bad.CloudEnvironment = "mainframe"
-	if err := census.Send(ctx, srv.Client(), addr, stagingToken, bad); !errors.Is(err, census.ErrRefused) {
+	if err := census.Send(ctx, srv.Client(), addr, stagingToken, key, bad); !errors.Is(err, census.ErrRefused) {
 		t.Errorf("Send of an invalid report = %v, want ErrRefused", err)
 	}
 	// A wrong token is refused too.
-	if err := census.Send(ctx, srv.Client(), addr, strings.Repeat("x", 40), r); !errors.Is(err, census.ErrRefused) {
+	if err := census.Send(ctx, srv.Client(), addr, strings.Repeat("x", 40), key, r); !errors.Is(err, census.ErrRefused) {
 		t.Errorf("Send with an unknown token = %v, want ErrRefused", err)
+	}
+	// Another host's key cannot report for this host id.
+	otherKey, err := census.LoadOrCreateHostKey(filepath.Join(dir, "other.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := census.Send(ctx, srv.Client(), addr, stagingToken, otherKey, r); !errors.Is(err, census.ErrRefused) || !strings.Contains(err.Error(), "409") {
+		t.Errorf("Send signed by another key = %v, want ErrRefused with 409", err)
 	}
 
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+api.CensusSummaryPath, nil)

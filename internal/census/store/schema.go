@@ -15,7 +15,7 @@ import (
 
 // schemaVersion is the PRAGMA user_version this binary writes. Each entry
 // of migrations moves the schema from version i to i+1.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // hostColumns are the columns a report fills, in the order of upsertSQL's
 // parameters; migration 1 → 2 copies them as they are.
@@ -125,6 +125,12 @@ var migrations = []string{
 	DROP TABLE hosts;
 	ALTER TABLE hosts_v2 RENAME TO hosts;
 	CREATE INDEX hosts_last_seen ON hosts(last_seen);` + countTriggers,
+
+	// 2 → 3: signed reports. host_key is the Ed25519 public key the host's
+	// first signed report bound (NULL until then, or after an admin
+	// re-enrolled the host); seq is the largest sequence number stored.
+	`ALTER TABLE hosts ADD COLUMN host_key BLOB;
+	ALTER TABLE hosts ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings the schema to schemaVersion in one transaction.
@@ -159,9 +165,10 @@ func migrate(ctx context.Context, conn *sql.Conn) error {
 }
 
 // upsertSQL stores a report as its host's latest. ?21 is the host's new
-// update history (a JSON array), or NULL to keep the stored one.
-const upsertSQL = `INSERT INTO hosts (` + hostColumns + `, history)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, coalesce(?21, '[]'))
+// update history (a JSON array), or NULL to keep the stored one; ?22 and
+// ?23 are the key and sequence number of the report's signature.
+const upsertSQL = `INSERT INTO hosts (` + hostColumns + `, history, host_key, seq)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, coalesce(?21, '[]'), ?22, ?23)
 ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.version,
 	services = excluded.services, os = excluded.os, os_version = excluded.os_version,
 	arch = excluded.arch, glibc = excluded.glibc, install_methods = excluded.install_methods,
@@ -169,15 +176,18 @@ ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.versi
 	cloud = excluded.cloud, updater_status = excluded.updater_status, last_result = excluded.last_result,
 	last_update_time = excluded.last_update_time, last_update_target = excluded.last_update_target,
 	last_update_error = excluded.last_update_error, reported_at = excluded.reported_at,
-	last_seen = excluded.last_seen, dims = excluded.dims, history = coalesce(?21, history)`
+	last_seen = excluded.last_seen, dims = excluded.dims, history = coalesce(?21, history),
+	host_key = excluded.host_key, seq = max(seq, excluded.seq)`
 
-// lookupSQL reads what the writer needs to merge a report's update result
-// into its host's history.
-const lookupSQL = `SELECT last_update_time, last_update_target, history FROM hosts WHERE host_id = ?`
+// lookupSQL reads what the writer needs to check a report against its
+// host's binding and to merge its update result into the host's history.
+const lookupSQL = `SELECT grp, host_key, seq, last_update_time, last_update_target, history FROM hosts WHERE host_id = ?`
 
 // hostRow is one report as stored in hosts.
 type hostRow struct {
 	api.Report
+	id                        api.Identity
+	refused                   error  // set by commit when the row conflicts with its host's binding
 	services, installMethods  string // JSON arrays
 	lastResult                string
 	hasResult                 bool
@@ -188,10 +198,11 @@ type hostRow struct {
 	dims                      string
 }
 
-// newHostRow flattens a validated report received at now.
-func newHostRow(r api.Report, now time.Time) hostRow {
+// newHostRow flattens a validated report signed by id, received at now.
+func newHostRow(r api.Report, id api.Identity, now time.Time) hostRow {
 	row := hostRow{
 		Report:         r,
+		id:             id,
 		services:       jsonList(r.Services),
 		installMethods: jsonList(r.InstallMethods),
 		lastResult:     api.ResultNone,
@@ -212,7 +223,7 @@ func newHostRow(r api.Report, now time.Time) hostRow {
 	return row
 }
 
-// args are the upsert statement's parameters ?1 … ?21; history is the
+// args are the upsert statement's parameters ?1 … ?23; history is the
 // host's new update history, or nil to keep the stored one.
 func (r *hostRow) args(history any) []any {
 	var resultTime any
@@ -222,7 +233,7 @@ func (r *hostRow) args(history any) []any {
 	return []any{r.HostID, r.UpdateGroup, r.Version, r.services, r.OS, r.OSVersion, r.HostArchitecture,
 		r.GlibcVersion, r.installMethods, r.ContainerRuntime, r.ContainerOrchestrator, r.CloudEnvironment,
 		r.UpdaterStatus, r.lastResult, resultTime, r.resultTarget, r.resultError,
-		r.ReportedAt.UnixMilli(), r.lastSeen, r.dims, history}
+		r.ReportedAt.UnixMilli(), r.lastSeen, r.dims, history, []byte(r.id.Key), r.id.Seq}
 }
 
 // historyEntry is one update result in a host's history column.

@@ -110,7 +110,7 @@ func TestMigrateFromV1(t *testing.T) {
 		r.Version = "16.4.7"
 		r.LastUpdateResult = &api.UpdateResult{Time: t0, Target: "16.4.7", Success: true}
 	})
-	if err := s.Ingest(ctx, "staging", r, t0); err != nil {
+	if err := s.Ingest(ctx, "staging", r, ident(r), t0); err != nil {
 		t.Fatal(err)
 	}
 	if got := targets(exported()[hostID(0)]); got != "16.4.7,16.4.6" {

@@ -9,7 +9,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -80,9 +82,10 @@ type Store struct {
 	forgetBatch int              // hosts per Forget transaction (forgetBatch; tests lower it)
 
 	// Counters of the batch writer: transactions and reports committed,
-	// and reports a database error kept out.
-	batches, reports, writeErrors atomic.Uint64
-	health                        writeHealth
+	// reports a database error kept out, and reports refused for
+	// conflicting with their host's binding.
+	batches, reports, writeErrors, refused atomic.Uint64
+	health                                 writeHealth
 
 	// rolledBack is set by SQLite's rollback hook on the write connection
 	// when a transaction ends in a rollback, its own after an error (disk
@@ -193,13 +196,14 @@ type Stats struct {
 	Batches     uint64 // transactions committed by the batch writer
 	Reports     uint64 // reports in them, each stored
 	WriteErrors uint64 // reports not stored because the database failed
+	Refused     uint64 // reports refused for conflicting with their host's binding
 }
 
 // Stats returns the batch writer's counters; Reports/Batches is the mean
 // group-commit size. Only committed transactions count as batches and
 // reports; a report whose transaction failed counts as a write error.
 func (s *Store) Stats() Stats {
-	return Stats{Batches: s.batches.Load(), Reports: s.reports.Load(), WriteErrors: s.writeErrors.Load()}
+	return Stats{Batches: s.batches.Load(), Reports: s.reports.Load(), WriteErrors: s.writeErrors.Load(), Refused: s.refused.Load()}
 }
 
 // Close commits the reports already queued, stops the writer and closes the
@@ -234,19 +238,24 @@ func (s *Store) Close() error {
 // Ingest sets r's update group to group (the group of the enrollment token
 // it came with, which wins over what the report claims), and stores it as
 // the host's latest report, adding its last update result to the host's
-// history. It returns once the transaction that holds the report has
-// committed to disk. r comes decoded (api.DecodeReport); Ingest checks it
-// again (Report.Validate) and refuses one without a host id.
+// history. id is what r's verified signature proved: the first report of a
+// host id binds id.Key and group to it, and later ones must match them and
+// carry a larger id.Seq (see api.Identity). It returns once the transaction
+// that holds the report has committed to disk. r comes decoded
+// (api.DecodeReport); Ingest checks it again (Report.Validate) and refuses
+// one without a host id.
 //
 // Outcomes: nil when stored; an error wrapping api.ErrInvalidReport when
-// the report is refused (nothing is stored); ErrClosed after Close;
-// ErrReadOnly on a read-only Store; ctx's error when ctx ends first (the
-// report may still be committed); otherwise a database error.
-func (s *Store) Ingest(ctx context.Context, group string, r api.Report, now time.Time) error {
+// the report is refused (nothing is stored); one wrapping
+// api.ErrHostConflict when it conflicts with its host's binding (nothing
+// is stored); ErrClosed after Close; ErrReadOnly on a read-only Store;
+// ctx's error when ctx ends first (the report may still be committed);
+// otherwise a database error.
+func (s *Store) Ingest(ctx context.Context, group string, r api.Report, id api.Identity, now time.Time) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
-	row, err := prepare(group, r, now)
+	row, err := prepare(group, r, id, now)
 	if err != nil {
 		return err
 	}
@@ -274,17 +283,21 @@ func (s *Store) Ingest(ctx context.Context, group string, r api.Report, now time
 // IngestOneTx is Ingest with one transaction (and so one fsync) per report,
 // without the batch writer: the baseline the group commit is measured
 // against.
-func (s *Store) IngestOneTx(ctx context.Context, group string, r api.Report, now time.Time) error {
+func (s *Store) IngestOneTx(ctx context.Context, group string, r api.Report, id api.Identity, now time.Time) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
-	row, err := prepare(group, r, now)
+	row, err := prepare(group, r, id, now)
 	if err != nil {
 		return err
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	return s.commit(ctx, []hostRow{row})
+	rows := []hostRow{row}
+	if err := s.commit(ctx, rows); err != nil {
+		return err
+	}
+	return rows[0].refused
 }
 
 // forgetBatch is how many hosts Forget deletes per transaction: intake
@@ -370,10 +383,40 @@ func (s *Store) forgetSome(cutoffMs int64, limit int) (int, error) {
 	return int(n), nil
 }
 
+// ErrUnknownHost is returned by Reenroll for a host id the store does not
+// hold.
+var ErrUnknownHost = errors.New("no census host has this host id")
+
+// Reenroll unbinds a host's key and group, so that the next signed report
+// of hostID binds its key and its token's group anew: what an admin does
+// for a host that was reinstalled (a new key) or moved to another group.
+// The host's record and history stay; so does its last sequence number.
+//
+// Outcomes: nil; ErrUnknownHost; ErrReadOnly; or a database error.
+func (s *Store) Reenroll(ctx context.Context, hostID string) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	res, err := s.wconn.ExecContext(ctx, `UPDATE hosts SET host_key = NULL WHERE host_id = ?`, hostID)
+	if err != nil {
+		return fmt.Errorf("re-enroll census host %s: %w", hostID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("re-enroll census host %s: %w", hostID, ErrUnknownHost)
+	}
+	s.logger.InfoContext(ctx, "Census host re-enrolled: its next signed report binds a key and group anew.", "host_id", hostID)
+	return nil
+}
+
 // prepare checks one report for storage.
-func prepare(group string, r api.Report, now time.Time) (hostRow, error) {
+func prepare(group string, r api.Report, id api.Identity, now time.Time) (hostRow, error) {
 	if err := r.Validate(); err != nil {
 		return hostRow{}, err
+	}
+	if (id.Key != nil && len(id.Key) != ed25519.PublicKeySize) || id.Seq < 0 || (id.Key == nil && id.Seq != 0) {
+		return hostRow{}, fmt.Errorf("store census report: the signer's key must be none or %d bytes, and its sequence number not negative (zero when unsigned)", ed25519.PublicKeySize)
 	}
 	if r.HostID == "" {
 		return hostRow{}, fmt.Errorf("%w: host_id: missing", api.ErrInvalidReport)
@@ -382,7 +425,7 @@ func prepare(group string, r api.Report, now time.Time) (hostRow, error) {
 		return hostRow{}, fmt.Errorf("store census report: group name must be 1 to %d bytes, got %d", maxGroupLen, len(group))
 	}
 	r.UpdateGroup = group
-	return newHostRow(r, now), nil
+	return newHostRow(r, id, now), nil
 }
 
 // writer is the group-commit loop: it takes the first queued report, gathers
@@ -455,7 +498,9 @@ func (s *Store) gather(batch *[]*request, timer **time.Timer) bool {
 // connection, so the statements prepared on it at Open are used as they are
 // (database/sql's Tx.Stmt would prepare them again for every batch).
 //
-// A failure while writing one row is returned as a *rowError.
+// A failure while writing one row is returned as a *rowError. A row that
+// conflicts with its host's binding is not written and does not fail the
+// transaction: its refused field says why.
 func (s *Store) commit(ctx context.Context, rows []hostRow) (err error) {
 	defer func() { s.health.record(err, time.Now()) }()
 	s.rolledBack.Store(false)
@@ -463,7 +508,13 @@ func (s *Store) commit(ctx context.Context, rows []hostRow) (err error) {
 		return fmt.Errorf("store census reports: begin transaction: %w", err)
 	}
 	for i := range rows {
-		if err := s.write(ctx, &rows[i]); err != nil {
+		rows[i].refused = nil
+		err := s.write(ctx, &rows[i])
+		if errors.Is(err, api.ErrHostConflict) {
+			rows[i].refused = err
+			continue
+		}
+		if err != nil {
 			s.rollback()
 			return &rowError{index: i, err: fmt.Errorf("store census report of host %s: %w", rows[i].HostID, err)}
 		}
@@ -487,10 +538,19 @@ func (s *Store) rollback() {
 	}
 }
 
-// write upserts one host, merging its last update result into the host's
-// history.
+// write checks one report against its host's binding and upserts the host,
+// merging the report's update result into the host's history. A report
+// that conflicts with the binding is not written; the error wraps
+// api.ErrHostConflict.
 func (s *Store) write(ctx context.Context, r *hostRow) error {
-	history, err := s.history(ctx, r)
+	cur, err := s.current(ctx, r.HostID)
+	if err != nil {
+		return err
+	}
+	if err := cur.admits(r); err != nil {
+		return fmt.Errorf("host %s: %w", r.HostID, err)
+	}
+	history, err := cur.history(r, s.opts.HistoryPerHost)
 	if err != nil {
 		return err
 	}
@@ -500,25 +560,65 @@ func (s *Store) write(ctx context.Context, r *hostRow) error {
 	return nil
 }
 
+// storedHost is what the writer reads of a host before storing its report.
+type storedHost struct {
+	exists     bool
+	group      string
+	key        []byte // nil: not bound yet (or re-enrolled)
+	seq        int64
+	lastTime   sql.NullInt64
+	lastTarget string
+	storedHist string
+}
+
+// current reads the stored state of a host.
+func (s *Store) current(ctx context.Context, hostID string) (storedHost, error) {
+	h := storedHost{exists: true}
+	err := s.lookup.QueryRowContext(ctx, hostID).Scan(&h.group, &h.key, &h.seq, &h.lastTime, &h.lastTarget, &h.storedHist)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return storedHost{storedHist: "[]"}, nil
+	case err != nil:
+		return storedHost{}, fmt.Errorf("read stored host: %w", err)
+	}
+	return h, nil
+}
+
+// admits checks r against the host's binding: an unsigned r is admitted
+// only for a host without a bound key; a host not bound yet (or
+// re-enrolled) takes a signed r's key and group; a bound one needs the same key and
+// the same group. Either way r's sequence number must be larger than the
+// last one stored, so that a report captured before a re-enrollment cannot
+// be replayed to bind its key.
+func (h *storedHost) admits(r *hostRow) error {
+	switch {
+	case r.id.Key == nil:
+		// Unsigned: only for a host with no bound key; it binds nothing.
+		if h.key != nil {
+			return api.ErrUnsignedBound
+		}
+		return nil
+	case h.key != nil && !bytes.Equal(h.key, r.id.Key):
+		return api.ErrKeyMismatch
+	case h.key != nil && h.group != r.UpdateGroup:
+		return api.ErrGroupMismatch
+	case h.exists && r.id.Seq <= h.seq:
+		return api.ErrReplay
+	}
+	return nil
+}
+
 // history returns the host's update history with r's result merged in, or
 // nil when the stored history stays as it is: r has no result, or the
 // same result as the host's last report (each run reports it again).
-func (s *Store) history(ctx context.Context, r *hostRow) (any, error) {
+func (h *storedHost) history(r *hostRow, keep int) (any, error) {
 	if !r.hasResult {
 		return nil, nil
 	}
-	var lastTime sql.NullInt64
-	var lastTarget string
-	stored := "[]"
-	err := s.lookup.QueryRowContext(ctx, r.HostID).Scan(&lastTime, &lastTarget, &stored)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return nil, fmt.Errorf("read update history: %w", err)
-	case lastTime.Valid && lastTime.Int64 == r.resultTime && lastTarget == r.resultTarget:
+	if h.lastTime.Valid && h.lastTime.Int64 == r.resultTime && h.lastTarget == r.resultTarget {
 		return nil, nil
 	}
-	merged, err := mergeHistory(stored, r.entry(), s.opts.HistoryPerHost)
+	merged, err := mergeHistory(h.storedHist, r.entry(), keep)
 	if err != nil {
 		return nil, err
 	}

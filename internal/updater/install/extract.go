@@ -162,7 +162,7 @@ func (t *Tree) Extract(ctx context.Context, tarball, version, sha256hex string, 
 		return fmt.Errorf("extract version %s: %w", version, err)
 	}
 
-	if err := os.MkdirAll(t.VersionsDir(), 0o755); err != nil {
+	if err := makePublicDir(t.VersionsDir()); err != nil {
 		return fmt.Errorf("extract version %s: %w", version, err)
 	}
 	staging, err := t.NewStaging()

@@ -136,7 +136,7 @@ func TestLinkReplacesLegacyTarget(t *testing.T) {
 	}
 	install(t, tr, "1.0.0")
 	decoy(t, tr, "opt/"+versionsRel)
-	symlinkIn(t, tr.Root, "usr/local/bin/teleport", legacyLinkPrefix+"1.0.0/bin/teleport")
+	symlinkIn(t, tr.Root, "usr/local/bin/teleport", legacyLinkPrefixes[0]+"1.0.0/bin/teleport")
 	assertRuns(t, filepath.Join(tr.BinDir(), "teleport"), "6.6.6") // what the fixed prefix ran
 
 	if vs, err := tr.LinkedVersions(); err != nil || !slices.Equal(vs, []string{"1.0.0"}) {

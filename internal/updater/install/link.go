@@ -11,10 +11,14 @@ import (
 	"strings"
 )
 
-// legacyLinkPrefix is how links in /usr/local/bin started when their
-// target was not computed from the real link directory. Such a link is
+// legacyLinkPrefixes are how links in /usr/local/bin started when their
+// target was not computed from the real link directory, or when earlier
+// builds kept the versions in Teleport's data directory. Such a link is
 // still ours: Link replaces it when it differs from the computed target.
-const legacyLinkPrefix = "../../../" + versionsRel + "/"
+var legacyLinkPrefixes = []string{
+	"../../../" + versionsRel + "/",
+	"../../../" + legacyDataDirRel + "/" + versionsName + "/",
+}
 
 // notLinked are binaries a release may carry that Link leaves alone:
 // /usr/local/bin/teleport-update is the updater itself, installed and
@@ -38,6 +42,9 @@ type linkLayout struct {
 	dir      string // the real directory of the links: usr/local/bin resolved
 	versions string // the real versions directory
 	prefix   string // relative path from dir to versions, ending in "/"
+	// legacyPrefix is the relative path from dir to the versions directory
+	// of earlier builds (in Teleport's data directory), ending in "/".
+	legacyPrefix string
 }
 
 func (t *Tree) linkLayout() (linkLayout, error) {
@@ -53,7 +60,16 @@ func (t *Tree) linkLayout() (linkLayout, error) {
 	if err != nil {
 		return linkLayout{}, fmt.Errorf("link %s to %s: %w", dir, versions, err)
 	}
-	return linkLayout{root: t.Root, dir: dir, versions: versions, prefix: filepath.ToSlash(rel) + "/"}, nil
+	legacy, err := resolveIn(t.Root, legacyDataDirRel+"/"+versionsName)
+	if err != nil {
+		return linkLayout{}, fmt.Errorf("resolve versions directory: %w", err)
+	}
+	legacyRel, err := filepath.Rel(dir, legacy)
+	if err != nil {
+		return linkLayout{}, fmt.Errorf("link %s to %s: %w", dir, legacy, err)
+	}
+	return linkLayout{root: t.Root, dir: dir, versions: versions, prefix: filepath.ToSlash(rel) + "/",
+		legacyPrefix: filepath.ToSlash(legacyRel) + "/"}, nil
 }
 
 // target is the symlink target for binary name of version v.
@@ -64,7 +80,7 @@ func (l linkLayout) target(v, name string) string {
 // ourVersion returns the version a symlink target points to when it is a
 // link of ours for binary name.
 func (l linkLayout) ourVersion(name, target string) (string, bool) {
-	for _, prefix := range []string{l.prefix, legacyLinkPrefix} {
+	for _, prefix := range append([]string{l.prefix, l.legacyPrefix}, legacyLinkPrefixes...) {
 		rest, ok := strings.CutPrefix(target, prefix)
 		if !ok {
 			continue

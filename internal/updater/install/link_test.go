@@ -26,9 +26,9 @@ func TestLinkSwapAndRevert(t *testing.T) {
 	}
 	before := snapshot(t, tr.BinDir())
 	wantBefore := map[string]string{
-		"teleport": "link ../../../var/lib/teleport/versions/1.0.0/bin/teleport",
-		"tctl":     "link ../../../var/lib/teleport/versions/1.0.0/bin/tctl",
-		"tsh":      "link ../../../var/lib/teleport/versions/1.0.0/bin/tsh",
+		"teleport": "link ../../../var/lib/teleport-update/versions/1.0.0/bin/teleport",
+		"tctl":     "link ../../../var/lib/teleport-update/versions/1.0.0/bin/tctl",
+		"tsh":      "link ../../../var/lib/teleport-update/versions/1.0.0/bin/tsh",
 	}
 	for k, v := range wantBefore {
 		if before[k] != v {
@@ -49,9 +49,9 @@ func TestLinkSwapAndRevert(t *testing.T) {
 	}
 	after := snapshot(t, tr.BinDir())
 	wantAfter := map[string]string{
-		"teleport": "link ../../../var/lib/teleport/versions/2.0.0/bin/teleport",
-		"tctl":     "link ../../../var/lib/teleport/versions/2.0.0/bin/tctl",
-		"tbot":     "link ../../../var/lib/teleport/versions/2.0.0/bin/tbot",
+		"teleport": "link ../../../var/lib/teleport-update/versions/2.0.0/bin/teleport",
+		"tctl":     "link ../../../var/lib/teleport-update/versions/2.0.0/bin/tctl",
+		"tbot":     "link ../../../var/lib/teleport-update/versions/2.0.0/bin/tbot",
 		"tsh":      "", // 2.0.0 has no tsh: the old link is gone
 	}
 	for k, v := range wantAfter {

@@ -102,7 +102,7 @@ func AcquireLock(ctx context.Context, path string, wait time.Duration) (release 
 // directory another user can write to is refused before anything in it is
 // opened.
 func (t *Tree) Lock(ctx context.Context, wait time.Duration) (release func() error, err error) {
-	if err := os.MkdirAll(t.DataDir(), 0o755); err != nil {
+	if err := makePublicDir(t.DataDir()); err != nil {
 		return nil, fmt.Errorf("acquire update lock: %w", err)
 	}
 	if err := t.CheckDataDir(); err != nil {
@@ -120,7 +120,7 @@ func (t *Tree) Lock(ctx context.Context, wait time.Duration) (release func() err
 // failing path and why; a stat error (fs.ErrNotExist for a missing data
 // directory).
 func (t *Tree) CheckDataDir() error {
-	if err := safeperm.CheckDirs(t.Root, dataDirRel); err != nil {
+	if err := safeperm.CheckDirs(t.Root, t.dataRel()); err != nil {
 		return fmt.Errorf("check data directory: %w", err)
 	}
 	for _, dir := range []string{t.VersionsDir(), t.StagingDir()} {

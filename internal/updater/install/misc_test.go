@@ -13,7 +13,7 @@ import (
 
 func TestAcquireLock(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "var", "lib", "teleport", "update.lock")
+	path := filepath.Join(t.TempDir(), "var", "lib", "teleport-update", "update.lock")
 	release, err := AcquireLock(t.Context(), path, 0)
 	if err != nil {
 		t.Fatalf("first AcquireLock: %v", err)
@@ -194,10 +194,10 @@ func TestTreePaths(t *testing.T) {
 	t.Parallel()
 	tr := New("/r")
 	for got, want := range map[string]string{
-		tr.DataDir():       "/r/var/lib/teleport",
-		tr.VersionsDir():   "/r/var/lib/teleport/versions",
-		tr.StatePath():     "/r/var/lib/teleport/update.yaml",
-		tr.LockPath():      "/r/var/lib/teleport/update.lock",
+		tr.DataDir():       "/r/var/lib/teleport-update",
+		tr.VersionsDir():   "/r/var/lib/teleport-update/versions",
+		tr.StatePath():     "/r/var/lib/teleport-update/update.yaml",
+		tr.LockPath():      "/r/var/lib/teleport-update/update.lock",
 		tr.BinDir():        "/r/usr/local/bin",
 		tr.UpdaterPath():   "/r/usr/local/bin/teleport-update",
 		tr.UnitDir():       "/r/etc/systemd/system",

@@ -20,6 +20,11 @@ type UnitState struct {
 	SubState    string // e.g. running, auto-restart, exited, dead
 	MainPID     uint32 // 0 when no main process
 	NRestarts   uint32 // automatic restarts since the last manual start
+	// LoadState is "loaded" when systemd has a unit file for it,
+	// "not-found" when it has none.
+	LoadState string
+	// UnitFileState is "enabled", "disabled", "static", "masked", ... ("" without a unit file).
+	UnitFileState string
 }
 
 // Systemd is what the updater needs from the service manager. Every method
@@ -175,6 +180,8 @@ func (d *dbusSystemd) State(ctx context.Context, unit string) (UnitState, error)
 	st := UnitState{}
 	st.ActiveState, _ = props["ActiveState"].(string)
 	st.SubState, _ = props["SubState"].(string)
+	st.LoadState, _ = props["LoadState"].(string)
+	st.UnitFileState, _ = props["UnitFileState"].(string)
 	if !strings.HasSuffix(unit, ".service") {
 		return st, nil // MainPID and NRestarts exist for services only
 	}

@@ -1,5 +1,5 @@
 // Package install manages the host side of an update: the
-// side-by-side version tree under /var/lib/teleport, safe extraction of
+// side-by-side version tree under /var/lib/teleport-update, safe extraction of
 // release tarballs, the atomic symlink swap in /usr/local/bin, the systemd
 // units, the health check, the update lock and atomic file writes.
 //
@@ -62,16 +62,33 @@ var (
 // running binary there and the units run it from there.
 const UpdaterRel = binDirRel + "/" + updaterName
 
-// Paths relative to the root.
+// Paths relative to the root. The updater's tree has its own directory
+// under /var/lib, next to Teleport's data directory and not inside it:
+// Teleport makes /var/lib/teleport mode 0700 when it first runs, and a
+// link from /usr/local/bin/tsh into it would then be unusable for every
+// user but root. Every directory from the root down to a version's bin/
+// is 0755.
 const (
-	dataDirRel    = "var/lib/teleport"
-	versionsRel   = "var/lib/teleport/versions"
-	stagingRel    = "var/lib/teleport/.staging"
-	stateRel      = "var/lib/teleport/update.yaml"
-	lockRel       = "var/lib/teleport/update.lock"
-	binDirRel     = "usr/local/bin"
-	unitDirRel    = "etc/systemd/system"
-	systemdRunRel = "run/systemd/system"
+	dataDirRel  = "var/lib/teleport-update"
+	versionsRel = dataDirRel + "/" + versionsName
+	// What the data directory holds.
+	versionsName = "versions"
+	stagingName  = ".staging"
+	stateName    = "update.yaml"
+	lockName     = "update.lock"
+	// unitBackupName keeps an admin's unit files that install replaced.
+	unitBackupName = "unit-backup"
+	// legacyDataDirRel is where earlier builds kept the same tree
+	// (versions/, .staging/, update.yaml, update.lock): Teleport's own data
+	// directory. It is only read to move an old install over (see Legacy)
+	// and to recognise links into it.
+	legacyDataDirRel = "var/lib/teleport"
+	binDirRel        = "usr/local/bin"
+	unitDirRel       = "etc/systemd/system"
+	systemdRunRel    = "run/systemd/system"
+
+	// hostKeyName is the host's census signing key in the data dir.
+	hostKeyName = "host.key"
 
 	// verifiedName marks a version directory complete; it holds the
 	// tarball's SHA-256 as lowercase hex and is written last.
@@ -85,6 +102,9 @@ const (
 type Tree struct {
 	// Root is the filesystem root ("/" in production).
 	Root string
+	// legacy makes the data directory the one earlier builds used (see
+	// Legacy).
+	legacy bool
 	// AfterStep, when set, is called after each durable step inside
 	// Extract (StepRename) and Link (StepLinkBinary, once per binary).
 	// Tests use it to kill the process between steps; production leaves it
@@ -115,25 +135,37 @@ func New(root string) *Tree {
 
 func (t *Tree) path(rel string) string { return filepath.Join(t.Root, rel) }
 
-// DataDir is <root>/var/lib/teleport.
-func (t *Tree) DataDir() string { return t.path(dataDirRel) }
+// dataRel is the data directory relative to the root.
+func (t *Tree) dataRel() string {
+	if t.legacy {
+		return legacyDataDirRel
+	}
+	return dataDirRel
+}
 
-// VersionsDir is <root>/var/lib/teleport/versions.
-func (t *Tree) VersionsDir() string { return t.path(versionsRel) }
+// DataDir is <root>/var/lib/teleport-update.
+func (t *Tree) DataDir() string { return t.path(t.dataRel()) }
 
-// VersionDir is <root>/var/lib/teleport/versions/<v>. v is not validated
+// VersionsDir is <root>/var/lib/teleport-update/versions.
+func (t *Tree) VersionsDir() string { return filepath.Join(t.DataDir(), versionsName) }
+
+// VersionDir is <root>/var/lib/teleport-update/versions/<v>. v is not validated
 // here; every method that touches the directory validates it.
 func (t *Tree) VersionDir(v string) string { return filepath.Join(t.VersionsDir(), v) }
 
-// StagingDir is <root>/var/lib/teleport/.staging, the parent of every
+// StagingDir is <root>/var/lib/teleport-update/.staging, the parent of every
 // staging directory; it lives on the same filesystem as the versions.
-func (t *Tree) StagingDir() string { return t.path(stagingRel) }
+func (t *Tree) StagingDir() string { return filepath.Join(t.DataDir(), stagingName) }
 
-// StatePath is <root>/var/lib/teleport/update.yaml.
-func (t *Tree) StatePath() string { return t.path(stateRel) }
+// StatePath is <root>/var/lib/teleport-update/update.yaml.
+func (t *Tree) StatePath() string { return filepath.Join(t.DataDir(), stateName) }
 
-// LockPath is <root>/var/lib/teleport/update.lock.
-func (t *Tree) LockPath() string { return t.path(lockRel) }
+// LockPath is <root>/var/lib/teleport-update/update.lock.
+func (t *Tree) LockPath() string { return filepath.Join(t.DataDir(), lockName) }
+
+// HostKeyPath is the host's census signing key, next to update.yaml
+// (package census, LoadOrCreateHostKey).
+func (t *Tree) HostKeyPath() string { return filepath.Join(t.DataDir(), hostKeyName) }
 
 // BinDir is <root>/usr/local/bin, where the links live.
 func (t *Tree) BinDir() string { return t.path(binDirRel) }
@@ -149,6 +181,29 @@ func (t *Tree) UnitDir() string { return t.path(unitDirRel) }
 func (t *Tree) HasSystemd() bool {
 	fi, err := os.Stat(t.path(systemdRunRel))
 	return err == nil && fi.IsDir()
+}
+
+// makePublicDir creates dir and any missing parent with mode 0755
+// whatever the umask: every user must be able to reach the linked
+// binaries under it. An existing directory keeps its mode (CheckDataDir
+// refuses one that others may write to).
+func makePublicDir(dir string) error {
+	var created []string
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil || !errors.Is(err, fs.ErrNotExist) || p == filepath.Dir(p) {
+			break
+		}
+		created = append(created, p)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range created {
+		if err := os.Chmod(p, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ValidateVersion checks that v can name a version directory: a strict

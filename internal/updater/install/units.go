@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gravitational/teleport-update/internal/capread"
 )
 
 // Unit names under /etc/systemd/system.
@@ -143,7 +145,12 @@ WantedBy=multi-user.target
 // RenderUpdaterService renders teleport-update.service: a oneshot run of
 // "teleport-update update", hardened. ProtectSystem=strict leaves writable
 // only what the updater writes: its data directory (versions, staging,
-// state, lock), /usr/local/bin (links) and /etc/systemd/system (units).
+// state, lock), /usr/local/bin (links) and /etc/systemd/system (units),
+// and, when it exists ("-"), the tree earlier builds kept in Teleport's
+// data directory, which a run moves over and removes. StateDirectory= has
+// systemd create the data directory (0755) before it sets up the sandbox,
+// so that the first run after an earlier build's install, which must
+// create it, can.
 // daemon-reload, restart and reset-failed are D-Bus calls to PID 1, which
 // acts in its own namespace; connecting to the bus socket in /run needs no
 // write access to the filesystem. The capability set keeps only what file
@@ -165,7 +172,9 @@ ExecStart=%s
 TimeoutStartSec=%s
 
 ProtectSystem=strict
-ReadWritePaths=/%s /%s /%s
+StateDirectory=%s
+StateDirectoryMode=0755
+ReadWritePaths=/%s -/%s /%s /%s
 ProtectHome=yes
 PrivateTmp=yes
 NoNewPrivileges=yes
@@ -187,7 +196,7 @@ SystemCallErrorNumber=EPERM
 PrivateMounts=yes
 CapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER
 UMask=0022
-`, unitMarker, execLine(o.UpdaterPath, "update"), systemdSpan(updaterTimeout), dataDirRel, binDirRel, unitDirRel)
+`, unitMarker, execLine(o.UpdaterPath, "update"), systemdSpan(updaterTimeout), strings.TrimPrefix(dataDirRel, "var/lib/"), dataDirRel, legacyDataDirRel, binDirRel, unitDirRel)
 	return b.Bytes()
 }
 
@@ -294,12 +303,25 @@ func unitFiles(o UnitOptions) []struct {
 	}
 }
 
-// WriteUnits writes the three units atomically into /etc/systemd/system,
-// skipping files whose content is already right. changed reports whether
-// any file changed (so the caller knows to daemon-reload). revert restores
-// the previous bytes (and modes) or removes files that did not exist. If
-// WriteUnits fails midway it reverts what it wrote itself.
+// WriteUnits is WriteUnitsOver without overwrite: a unit file that is not
+// ours is never replaced.
 func (t *Tree) WriteUnits(o UnitOptions) (revert func() error, changed bool, err error) {
+	return t.WriteUnitsOver(o, false)
+}
+
+// WriteUnitsOver writes the three units atomically into
+// /etc/systemd/system, skipping files whose content is already right.
+// changed reports whether any file changed (so the caller knows to
+// daemon-reload). revert restores the previous bytes (and modes) or
+// removes files that did not exist. If it fails midway it reverts what it
+// wrote itself.
+//
+// A unit file there without our marker line is an admin's own (with its
+// User=, CapabilityBoundingSet=, ProtectSystem=…): it fails with ErrNotOurs
+// before anything is written, unless overwrite. When overwritten, its
+// bytes are first kept in the data directory's unit-backup/, which
+// RestoreUnitBackups puts back.
+func (t *Tree) WriteUnitsOver(o UnitOptions, overwrite bool) (revert func() error, changed bool, err error) {
 	if err := o.Validate(); err != nil {
 		return nil, false, fmt.Errorf("write units: %w", err)
 	}
@@ -345,6 +367,15 @@ func (t *Tree) WriteUnits(o UnitOptions) (revert func() error, changed bool, err
 		if p.exists && bytes.Equal(data, u.data) {
 			continue
 		}
+		if p.exists && !isOurUnit(data) {
+			if !overwrite {
+				return nil, false, errors.Join(fmt.Errorf("write units: %s has no %q line: %w (use overwrite to replace it; it is then kept in %s)",
+					p.path, unitMarker, ErrNotOurs, t.UnitBackupDir()), revert())
+			}
+			if err := t.backupUnit(u.name, data); err != nil {
+				return nil, false, errors.Join(fmt.Errorf("write units: %w", err), revert())
+			}
+		}
 		if err := WriteFileAtomic(p.path, u.data, 0o644); err != nil {
 			return nil, false, errors.Join(fmt.Errorf("write units: %w", err), revert())
 		}
@@ -370,7 +401,7 @@ func (t *Tree) RemoveUnits() (removed []string, err error) {
 			errs = append(errs, fmt.Errorf("remove unit: %w", err))
 			continue
 		}
-		if !bytes.HasPrefix(data, []byte(unitMarker+"\n")) {
+		if !isOurUnit(data) {
 			errs = append(errs, fmt.Errorf("remove unit %s: %w", p, ErrNotOurs))
 			continue
 		}
@@ -386,4 +417,94 @@ func (t *Tree) RemoveUnits() (removed []string, err error) {
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// isOurUnit reports whether a unit file's content carries our marker line.
+func isOurUnit(data []byte) bool {
+	return bytes.HasPrefix(data, []byte(unitMarker+"\n"))
+}
+
+// UnitBackupDir is <data dir>/unit-backup, where an admin's own unit files
+// are kept when install overwrites them.
+func (t *Tree) UnitBackupDir() string { return filepath.Join(t.DataDir(), unitBackupName) }
+
+// backupUnit keeps data, an admin's unit file name, in UnitBackupDir. A
+// backup already there is replaced: the file being overwritten now is the
+// admin's latest.
+func (t *Tree) backupUnit(name string, data []byte) error {
+	if err := os.MkdirAll(t.UnitBackupDir(), 0o755); err != nil {
+		return fmt.Errorf("back up unit %s: %w", name, err)
+	}
+	if err := WriteFileAtomic(filepath.Join(t.UnitBackupDir(), name), data, 0o644); err != nil {
+		return fmt.Errorf("back up unit %s: %w", name, err)
+	}
+	return nil
+}
+
+// RestoreUnitBackups puts every unit file kept in UnitBackupDir back into
+// /etc/systemd/system where that name is free (RemoveUnits removed ours),
+// then drops the backup. A backup whose place is taken is left where it
+// is. It returns the restored paths.
+func (t *Tree) RestoreUnitBackups() (restored []string, err error) {
+	entries, err := os.ReadDir(t.UnitBackupDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore unit backups: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if name != AgentUnit && name != UpdaterUnit && name != UpdaterTimerUnit {
+			continue
+		}
+		dst := filepath.Join(t.UnitDir(), name)
+		if _, err := os.Lstat(dst); err == nil {
+			continue
+		}
+		src := filepath.Join(t.UnitBackupDir(), name)
+		data, err := capread.File(src, maxUnitBackupSize)
+		if err != nil {
+			return restored, fmt.Errorf("restore unit backup %s: %w", src, err)
+		}
+		if err := WriteFileAtomic(dst, data, 0o644); err != nil {
+			return restored, fmt.Errorf("restore unit backup %s: %w", src, err)
+		}
+		if err := os.Remove(src); err != nil {
+			return restored, fmt.Errorf("restore unit backup %s: %w", src, err)
+		}
+		restored = append(restored, dst)
+	}
+	_ = os.Remove(t.UnitBackupDir()) // only when empty
+	return restored, nil
+}
+
+// maxUnitBackupSize bounds a kept unit file; systemd's own limit on a
+// unit file is far above any real one.
+const maxUnitBackupSize = 1 << 20
+
+// WriteUpdaterUnit writes teleport-update.service alone, when it is absent
+// or ours, and reports whether it changed. A run of an earlier build's
+// timer unit uses it: that unit's sandbox does not let the run write the
+// updater's own directory, so the run widens the sandbox for the next one.
+func (t *Tree) WriteUpdaterUnit(o UnitOptions) (changed bool, err error) {
+	if !strings.HasPrefix(o.withDefaults().UpdaterPath, "/") {
+		return false, fmt.Errorf("write unit %s: updater path %q is not absolute", UpdaterUnit, o.UpdaterPath)
+	}
+	p := filepath.Join(t.UnitDir(), UpdaterUnit)
+	want := RenderUpdaterService(o)
+	data, err := os.ReadFile(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return false, fmt.Errorf("write unit %s: %w", UpdaterUnit, err)
+	case bytes.Equal(data, want):
+		return false, nil
+	case !isOurUnit(data):
+		return false, fmt.Errorf("write unit %s: %w", p, ErrNotOurs)
+	}
+	if err := WriteFileAtomic(p, want, 0o644); err != nil {
+		return false, fmt.Errorf("write unit %s: %w", UpdaterUnit, err)
+	}
+	return true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,18 +73,30 @@ func TestUnitOptionsValidate(t *testing.T) {
 func TestWriteUnits(t *testing.T) {
 	t.Parallel()
 	tr := New(t.TempDir())
-	// A pre-existing teleport.service (e.g. from a package) and nothing else.
+	// An admin's own teleport.service and nothing else.
 	agent := filepath.Join(tr.UnitDir(), AgentUnit)
-	mustWrite(t, agent, "[Service]\nExecStart=/usr/bin/teleport start\n")
+	admin := "[Service]\nUser=teleport\nExecStart=/usr/bin/teleport start\n"
+	mustWrite(t, agent, admin)
 	if err := os.Chmod(agent, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	before := snapshot(t, tr.UnitDir())
 
+	// Without overwrite it is refused and nothing is written.
 	o := UnitOptions{Version: "1.0.0"}
-	revert, changed, err := tr.WriteUnits(o)
+	if _, _, err := tr.WriteUnits(o); !errors.Is(err, ErrNotOurs) || !strings.Contains(err.Error(), agent) {
+		t.Fatalf("WriteUnits() over an admin's unit = %v, want ErrNotOurs naming it", err)
+	}
+	if got := snapshot(t, tr.UnitDir()); len(got) != len(before) || got[AgentUnit] != before[AgentUnit] {
+		t.Fatalf("refused WriteUnits changed the unit directory:\n%v", got)
+	}
+
+	revert, changed, err := tr.WriteUnitsOver(o, true)
 	if err != nil || !changed {
-		t.Fatalf("WriteUnits() = changed %v, %v; want changed", changed, err)
+		t.Fatalf("WriteUnitsOver(overwrite) = changed %v, %v; want changed", changed, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(tr.UnitBackupDir(), AgentUnit)); err != nil || string(b) != admin {
+		t.Errorf("admin's unit not kept: %q, %v", b, err)
 	}
 	for _, u := range unitFiles(o) {
 		got, err := os.ReadFile(filepath.Join(tr.UnitDir(), u.name))
@@ -149,5 +162,35 @@ func TestHasSystemd(t *testing.T) {
 	}
 	if !tr.HasSystemd() {
 		t.Error("HasSystemd() = false with run/systemd/system")
+	}
+}
+
+// TestUnitBackupRestored: an admin's unit replaced with overwrite comes
+// back, byte for byte, once our units are removed; its place taken, the
+// backup stays.
+func TestUnitBackupRestored(t *testing.T) {
+	t.Parallel()
+	tr := New(t.TempDir())
+	agent := filepath.Join(tr.UnitDir(), AgentUnit)
+	admin := "[Service]\nUser=teleport\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nProtectSystem=strict\n"
+	mustWrite(t, agent, admin)
+	if _, _, err := tr.WriteUnitsOver(UnitOptions{Version: "1.0.0"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if restored, err := tr.RestoreUnitBackups(); err != nil || len(restored) != 0 {
+		t.Fatalf("RestoreUnitBackups() with our unit in place = %v, %v; want nothing", restored, err)
+	}
+	if _, err := tr.RemoveUnits(); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := tr.RestoreUnitBackups()
+	if err != nil || len(restored) != 1 || restored[0] != agent {
+		t.Fatalf("RestoreUnitBackups() = %v, %v; want %s", restored, err, agent)
+	}
+	if b, _ := os.ReadFile(agent); string(b) != admin {
+		t.Errorf("restored unit = %q, want %q", b, admin)
+	}
+	if _, err := os.Stat(tr.UnitBackupDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("backup left after restore: %v", err)
 	}
 }
