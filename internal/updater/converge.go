@@ -1,5 +1,5 @@
 // This file holds converge, the one way to make this host run a version:
-// links, unit files, daemon-reload, restart, health check. It is
+// links, unit files, daemon-reload, reload or restart, health check. It is
 // idempotent (a step already done changes nothing), and a switch, the way
 // back from a failed switch and the repair after a crash all call it; they
 // differ only in the options below.

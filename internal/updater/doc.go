@@ -5,9 +5,10 @@
 //     answer and what was asked to a decision: move to V, nothing to do
 //     because …, or refuse because ….
 //   - converge (converge.go): make the host run version V: links, units,
-//     daemon-reload, restart, health check. A switch, the way back from a
-//     failed switch and the repair after a crash all use it (switch.go,
-//     repair.go), after fetch.go put V on disk, verified.
+//     daemon-reload, reload or restart (handover.go), health check. A
+//     switch, the way back from a failed switch and the repair after a
+//     crash all use it (switch.go, repair.go), after fetch.go put V on
+//     disk, verified.
 //   - commit (state.go): the state store, the only writer of update.yaml,
 //     records the outcome through named transitions.
 //
