@@ -32,9 +32,10 @@ const (
 	DefaultHistoryPerHost = 20
 	DefaultBatchSize      = 512
 	DefaultBatchDelay     = time.Millisecond
-	// DefaultMinReportInterval: agents report once per timer run, minutes
-	// apart; a host reporting faster is broken or not a host.
-	DefaultMinReportInterval = 10 * time.Second
+	// DefaultMinReportInterval: agents report once per run, the timer's
+	// minutes apart; an admin's commands may come seconds apart, but a
+	// host reporting many times a second is broken or not a host.
+	DefaultMinReportInterval = time.Second
 	// busyTimeout bounds how long a connection waits for another writer
 	// (another process, or IngestOneTx racing the batch writer).
 	busyTimeout = 10 * time.Second
