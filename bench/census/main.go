@@ -138,7 +138,7 @@ func serveProxy(dbPath string, oneTx, allowUnsigned bool) error {
 	}
 	// Round 1 follows round 0 within seconds with small -hosts: no limit
 	// on how often one host reports.
-	st, err := store.Open(ctx, dbPath, store.Options{MinReportInterval: -1})
+	st, err := store.Open(ctx, dbPath, store.Options{ReportBurst: -1})
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ const productionToken = "production-token-0123456789abcdefghij"
 // signedEnv is a server with a real census store.
 func signedEnv(t *testing.T) (*testEnv, *store.Store) {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "census.db"), store.Options{MinReportInterval: -1})
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "census.db"), store.Options{ReportBurst: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -119,12 +119,12 @@ func TestUnsigned(t *testing.T) {
 }
 
 // TestQuotas: a token's max_hosts and new_hosts_per_hour bound the hosts
-// its group gains; a host reporting again within MinReportInterval is
-// refused; hosts already in the group keep reporting.
+// its group gains; a host that used up its report bucket is refused until
+// it refills; hosts already in the group keep reporting.
 func TestQuotas(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, _ := openStore(t, Options{MinReportInterval: time.Minute})
+	s, _ := openStore(t, Options{ReportBurst: 2, ReportEvery: time.Minute})
 	ingest := func(n int, group string, q api.Quota, at time.Time) error {
 		r := report(n, nil)
 		id := ident(r)
@@ -143,11 +143,15 @@ func TestQuotas(t *testing.T) {
 	if err := ingest(3, "production", perHour, t0.Add(time.Minute)); err != nil {
 		t.Fatalf("the quota counts per group: %v", err)
 	}
+	// Host 0's bucket holds 2: its first report and one more.
+	if err := ingest(0, "staging", perHour, t0.Add(time.Second)); err != nil {
+		t.Fatalf("a host's second report at once: %v", err)
+	}
 	if err := ingest(0, "staging", perHour, t0.Add(30*time.Second)); !errors.Is(err, api.ErrTooFrequent) {
-		t.Fatalf("a host reporting again after 30s = %v, want ErrTooFrequent", err)
+		t.Fatalf("a host's third report within the minute = %v, want ErrTooFrequent", err)
 	}
 	if err := ingest(0, "staging", perHour, t0.Add(2*time.Minute)); err != nil {
-		t.Fatalf("a known host under a full quota: %v", err)
+		t.Fatalf("a known host under a full quota, its bucket refilled: %v", err)
 	}
 	if err := ingest(4, "staging", perHour, t0.Add(61*time.Minute)); err != nil {
 		t.Fatalf("a new host an hour later: %v", err)

@@ -133,6 +133,7 @@ var migrations = []string{
 	// the last hour, for the tokens' quotas.
 	`ALTER TABLE hosts ADD COLUMN host_key BLOB;
 	ALTER TABLE hosts ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE hosts ADD COLUMN rate_tokens REAL; -- the host's report bucket; NULL: full
 	CREATE INDEX hosts_group_first_seen ON hosts(grp, first_seen);`,
 }
 
@@ -169,9 +170,10 @@ func migrate(ctx context.Context, conn *sql.Conn) error {
 
 // upsertSQL stores a report as its host's latest. ?21 is the host's new
 // update history (a JSON array), or NULL to keep the stored one; ?22 and
-// ?23 are the key and sequence number of the report's signature.
-const upsertSQL = `INSERT INTO hosts (` + hostColumns + `, history, host_key, seq)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, coalesce(?21, '[]'), ?22, ?23)
+// ?23 are the key and sequence number of the report's signature, ?24 what
+// is left of the host's report bucket.
+const upsertSQL = `INSERT INTO hosts (` + hostColumns + `, history, host_key, seq, rate_tokens)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, coalesce(?21, '[]'), ?22, ?23, ?24)
 ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.version,
 	services = excluded.services, os = excluded.os, os_version = excluded.os_version,
 	arch = excluded.arch, glibc = excluded.glibc, install_methods = excluded.install_methods,
@@ -180,17 +182,18 @@ ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.versi
 	last_update_time = excluded.last_update_time, last_update_target = excluded.last_update_target,
 	last_update_error = excluded.last_update_error, reported_at = excluded.reported_at,
 	last_seen = excluded.last_seen, dims = excluded.dims, history = coalesce(?21, history),
-	host_key = excluded.host_key, seq = max(seq, excluded.seq)`
+	host_key = excluded.host_key, seq = max(seq, excluded.seq), rate_tokens = excluded.rate_tokens`
 
 // lookupSQL reads what the writer needs to check a report against its
 // host's binding and to merge its update result into the host's history.
-const lookupSQL = `SELECT grp, host_key, seq, last_seen, last_update_time, last_update_target, history FROM hosts WHERE host_id = ?`
+const lookupSQL = `SELECT grp, host_key, seq, last_seen, rate_tokens, last_update_time, last_update_target, history FROM hosts WHERE host_id = ?`
 
 // hostRow is one report as stored in hosts.
 type hostRow struct {
 	api.Report
 	id                        api.Identity
 	refused                   error  // set by commit when the row conflicts with its host's binding
+	tokens                    any    // what is left of the host's report bucket (see storedHost.spend)
 	services, installMethods  string // JSON arrays
 	lastResult                string
 	hasResult                 bool
@@ -226,7 +229,7 @@ func newHostRow(r api.Report, id api.Identity, now time.Time) hostRow {
 	return row
 }
 
-// args are the upsert statement's parameters ?1 … ?23; history is the
+// args are the upsert statement's parameters ?1 … ?24; history is the
 // host's new update history, or nil to keep the stored one.
 func (r *hostRow) args(history any) []any {
 	var resultTime any
@@ -236,7 +239,7 @@ func (r *hostRow) args(history any) []any {
 	return []any{r.HostID, r.UpdateGroup, r.Version, r.services, r.OS, r.OSVersion, r.HostArchitecture,
 		r.GlibcVersion, r.installMethods, r.ContainerRuntime, r.ContainerOrchestrator, r.CloudEnvironment,
 		r.UpdaterStatus, r.lastResult, resultTime, r.resultTarget, r.resultError,
-		r.ReportedAt.UnixMilli(), r.lastSeen, r.dims, history, []byte(r.id.Key), r.id.Seq}
+		r.ReportedAt.UnixMilli(), r.lastSeen, r.dims, history, []byte(r.id.Key), r.id.Seq, r.tokens}
 }
 
 // historyEntry is one update result in a host's history column.

@@ -50,7 +50,7 @@ func TestMigrateFromV1(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err := Open(ctx, path, Options{HistoryPerHost: 2, MinReportInterval: -1})
+	s, err := Open(ctx, path, Options{HistoryPerHost: 2, ReportBurst: -1})
 	if err != nil {
 		t.Fatalf("Open of a version 1 database: %v", err)
 	}

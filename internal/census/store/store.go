@@ -32,10 +32,12 @@ const (
 	DefaultHistoryPerHost = 20
 	DefaultBatchSize      = 512
 	DefaultBatchDelay     = time.Millisecond
-	// DefaultMinReportInterval: agents report once per run, the timer's
-	// minutes apart; an admin's commands may come seconds apart, but a
-	// host reporting many times a second is broken or not a host.
-	DefaultMinReportInterval = time.Second
+	// DefaultReportBurst and DefaultReportEvery bound how often one host's
+	// reports are stored: a burst of 20 (an admin's commands come seconds
+	// apart), then one every 30 s. Agents report once per timer run,
+	// minutes apart; a host reporting faster is broken or not a host.
+	DefaultReportBurst = 20
+	DefaultReportEvery = 30 * time.Second
 	// busyTimeout bounds how long a connection waits for another writer
 	// (another process, or IngestOneTx racing the batch writer).
 	busyTimeout = 10 * time.Second
@@ -64,10 +66,12 @@ type Options struct {
 	// BatchSize is the most reports committed in one transaction
 	// (default DefaultBatchSize).
 	BatchSize int
-	// MinReportInterval is the least time between two stored reports of
-	// one host (default DefaultMinReportInterval; negative: no limit). A
-	// report sooner than that is refused with api.ErrTooFrequent.
-	MinReportInterval time.Duration
+	// ReportBurst and ReportEvery are each host's token bucket of stored
+	// reports: ReportBurst at once, then one per ReportEvery (defaults
+	// DefaultReportBurst and DefaultReportEvery; a negative ReportBurst is
+	// no limit). A report beyond them is refused with api.ErrTooFrequent.
+	ReportBurst int
+	ReportEvery time.Duration
 	// BatchDelay is how long the writer waits for more reports to join a
 	// batch that is not full (default DefaultBatchDelay; negative means do
 	// not wait, commit whatever has queued).
@@ -131,8 +135,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.BatchDelay == 0 {
 		opts.BatchDelay = DefaultBatchDelay
 	}
-	if opts.MinReportInterval == 0 {
-		opts.MinReportInterval = DefaultMinReportInterval
+	if opts.ReportBurst == 0 {
+		opts.ReportBurst = DefaultReportBurst
+	}
+	if opts.ReportEvery <= 0 {
+		opts.ReportEvery = DefaultReportEvery
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -259,7 +266,8 @@ func (s *Store) Close() error {
 // Outcomes: nil when stored; an error wrapping api.ErrInvalidReport when
 // the report is refused (nothing is stored); one wrapping
 // api.ErrHostConflict when it conflicts with its host's binding, or
-// api.ErrQuota when it exceeds id.Quota or Options.MinReportInterval
+// api.ErrQuota when it exceeds id.Quota or the host's report rate
+// (Options.ReportBurst)
 // (nothing is stored); ErrClosed after Close; ErrReadOnly on a read-only Store;
 // ctx's error when ctx ends first (the report may still be committed);
 // otherwise a database error.
@@ -586,7 +594,10 @@ func (s *Store) write(ctx context.Context, r *hostRow) error {
 	if err != nil {
 		return err
 	}
-	if err := cur.admits(r, s.opts.MinReportInterval); err != nil {
+	if err := cur.checkBinding(r); err != nil {
+		return fmt.Errorf("host %s: %w", r.HostID, err)
+	}
+	if r.tokens, err = cur.spend(r.lastSeen, s.opts.ReportBurst, s.opts.ReportEvery); err != nil {
 		return fmt.Errorf("host %s: %w", r.HostID, err)
 	}
 	if !cur.exists {
@@ -611,6 +622,7 @@ type storedHost struct {
 	key        []byte // nil: not bound yet (or re-enrolled)
 	seq        int64
 	lastSeen   int64 // proxy clock, unix ms
+	tokens     sql.NullFloat64
 	lastTime   sql.NullInt64
 	lastTarget string
 	storedHist string
@@ -619,7 +631,7 @@ type storedHost struct {
 // current reads the stored state of a host.
 func (s *Store) current(ctx context.Context, hostID string) (storedHost, error) {
 	h := storedHost{exists: true}
-	err := s.lookup.QueryRowContext(ctx, hostID).Scan(&h.group, &h.key, &h.seq, &h.lastSeen, &h.lastTime, &h.lastTarget, &h.storedHist)
+	err := s.lookup.QueryRowContext(ctx, hostID).Scan(&h.group, &h.key, &h.seq, &h.lastSeen, &h.tokens, &h.lastTime, &h.lastTarget, &h.storedHist)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return storedHost{storedHist: "[]"}, nil
@@ -629,24 +641,31 @@ func (s *Store) current(ctx context.Context, hostID string) (storedHost, error) 
 	return h, nil
 }
 
-// admits checks r against the host's binding and refuses it when the host
-// reported less than minInterval ago. An unsigned r is admitted
-// only for a host without a bound key; a host not bound yet (or
-// re-enrolled) takes a signed r's key and group; a bound one needs the same key and
-// the same group. Either way r's sequence number must be larger than the
-// last one stored, so that a report captured before a re-enrollment cannot
-// be replayed to bind its key.
-func (h *storedHost) admits(r *hostRow, minInterval time.Duration) error {
-	if err := h.checkBinding(r); err != nil {
-		return err
+// spend takes one report from the host's token bucket (burst reports,
+// refilled one per every since the last stored report) at now, and
+// returns what is left to store, or api.ErrTooFrequent when it is empty.
+// A negative burst is no limit (nothing stored).
+func (h *storedHost) spend(now int64, burst int, every time.Duration) (any, error) {
+	if burst < 0 {
+		return nil, nil
 	}
-	if h.exists && minInterval > 0 && r.lastSeen-h.lastSeen < minInterval.Milliseconds() {
-		return api.ErrTooFrequent
+	tokens := float64(burst)
+	if h.exists && h.tokens.Valid {
+		refill := float64(now-h.lastSeen) / float64(every.Milliseconds())
+		tokens = min(float64(burst), h.tokens.Float64+max(0, refill))
 	}
-	return nil
+	if tokens < 1 {
+		return nil, api.ErrTooFrequent
+	}
+	return tokens - 1, nil
 }
 
-// checkBinding is admits' check of r's key, group and sequence number.
+// checkBinding checks r against the host's binding: an unsigned r is
+// admitted only for a host without a bound key; a host not bound yet (or
+// re-enrolled) takes a signed r's key and group; a bound one needs the
+// same key and the same group. Either way r's sequence number must be
+// larger than the last one stored, so that a report captured before a
+// re-enrollment cannot be replayed to bind its key.
 func (h *storedHost) checkBinding(r *hostRow) error {
 	switch {
 	case r.id.Key == nil:

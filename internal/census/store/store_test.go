@@ -66,9 +66,9 @@ func body(t testing.TB, r api.Report) []byte {
 
 func openStore(t testing.TB, opts Options) (*Store, string) {
 	t.Helper()
-	if opts.MinReportInterval == 0 {
+	if opts.ReportBurst == 0 {
 		// Most tests send a host's reports at one instant.
-		opts.MinReportInterval = -1
+		opts.ReportBurst = -1
 	}
 	path := filepath.Join(t.TempDir(), "census.db")
 	s, err := Open(context.Background(), path, opts)
