@@ -37,7 +37,9 @@ func publishFIPS(t *testing.T) {
 		if fipsErr = os.MkdirAll(dir, 0o755); fipsErr != nil {
 			return
 		}
-		a := releasetest.Agent{Version: vFIPS, Mode: releasetest.ModeOK, Flavour: download.Flavour{Enterprise: true, FIPS: true}}
+		// Packed as Teleport's CDN packs it: teleport-ent/ with the
+		// example unit the agent unit is then rendered from.
+		a := releasetest.Agent{Version: vFIPS, Mode: releasetest.ModeOK, Flavour: download.Flavour{Enterprise: true, FIPS: true}, TeleportLayout: true}
 		p, err := a.Build(context.Background(), dir)
 		if err != nil {
 			fipsErr = err
@@ -94,6 +96,10 @@ func TestFIPSHost(t *testing.T) {
 	}
 	if exec := h.show(agentUnit, "ExecStart")["ExecStart"]; !strings.Contains(exec, "start --fips --config") {
 		t.Errorf("systemd runs %s with ExecStart %s; want --fips", agentUnit, exec)
+	}
+	// The unit was rendered from the release's own example unit.
+	if env := h.show(agentUnit, "Environment")["Environment"]; !strings.Contains(env, strings.TrimPrefix(releasetest.ExampleUnitMarker, "Environment=")) {
+		t.Errorf("%s has Environment=%q; want the release example's %s", agentUnit, env, releasetest.ExampleUnitMarker)
 	}
 	pid := h.show(agentUnit, "MainPID")["MainPID"]
 	if args := strings.Split(h.mustRun("cat", "/proc/"+pid+"/cmdline"), "\x00"); len(args) < 3 || args[1] != "start" || args[2] != "--fips" {

@@ -52,6 +52,11 @@ type Agent struct {
 	// Flavour names the tarball as that build of Teleport (Enterprise,
 	// FIPS); the agent inside is the same.
 	Flavour download.Flavour
+	// TeleportLayout packs the agent as Teleport's CDN does: under
+	// teleport/ (teleport-ent/ for Enterprise) with ExampleUnit as
+	// examples/systemd/teleport.service, the install script, README.md
+	// and VERSION; otherwise flat, as bin/teleport and bin/tctl.
+	TeleportLayout bool
 }
 
 // MustArtifact returns the release artifact of Teleport version for
@@ -120,10 +125,28 @@ func (a Agent) Build(ctx context.Context, dir string) (string, error) {
 	art := MustArtifact(a.Version, arch)
 	art.Edition, art.FIPS = a.Flavour.Edition(), a.Flavour.FIPS
 	tarball := filepath.Join(dir, art.TarballName())
-	if err := fixture.WriteTarball(tarball, map[string][]byte{"bin/teleport": exe, "bin/tctl": exe}); err != nil {
+	if err := fixture.WriteTarball(tarball, a.files(exe)); err != nil {
 		return "", fmt.Errorf("packing test release %s: %w", a.Version, err)
 	}
 	return tarball, nil
+}
+
+// files are the tarball's entries around the agent binary exe.
+func (a Agent) files(exe []byte) map[string][]byte {
+	if !a.TeleportLayout {
+		return map[string][]byte{"bin/teleport": exe, "bin/tctl": exe}
+	}
+	top := "teleport"
+	if a.Flavour.Enterprise || a.Flavour.FIPS {
+		top = "teleport-ent"
+	}
+	return map[string][]byte{
+		top + "/teleport": exe, top + "/tctl": exe,
+		top + "/examples/systemd/teleport.service": []byte(ExampleUnit),
+		top + "/install":   []byte("#!/bin/sh\necho 'not for the updater' >&2\nexit 1\n"),
+		top + "/README.md": []byte("Teleport " + a.Version + "\n"),
+		top + "/VERSION":   []byte(a.Version + "\n"),
+	}
 }
 
 func (a Agent) validate() error {
@@ -186,6 +209,34 @@ func ScriptRelease(version string, broken bool) ([]byte, error) {
 	})
 }
 
+// ExampleUnit is the examples/systemd/teleport.service of the releases in
+// Teleport's layout: Teleport's own example unit, plus one setting that
+// tests look for to tell a unit rendered from the release's example from
+// the built-in one (the same in every version, so a switch between two
+// of them changes nothing in [Service]).
+const ExampleUnit = `[Unit]
+Description=Teleport Service
+After=network.target
+
+[Service]
+Type=simple
+Restart=always
+RestartSec=5
+EnvironmentFile=-/etc/default/teleport
+ExecStart=/usr/local/bin/teleport start --config /etc/teleport.yaml --pid-file=/run/teleport.pid
+# systemd before 239 needs an absolute path
+ExecReload=/bin/sh -c "exec pkill -HUP -L -F /run/teleport.pid"
+PIDFile=/run/teleport.pid
+LimitNOFILE=524288
+` + ExampleUnitMarker + `
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// ExampleUnitMarker is the setting ExampleUnit adds to Teleport's example.
+const ExampleUnitMarker = "Environment=TELEPORT_UNIT_FROM_RELEASE=1"
+
 // TeleportLayoutRelease is ScriptRelease in Teleport's own tarball layout:
 // everything under top ("teleport" or "teleport-ent"), the binaries at its
 // root, plus the install script, examples and docs the updater skips or
@@ -195,7 +246,7 @@ func TeleportLayoutRelease(top, version string, broken bool) ([]byte, error) {
 		top + "/teleport": []byte(Script(version, broken)),
 		top + "/tctl":     []byte("#!/bin/sh\necho tctl\n"),
 		top + "/install":  []byte("#!/bin/sh\necho 'not for the updater' >&2\nexit 1\n"),
-		top + "/examples/systemd/teleport.service": []byte("[Service]\nExecStart=/usr/local/bin/teleport start\n"),
+		top + "/examples/systemd/teleport.service": []byte(ExampleUnit),
 		top + "/README.md":                         []byte("Teleport " + version + "\n"),
 		top + "/VERSION":                           []byte(version + "\n"),
 	})

@@ -103,6 +103,7 @@ func (u *Updater) loadUnits(ctx context.Context, sd install.Systemd, c convergeT
 	opts := u.Units
 	opts.FIPS = c.fips
 	opts.Version = c.version
+	opts.Example = u.Tree.ReleaseUnit(c.version)
 	undo, changed, err = u.Tree.WriteUnitsOver(opts, c.overwrite)
 	if c.keepNotOurs && errors.Is(err, install.ErrNotOurs) {
 		u.Log.Warn("A unit file teleport-update did not create is in the way; leaving it.", "error", err)

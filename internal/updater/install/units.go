@@ -47,6 +47,10 @@ type UnitOptions struct {
 	// FIPS runs the agent in FIPS mode: "--fips" after "start", as
 	// Teleport's own updater writes the unit of a FIPS build.
 	FIPS bool
+	// Example is the release's own teleport.service (Tree.ReleaseUnit);
+	// when set and understood, the agent unit is rendered from it (see
+	// renderFromExample), otherwise from the built-in template.
+	Example []byte
 	// UpdaterPath is the updater binary; "" means DefaultUpdaterPath.
 	UpdaterPath string
 	// Interval between timer runs; zero means DefaultInterval.
@@ -135,6 +139,11 @@ func agentExecStart(o UnitOptions) []string {
 // version where it matters ([Service]), so a switch can keep the process.
 func RenderAgentService(o UnitOptions) []byte {
 	o = o.withDefaults()
+	if len(o.Example) > 0 {
+		if b, ok := renderFromExample(o, o.Example); ok {
+			return b
+		}
+	}
 	argv := agentExecStart(o)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `%s
