@@ -106,6 +106,7 @@ func TestFirstInstallLeavesDisabledAgentOff(t *testing.T) {
 func TestHeldInstallStillChecksTheBinary(t *testing.T) {
 	e, u, sd, _ := unconfiguredHost(t)
 	e.publish("1.0.0", true)
+	e.setTarget("1.0.0", true, 0)
 	_, err := u.Install(context.Background(), InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"})
 	if !errors.Is(err, ErrHealth) || !errors.Is(err, install.ErrUnhealthy) {
 		t.Fatalf("held install of a broken build: %v", err)
@@ -123,6 +124,7 @@ func TestRunningAgentWithoutConfigIsNotSkipListed(t *testing.T) {
 	e, u, sd, _ := unconfiguredHost(t)
 	sd.loaded, sd.running = "packaged", "packaged"
 	e.publish("1.0.0", true)
+	e.setTarget("1.0.0", true, 0)
 	_, err := u.Install(context.Background(), InstallRequest{Proxy: e.proxyAddr(), BaseURL: e.cdn.Server.URL, Version: "1.0.0"})
 	if !errors.Is(err, ErrSwitch) {
 		t.Fatalf("failed install next to a running agent without config: %v, want ErrSwitch", err)
