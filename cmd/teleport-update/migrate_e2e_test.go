@@ -15,37 +15,12 @@ import (
 	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
-// toLegacyLayout turns the install under root into what an earlier build
-// left: the tree in Teleport's data directory (mode 0700, as Teleport
-// makes it) and links into it.
+// toLegacyLayout turns the install under root into an earlier build's
+// (fixture.ToLegacyLayout).
 func toLegacyLayout(t *testing.T, root string) {
 	t.Helper()
-	newDir, oldDir := filepath.Join(root, "var/lib/teleport-update"), filepath.Join(root, "var/lib/teleport")
-	if err := os.MkdirAll(oldDir, 0o700); err != nil {
+	if err := fixture.ToLegacyLayout(root); err != nil {
 		t.Fatal(err)
-	}
-	if err := os.Chmod(oldDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	entries, _ := os.ReadDir(newDir)
-	for _, e := range entries {
-		if err := os.Rename(filepath.Join(newDir, e.Name()), filepath.Join(oldDir, e.Name())); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Remove(newDir); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(root, "usr/local/bin")
-	entries, _ = os.ReadDir(bin)
-	for _, e := range entries {
-		p := filepath.Join(bin, e.Name())
-		if target, err := os.Readlink(p); err == nil {
-			os.Remove(p)
-			if err := os.Symlink(strings.Replace(target, "/teleport-update/", "/teleport/", 1), p); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 }
 

@@ -140,12 +140,20 @@ func (a Agent) files(exe []byte) map[string][]byte {
 	if a.Flavour.Enterprise || a.Flavour.FIPS {
 		top = "teleport-ent"
 	}
+	return teleportLayout(top, a.Version, exe, exe)
+}
+
+// teleportLayout is a release in Teleport's tarball layout under top:
+// teleport and tctl, ExampleUnit as examples/systemd/teleport.service, the
+// install script, README.md and VERSION.
+func teleportLayout(top, version string, teleport, tctl []byte) map[string][]byte {
 	return map[string][]byte{
-		top + "/teleport": exe, top + "/tctl": exe,
+		top + "/teleport": teleport,
+		top + "/tctl":     tctl,
+		top + "/install":  []byte("#!/bin/sh\necho 'not for the updater' >&2\nexit 1\n"),
 		top + "/examples/systemd/teleport.service": []byte(ExampleUnit),
-		top + "/install":   []byte("#!/bin/sh\necho 'not for the updater' >&2\nexit 1\n"),
-		top + "/README.md": []byte("Teleport " + a.Version + "\n"),
-		top + "/VERSION":   []byte(a.Version + "\n"),
+		top + "/README.md":                         []byte("Teleport " + version + "\n"),
+		top + "/VERSION":                           []byte(version + "\n"),
 	}
 }
 
@@ -242,14 +250,7 @@ const ExampleUnitMarker = "Environment=TELEPORT_UNIT_FROM_RELEASE=1"
 // root, plus the install script, examples and docs the updater skips or
 // keeps in share/.
 func TeleportLayoutRelease(top, version string, broken bool) ([]byte, error) {
-	return fixture.Tarball(map[string][]byte{
-		top + "/teleport": []byte(Script(version, broken)),
-		top + "/tctl":     []byte("#!/bin/sh\necho tctl\n"),
-		top + "/install":  []byte("#!/bin/sh\necho 'not for the updater' >&2\nexit 1\n"),
-		top + "/examples/systemd/teleport.service": []byte(ExampleUnit),
-		top + "/README.md":                         []byte("Teleport " + version + "\n"),
-		top + "/VERSION":                           []byte(version + "\n"),
-	})
+	return fixture.Tarball(teleportLayout(top, version, []byte(Script(version, broken)), []byte("#!/bin/sh\necho tctl\n")))
 }
 
 // moduleDir returns the root of this module's source tree (where go.mod

@@ -3,27 +3,13 @@ package install
 import (
 	"strings"
 	"testing"
+
+	"github.com/gravitational/teleport-update/internal/releasetest"
 )
 
-// teleportExample is Teleport's examples/systemd/teleport.service.
-const teleportExample = `[Unit]
-Description=Teleport Service
-After=network.target
-
-[Service]
-Type=simple
-Restart=always
-RestartSec=5
-EnvironmentFile=-/etc/default/teleport
-ExecStart=/usr/local/bin/teleport start --config /etc/teleport.yaml --pid-file=/run/teleport.pid
-# systemd before 239 needs an absolute path
-ExecReload=/bin/sh -c "exec pkill -HUP -L -F /run/teleport.pid"
-PIDFile=/run/teleport.pid
-LimitNOFILE=524288
-
-[Install]
-WantedBy=multi-user.target
-`
+// teleportExample is Teleport's examples/systemd/teleport.service, with
+// the setting the test releases add to it.
+const teleportExample = releasetest.ExampleUnit
 
 func TestRenderFromExample(t *testing.T) {
 	for _, tc := range []struct {
