@@ -381,6 +381,7 @@ func TestE2EProxyDownChangesNothing(t *testing.T) {
 // whether the crash test kills the run there on the way to a healthy
 // version (false) and on the way back from a broken one (true).
 var e2eCrashPaths = map[updater.Step][]bool{
+	updater.StepUnpack:     {false, true},
 	updater.StepDownload:   {false, true},
 	updater.StepRename:     {false, true},
 	updater.StepExtract:    {false, true},
