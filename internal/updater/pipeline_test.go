@@ -44,7 +44,7 @@ func bigRelease(t *testing.T, version string, broken bool) []byte {
 		"teleport/tctl":     []byte("#!/bin/sh\necho tctl\n"),
 		"teleport/tsh":      tsh,
 		"teleport/examples/systemd/teleport.service": []byte(releasetest.ExampleUnit),
-		"teleport/VERSION": []byte(version + "\n"),
+		"teleport/VERSION":                           []byte(version + "\n"),
 	})
 	if err != nil {
 		t.Fatal(err)
