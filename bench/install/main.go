@@ -61,6 +61,7 @@ func main() {
 	flag.StringVar(&rss, "rss-sizes", "64,256,512", "tarball sizes in MiB for the peak-RSS runs (comma-separated, empty to skip)")
 	flag.IntVar(&cfg.reps, "reps", 5, "interleaved repetitions of each timed command")
 	flag.StringVar(&cfg.dir, "dir", "", "parent of the temporary work dir (default: $TMPDIR); put it on the filesystem you care about")
+	flag.StringVar(&cfg.compare, "compare", "", "another teleport-update binary (say, an earlier build) to time alongside")
 	flag.Parse()
 	for s := range strings.SplitSeq(rss, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -84,6 +85,7 @@ type config struct {
 	rssSizes []int
 	reps     int
 	dir      string
+	compare  string
 }
 
 func run(cfg config) error {
@@ -101,6 +103,7 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
+	b.compare = cfg.compare
 	defer b.close()
 	fmt.Printf("bench/install: real binary, loopback HTTPS (HTTP/1.1), %d CPUs, load average %s, work dir %s\n",
 		runtime.NumCPU(), loadavg(), work)
@@ -131,6 +134,7 @@ type bench struct {
 	base    string
 	proxy   *fixture.Proxy
 	art     download.Artifact
+	compare string // another binary to time, or ""
 }
 
 func (b *bench) www() string { return filepath.Join(b.work, "www") }
@@ -294,12 +298,15 @@ func (b *bench) clearOut() error {
 }
 
 // ours installs the release on a fresh host root with the real binary.
-func (b *bench) ours() (measurement, error) {
+func (b *bench) ours() (measurement, error) { return b.install(b.bin) }
+
+// install installs the release on a fresh host root with binary bin.
+func (b *bench) install(bin string) (measurement, error) {
 	root := filepath.Join(b.out(), "root")
 	if err := fixture.TrustKey(root, "bench", b.pubPEM); err != nil {
 		return measurement{}, err
 	}
-	cmd := exec.Command(b.bin, "--root", root, "install", "--proxy", b.proxy.Addr, "--group", "staging",
+	cmd := exec.Command(bin, "--root", root, "install", "--proxy", b.proxy.Addr, "--group", "staging",
 		"--base-url", b.base, "--no-census")
 	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+b.caPath)
 	return runCmd(cmd)
@@ -331,6 +338,10 @@ func (b *bench) timing(sizeMiB, reps int) error {
 	defer cleanup()
 	names := []string{"curl -o (floor)", "curl | tar -xzf", "curl + sha256sum -c + tar -xzf", "teleport-update install"}
 	runs := []func() (measurement, error){b.curl, b.pipe, b.script, b.ours}
+	if b.compare != "" {
+		names = append(names, "install by "+filepath.Base(b.compare))
+		runs = append(runs, func() (measurement, error) { return b.install(b.compare) })
+	}
 	walls := make([][]time.Duration, len(runs))
 	rss := make([]int64, len(runs))
 	// One warm-up round, then interleaved repetitions so background load

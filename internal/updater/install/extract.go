@@ -85,6 +85,9 @@ const (
 	// decompression run on one core while files are written on another.
 	readAheadChunk  = 256 << 10
 	readAheadChunks = 4
+	// writebackChunk is how much of a file is written before its
+	// writeback is started.
+	writebackChunk = 8 << 20
 	// syncQueueLen is how many written files may wait for their fsync.
 	syncQueueLen = 64
 	// maxPathLen and maxNameLen are Linux's PATH_MAX-1 and NAME_MAX.
@@ -725,20 +728,28 @@ type readError struct{ err error }
 
 func (e *readError) Error() string { return e.err.Error() }
 
-// copyData copies exactly size bytes of file data from r to w, stopping
-// when ctx is done. Read failures are returned as *readError.
-func (x *extractor) copyData(w io.Writer, r io.Reader, size int64) error {
-	var n int64
+// copyData copies exactly size bytes of file data from r to f, stopping
+// when ctx is done. Read failures are returned as *readError. Every
+// writebackChunk bytes it asks the kernel to start writing the file out
+// (sync_file_range, which does not wait), so the disk works while the rest
+// is decompressed and the fsync at the end has little left to do.
+func (x *extractor) copyData(f *os.File, r io.Reader, size int64) error {
+	var n, flushed int64
 	for {
 		if err := x.ctx.Err(); err != nil {
 			return err
 		}
 		nr, rerr := r.Read(x.buf)
 		if nr > 0 {
-			if _, err := w.Write(x.buf[:nr]); err != nil {
+			if _, err := f.Write(x.buf[:nr]); err != nil {
 				return err
 			}
 			n += int64(nr)
+		}
+		if n-flushed >= writebackChunk {
+			// Only a hint: fsync later makes the data durable either way.
+			_ = unix.SyncFileRange(int(f.Fd()), flushed, n-flushed, unix.SYNC_FILE_RANGE_WRITE)
+			flushed = n
 		}
 		if rerr == io.EOF {
 			break
