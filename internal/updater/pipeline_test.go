@@ -24,6 +24,7 @@ import (
 
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/releasetest"
+	"github.com/gravitational/teleport-update/internal/tmpfs"
 	"github.com/gravitational/teleport-update/internal/updater/download"
 	"github.com/gravitational/teleport-update/internal/updater/install"
 )
@@ -238,4 +239,35 @@ func TestPipelinedTruncatedStream(t *testing.T) {
 	if left := e.stagingLeft(); len(left) > 0 {
 		t.Errorf("staging left behind: %v", left)
 	}
+}
+
+// TestPipelinedNoSpaceMidStream: free space is checked before each file
+// the stream unpacks (its size plus the reserve), not only against an
+// estimate made before the download: a release that outgrows the staging
+// filesystem is refused at that file, the download stops there and staging
+// goes.
+func TestPipelinedNoSpaceMidStream(t *testing.T) {
+	e, u := installedHost(t, nil)
+	staging := install.New(e.root).StagingDir()
+	if err := os.MkdirAll(staging, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tmpfs.MountAt(t, staging, padding)
+	// The download's own check (the tarball's size before it is
+	// requested) is off, so the unpacker's is the one that refuses.
+	u.HTTP = download.New(download.Options{HTTPClient: e.cdn.Server.Client(), ReserveBytes: -1})
+	u.Limits.ReserveBytes = 4 << 20
+	w := watchUpdater(u)
+	data := bigRelease(t, "2.0.0", false)
+	serveInstead(e, data, data)
+	e.setTarget("2.0.0", true, 0)
+
+	_, err := u.Update(context.Background(), false)
+	if !errors.Is(err, install.ErrNoSpace) || !strings.Contains(err.Error(), "to unpack bin/tsh") {
+		t.Fatalf("update onto a full staging filesystem = %v, want ErrNoSpace before bin/tsh", err)
+	}
+	if got := w.bytes.Load(); got > int64(len(data))/2 {
+		t.Errorf("the download went on to byte %d of %d after the refusal", got, len(data))
+	}
+	checkUntouched(t, e)
 }
