@@ -72,7 +72,8 @@ func (c *cli) newUpdater(f *agentFlags, lockWait time.Duration) *updater.Updater
 		Systemd:      c.hostSystemd(),
 		Limits:       install.DefaultLimits,
 		Units: install.UnitOptions{
-			UpdaterPath: "/" + updater.UpdaterBinPath,
+			UpdaterPath:    "/" + updater.UpdaterBinPath,
+			UpdaterVersion: unitVersion(),
 		},
 		LockWait:    lockWait,
 		AfterStep:   afterStep,
@@ -89,6 +90,15 @@ func (c *cli) newUpdater(f *agentFlags, lockWait time.Duration) *updater.Updater
 		u.Progress = newProgressBar(c.stderr)
 	}
 	return u
+}
+
+// unitVersion is this build's version as the units name it, "" when it is
+// not a version a unit may carry.
+func unitVersion() string {
+	if install.ValidateVersion(version) != nil {
+		return ""
+	}
+	return version
 }
 
 // newHTTPClient is the agent's HTTP client: the system certificate pool

@@ -14,7 +14,8 @@
 //  5. the backup goes (StepSelfDone).
 //
 // When setup fails, the backup is copied back (StepSelfRestore) and the
-// old updater's own setup writes its units again and records the failure.
+// old updater's own setup writes its units again and records the failure
+// (StepSetupBack…).
 // A run that finds the switch recorded (a run killed in between) finishes
 // it with the setup of whatever is in place when that is the new updater,
 // and goes back otherwise. The agent is never touched: its version was
@@ -57,6 +58,12 @@ const (
 	// StepSelfRestore: after a failed setup, the kept updater is back in
 	// /usr/local/bin.
 	StepSelfRestore Step = "self-restore"
+	// StepSetupBackUnits, StepSetupBackReload, StepSetupBackState: the
+	// setup steps of the kept updater, back in place, which records the
+	// failure.
+	StepSetupBackUnits  Step = "setup-back-units"
+	StepSetupBackReload Step = "setup-back-reload"
+	StepSetupBackState  Step = "setup-back-state"
 	// StepSelfDone: the kept updater is removed; the self-update is over.
 	StepSelfDone Step = "self-done"
 )
@@ -65,8 +72,18 @@ const (
 // tests iterate it as they iterate AllSteps.
 var SelfUpdateSteps = []Step{
 	StepSelfBackup, StepSelfMarker, StepSelfBinary, StepSetupUnits,
-	StepSetupReload, StepSetupState, StepSelfRestore, StepSelfDone,
+	StepSetupReload, StepSetupState, StepSelfRestore, StepSetupBackUnits,
+	StepSetupBackReload, StepSetupBackState, StepSelfDone,
 }
+
+// setupPhase names the steps of one setup: the new updater's, or the
+// kept one's going back.
+type setupPhase struct{ units, reload, state Step }
+
+var (
+	setupForward = setupPhase{StepSetupUnits, StepSetupReload, StepSetupState}
+	setupBack    = setupPhase{StepSetupBackUnits, StepSetupBackReload, StepSetupBackState}
+)
 
 // StateFormat is the format of update.yaml this build writes: 1 added
 // status.updater. A file without it is format 0.

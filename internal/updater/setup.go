@@ -41,7 +41,11 @@ func (u *Updater) Setup(ctx context.Context, req SetupRequest) error {
 	if _, err := u.statusOf(next); err != nil {
 		return fmt.Errorf("%w: dry status: %w", ErrSelfUpdate, err)
 	}
-	if err := u.setupUnits(ctx); err != nil {
+	steps := setupForward
+	if req.Failed != nil {
+		steps = setupBack
+	}
+	if err := u.setupUnits(ctx, steps); err != nil {
 		return err
 	}
 	if u.SetupCheck != nil {
@@ -53,19 +57,19 @@ func (u *Updater) Setup(ctx context.Context, req SetupRequest) error {
 	if err := SaveConfig(u.Tree.StatePath(), next); err != nil {
 		return err
 	}
-	u.step(StepSetupState)
+	u.step(steps.state)
 	return nil
 }
 
 // setupUnits writes this updater's units and has systemd load them.
-func (u *Updater) setupUnits(ctx context.Context) error {
+func (u *Updater) setupUnits(ctx context.Context, steps setupPhase) error {
 	opts := u.Units
 	opts.UpdaterVersion = u.SelfVersion
 	changed, err := u.Tree.WriteUpdaterUnits(opts)
 	if err != nil {
 		return err
 	}
-	u.step(StepSetupUnits)
+	u.step(steps.units)
 	sd, err := u.systemd(ctx)
 	if err != nil || sd == nil {
 		return err
@@ -76,7 +80,7 @@ func (u *Updater) setupUnits(ctx context.Context) error {
 			return fmt.Errorf("daemon-reload: %w", err)
 		}
 	}
-	u.step(StepSetupReload)
+	u.step(steps.reload)
 	return nil
 }
 
