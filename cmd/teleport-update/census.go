@@ -51,6 +51,10 @@ func updaterState(st updater.CensusState) census.UpdaterState {
 		InstallMethods:    cfg.Spec.InstallMethods,
 		Salt:              []byte(cfg.Spec.CensusSalt),
 		SystemdUnitActive: st.AgentActive,
+		UpdaterVersion:    cfg.Status.Updater.Version,
+	}
+	if l := cfg.Status.Updater.Last; l != nil && !l.Success {
+		us.SelfUpdateError = l.ErrorCode + ": " + l.Error
 	}
 	if lu := cfg.Status.LastUpdate; lu != nil {
 		us.LastUpdate = &api.UpdateResult{Time: lu.Time, Target: lu.Target, Success: lu.Success, ErrorCode: lu.ErrorCode, Error: lu.Error}

@@ -57,6 +57,9 @@ type UpdaterState struct {
 	// Salt is the per-install random key of host_id (see NewSalt and
 	// HostID); with a salt shorter than MinSaltSize host_id stays empty.
 	Salt []byte
+	// UpdaterVersion is the teleport-update in place; SelfUpdateError why
+	// its last update of itself failed, "" when it did not.
+	UpdaterVersion, SelfUpdateError string
 }
 
 // Options tune Collect.
@@ -121,6 +124,10 @@ func Collect(ctx context.Context, root string, st UpdaterState, opts Options) ap
 		ReportedAt:       now().UTC().Truncate(time.Millisecond),
 	}
 	r.InstallMethods = installMethodsOf(fsys, st)
+	r.UpdaterVersion = cleanVersion(st.UpdaterVersion)
+	if api.ValidErrorLine(st.SelfUpdateError) {
+		r.SelfUpdateError = st.SelfUpdateError
+	}
 	if st.Services == nil {
 		r.Services = cleanList(probeServices(fsys), api.ValidWord)
 	}
