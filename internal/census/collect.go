@@ -57,6 +57,9 @@ type UpdaterState struct {
 	// Salt is the per-install random key of host_id (see NewSalt and
 	// HostID); with a salt shorter than MinSaltSize host_id stays empty.
 	Salt []byte
+	// UpdaterID is the updater's random id from update.yaml, sent as is
+	// when valid (the proxy recognises canaries by it).
+	UpdaterID string
 }
 
 // Options tune Collect.
@@ -119,6 +122,9 @@ func Collect(ctx context.Context, root string, st UpdaterState, opts Options) ap
 		UpdaterStatus:    updaterStatus(st),
 		LastUpdateResult: cleanResult(st.LastUpdate),
 		ReportedAt:       now().UTC().Truncate(time.Millisecond),
+	}
+	if api.ValidUpdaterID(st.UpdaterID) {
+		r.UpdaterID = st.UpdaterID
 	}
 	r.InstallMethods = installMethodsOf(fsys, st)
 	if st.Services == nil {

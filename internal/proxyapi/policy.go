@@ -307,6 +307,9 @@ func parseGroups(p *Policy, m *merged) error {
 	if len(groups) == 0 && p.Schedule == ScheduleRegular {
 		return m.versionDoc().fail("schedule regular needs at least one group (spec.agents.groups, or the schedules.regular of an autoupdate_config document)", nil, "spec", "agents", "groups")
 	}
+	if len(groups) == 0 && p.Rollout() {
+		return m.fail("a staged rollout needs groups (spec.agents.groups, or the schedules.regular of an autoupdate_config document)", nil, "start_version")
+	}
 	if len(groups) > MaxGroups {
 		return gdoc.fail(fmt.Sprintf("%d groups, at most %d are allowed", len(groups), MaxGroups), nil, gpath...)
 	}

@@ -72,7 +72,7 @@ func (u *Updater) Status(ctx context.Context, askProxy bool) (*StatusReport, err
 	if askProxy && cfg.Spec.Proxy != "" {
 		ctx, cancel := context.WithTimeout(ctx, proxyStatusBudget)
 		defer cancel()
-		pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
+		pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, cfg.Spec.UpdaterID)
 		if err != nil {
 			r.ProxyError = clean(err.Error())
 		} else {
