@@ -59,6 +59,11 @@ var rules = []rule{
 		deny: []string{"internal/updater/...", "internal/census"},
 	},
 	{
+		name: "only the package builder links the packaging library",
+		from: []string{"api", "internal/updater/...", "internal/census/...", "internal/proxyapi/...", "cmd/..."},
+		deny: []string{"internal/packaging", "github.com/goreleaser/..."},
+	},
+	{
 		name:   "nothing imports the CLI",
 		from:   []string{"..."},
 		deny:   []string{"cmd/..."},
