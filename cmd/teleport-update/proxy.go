@@ -32,7 +32,7 @@ func newProxyCmd(c *cli) *cobra.Command {
 		Short: "Serve the proxy-side update API",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newProxyServeCmd(c), newProxyCensusCmd(c))
+	cmd.AddCommand(newProxyServeCmd(c), newProxyCensusCmd(c), newProxyRolloutCmd(c))
 	return cmd
 }
 

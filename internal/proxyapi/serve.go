@@ -192,9 +192,14 @@ func (p *serveRun) serve(ctx context.Context, hup <-chan os.Signal) error {
 		defer close(watchDone)
 		_ = p.api.Watch(ctx) // returns nil when ctx is done
 	}()
+	rollDone := make(chan struct{})
+	go func() {
+		defer close(rollDone)
+		p.api.RunRollout(ctx)
+	}()
 	certs := startReloader(ctx, func() { p.cert.reload(log) })
 	policy := startReloader(ctx, p.reloadFiles)
-	stopped := func() { waitStopped(log, stopWait, watchDone, certs.done, policy.done) }
+	stopped := func() { waitStopped(log, stopWait, watchDone, rollDone, certs.done, policy.done) }
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- p.srv.ServeTLS(p.ln, "", "") }()

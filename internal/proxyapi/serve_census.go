@@ -44,6 +44,7 @@ func openCensus(ctx context.Context, log *slog.Logger, cfg *ServeConfig) (*censu
 		return nil, nil
 	}
 	cfg.API.Census = st
+	cfg.API.Rollout = st
 	cfg.API.CensusHealth = st.WriteFailure
 	c := &censusDB{store: st, stop: func() {}, path: cfg.CensusDB, log: log}
 	if after := cfg.CensusForgetAfter; after > 0 {
