@@ -367,4 +367,3 @@ func Fresh(t testing.TB) *Server {
 	t.Cleanup(srv.Stop)
 	return srv
 }
-

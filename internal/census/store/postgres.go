@@ -78,24 +78,11 @@ func OpenPostgresReadOnly(ctx context.Context, url string, opts Options) (*Store
 func openPostgres(ctx context.Context, dbURL string, opts Options, readOnly bool) (*Store, error) {
 	name := Redact(dbURL)
 	opts = opts.withDefaults()
-	cfg, err := pgxpool.ParseConfig(dbURL)
+	p, err := newPool(ctx, dbURL, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open census database %s: %w", name, err)
 	}
-	if opts.PasswordFile != "" {
-		pw, err := readPasswordFile(opts.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("open census database %s: %w", name, err)
-		}
-		cfg.ConnConfig.Password = pw
-	}
-	cfg.MaxConns = pgMaxConns
-	cfg.ConnConfig.RuntimeParams["application_name"] = "teleport-update proxy"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open census database %s: %w", name, err)
-	}
-	p := &pgDB{pool: pool}
+	pool := p.pool
 	if readOnly {
 		err = p.checkSchema(ctx)
 	} else {
@@ -114,6 +101,32 @@ func openPostgres(ctx context.Context, dbURL string, opts Options, readOnly bool
 	opts.Logger.DebugContext(ctx, "Census database opened.", "database", name, "read_only", readOnly,
 		"history_per_host", opts.HistoryPerHost, "batch_size", opts.BatchSize, "batch_delay", opts.BatchDelay)
 	return s, nil
+}
+
+// newPool connects to the database at dbURL.
+func newPool(ctx context.Context, dbURL string, opts Options) (*pgDB, error) {
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	if opts.PasswordFile != "" {
+		pw, err := readPasswordFile(opts.PasswordFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ConnConfig.Password = pw
+	}
+	cfg.MaxConns = pgMaxConns
+	cfg.ConnConfig.RuntimeParams["application_name"] = "teleport-update proxy"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &pgDB{pool: pool}, nil
 }
 
 // maxPasswordFile bounds a password file: a password is a line.
