@@ -31,6 +31,44 @@ const pgMaxConns = 8
 // or both admit the last host of a quota.
 type pgDB struct {
 	pool *pgxpool.Pool
+	// reach follows the pings of watch; stopWatch ends it and waits.
+	reach     writeHealth
+	stopWatch func()
+}
+
+// pgPingEvery is how often a proxy pings its PostgreSQL database, and
+// how long it waits for the answer.
+const pgPingEvery = 2 * time.Second
+
+// watch pings the database every pgPingEvery until stop is closed and
+// records the outcomes in reach.
+func (p *pgDB) watch(stop <-chan struct{}) {
+	tick := time.NewTicker(pgPingEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), pgPingEvery)
+		err := p.pool.Ping(ctx)
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("census database does not answer: %w", err)
+		}
+		p.reach.record(err, time.Now())
+	}
+}
+
+// startWatch starts watch.
+func (p *pgDB) startWatch() {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		p.watch(stop)
+	}()
+	p.stopWatch = func() { close(stop); <-done }
 }
 
 // IsPostgresURL reports whether a census database names a PostgreSQL
@@ -96,6 +134,7 @@ func openPostgres(ctx context.Context, dbURL string, opts Options, readOnly bool
 	s.failLog = newFailureLimiter()
 	if !readOnly {
 		p.warnAsyncCommit(ctx, s)
+		p.startWatch()
 		s.startWriter()
 	}
 	opts.Logger.DebugContext(ctx, "Census database opened.", "database", name, "read_only", readOnly,
@@ -177,6 +216,7 @@ func (s *Store) closePostgres() error {
 		close(s.queue)
 		s.closeMu.Unlock()
 		<-s.writerEnd
+		s.pg.stopWatch()
 	}
 	s.pg.pool.Close()
 	return nil
