@@ -247,15 +247,21 @@ func lockKey(kind, name string) int64 {
 // lockKeys takes the transaction's advisory locks on keys, in ascending
 // order, so that two transactions locking overlapping sets never wait for
 // each other in a circle.
-func lockKeys(ctx context.Context, tx pgx.Tx, keys []int64) error {
+func lockKeys(ctx context.Context, conn querier, keys []int64) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(k)
-		FROM unnest($1::bigint[]) WITH ORDINALITY AS l(k, i) ORDER BY i`, keys)
+	_, err := conn.Exec(ctx, lockSQL, sortedKeys(keys))
 	return err
+}
+
+// lockSQL takes the advisory locks of $1 in the array's order.
+const lockSQL = `SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS l(k, i) ORDER BY i`
+
+// sortedKeys sorts keys and drops repeats.
+func sortedKeys(keys []int64) []int64 {
+	slices.Sort(keys)
+	return slices.Compact(keys)
 }
 
 // pgHost is a host's state while a batch is written: what is stored,
@@ -275,23 +281,28 @@ const pgHostSQL = `SELECT host_id, grp, host_key, seq, last_seen, rate_tokens, l
 // quota of a new host, the history) as SQLite's writer does row by row,
 // then upserts each host's final state in one statement. Rows refused by
 // the rules get their refused field set and do not fail the transaction.
+//
+// The statements go out in two pipelines (BEGIN, lock, read; upsert,
+// COMMIT), two round trips per batch, plus two when a new host counts
+// against a quota. A connection an error leaves inside the transaction is
+// closed by the pool on release, which rolls the transaction back.
 func (p *pgDB) commit(ctx context.Context, rows []hostRow, opts Options) error {
-	tx, err := p.pool.Begin(ctx)
+	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("store census reports: begin transaction: %w", err)
+		return fmt.Errorf("store census reports: %w", err)
 	}
-	defer tx.Rollback(context.Background()) // a no-op after Commit
-	hosts, err := p.lockAndRead(ctx, tx, rows)
+	defer conn.Release()
+	hosts, err := lockAndRead(ctx, conn, rows)
 	if err != nil {
 		return fmt.Errorf("store census reports: %w", err)
 	}
 	quotas := newQuotaCounts()
-	if err := lockQuotaGroups(ctx, tx, rows, hosts); err != nil {
+	if err := lockQuotaGroups(ctx, conn, rows, hosts); err != nil {
 		return fmt.Errorf("store census reports: lock groups: %w", err)
 	}
 	for i := range rows {
 		rows[i].refused = nil
-		err := applyRow(ctx, tx, hosts[rows[i].HostID], &rows[i], opts, quotas)
+		err := applyRow(ctx, conn, hosts[rows[i].HostID], &rows[i], opts, quotas)
 		if errors.Is(err, api.ErrHostConflict) || errors.Is(err, api.ErrQuota) {
 			rows[i].refused = err
 			continue
@@ -300,17 +311,22 @@ func (p *pgDB) commit(ctx context.Context, rows []hostRow, opts Options) error {
 			return &rowError{index: i, err: fmt.Errorf("store census report of host %s: %w", rows[i].HostID, err)}
 		}
 	}
-	if err := upsertHosts(ctx, tx, hosts); err != nil {
-		return &rowError{index: -1, err: fmt.Errorf("store census reports: upsert hosts: %w", err)}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("store census reports: commit %d reports: %w", len(rows), err)
-	}
-	return nil
+	return upsertAndCommit(ctx, conn, hosts, len(rows))
 }
 
-// lockAndRead locks the hosts of rows and reads their stored state.
-func (p *pgDB) lockAndRead(ctx context.Context, tx pgx.Tx, rows []hostRow) (map[string]*pgHost, error) {
+// querier is what commit's steps run statements on: the connection that
+// holds the batch's transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// lockAndRead begins the transaction, locks the hosts of rows and reads
+// their stored state. The read is a statement of its own, after the lock:
+// its snapshot then holds what a writer that held the lock before
+// committed.
+func lockAndRead(ctx context.Context, conn querier, rows []hostRow) (map[string]*pgHost, error) {
 	hosts := make(map[string]*pgHost, len(rows))
 	ids := make([]string, 0, len(rows))
 	keys := make([]int64, 0, len(rows))
@@ -321,10 +337,19 @@ func (p *pgDB) lockAndRead(ctx context.Context, tx pgx.Tx, rows []hostRow) (map[
 			keys = append(keys, lockKey("host", rows[i].HostID))
 		}
 	}
-	if err := lockKeys(ctx, tx, keys); err != nil {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(lockSQL, sortedKeys(keys))
+	b.Queue(pgHostSQL, ids)
+	br := conn.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("begin transaction: %w", err)
+	}
+	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("lock hosts: %w", err)
 	}
-	res, err := tx.Query(ctx, pgHostSQL, ids)
+	res, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("read stored hosts: %w", err)
 	}
@@ -341,13 +366,17 @@ func (p *pgDB) lockAndRead(ctx context.Context, tx pgx.Tx, rows []hostRow) (map[
 	if err := res.Err(); err != nil {
 		return nil, fmt.Errorf("read stored hosts: %w", err)
 	}
+	res.Close()
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("read stored hosts: %w", err)
+	}
 	return hosts, nil
 }
 
 // lockQuotaGroups locks the groups whose quota a new host of rows may
 // count against, so that two proxies admitting new hosts of one group
 // count one after the other.
-func lockQuotaGroups(ctx context.Context, tx pgx.Tx, rows []hostRow, hosts map[string]*pgHost) error {
+func lockQuotaGroups(ctx context.Context, conn querier, rows []hostRow, hosts map[string]*pgHost) error {
 	var keys []int64
 	for i := range rows {
 		q := rows[i].id.Quota
@@ -355,12 +384,12 @@ func lockQuotaGroups(ctx context.Context, tx pgx.Tx, rows []hostRow, hosts map[s
 			keys = append(keys, lockKey("group", rows[i].UpdateGroup))
 		}
 	}
-	return lockKeys(ctx, tx, keys)
+	return lockKeys(ctx, conn, keys)
 }
 
 // applyRow checks r against its host's state h as SQLite's write does and,
 // when admitted, makes r the host's latest report.
-func applyRow(ctx context.Context, tx pgx.Tx, h *pgHost, r *hostRow, opts Options, quotas *quotaCounts) error {
+func applyRow(ctx context.Context, conn querier, h *pgHost, r *hostRow, opts Options, quotas *quotaCounts) error {
 	if err := h.checkBinding(r); err != nil {
 		return fmt.Errorf("host %s: %w", r.HostID, err)
 	}
@@ -369,7 +398,7 @@ func applyRow(ctx context.Context, tx pgx.Tx, h *pgHost, r *hostRow, opts Option
 		return fmt.Errorf("host %s: %w", r.HostID, err)
 	}
 	if !h.exists {
-		if err := quotas.admit(ctx, tx, r); err != nil {
+		if err := quotas.admit(ctx, conn, r); err != nil {
 			return fmt.Errorf("host %s: %w", r.HostID, err)
 		}
 		h.firstSeen = r.lastSeen
@@ -408,13 +437,13 @@ func newQuotaCounts() *quotaCounts {
 
 // admit checks that r, the first report of a host, keeps its group within
 // the quota of the token it came with, and counts it.
-func (q *quotaCounts) admit(ctx context.Context, tx pgx.Tx, r *hostRow) error {
+func (q *quotaCounts) admit(ctx context.Context, conn querier, r *hostRow) error {
 	quota, g := r.id.Quota, r.UpdateGroup
 	if quota.MaxHosts > 0 || quota.NewHostsPerHour > 0 {
 		if _, ok := q.hosts[g]; !ok {
 			var n, recent int
 			since := r.lastSeen - time.Hour.Milliseconds()
-			if err := tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE first_seen > $2) FROM hosts WHERE grp = $1`,
+			if err := conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE first_seen > $2) FROM hosts WHERE grp = $1`,
 				g, since).Scan(&n, &recent); err != nil {
 				return fmt.Errorf("count the group's hosts: %w", err)
 			}
@@ -450,43 +479,79 @@ ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.versi
 	first_seen = excluded.first_seen, last_seen = excluded.last_seen, dims = excluded.dims,
 	history = excluded.history, host_key = excluded.host_key, seq = excluded.seq, rate_tokens = excluded.rate_tokens`
 
-// upsertHosts writes the final state of every host of the batch that had
-// a report admitted, in one statement.
-func upsertHosts(ctx context.Context, tx pgx.Tx, hosts map[string]*pgHost) error {
-	cols := make([][]any, 25)
+// pgColumns are the upsert's parameters, one array per column, one
+// element per host; typed, so that pgx encodes them without reflection.
+type pgColumns struct {
+	text   [18][]string // the text columns, parameters pgTextParams
+	times  [4][]*int64  // last_update_time, reported_at, first_seen, last_seen
+	keys   [][]byte
+	seqs   []int64
+	tokens []*float64
+}
+
+// pgTextParams are the parameter numbers of pgUpsertSQL's text arrays.
+var pgTextParams = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 21, 22}
+
+// upsertAndCommit writes the final state of every host of the batch that
+// had a report admitted, in one statement, and commits.
+func upsertAndCommit(ctx context.Context, conn querier, hosts map[string]*pgHost, reports int) error {
+	var c pgColumns
 	for _, h := range hosts {
 		r := h.row
 		if r == nil {
 			continue
 		}
-		var resultTime, tokens any
+		var resultTime *int64
 		if r.hasResult {
-			resultTime = r.resultTime
+			resultTime = &r.resultTime
 		}
+		var tokens *float64
 		if h.tokens.Valid {
-			tokens = h.tokens.Float64
+			tokens = &h.tokens.Float64
 		}
-		var key any
-		if h.key != nil {
-			key = h.key
-		}
-		vals := []any{r.HostID, r.UpdateGroup, r.Version, r.services, r.OS, r.OSVersion, r.HostArchitecture,
+		texts := []string{r.HostID, r.UpdateGroup, r.Version, r.services, r.OS, r.OSVersion, r.HostArchitecture,
 			r.GlibcVersion, r.installMethods, r.ContainerRuntime, r.ContainerOrchestrator, r.CloudEnvironment,
-			r.UpdaterStatus, r.lastResult, resultTime, r.resultTarget, r.resultError,
-			r.ReportedAt.UnixMilli(), h.firstSeen, r.lastSeen, r.dims, h.storedHist, key, h.seq, tokens}
-		for i, v := range vals {
-			cols[i] = append(cols[i], v)
+			r.UpdaterStatus, r.lastResult, r.resultTarget, r.resultError, r.dims, h.storedHist}
+		for i, v := range texts {
+			c.text[i] = append(c.text[i], v)
+		}
+		reported, first, last := r.ReportedAt.UnixMilli(), h.firstSeen, r.lastSeen
+		for i, v := range []*int64{resultTime, &reported, &first, &last} {
+			c.times[i] = append(c.times[i], v)
+		}
+		c.keys = append(c.keys, h.key)
+		c.seqs = append(c.seqs, h.seq)
+		c.tokens = append(c.tokens, tokens)
+	}
+	b := &pgx.Batch{}
+	if len(c.seqs) > 0 {
+		args := make([]any, 25)
+		for i, param := range pgTextParams {
+			args[param-1] = c.text[i]
+		}
+		args[14], args[17], args[18], args[19] = c.times[0], c.times[1], c.times[2], c.times[3]
+		args[22], args[23], args[24] = c.keys, c.seqs, c.tokens
+		b.Queue(pgUpsertSQL, args...)
+	}
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
+	defer br.Close()
+	if len(c.seqs) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return &rowError{index: -1, err: fmt.Errorf("store census reports: upsert hosts: %w", err)}
 		}
 	}
-	if len(cols[0]) == 0 {
-		return nil
+	tag, err := br.Exec()
+	if err == nil && tag.String() != "COMMIT" {
+		err = fmt.Errorf("the transaction ended in %s", tag)
 	}
-	args := make([]any, len(cols))
-	for i, c := range cols {
-		args[i] = c
+	if err == nil {
+		err = br.Close()
 	}
-	_, err := tx.Exec(ctx, pgUpsertSQL, args...)
-	return err
+	if err != nil {
+		return fmt.Errorf("store census reports: commit %d reports: %w", reports, err)
+	}
+	return nil
 }
 
 // forgetSome deletes up to limit hosts last seen before cutoffMs in one
