@@ -5,13 +5,13 @@
 # install them when run as root.
 #
 #   make bench                # all
-#   bash bench/run.sh fetch   # one: fetch extract find census noop fleet
+#   bash bench/run.sh fetch   # one: fetch extract find census census-shared noop fleet
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local CGO_ENABLED=0
 
 out=bench/RESULTS.md
-all=(fetch extract find census noop fleet)
+all=(fetch extract find census census-shared noop fleet)
 selected=("$@")
 [ "${#selected[@]}" -eq 0 ] && selected=("${all[@]}")
 
@@ -21,6 +21,7 @@ run_one() {
 	extract) go run ./bench/extract ;;
 	find) bash bench/find/run.sh ;;
 	census) go run ./bench/census ;;
+	census-shared) go run ./bench/census -shared ;;
 	noop) go run ./bench/noop ;;
 	fleet) go run ./bench/fleet ;;
 	*)
