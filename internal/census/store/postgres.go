@@ -592,9 +592,9 @@ func (p *pgDB) readTx(ctx context.Context) (pgx.Tx, error) {
 }
 
 // summary is Summary on PostgreSQL. It counts the hosts by their
-// dimensions key with one GROUP BY instead of keeping counts in a table
-// as SQLite does: a counts table would be one hot row that every proxy's
-// every batch updates.
+// dimensions (dims_key, a hash of dims) with one GROUP BY instead of
+// keeping counts in a table as SQLite does: a counts table would be one
+// hot row that every proxy's every batch updates.
 func (p *pgDB) summary(ctx context.Context, now time.Time, staleAfter time.Duration) (*api.Summary, error) {
 	tx, err := p.readTx(ctx)
 	if err != nil {
@@ -602,14 +602,19 @@ func (p *pgDB) summary(ctx context.Context, now time.Time, staleAfter time.Durat
 	}
 	defer tx.Rollback(context.Background())
 	sum := api.NewSummary(now, staleAfter)
-	rows, err := tx.Query(ctx, `SELECT dims, count(*) FROM hosts GROUP BY dims`)
+	cutoff := now.Add(-staleAfter).UnixMilli()
+	// One pass counts the hosts and the stale ones per dims_key; a second
+	// looks up one host's dims per key (a few dozen keys in a fleet).
+	rows, err := tx.Query(ctx, `WITH c AS (SELECT dims_key, count(*) AS n, count(*) FILTER (WHERE last_seen < $1) AS stale
+			FROM hosts GROUP BY dims_key)
+		SELECT (SELECT dims FROM hosts h WHERE h.dims_key = c.dims_key LIMIT 1), n, stale FROM c`, cutoff)
 	if err != nil {
 		return nil, fmt.Errorf("census summary: count hosts: %w", err)
 	}
 	for rows.Next() {
 		var key string
-		var n int
-		if err := rows.Scan(&key, &n); err != nil {
+		var n, stale int
+		if err := rows.Scan(&key, &n, &stale); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("census summary: count hosts: %w", err)
 		}
@@ -617,16 +622,13 @@ func (p *pgDB) summary(ctx context.Context, now time.Time, staleAfter time.Durat
 			rows.Close()
 			return nil, fmt.Errorf("census summary: %w", err)
 		}
+		sum.StaleHosts += stale
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("census summary: count hosts: %w", err)
 	}
 	capSummary(sum)
-	cutoff := now.Add(-staleAfter).UnixMilli()
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM hosts WHERE last_seen < $1`, cutoff).Scan(&sum.StaleHosts); err != nil {
-		return nil, fmt.Errorf("census summary: count stale hosts: %w", err)
-	}
 	stale, err := tx.Query(ctx, `SELECT host_id, grp, version, last_seen FROM hosts
 		WHERE last_seen < $1 ORDER BY last_seen, host_id LIMIT $2`, cutoff, api.MaxStaleListed)
 	if err != nil {

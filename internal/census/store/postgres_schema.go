@@ -58,8 +58,15 @@ var pgMigrations = []string{
 	// 1 → 2: staged rollouts, as SQLite's version 4: the updater id each
 	// host reports, one row per group for the target being rolled out
 	// (revision counts its writes, for the guarded transitions), and the
-	// history of transitions.
+	// history of transitions. And the summary's dims_key.
+	//
+	// dims_key is a hash of dims that Summary groups by: grouping 100,000
+	// hosts by a bigint is several times faster than by the long text.
+	// It changes only when dims does, so a report that keeps its host's
+	// dimensions stays a heap-only update.
 	`ALTER TABLE hosts ADD COLUMN updater_id text NOT NULL DEFAULT '';
+	ALTER TABLE hosts ADD COLUMN dims_key bigint GENERATED ALWAYS AS (hashtextextended(dims, 0)) STORED;
+	CREATE INDEX hosts_dims_key ON hosts (dims_key);
 	CREATE TABLE rollout_groups (
 		grp      text PRIMARY KEY,
 		target   text NOT NULL,    -- the version this row's rollout moves to
