@@ -21,10 +21,12 @@ import (
 // rolloutFlags are the flags every rollout subcommand takes.
 type rolloutFlags struct {
 	dbPath, resource string
+	pwFile           string // the PostgreSQL password of a postgres:// --db
 }
 
 func (f *rolloutFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.dbPath, "db", "", "census database file (the proxy's --census-db)")
+	cmd.Flags().StringVar(&f.dbPath, "db", "", "census database file or postgres:// URL (the proxy's --census-db)")
+	cmd.Flags().StringVar(&f.pwFile, "db-password-file", "", "file holding the PostgreSQL password of --db")
 	cmd.Flags().StringVar(&f.resource, "resource", "", "the policy file the proxy serves (its --resource)")
 }
 
@@ -33,6 +35,9 @@ func (f *rolloutFlags) load() (*proxyapi.Policy, error) {
 	if f.dbPath == "" || f.resource == "" {
 		return nil, usageError("--db FILE and --resource FILE are required")
 	}
+	if err := checkCensusDB("--db", f.dbPath); err != nil {
+		return nil, err
+	}
 	p, _, err := proxyapi.LoadPolicy(f.resource)
 	if err != nil {
 		return nil, err
@@ -40,7 +45,7 @@ func (f *rolloutFlags) load() (*proxyapi.Policy, error) {
 	if !p.Rollout() {
 		return nil, fmt.Errorf("%s: %w", f.resource, proxyapi.ErrNoRollout)
 	}
-	if _, err := os.Stat(f.dbPath); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(f.dbPath); !store.IsPostgresURL(f.dbPath) && errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("census database %s does not exist", f.dbPath)
 	}
 	return p, nil
@@ -90,7 +95,7 @@ state, unknown group, no rollout in the policy) or failed; 2 bad flags.`,
 			if err != nil {
 				return err
 			}
-			st, err := store.Open(cmd.Context(), f.dbPath, store.Options{Logger: c.logger()})
+			st, err := store.Open(cmd.Context(), f.dbPath, store.Options{Logger: c.logger(), PasswordFile: f.pwFile})
 			if err != nil {
 				return err
 			}
@@ -130,7 +135,7 @@ Exit codes: 0 printed; 1 failed; 2 bad flags.`,
 			if err != nil {
 				return err
 			}
-			st, err := store.OpenReadOnly(cmd.Context(), f.dbPath, store.Options{Logger: c.logger()})
+			st, err := store.OpenReadOnly(cmd.Context(), f.dbPath, store.Options{Logger: c.logger(), PasswordFile: f.pwFile})
 			if err != nil {
 				return err
 			}

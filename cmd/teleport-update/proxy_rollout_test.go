@@ -38,13 +38,28 @@ spec:
 // refusing actions that do not apply; the history shows every one.
 func TestProxyRolloutCLI(t *testing.T) {
 	t.Parallel()
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		db := filepath.Join(t.TempDir(), "census.db")
+		testProxyRolloutCLI(t, db, "")
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		dbURL, pw := pgURL(t)
+		testProxyRolloutCLI(t, dbURL, pw)
+	})
+}
+
+// testProxyRolloutCLI drives proxy rollout on the database db, whose
+// password (PostgreSQL) is in the file pwFile.
+func testProxyRolloutCLI(t *testing.T, db, pwFile string) {
 	dir := t.TempDir()
-	db, policy := filepath.Join(dir, "census.db"), filepath.Join(dir, "policy.yaml")
+	policy := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(policy, []byte(rolloutCLIPolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, db, store.Options{})
+	st, err := store.Open(ctx, db, store.Options{PasswordFile: pwFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +75,9 @@ func TestProxyRolloutCLI(t *testing.T) {
 	}
 	st.Close()
 	flags := []string{"--db", db, "--resource", policy}
+	if pwFile != "" {
+		flags = append(flags, "--db-password-file", pwFile)
+	}
 
 	for _, step := range []struct {
 		args []string

@@ -26,7 +26,7 @@ type CopyResult struct {
 var copyColumns = []string{"host_id", "grp", "version", "services", "os", "os_version", "arch", "glibc",
 	"install_methods", "container_runtime", "container_orchestrator", "cloud", "updater_status", "last_result",
 	"last_update_time", "last_update_target", "last_update_error", "reported_at", "first_seen", "last_seen",
-	"dims", "history", "host_key", "seq", "rate_tokens"}
+	"dims", "history", "host_key", "seq", "rate_tokens", "updater_id"}
 
 // CopyToPostgres copies the census of the SQLite database at from into the
 // PostgreSQL database at to (creating its schema), in one transaction, and
@@ -138,6 +138,9 @@ func groupCounts(query func(string) (scanner, func(), error)) (map[string]int, e
 	return counts, rows.Err()
 }
 
+// copyTokensColumn is rate_tokens' index in copyColumns.
+const copyTokensColumn = 24
+
 // sqliteHosts feeds the source's hosts rows to COPY.
 type sqliteHosts struct {
 	rows interface {
@@ -162,8 +165,8 @@ func (h *sqliteHosts) Next() bool {
 		return false
 	}
 	// SQLite returns a REAL column holding a whole number as an integer.
-	if n, ok := h.vals[len(h.vals)-1].(int64); ok {
-		h.vals[len(h.vals)-1] = float64(n)
+	if n, ok := h.vals[copyTokensColumn].(int64); ok {
+		h.vals[copyTokensColumn] = float64(n)
 	}
 	return true
 }

@@ -464,11 +464,11 @@ func (q *quotaCounts) admit(ctx context.Context, conn querier, r *hostRow) error
 }
 
 // pgUpsertSQL writes hosts' final states, one array element per host.
-const pgUpsertSQL = `INSERT INTO hosts (` + hostColumns + `, history, host_key, seq, rate_tokens)
+const pgUpsertSQL = `INSERT INTO hosts (` + hostColumns + `, history, host_key, seq, rate_tokens, updater_id)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 	$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[],
 	$16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[], $21::text[], $22::text[],
-	$23::bytea[], $24::bigint[], $25::float8[])
+	$23::bytea[], $24::bigint[], $25::float8[], $26::text[])
 ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.version,
 	services = excluded.services, os = excluded.os, os_version = excluded.os_version,
 	arch = excluded.arch, glibc = excluded.glibc, install_methods = excluded.install_methods,
@@ -477,12 +477,13 @@ ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.versi
 	last_update_time = excluded.last_update_time, last_update_target = excluded.last_update_target,
 	last_update_error = excluded.last_update_error, reported_at = excluded.reported_at,
 	first_seen = excluded.first_seen, last_seen = excluded.last_seen, dims = excluded.dims,
-	history = excluded.history, host_key = excluded.host_key, seq = excluded.seq, rate_tokens = excluded.rate_tokens`
+	history = excluded.history, host_key = excluded.host_key, seq = excluded.seq, rate_tokens = excluded.rate_tokens,
+	updater_id = excluded.updater_id`
 
 // pgColumns are the upsert's parameters, one array per column, one
 // element per host; typed, so that pgx encodes them without reflection.
 type pgColumns struct {
-	text   [18][]string // the text columns, parameters pgTextParams
+	text   [19][]string // the text columns, parameters pgTextParams
 	times  [4][]*int64  // last_update_time, reported_at, first_seen, last_seen
 	keys   [][]byte
 	seqs   []int64
@@ -490,7 +491,7 @@ type pgColumns struct {
 }
 
 // pgTextParams are the parameter numbers of pgUpsertSQL's text arrays.
-var pgTextParams = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 21, 22}
+var pgTextParams = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 21, 22, 26}
 
 // upsertAndCommit writes the final state of every host of the batch that
 // had a report admitted, in one statement, and commits.
@@ -511,7 +512,7 @@ func upsertAndCommit(ctx context.Context, conn querier, hosts map[string]*pgHost
 		}
 		texts := []string{r.HostID, r.UpdateGroup, r.Version, r.services, r.OS, r.OSVersion, r.HostArchitecture,
 			r.GlibcVersion, r.installMethods, r.ContainerRuntime, r.ContainerOrchestrator, r.CloudEnvironment,
-			r.UpdaterStatus, r.lastResult, r.resultTarget, r.resultError, r.dims, h.storedHist}
+			r.UpdaterStatus, r.lastResult, r.resultTarget, r.resultError, r.dims, h.storedHist, r.UpdaterID}
 		for i, v := range texts {
 			c.text[i] = append(c.text[i], v)
 		}
@@ -525,7 +526,7 @@ func upsertAndCommit(ctx context.Context, conn querier, hosts map[string]*pgHost
 	}
 	b := &pgx.Batch{}
 	if len(c.seqs) > 0 {
-		args := make([]any, 25)
+		args := make([]any, 26)
 		for i, param := range pgTextParams {
 			args[param-1] = c.text[i]
 		}
@@ -591,9 +592,9 @@ func (p *pgDB) readTx(ctx context.Context) (pgx.Tx, error) {
 }
 
 // summary is Summary on PostgreSQL. It counts the hosts by their
-// dimensions key with one GROUP BY instead of keeping counts in a table
-// as SQLite does: a counts table would be one hot row that every proxy's
-// every batch updates.
+// dimensions (dims_key, a hash of dims) with one GROUP BY instead of
+// keeping counts in a table as SQLite does: a counts table would be one
+// hot row that every proxy's every batch updates.
 func (p *pgDB) summary(ctx context.Context, now time.Time, staleAfter time.Duration) (*api.Summary, error) {
 	tx, err := p.readTx(ctx)
 	if err != nil {
@@ -601,14 +602,19 @@ func (p *pgDB) summary(ctx context.Context, now time.Time, staleAfter time.Durat
 	}
 	defer tx.Rollback(context.Background())
 	sum := api.NewSummary(now, staleAfter)
-	rows, err := tx.Query(ctx, `SELECT dims, count(*) FROM hosts GROUP BY dims`)
+	cutoff := now.Add(-staleAfter).UnixMilli()
+	// One pass counts the hosts and the stale ones per dims_key; a second
+	// looks up one host's dims per key (a few dozen keys in a fleet).
+	rows, err := tx.Query(ctx, `WITH c AS (SELECT dims_key, count(*) AS n, count(*) FILTER (WHERE last_seen < $1) AS stale
+			FROM hosts GROUP BY dims_key)
+		SELECT (SELECT dims FROM hosts h WHERE h.dims_key = c.dims_key LIMIT 1), n, stale FROM c`, cutoff)
 	if err != nil {
 		return nil, fmt.Errorf("census summary: count hosts: %w", err)
 	}
 	for rows.Next() {
 		var key string
-		var n int
-		if err := rows.Scan(&key, &n); err != nil {
+		var n, stale int
+		if err := rows.Scan(&key, &n, &stale); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("census summary: count hosts: %w", err)
 		}
@@ -616,16 +622,13 @@ func (p *pgDB) summary(ctx context.Context, now time.Time, staleAfter time.Durat
 			rows.Close()
 			return nil, fmt.Errorf("census summary: %w", err)
 		}
+		sum.StaleHosts += stale
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("census summary: count hosts: %w", err)
 	}
 	capSummary(sum)
-	cutoff := now.Add(-staleAfter).UnixMilli()
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM hosts WHERE last_seen < $1`, cutoff).Scan(&sum.StaleHosts); err != nil {
-		return nil, fmt.Errorf("census summary: count stale hosts: %w", err)
-	}
 	stale, err := tx.Query(ctx, `SELECT host_id, grp, version, last_seen FROM hosts
 		WHERE last_seen < $1 ORDER BY last_seen, host_id LIMIT $2`, cutoff, api.MaxStaleListed)
 	if err != nil {

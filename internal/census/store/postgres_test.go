@@ -33,7 +33,7 @@ func TestPostgresSchema(t *testing.T) {
 					t.Fatal(err)
 				}
 				s.Close()
-				execURL(t, dbURL, `DROP TABLE census_schema, hosts`)
+				execURL(t, dbURL, `DROP SCHEMA public CASCADE; CREATE SCHEMA public`)
 				p := openPool(t, dbURL)
 				if err := migratePostgres(ctx, p, from); err != nil {
 					t.Fatal(err)

@@ -45,12 +45,20 @@ var _ rollout.Store = (*Store)(nil)
 
 // RolloutGroups implements rollout.Store.
 func (s *Store) RolloutGroups(ctx context.Context, target string) ([]rollout.GroupState, error) {
+	if s.pg != nil {
+		return s.pg.rolloutGroups(ctx, target)
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT grp, state, since, reason, revision, initial, canaries
 		FROM rollout_groups WHERE target = ? ORDER BY grp`, target)
 	if err != nil {
 		return nil, fmt.Errorf("read rollout groups: %w", err)
 	}
 	defer rows.Close()
+	return scanGroups(rows)
+}
+
+// scanGroups reads RolloutGroups' rows.
+func scanGroups(rows scanner) ([]rollout.GroupState, error) {
 	var out []rollout.GroupState
 	for rows.Next() {
 		var g rollout.GroupState
@@ -84,6 +92,9 @@ func (s *Store) RolloutTransition(ctx context.Context, target string, t rollout.
 	}
 	if t.Canaries == nil {
 		canaries = []byte("[]")
+	}
+	if s.pg != nil {
+		return s.pg.rolloutTransition(ctx, target, t, string(canaries), now)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -123,12 +134,24 @@ func (s *Store) RolloutTransition(ctx context.Context, target string, t rollout.
 
 // RolloutHistory implements rollout.Store.
 func (s *Store) RolloutHistory(ctx context.Context, limit int) ([]rollout.HistoryEntry, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT at, target, grp, from_state, to_state, reason, actor
-		FROM rollout_history ORDER BY id DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("read rollout history: %w", err)
+	var rows scanner
+	if s.pg != nil {
+		r, err := s.pg.pool.Query(ctx, `SELECT at, target, grp, from_state, to_state, reason, actor
+			FROM rollout_history ORDER BY id DESC LIMIT $1`, limit)
+		if err != nil {
+			return nil, fmt.Errorf("read rollout history: %w", err)
+		}
+		defer r.Close()
+		rows = r
+	} else {
+		r, err := s.db.QueryContext(ctx, `SELECT at, target, grp, from_state, to_state, reason, actor
+			FROM rollout_history ORDER BY id DESC LIMIT ?`, limit)
+		if err != nil {
+			return nil, fmt.Errorf("read rollout history: %w", err)
+		}
+		defer r.Close()
+		rows = r
 	}
-	defer rows.Close()
 	var out []rollout.HistoryEntry
 	for rows.Next() {
 		var h rollout.HistoryEntry
@@ -148,15 +171,30 @@ func (s *Store) RolloutHistory(ctx context.Context, limit int) ([]rollout.Histor
 // RolloutCounts implements rollout.Store with one pass over the hosts seen
 // since since (the hosts_last_seen index).
 func (s *Store) RolloutCounts(ctx context.Context, target string, since time.Time) (map[string]rollout.Counts, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT grp, count(*),
-			coalesce(sum(version = ?1), 0),
-			coalesce(sum(version = ?1 OR last_update_target = ?1), 0),
-			coalesce(sum(last_update_target = ?1 AND last_result = 'failure' AND version != ?1), 0)
-		FROM hosts WHERE last_seen >= ?2 GROUP BY grp`, target, since.UnixMilli())
-	if err != nil {
-		return nil, fmt.Errorf("count rollout hosts: %w", err)
+	var rows scanner
+	if s.pg != nil {
+		r, err := s.pg.pool.Query(ctx, `SELECT grp, count(*),
+				count(*) FILTER (WHERE version = $1),
+				count(*) FILTER (WHERE version = $1 OR last_update_target = $1),
+				count(*) FILTER (WHERE last_update_target = $1 AND last_result = 'failure' AND version != $1)
+			FROM hosts WHERE last_seen >= $2 GROUP BY grp`, target, since.UnixMilli())
+		if err != nil {
+			return nil, fmt.Errorf("count rollout hosts: %w", err)
+		}
+		defer r.Close()
+		rows = r
+	} else {
+		r, err := s.db.QueryContext(ctx, `SELECT grp, count(*),
+				coalesce(sum(version = ?1), 0),
+				coalesce(sum(version = ?1 OR last_update_target = ?1), 0),
+				coalesce(sum(last_update_target = ?1 AND last_result = 'failure' AND version != ?1), 0)
+			FROM hosts WHERE last_seen >= ?2 GROUP BY grp`, target, since.UnixMilli())
+		if err != nil {
+			return nil, fmt.Errorf("count rollout hosts: %w", err)
+		}
+		defer r.Close()
+		rows = r
 	}
-	defer rows.Close()
 	out := map[string]rollout.Counts{}
 	for rows.Next() {
 		var grp string
@@ -174,12 +212,24 @@ func (s *Store) RolloutCounts(ctx context.Context, target string, since time.Tim
 
 // RolloutHosts implements rollout.Store.
 func (s *Store) RolloutHosts(ctx context.Context, group string, since time.Time) ([]rollout.Host, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT host_id, updater_id FROM hosts
-		WHERE grp = ? AND last_seen >= ? AND updater_id != '' ORDER BY host_id`, group, since.UnixMilli())
-	if err != nil {
-		return nil, fmt.Errorf("list rollout hosts of %s: %w", group, err)
+	var rows scanner
+	if s.pg != nil {
+		r, err := s.pg.pool.Query(ctx, `SELECT host_id, updater_id FROM hosts
+			WHERE grp = $1 AND last_seen >= $2 AND updater_id != '' ORDER BY host_id`, group, since.UnixMilli())
+		if err != nil {
+			return nil, fmt.Errorf("list rollout hosts of %s: %w", group, err)
+		}
+		defer r.Close()
+		rows = r
+	} else {
+		r, err := s.db.QueryContext(ctx, `SELECT host_id, updater_id FROM hosts
+			WHERE grp = ? AND last_seen >= ? AND updater_id != '' ORDER BY host_id`, group, since.UnixMilli())
+		if err != nil {
+			return nil, fmt.Errorf("list rollout hosts of %s: %w", group, err)
+		}
+		defer r.Close()
+		rows = r
 	}
-	defer rows.Close()
 	var out []rollout.Host
 	for rows.Next() {
 		var h rollout.Host
@@ -206,16 +256,28 @@ func (s *Store) RolloutHostResults(ctx context.Context, hostIDs []string) ([]rol
 	if len(hostIDs) > maxHostResults {
 		return nil, fmt.Errorf("read rollout host results: %d hosts, at most %d", len(hostIDs), maxHostResults)
 	}
-	args := make([]any, len(hostIDs))
-	for i, id := range hostIDs {
-		args[i] = id
+	var rows scanner
+	if s.pg != nil {
+		r, err := s.pg.pool.Query(ctx, `SELECT host_id, version, last_seen, last_update_target, last_result, last_update_error, history
+			FROM hosts WHERE host_id = ANY($1) ORDER BY host_id`, hostIDs)
+		if err != nil {
+			return nil, fmt.Errorf("read rollout host results: %w", err)
+		}
+		defer r.Close()
+		rows = r
+	} else {
+		args := make([]any, len(hostIDs))
+		for i, id := range hostIDs {
+			args[i] = id
+		}
+		r, err := s.db.QueryContext(ctx, `SELECT host_id, version, last_seen, last_update_target, last_result, last_update_error, history
+			FROM hosts WHERE host_id IN (?`+strings.Repeat(", ?", len(hostIDs)-1)+`) ORDER BY host_id`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("read rollout host results: %w", err)
+		}
+		defer r.Close()
+		rows = r
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT host_id, version, last_seen, last_update_target, last_result, last_update_error, history
-		FROM hosts WHERE host_id IN (?`+strings.Repeat(", ?", len(hostIDs)-1)+`) ORDER BY host_id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read rollout host results: %w", err)
-	}
-	defer rows.Close()
 	var out []rollout.HostResult
 	for rows.Next() {
 		var h rollout.HostResult

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gravitational/teleport-update/internal/census/store"
 	"github.com/gravitational/teleport-update/internal/census/store/storetest"
+	"github.com/gravitational/teleport-update/internal/pgtest"
 )
 
 // TestRolloutConformance runs the rollout suite against SQLite.
@@ -14,6 +15,24 @@ func TestRolloutConformance(t *testing.T) {
 	t.Parallel()
 	storetest.RunRollout(t, func(t *testing.T) storetest.RolloutBackend {
 		s, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "census.db"), store.Options{ReportBurst: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return s
+	})
+}
+
+// TestRolloutConformancePostgres runs the rollout suite against
+// PostgreSQL.
+func TestRolloutConformancePostgres(t *testing.T) {
+	t.Parallel()
+	storetest.RunRollout(t, func(t *testing.T) storetest.RolloutBackend {
+		s, err := store.Open(context.Background(), pgtest.Database(t), store.Options{ReportBurst: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
