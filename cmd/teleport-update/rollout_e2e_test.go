@@ -118,4 +118,3 @@ func (e *e2e) waitRollout(match func(proxyapi.RolloutGroupStatus) bool) proxyapi
 	e.t.Fatalf("the rollout never reached the state; last status:\n%s", last)
 	return proxyapi.RolloutGroupStatus{}
 }
-
