@@ -49,6 +49,12 @@ stage_lint() {
 stage_unit() {
 	log "go test ./..."
 	apt_install openssl curl rpm
+	# PostgreSQL, the census store's second backend: internal/pgtest runs a
+	# throwaway cluster of Debian's binaries. Without them its tests skip
+	# loudly, or fail under CI=true.
+	if [ "$(id -u)" -eq 0 ] || [ "${CI:-}" = "true" ]; then
+		apt_install postgresql
+	fi
 	# The real-systemd suite has its own stage.
 	local pkgs
 	mapfile -t pkgs < <(go list ./... | grep -v /integration/systemd)

@@ -26,6 +26,7 @@ var (
 	serverOnly = []string{
 		"internal/proxyapi/...", "internal/census/store/...", "cmd/...",
 		"github.com/prometheus/...", "modernc.org/sqlite/...", "github.com/robfig/cron/...",
+		"github.com/jackc/pgx/...", "internal/pgtest",
 	}
 )
 

@@ -59,6 +59,9 @@ type ServeConfig struct {
 	// CensusDB is the census database (census/store); empty disables
 	// census intake.
 	CensusDB string
+	// CensusPasswordFile holds the password of a PostgreSQL CensusDB
+	// (see store.Options.PasswordFile).
+	CensusPasswordFile string
 	// CensusRequired makes Serve fail when CensusDB cannot be opened.
 	// Otherwise it serves find and install.sh without census, census
 	// requests get 503 and ReadyPath reports the proxy not ready.

@@ -55,7 +55,11 @@ func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err
 	if err := u.attach(ctx, st, s); err != nil {
 		return res, err
 	}
-	return u.follow(ctx, st, s, req, res)
+	res, err = u.follow(ctx, st, s, req, res)
+	if err == nil {
+		u.selfUpdate(ctx, st)
+	}
+	return res, err
 }
 
 // follow decides, and moves the host when the decision says so: after the
