@@ -70,14 +70,15 @@ var windowStart = time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
 func main() {
 	agents := flag.Int("agents", 10000, "simulated agents, split over 3 groups")
 	evalHosts := flag.Int("eval-hosts", 100000, "hosts stored for the evaluation benchmark")
+	only := flag.String("only", "", "run only this part: sim, eval or find")
 	flag.Parse()
-	if err := run(*agents, *evalHosts); err != nil {
+	if err := run(*agents, *evalHosts, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "rollout:", err)
 		os.Exit(1)
 	}
 }
 
-func run(agents, evalHosts int) error {
+func run(agents, evalHosts int, only string) error {
 	dir, err := os.MkdirTemp("", "rollout-bench-")
 	if err != nil {
 		return err
@@ -86,11 +87,15 @@ func run(agents, evalHosts int) error {
 	fmt.Printf("Rollout simulation: %d agents in %d groups, report interval %s in %d steps, canary_count %d, halt at %d%% from %d hosts, halt-on-error\n\n",
 		agents, len(groups), interval, stepsPerInterval, canaryCount, haltPercent, haltMinHosts)
 	failed := false
-	for _, sc := range []scenario{
+	scenarios := []scenario{
 		{name: "good", canaries: canaryCount, fails: func(int) bool { return false }},
 		{name: "broken", canaries: canaryCount, fails: func(int) bool { return true }},
 		{name: "fifteen", canaries: 0, fails: func(n int) bool { return hash(n)%100 < 15 }},
-	} {
+	}
+	if only != "" && only != "sim" {
+		scenarios = nil
+	}
+	for _, sc := range scenarios {
 		r, err := simulate(dir, agents, sc)
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", sc.name, err)
@@ -99,11 +104,15 @@ func run(agents, evalHosts int) error {
 			failed = true
 		}
 	}
-	if err := benchEvaluate(dir, evalHosts); err != nil {
-		return err
+	if only == "" || only == "eval" {
+		if err := benchEvaluate(dir, evalHosts); err != nil {
+			return err
+		}
 	}
-	if err := benchFind(dir); err != nil {
-		return err
+	if only == "" || only == "find" {
+		if err := benchFind(dir); err != nil {
+			return err
+		}
 	}
 	if failed {
 		return fmt.Errorf("a scenario did not hold")
