@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/census"
 	"github.com/gravitational/teleport-update/internal/updater/download"
 	"github.com/gravitational/teleport-update/internal/updater/install"
@@ -197,12 +196,8 @@ func installSpec(spec Spec, req InstallRequest) (Spec, error) {
 		}
 		spec.CensusSalt = hex.EncodeToString(salt)
 	}
-	if !api.ValidUpdaterID(spec.UpdaterID) {
-		id, err := newUpdaterID()
-		if err != nil {
-			return spec, err
-		}
-		spec.UpdaterID = id
+	if err := ensureUpdaterID(&spec); err != nil {
+		return spec, err
 	}
 	if err := ValidateProxyAddr(spec.Proxy); err != nil {
 		return spec, err
