@@ -151,6 +151,12 @@ func TestCollectUpdaterState(t *testing.T) {
 		}},
 		{"unusable last update dropped", UpdaterState{LastUpdate: &api.UpdateResult{Target: "16.4.7"}}, func(r api.Report) bool { return r.LastUpdateResult == nil }},
 		{"group cleaned", UpdaterState{Group: "prod\x00\n"}, func(r api.Report) bool { return r.UpdateGroup == "prod" }},
+		{"updater kept", UpdaterState{UpdaterVersion: "1.5.0", SelfUpdateError: "self_update: setup failed"}, func(r api.Report) bool {
+			return r.UpdaterVersion == "1.5.0" && r.SelfUpdateError == "self_update: setup failed"
+		}},
+		{"bad updater fields dropped", UpdaterState{UpdaterVersion: "latest", SelfUpdateError: "a\nb"}, func(r api.Report) bool {
+			return r.UpdaterVersion == "" && r.SelfUpdateError == ""
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
