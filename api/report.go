@@ -126,6 +126,10 @@ type Report struct {
 	// ("<code>: <message>", one line of at most MaxErrorLen bytes); empty
 	// when it worked or none was tried. Optional.
 	SelfUpdateError string `json:"self_update_error,omitempty"`
+	// UpdaterID is the updater's random id (ValidUpdaterID), the one it
+	// sends in find requests: the proxy picks canaries among reporting
+	// hosts and recognises them by it. Empty from older updaters.
+	UpdaterID string `json:"updater_id,omitempty"`
 }
 
 // UpdateResult is the outcome of one update attempt.
@@ -163,7 +167,7 @@ var (
 		"host_id", "version", "services", "os", "os_version", "host_architecture",
 		"glibc_version", "install_methods", "container_runtime", "container_orchestrator",
 		"cloud_environment", "update_group", "updater_status", "last_update_result", "reported_at",
-		"updater_version", "self_update_error",
+		"updater_version", "self_update_error", "updater_id",
 	}
 	resultFields = []string{"time", "target", "success", "error_code", "error", "steps"}
 	stepFields   = []string{"name", "duration_ms", "result"}
@@ -323,6 +327,9 @@ func (r *Report) Validate() error {
 	if r.HostID != "" && !hostIDPattern.MatchString(r.HostID) {
 		return bad("host_id", "want 64 lowercase hex digits")
 	}
+	if r.UpdaterID != "" && !ValidUpdaterID(r.UpdaterID) {
+		return bad("updater_id", "want a lowercase UUID")
+	}
 	if err := checkVersion(r.Version, true); err != nil {
 		return bad("version", "%v", err)
 	}
@@ -405,6 +412,13 @@ func (r *Report) validateUpdater() error {
 // ValidHostID reports whether s is a Report.HostID: 64 lowercase hex
 // digits.
 func ValidHostID(s string) bool { return hostIDPattern.MatchString(s) }
+
+// updaterIDPattern is a lowercase UUID.
+var updaterIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// ValidUpdaterID reports whether s is an updater id: a lowercase UUID, as
+// Teleport's updater_uuid.
+func ValidUpdaterID(s string) bool { return updaterIDPattern.MatchString(s) }
 
 // ValidWord reports whether s is a lowercase word as Report.OS and each of
 // Report.Services must be: a-z, 0-9 and _, at most 32 bytes.

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/gravitational/teleport-update/internal/atomicfile"
 	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/internal/census"
 	"github.com/gravitational/teleport-update/internal/keys"
@@ -255,20 +256,52 @@ func printNextSteps(w io.Writer, held, proxy string) {
 const selfExe = "/proc/self/exe"
 
 // installSelf copies the running executable to <root>/usr/local/bin/teleport-update
-// (atomically), unless that file already holds it.
+// (atomically), unless that file already holds it. Both are streamed, never
+// held in memory: the install's peak memory stays that of the download.
 func installSelf(root string) error {
-	data, err := capread.File(selfExe, maxSelfSize)
+	src, err := os.Open(selfExe)
 	if err != nil {
 		return fmt.Errorf("reading the running executable: %w", err)
 	}
+	defer src.Close()
+	if fi, err := src.Stat(); err != nil || fi.Size() > maxSelfSize {
+		return fmt.Errorf("reading the running executable: %w (size over %d bytes?)", errors.Join(err, capread.ErrTooLarge), maxSelfSize)
+	}
 	dst := filepath.Join(root, updater.UpdaterBinPath)
-	if cur, err := capread.File(dst, maxSelfSize); err == nil && bytes.Equal(cur, data) {
+	if sameContent(src, dst) {
 		return nil
+	}
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("reading the running executable: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	return install.WriteFileAtomic(dst, data, 0o755)
+	return atomicfile.WriteFrom(dst, io.LimitReader(src, maxSelfSize), 0o755)
+}
+
+// sameContent reports whether the file at path holds exactly what r yields
+// to its end.
+func sameContent(r io.Reader, path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	a, b := make([]byte, 64<<10), make([]byte, 64<<10)
+	for {
+		n, errA := io.ReadFull(r, a)
+		m, errB := io.ReadFull(f, b)
+		if n != m || !bytes.Equal(a[:n], b[:m]) || errA != errB {
+			return false
+		}
+		if errA == io.EOF || errA == io.ErrUnexpectedEOF {
+			return true
+		}
+		if errA != nil {
+			return false
+		}
+	}
 }
 
 func newUpdateCmd(c *cli) *cobra.Command {

@@ -50,6 +50,7 @@ func updaterState(st updater.CensusState) census.UpdaterState {
 		Disabled:          !cfg.Spec.Enabled,
 		InstallMethods:    cfg.Spec.InstallMethods,
 		Salt:              []byte(cfg.Spec.CensusSalt),
+		UpdaterID:         cfg.Spec.UpdaterID,
 		SystemdUnitActive: st.AgentActive,
 		UpdaterVersion:    cfg.Status.Updater.Version,
 	}

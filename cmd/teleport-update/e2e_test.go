@@ -387,6 +387,7 @@ func TestE2EProxyDownChangesNothing(t *testing.T) {
 // whether the crash test kills the run there on the way to a healthy
 // version (false) and on the way back from a broken one (true).
 var e2eCrashPaths = map[updater.Step][]bool{
+	updater.StepUnpack:     {false, true},
 	updater.StepDownload:   {false, true},
 	updater.StepRename:     {false, true},
 	updater.StepExtract:    {false, true},
@@ -444,6 +445,9 @@ func TestE2ECrashAtEveryStep(t *testing.T) {
 			if !r.signaled {
 				t.Fatalf("run was not killed at %s: exit %d\n%s", tc.at, r.code, r.stderr)
 			}
+			if tc.at == string(updater.StepUnpack) {
+				checkKilledMidUnpack(t, e.root)
+			}
 			// Right after the kill: update.yaml parses and names a version
 			// that is installed and runs.
 			st := e.status()
@@ -467,6 +471,23 @@ func TestE2ECrashAtEveryStep(t *testing.T) {
 			checkRunnable(t, e.root, st.Active)
 			checkNoLeftovers(t, e.root)
 		})
+	}
+}
+
+// checkKilledMidUnpack: a run killed while the release was being unpacked
+// (before its hash was known) left its files in staging only: no version
+// directory, no link into one.
+func checkKilledMidUnpack(t *testing.T, root string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(root, "var/lib/teleport-update/.staging/*/bin/*"))
+	if len(files) == 0 {
+		t.Error("no unpacked file in staging after a kill mid-unpack")
+	}
+	if _, err := os.Lstat(filepath.Join(root, "var/lib/teleport-update/versions/2.0.0")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("versions/2.0.0 exists after a kill mid-unpack: %v", err)
+	}
+	if dst, _ := os.Readlink(filepath.Join(root, "usr/local/bin/teleport")); !strings.Contains(dst, "/1.0.0/") {
+		t.Errorf("teleport links to %q after a kill mid-unpack", dst)
 	}
 }
 

@@ -41,10 +41,11 @@ func crashtestBinary(t *testing.T) string {
 // crashPaths says, for every step of updater.AllSteps, on which paths
 // TestCrashAtEveryStep kills the run there: false on the way to a healthy
 // version, true on the way back from one that exits at start. The steps
-// before the switch (download, rename, extract) are the same on both paths
+// before the switch (unpack, download, rename, extract) are the same on both paths
 // and run once; TestE2ECrashAtEveryStep in cmd/teleport-update runs them
 // on both without systemd.
 var crashPaths = map[updater.Step][]bool{
+	updater.StepUnpack:          {false},
 	updater.StepDownload:        {false},
 	updater.StepRename:          {false},
 	updater.StepExtract:         {false},

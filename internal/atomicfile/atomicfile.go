@@ -4,8 +4,10 @@
 package atomicfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -19,7 +21,14 @@ const TempMarker = ".teleport-update-tmp"
 // directory, fsyncs it, renames it over path and fsyncs the directory, so
 // the rename itself survives a crash. The parent directory must exist. On
 // error the temporary file is removed and path is untouched.
-func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return WriteFrom(path, bytes.NewReader(data), perm)
+}
+
+// WriteFrom is WriteFile with the content read from r to its end, so a
+// large file is copied without being held in memory (from an *os.File,
+// possibly without passing through this process at all).
+func WriteFrom(path string, r io.Reader, perm os.FileMode) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -35,7 +44,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
 			_ = os.Remove(tmp)
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
+	if _, err := f.ReadFrom(r); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Chmod(perm); err != nil {

@@ -60,6 +60,9 @@ type UpdaterState struct {
 	// UpdaterVersion is the teleport-update in place; SelfUpdateError why
 	// its last update of itself failed, "" when it did not.
 	UpdaterVersion, SelfUpdateError string
+	// UpdaterID is the updater's random id from update.yaml, sent as is
+	// when valid (the proxy recognises canaries by it).
+	UpdaterID string
 }
 
 // Options tune Collect.
@@ -122,6 +125,9 @@ func Collect(ctx context.Context, root string, st UpdaterState, opts Options) ap
 		UpdaterStatus:    updaterStatus(st),
 		LastUpdateResult: cleanResult(st.LastUpdate),
 		ReportedAt:       now().UTC().Truncate(time.Millisecond),
+	}
+	if api.ValidUpdaterID(st.UpdaterID) {
+		r.UpdaterID = st.UpdaterID
 	}
 	r.InstallMethods = installMethodsOf(fsys, st)
 	r.UpdaterVersion = cleanVersion(st.UpdaterVersion)

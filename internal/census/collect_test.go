@@ -157,6 +157,8 @@ func TestCollectUpdaterState(t *testing.T) {
 		{"bad updater fields dropped", UpdaterState{UpdaterVersion: "latest", SelfUpdateError: "a\nb"}, func(r api.Report) bool {
 			return r.UpdaterVersion == "" && r.SelfUpdateError == ""
 		}},
+		{"updater id sent", UpdaterState{UpdaterID: "0b9e0c1a-6f4d-4c8e-9a51-2f6b7c8d9e0f"}, func(r api.Report) bool { return r.UpdaterID == "0b9e0c1a-6f4d-4c8e-9a51-2f6b7c8d9e0f" }},
+		{"bad updater id dropped", UpdaterState{UpdaterID: "not-a-uuid"}, func(r api.Report) bool { return r.UpdaterID == "" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,10 +16,17 @@ import (
 // is skipped when not running as root or when mounting is not permitted.
 func Mount(t testing.TB, size int64) string {
 	t.Helper()
+	dir := t.TempDir()
+	MountAt(t, dir, size)
+	return dir
+}
+
+// MountAt is Mount on an existing directory dir (mode 0755).
+func MountAt(t testing.TB, dir string, size int64) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a tmpfs needs root")
 	}
-	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0755", size)); err != nil {
 		t.Skipf("mount tmpfs on %s: %v", dir, err)
 	}
@@ -29,7 +36,6 @@ func Mount(t testing.TB, size int64) string {
 			t.Errorf("unmount tmpfs %s: %v", dir, err)
 		}
 	})
-	return dir
 }
 
 // ReadOnly remounts the tmpfs at dir (from Mount) read-only.

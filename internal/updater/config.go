@@ -70,6 +70,10 @@ type Spec struct {
 	CensusEnabled bool `yaml:"census_enabled,omitempty"`
 	// CensusSalt keys the host_id hash; random per install, never sent.
 	CensusSalt string `yaml:"census_salt,omitempty"`
+	// UpdaterID is this updater's random id (a UUID), made at install and
+	// sent in find requests and census reports: the proxy picks a group's
+	// canaries by it.
+	UpdaterID string `yaml:"updater_id,omitempty"`
 }
 
 // Status is what the updater did. The active and the backup version are

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -32,18 +33,18 @@ func (u *Updater) fetch(ctx context.Context, base string, target *semver.Version
 	case !errors.Is(err, install.ErrVersionNotInstalled):
 		return fmt.Errorf("checking installed versions: %w", err)
 	}
-	got, staging, err := u.download(ctx, base, target, fl)
+	staged, sum, err := u.download(ctx, base, target, fl)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(staging)
+	defer os.RemoveAll(staged.Dir)
 	if removed, err := u.Tree.RemoveDamaged(ver); err != nil {
 		return fmt.Errorf("removing the damaged version %s: %w", ver, err)
 	} else if removed {
 		u.Log.Info("Removed the damaged version directory.", "version", ver)
 	}
-	// Extract names the version in its errors.
-	if err := u.tree(true).Extract(ctx, got.Path, ver, got.SHA256, u.Limits); err != nil {
+	// Commit names the version in its errors.
+	if err := u.tree(true).Commit(staged, ver, sum); err != nil {
 		return err
 	}
 	if err := u.label(ctx, ver); err != nil {
@@ -53,9 +54,17 @@ func (u *Updater) fetch(ctx context.Context, base string, target *semver.Version
 	return nil
 }
 
-// download fetches and verifies target's tarball into a new staging
-// directory, which the caller removes (download removes it on failure).
-func (u *Updater) download(ctx context.Context, base string, target *semver.Version, fl download.Flavour) (*download.Fetched, string, error) {
+// download fetches target's tarball, verifies it and unpacks it into a new
+// private staging directory, and returns the staged release and the
+// tarball's signed SHA-256. The caller removes the staging directory;
+// download removes it on failure.
+//
+// The tarball is unpacked while it streams in (see unpackStream), so its
+// bytes are read once, from the network, and never stored: the signed
+// checksum is verified before the first tarball byte is requested, and
+// the staged files are trusted only once every byte was hashed and the
+// hash is the signed one.
+func (u *Updater) download(ctx context.Context, base string, target *semver.Version, fl download.Flavour) (*install.Staged, string, error) {
 	ks, err := u.keys()
 	if err != nil {
 		return nil, "", err
@@ -67,20 +76,62 @@ func (u *Updater) download(ctx context.Context, base string, target *semver.Vers
 	if err != nil {
 		return nil, "", fmt.Errorf("creating staging directory: %w", err)
 	}
-	maxSize := u.MaxArtifactSize
-	if maxSize <= 0 {
-		maxSize = download.DefaultMaxArtifactSize
-	}
 	start := u.now()
-	// FetchVerified names the file in its errors.
-	got, err := u.HTTP.FetchVerified(ctx, base, u.artifact(target, fl), ks, staging, maxSize, u.now(), u.Progress)
+	// CheckSigned and unpackStream name the file in their errors.
+	signed, err := u.HTTP.CheckSigned(ctx, base, u.artifact(target, fl), ks, staging, u.MaxArtifactSize, u.now())
+	var staged *install.Staged
+	var size int64
+	if err == nil {
+		staged, size, err = u.unpackStream(ctx, signed, staging)
+	}
 	if err != nil {
 		os.RemoveAll(staging)
 		return nil, "", err
 	}
-	u.Log.Info("Download verified.", "version", target, "build", fl.String(), "bytes", got.Size, "sha256", got.SHA256, "duration", u.now().Sub(start).Round(time.Millisecond))
+	u.Log.Info("Download verified and unpacked.", "version", target, "build", fl.String(), "bytes", size, "sha256", signed.SHA256, "duration", u.now().Sub(start).Round(time.Millisecond))
 	u.step(StepDownload)
-	return got, staging, nil
+	return staged, signed.SHA256, nil
+}
+
+// unpackStream streams the tarball of signed into the unpacker through a
+// pipe: the download hashes every byte it hands over, the unpacker writes
+// files into staging only (private, 0700, removed by the caller on any
+// error) with every extraction check applied to the unverified bytes. A
+// refused entry closes the pipe, which ends the download at once; a failed
+// download closes it the other way. The result is trusted only when both
+// sides finished and the hash of all bytes is the signed one.
+//
+// Outcomes: the staged release and the tarball's size; the download's
+// error (ErrChecksumMismatch for a tampered tarball, a transport error for
+// a truncated one); the unpacker's (install.ErrUnsafeArchive naming the
+// entry, install.ErrNoSpace) when it refused the stream first.
+func (u *Updater) unpackStream(ctx context.Context, signed *download.Signed, staging string) (*install.Staged, int64, error) {
+	pr, pw := io.Pipe()
+	var res download.Result
+	var derr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, derr = u.HTTP.StreamSigned(ctx, signed, pw, staging, u.Progress)
+		pw.CloseWithError(derr) // nil: the unpacker reads the end of the stream
+	}()
+	// Whatever ends the unpacker (a refusal, or a test's simulated kill at
+	// StepUnpack), the download stops at its next write.
+	defer func() { pr.Close(); <-done }()
+	staged, xerr := u.tree(true).Unpack(ctx, staging, pr, u.Limits)
+	pr.CloseWithError(xerr) // on success the stream has ended: no write is refused
+	<-done
+	switch {
+	case xerr != nil && errors.Is(derr, xerr):
+		// The unpacker refused the stream; the download only saw its pipe
+		// closed.
+		return nil, 0, fmt.Errorf("unpack %s before all of it arrived: %w", signed.Name, xerr)
+	case derr != nil:
+		return nil, 0, derr
+	case xerr != nil:
+		return nil, 0, fmt.Errorf("unpack %s: %w", signed.Name, xerr)
+	}
+	return staged, res.Size, nil
 }
 
 // prune removes versions other than the active and the backup one.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/census"
 	"github.com/gravitational/teleport-update/internal/updater/download"
 	"github.com/gravitational/teleport-update/internal/updater/install"
@@ -195,6 +196,13 @@ func installSpec(spec Spec, req InstallRequest) (Spec, error) {
 			return spec, err
 		}
 		spec.CensusSalt = hex.EncodeToString(salt)
+	}
+	if !api.ValidUpdaterID(spec.UpdaterID) {
+		id, err := newUpdaterID()
+		if err != nil {
+			return spec, err
+		}
+		spec.UpdaterID = id
 	}
 	if err := ValidateProxyAddr(spec.Proxy); err != nil {
 		return spec, err

@@ -96,7 +96,7 @@ func (u *Updater) decideWithProxy(ctx context.Context, cfg *Config, req request)
 		// An admin's version needs only the build from the proxy, so an
 		// answer naming no version does (as for Teleport's install
 		// --force-version).
-		pol, err := find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "", req.version == "")
+		pol, err := find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, cfg.Spec.UpdaterID, req.version == "")
 		if err != nil {
 			return decision{act: actRefuse, err: err}
 		}

@@ -101,7 +101,7 @@ func (u *Updater) statusOf(cfg *Config) (*StatusReport, error) {
 func (u *Updater) askProxyStatus(ctx context.Context, cfg *Config, r *StatusReport) {
 	ctx, cancel := context.WithTimeout(ctx, proxyStatusBudget)
 	defer cancel()
-	pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
+	pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, cfg.Spec.UpdaterID)
 	if err != nil {
 		r.ProxyError = termtext.Strip(err.Error())
 		return

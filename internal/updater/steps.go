@@ -16,9 +16,15 @@ type Step string
 // The steps, in the order an update reaches them. A switch to a healthy
 // version goes from StepDownload to StepState; one whose version fails its
 // health check goes from StepDownload to StepRevert and, when there is a
-// previous version, on to StepPreviousRestart.
+// previous version, on to StepPreviousRestart. StepUnpack comes first:
+// the release is unpacked into staging while it is downloaded.
 const (
-	// StepDownload: the tarball is in staging and verified.
+	// StepUnpack: the first file of the release was unpacked into its
+	// private staging directory while the tarball streams in; its hash is
+	// not known yet, so nothing outside staging refers to it.
+	StepUnpack Step = install.StepUnpack
+	// StepDownload: every byte of the tarball arrived and its SHA-256 is
+	// the signed one; its content is unpacked in staging.
 	StepDownload Step = "download"
 	// StepRename: the extracted version was renamed into versions/.
 	StepRename Step = install.StepRename
@@ -52,7 +58,7 @@ const (
 
 // AllSteps lists every step an update reports, in order.
 var AllSteps = []Step{
-	StepDownload, StepRename, StepExtract, StepLinkBinary, StepLink,
+	StepUnpack, StepDownload, StepRename, StepExtract, StepLinkBinary, StepLink,
 	StepUnits, StepReload, StepRestart, StepState,
 	StepRevert, StepPreviousReload, StepPreviousRestart,
 }

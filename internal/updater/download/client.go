@@ -304,23 +304,41 @@ func (e errStop) Unwrap() error { return e.err }
 // that does not fit or a write that ran out of room, and other write
 // errors on f.
 func (c *Client) Download(ctx context.Context, url string, f File, max int64, progress func(done, total int64)) (Result, error) {
-	var res Result
 	if err := checkFetchURL(url); err != nil {
-		return res, err
+		return Result{}, err
 	}
 	if err := f.Truncate(0); err != nil {
-		return res, fmt.Errorf("download %s: truncating %s: %w", url, f.Name(), err)
+		return Result{}, fmt.Errorf("download %s: truncating %s: %w", url, f.Name(), err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return res, fmt.Errorf("download %s: seeking %s: %w", url, f.Name(), err)
+		return Result{}, fmt.Errorf("download %s: seeking %s: %w", url, f.Name(), err)
 	}
+	return c.transfer(ctx, &transfer{url: url, out: f, file: f, spaceDir: filepath.Dir(f.Name()), name: f.Name(), max: max, progress: progress})
+}
+
+// Stream is Download into a stream w that cannot be rewound, such as a
+// pipe into an unpacker: every byte is written to w exactly once, in
+// order. When a resumed transfer gets a 200 answer to its range request,
+// Stream skips the bytes w already has instead of starting over; the hash
+// still covers exactly the bytes w got, so a file that changed on the
+// server meanwhile fails the caller's checksum comparison. spaceDir is
+// the directory whose filesystem must hold the announced size with the
+// reserve left over. A failed write on w ends the transfer at once, and
+// its error is in the one returned.
+func (c *Client) Stream(ctx context.Context, url string, w io.Writer, spaceDir string, max int64, progress func(done, total int64)) (Result, error) {
+	if err := checkFetchURL(url); err != nil {
+		return Result{}, err
+	}
+	return c.transfer(ctx, &transfer{url: url, out: w, spaceDir: spaceDir, name: "the unpacker", max: max, progress: progress})
+}
+
+// transfer runs d's attempts until the body is complete or an error is
+// final, resuming a broken transfer when it can.
+func (c *Client) transfer(ctx context.Context, d *transfer) (Result, error) {
+	var res Result
 	w := c.startWatchdog(ctx)
 	defer w.stop()
-
-	d := &transfer{
-		c: c, w: w, url: url, f: f, max: max, progress: progress,
-		h: sha256.New(), total: -1,
-	}
+	d.c, d.wd, d.h, d.total = c, w, sha256.New(), -1
 	for {
 		err := d.attempt()
 		if err == nil {
@@ -332,26 +350,29 @@ func (c *Client) Download(ctx context.Context, url string, f File, max int64, pr
 			if errors.As(stop.err, &status) {
 				return res, status // already names GET and the URL
 			}
-			return res, fmt.Errorf("download %s: %w", url, stop.err)
+			return res, fmt.Errorf("download %s: %w", d.url, stop.err)
 		}
 		err = w.cause(err)
 		if w.ctx.Err() != nil || !d.rangeOK || d.done == 0 || res.Resumed >= MaxResumes {
-			return res, fmt.Errorf("download %s: after %d bytes: %w", url, d.done, err)
+			return res, fmt.Errorf("download %s: after %d bytes: %w", d.url, d.done, err)
 		}
 		res.Resumed++
-		c.logger.WarnContext(ctx, "Download interrupted; resuming.", "url", url, "offset", d.done, "attempt", res.Resumed, "error", err)
+		c.logger.WarnContext(ctx, "Download interrupted; resuming.", "url", d.url, "offset", d.done, "attempt", res.Resumed, "error", err)
 	}
 	res.SHA256 = hex.EncodeToString(d.h.Sum(nil))
 	res.Size = d.done
 	return res, nil
 }
 
-// transfer is the state of one Download across its attempts.
+// transfer is the state of one Download or Stream across its attempts.
 type transfer struct {
 	c        *Client
-	w        *watchdog
+	wd       *watchdog
 	url      string
-	f        File
+	out      io.Writer
+	file     File   // out when it can be rewound (Download); nil for a stream
+	spaceDir string // whose filesystem must hold the announced size
+	name     string // what w is, for errors
 	max      int64
 	progress func(done, total int64)
 	h        interface {
@@ -359,7 +380,8 @@ type transfer struct {
 		Sum([]byte) []byte
 		Reset()
 	}
-	done      int64  // bytes written to f and hashed
+	done      int64  // bytes written to w and hashed
+	skip      int64  // bytes of the current answer w already has (Stream)
 	total     int64  // announced full size, -1 if unknown
 	rangeOK   bool   // the server supports byte ranges
 	validator string // If-Range value: strong ETag or Last-Modified
@@ -368,10 +390,11 @@ type transfer struct {
 // attempt makes one request and copies its body. A returned errStop must
 // not be retried; any other error may be resumed.
 func (d *transfer) attempt() error {
-	req, err := newRequest(d.w.ctx, http.MethodGet, d.url)
+	req, err := newRequest(d.wd.ctx, http.MethodGet, d.url)
 	if err != nil {
 		return errStop{err}
 	}
+	d.skip = 0
 	if d.done > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(d.done, 10)+"-")
 		if d.validator != "" {
@@ -391,8 +414,7 @@ func (d *transfer) attempt() error {
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		if d.done > 0 {
-			d.c.logger.WarnContext(req.Context(), "Server ignored the range request; restarting from zero.", "url", d.url, "offset", d.done)
-			if err := d.restart(); err != nil {
+			if err := d.restart(req.Context()); err != nil {
 				return errStop{err}
 			}
 		}
@@ -414,22 +436,22 @@ func (d *transfer) attempt() error {
 	if d.total > d.max {
 		return errStop{fmt.Errorf("%w: announced size %d exceeds %d", ErrTooLarge, d.total, d.max)}
 	}
-	if resp.ContentLength >= 0 && d.done+resp.ContentLength > d.max {
-		return errStop{fmt.Errorf("%w: announced size %d exceeds %d", ErrTooLarge, d.done+resp.ContentLength, d.max)}
+	if resp.ContentLength >= 0 && d.done-d.skip+resp.ContentLength > d.max {
+		return errStop{fmt.Errorf("%w: announced size %d exceeds %d", ErrTooLarge, d.done-d.skip+resp.ContentLength, d.max)}
 	}
 	if resp.ContentLength >= 0 {
-		if err := d.c.checkSpace(filepath.Dir(d.f.Name()), resp.ContentLength); err != nil {
+		if err := d.c.checkSpace(d.spaceDir, resp.ContentLength); err != nil {
 			return errStop{err}
 		}
 	}
-	return d.copy(d.w.meter(resp.Body))
+	return d.copy(d.wd.meter(resp.Body))
 }
 
 // pipelineDepth is how many copy buffers are in flight between the
 // goroutine reading the network and the one hashing and writing.
 const pipelineDepth = 4
 
-// copy streams body into f and the hash until EOF. Reading (TLS decryption)
+// copy streams body into the output and the hash until EOF. Reading (TLS decryption)
 // runs ahead in its own goroutine over a few large buffers while this one
 // hashes and writes, so the SHA-256 costs no extra wall time when a core is
 // free. A failed write cancels the transfer, which unblocks the reader at
@@ -440,7 +462,7 @@ func (d *transfer) copy(body io.Reader) error {
 	var stop errStop
 	if errors.As(rerr, &stop) {
 		// The reader may wait on the network for bytes nobody wants.
-		d.w.cancel(stop.err)
+		d.wd.cancel(stop.err)
 	}
 	ra.Close()
 	switch {
@@ -448,7 +470,7 @@ func (d *transfer) copy(body io.Reader) error {
 		return rerr
 	case rerr == io.EOF:
 		// A server may end the body cleanly because we hung up on it.
-		if err := d.w.ctx.Err(); err != nil {
+		if err := d.wd.ctx.Err(); err != nil {
 			return fmt.Errorf("reading body: %w", err)
 		}
 	default:
@@ -469,17 +491,21 @@ func (d *transfer) copy(body io.Reader) error {
 // first, so a resume starts exactly after it.
 func (d *transfer) drain(ra *readahead.Reader) error {
 	for {
-		if err := d.w.ctx.Err(); err != nil {
+		if err := d.wd.ctx.Err(); err != nil {
 			return err
 		}
 		chunk, rerr := ra.Next()
+		if d.skip > 0 {
+			n := min(d.skip, int64(len(chunk)))
+			chunk, d.skip = chunk[n:], d.skip-n
+		}
 		if over := d.done + int64(len(chunk)) - d.max; over > 0 {
 			chunk = chunk[:len(chunk)-int(over)]
 			rerr = errStop{fmt.Errorf("%w: more than %d bytes", ErrTooLarge, d.max)}
 		}
 		if len(chunk) > 0 {
-			if _, err := d.f.Write(chunk); err != nil {
-				return errStop{fmt.Errorf("writing %s: %w", d.f.Name(), diskspace.Label(err))}
+			if _, err := d.out.Write(chunk); err != nil {
+				return errStop{fmt.Errorf("writing %s: %w", d.name, diskspace.Label(err))}
 			}
 			d.h.Write(chunk)
 			d.done += int64(len(chunk))
@@ -493,13 +519,21 @@ func (d *transfer) drain(ra *readahead.Reader) error {
 	}
 }
 
-// restart discards what was written so far.
-func (d *transfer) restart() error {
-	if err := d.f.Truncate(0); err != nil {
-		return fmt.Errorf("truncating %s: %w", d.f.Name(), err)
+// restart handles a 200 answer to a range request: a file is truncated
+// and written again from zero; a stream keeps what it has and the body's
+// first d.done bytes are skipped.
+func (d *transfer) restart(ctx context.Context) error {
+	if d.file == nil {
+		d.c.logger.WarnContext(ctx, "Server ignored the range request; skipping what was already received.", "url", d.url, "offset", d.done)
+		d.skip = d.done
+		return nil
 	}
-	if _, err := d.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("seeking %s: %w", d.f.Name(), err)
+	d.c.logger.WarnContext(ctx, "Server ignored the range request; restarting from zero.", "url", d.url, "offset", d.done)
+	if err := d.file.Truncate(0); err != nil {
+		return fmt.Errorf("truncating %s: %w", d.name, err)
+	}
+	if _, err := d.file.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("seeking %s: %w", d.name, err)
 	}
 	d.h.Reset()
 	d.done, d.total = 0, -1

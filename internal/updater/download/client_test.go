@@ -537,3 +537,64 @@ func FuzzParseContentRange(f *testing.F) {
 		}
 	})
 }
+
+// TestStream: a stream gets every byte exactly once, in order, across a
+// resumed transfer and across one whose server answers a range request
+// with the whole file (the bytes the stream has are skipped, not sent
+// again); the hash is over exactly what the stream got. A failed write
+// ends the transfer at once with the writer's error.
+func TestStream(t *testing.T) {
+	data := randomBytes(t, 3<<20)
+	for _, tc := range []struct {
+		name        string
+		srv         *fileServer
+		wantResumed int
+	}{
+		{"whole", &fileServer{data: data, ranges: true}, 0},
+		{"resumed", &fileServer{data: data, ranges: true, cutAt: 1 << 20, cuts: 2}, 2},
+		{"range-ignored", &fileServer{data: data, ranges: true, ignoreRange: true, cutAt: 1<<20 + 7, cuts: 1}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newTLS(t, tc.srv)
+			var got bytes.Buffer
+			res, err := New(Options{HTTPClient: srv.Client()}).Stream(t.Context(), srv.URL+"/f", &got, t.TempDir(), 1<<30, nil)
+			if err != nil {
+				t.Fatalf("Stream: %v", err)
+			}
+			if !bytes.Equal(got.Bytes(), data) || res.SHA256 != sha256Hex(data) || res.Size != int64(len(data)) || res.Resumed != tc.wantResumed {
+				t.Errorf("Stream wrote %d bytes (equal: %v), result %+v; want the file once, resumed %d times",
+					got.Len(), bytes.Equal(got.Bytes(), data), res, tc.wantResumed)
+			}
+		})
+	}
+	t.Run("write-fails", func(t *testing.T) {
+		t.Parallel()
+		srv := newTLS(t, &fileServer{data: data, ranges: true})
+		refused := errors.New("unpacker refused an entry")
+		w := &failingWriter{after: 1 << 20, err: refused}
+		_, err := New(Options{HTTPClient: srv.Client()}).Stream(t.Context(), srv.URL+"/f", w, t.TempDir(), 1<<30, nil)
+		if !errors.Is(err, refused) || w.n > 1<<20 || w.calls > w.failedAt {
+			t.Errorf("Stream over a failing writer = %v after %d bytes, %d writes (failed at %d); want the writer's error at once", err, w.n, w.calls, w.failedAt)
+		}
+	})
+}
+
+// failingWriter accepts after bytes, then fails every write with err.
+type failingWriter struct {
+	after, n        int64
+	calls, failedAt int
+	err             error
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	w.calls++
+	if w.n+int64(len(p)) > w.after {
+		if w.failedAt == 0 {
+			w.failedAt = w.calls
+		}
+		return 0, w.err
+	}
+	w.n += int64(len(p))
+	return len(p), nil
+}

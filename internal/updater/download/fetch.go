@@ -3,6 +3,7 @@ package download
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -59,8 +60,9 @@ func NewArtifact(product, version, goos, goarch string) (Artifact, error) {
 //     DefaultMaxArtifactSize), and compare with the signed checksum;
 //  5. rename it to stagingDir/<name>.
 //
-// stagingDir must be on the install filesystem. On every failure nothing of
-// this call is left in stagingDir.
+// Steps 1 to 3 are CheckSigned, step 4 without the file is StreamSigned.
+// stagingDir must be on the install filesystem. On every failure nothing
+// of this call is left in stagingDir.
 //
 // Outcomes: the verified tarball; ErrInvalidArtifact or ErrInvalidVersion
 // for a bad artifact and ErrInsecureURL or ErrInvalidBaseURL for a bad
@@ -73,6 +75,57 @@ func NewArtifact(product, version, goos, goarch string) (Artifact, error) {
 // ErrStalled, ErrTooSlow, ErrRedirectRefused, the context's error).
 func (c *Client) FetchVerified(ctx context.Context, base string, a Artifact, ks *verify.KeySet,
 	stagingDir string, maxSize int64, now time.Time, progress func(done, total int64)) (*Fetched, error) {
+	s, err := c.CheckSigned(ctx, base, a, ks, stagingDir, maxSize, now)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	tmp := filepath.Join(stagingDir, s.Name+UnverifiedSuffix)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create staging file for %s: %w", s.Name, err)
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	res, err := c.Download(ctx, s.URL, f, s.MaxSize, progress)
+	if err == nil {
+		err = s.compare(res)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", s.Name, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("close staging file %s: %w", tmp, err)
+	}
+	final := filepath.Join(stagingDir, s.Name)
+	if err := os.Rename(tmp, final); err != nil {
+		return nil, fmt.Errorf("move verified %s into place: %w", s.Name, err)
+	}
+	keep = true
+	c.logger.InfoContext(ctx, "Download complete.", "file", s.Name, "bytes", res.Size, "resumed", res.Resumed, "duration", time.Since(start))
+	return &Fetched{Path: final, SHA256: res.SHA256, Size: res.Size}, nil
+}
+
+// Signed is a release tarball whose signed checksum checked out: where to
+// fetch it and the SHA-256 its bytes must have.
+type Signed struct {
+	Name    string // the tarball's file name
+	URL     string
+	SHA256  string // lowercase hex, as signed
+	MaxSize int64  // the cap on its size
+}
+
+// CheckSigned runs steps 1 to 3 of FetchVerified: it fetches and verifies
+// the signed checksum of artifact a and checks the tarball's announced
+// size against maxSize and the room in stagingDir. No byte of the tarball
+// is requested. Its outcomes are FetchVerified's, but for the tarball's.
+func (c *Client) CheckSigned(ctx context.Context, base string, a Artifact, ks *verify.KeySet,
+	stagingDir string, maxSize int64, now time.Time) (*Signed, error) {
 	if err := a.Validate(); err != nil {
 		return nil, fmt.Errorf("fetch release: %w", err)
 	}
@@ -86,26 +139,20 @@ func (c *Client) FetchVerified(ctx context.Context, base string, a Artifact, ks 
 	if maxSize <= 0 {
 		maxSize = DefaultMaxArtifactSize
 	}
-	sumURL, err := a.URL(base, a.ChecksumName())
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", name, err)
+	var urls [3]string
+	for i, n := range []string{a.ChecksumName(), a.BundleName(), name} {
+		u, err := a.URL(base, n)
+		if err != nil {
+			return nil, fmt.Errorf("fetch %s: %w", name, err)
+		}
+		urls[i] = u
 	}
-	bundleURL, err := a.URL(base, a.BundleName())
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", name, err)
-	}
-	tarURL, err := a.URL(base, name)
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", name, err)
-	}
-
-	start := time.Now()
 	c.logger.InfoContext(ctx, "Fetching release.", "file", name, "base_url", base)
-	sum, err := c.Fetch(ctx, sumURL, verify.MaxChecksumSize)
+	sum, err := c.Fetch(ctx, urls[0], verify.MaxChecksumSize)
 	if err != nil {
 		return nil, fmt.Errorf("fetch checksum of %s: %w", name, err)
 	}
-	bundle, err := c.Fetch(ctx, bundleURL, verify.MaxBundleSize)
+	bundle, err := c.Fetch(ctx, urls[1], verify.MaxBundleSize)
 	if err != nil {
 		return nil, fmt.Errorf("fetch signature bundle of %s: %w", name, err)
 	}
@@ -114,40 +161,38 @@ func (c *Client) FetchVerified(ctx context.Context, base string, a Artifact, ks 
 		return nil, fmt.Errorf("verify checksum file of %s: %w", name, err)
 	}
 	c.logger.InfoContext(ctx, "Checksum signature verified.", "file", name, "key", verified.Key.Source, "sha256", verified.SHA256)
-
-	if err := c.checkRoom(ctx, tarURL, stagingDir, maxSize); err != nil {
+	if err := c.checkRoom(ctx, urls[2], stagingDir, maxSize); err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", name, err)
 	}
+	return &Signed{Name: name, URL: urls[2], SHA256: verified.SHA256, MaxSize: maxSize}, nil
+}
 
-	tmp := filepath.Join(stagingDir, name+UnverifiedSuffix)
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+// StreamSigned streams the tarball of s into w (see Stream) through
+// SHA-256 and compares the hash with the signed one once the last byte
+// was written: w gets unverified bytes and must keep what it makes of them
+// private until StreamSigned returns nil. spaceDir is the staging
+// directory on the install filesystem.
+//
+// Outcomes: the transfer's Result; an error wrapping ErrChecksumMismatch
+// when all bytes arrived but their SHA-256 is not the signed one; the
+// errors of Stream, including w's first failed write.
+func (c *Client) StreamSigned(ctx context.Context, s *Signed, w io.Writer, spaceDir string, progress func(done, total int64)) (Result, error) {
+	res, err := c.Stream(ctx, s.URL, w, spaceDir, s.MaxSize, progress)
+	if err == nil {
+		err = s.compare(res)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("create staging file for %s: %w", name, err)
+		return res, fmt.Errorf("fetch %s: %w", s.Name, err)
 	}
-	keep := false
-	defer func() {
-		if !keep {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	res, err := c.Download(ctx, tarURL, f, maxSize, progress)
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", name, err)
+	return res, nil
+}
+
+// compare checks a finished transfer's hash against the signed one.
+func (s *Signed) compare(res Result) error {
+	if res.SHA256 != s.SHA256 {
+		return fmt.Errorf("%w: got %s, signed %s", ErrChecksumMismatch, res.SHA256, s.SHA256)
 	}
-	if res.SHA256 != verified.SHA256 {
-		return nil, fmt.Errorf("fetch %s: %w: got %s, signed %s", name, ErrChecksumMismatch, res.SHA256, verified.SHA256)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("close staging file %s: %w", tmp, err)
-	}
-	final := filepath.Join(stagingDir, name)
-	if err := os.Rename(tmp, final); err != nil {
-		return nil, fmt.Errorf("move verified %s into place: %w", name, err)
-	}
-	keep = true
-	c.logger.InfoContext(ctx, "Download complete.", "file", name, "bytes", res.Size, "resumed", res.Resumed, "duration", time.Since(start))
-	return &Fetched{Path: final, SHA256: res.SHA256, Size: res.Size}, nil
+	return nil
 }
 
 // checkRoom refuses the tarball at url before any byte of it is requested

@@ -85,6 +85,9 @@ const (
 	// decompression run on one core while files are written on another.
 	readAheadChunk  = 256 << 10
 	readAheadChunks = 4
+	// writebackChunk is how much of a file is written before its
+	// writeback is started.
+	writebackChunk = 8 << 20
 	// syncQueueLen is how many written files may wait for their fsync.
 	syncQueueLen = 64
 	// maxPathLen and maxNameLen are Linux's PATH_MAX-1 and NAME_MAX.
@@ -95,9 +98,9 @@ const (
 // Extract installs the release tarball (a gzip-compressed tar) as version
 // v. It reads the tarball once: the bytes go through SHA-256, which must
 // equal sha256hex, and through the decompressor into a fresh private
-// staging directory. Only after every check passed is the staging
-// directory fsynced and renamed to versions/<v>; the .verified marker
-// (sha256hex) is written last.
+// staging directory (Unpack). Only after every check passed is the staging
+// directory fsynced and renamed to versions/<v> (Commit); the .verified
+// marker (sha256hex) is written last.
 //
 // Outcomes:
 //   - nil: versions/<v> is complete and holds this tarball. If it already
@@ -115,36 +118,12 @@ const (
 // An incomplete versions/<v> is removed first. On any error nothing is
 // left behind but what was there before.
 func (t *Tree) Extract(ctx context.Context, tarball, version, sha256hex string, lim Limits) (err error) {
-	if err := ValidateVersion(version); err != nil {
-		return fmt.Errorf("extract: %w", err)
-	}
-	if !isSHA256Hex(sha256hex) {
-		return fmt.Errorf("extract version %s: expected checksum %q is not 64 lowercase hex digits", version, sha256hex)
-	}
-	lim = lim.withDefaults()
-
-	switch sum, ok, err := t.Installed(version); {
+	switch done, err := t.prepareTarget(version, sha256hex); {
 	case err != nil:
-		return fmt.Errorf("extract: %w", err)
-	case ok && sum == sha256hex:
+		return err
+	case done:
 		return nil
-	case ok:
-		return fmt.Errorf("extract version %s: %w: already installed from a tarball with SHA-256 %s, this one is expected to be %s",
-			version, ErrWrongTarball, sum, sha256hex)
 	}
-	if _, err := os.Lstat(t.VersionDir(version)); err == nil {
-		linked, err := t.LinkedVersions()
-		if err != nil {
-			return fmt.Errorf("extract: %w", err)
-		}
-		if slices.Contains(linked, version) {
-			return fmt.Errorf("extract version %s: incomplete version directory: %w", version, ErrInUse)
-		}
-		if err := t.removeVersionDir(version); err != nil {
-			return fmt.Errorf("extract: remove incomplete version directory: %w", err)
-		}
-	}
-
 	f, err := os.Open(tarball)
 	if err != nil {
 		return fmt.Errorf("extract version %s: %w", version, err)
@@ -161,10 +140,7 @@ func (t *Tree) Extract(ctx context.Context, tarball, version, sha256hex string, 
 	if err != nil {
 		return fmt.Errorf("extract version %s: %w", version, err)
 	}
-
-	if err := makePublicDir(t.VersionsDir()); err != nil {
-		return fmt.Errorf("extract version %s: %w", version, err)
-	}
+	lim = lim.withDefaults()
 	staging, err := t.NewStaging()
 	if err != nil {
 		return fmt.Errorf("extract version %s: %w", version, err)
@@ -177,17 +153,15 @@ func (t *Tree) Extract(ctx context.Context, tarball, version, sha256hex string, 
 	if err := diskspace.Check(staging, min(estimate, lim.MaxTotalSize), lim.ReserveBytes, "to unpack"); err != nil {
 		return fmt.Errorf("extract version %s: %w", version, err)
 	}
-
 	h := sha256.New()
-	br := bufio.NewReaderSize(io.TeeReader(f, h), copyBufferSize)
-	dirs, xerr := extractTar(ctx, staging, br, lim)
+	r := io.TeeReader(f, h)
+	st, xerr := t.Unpack(ctx, staging, r, lim)
 	if xerr != nil && ctx.Err() != nil {
 		return fmt.Errorf("extract version %s: %w", version, ctx.Err())
 	}
-	// Hash what follows the end of the tar stream too: the checksum is
-	// over the whole file. A tampered tarball is reported as such even when
-	// its content was refused first.
-	if _, err := io.Copy(io.Discard, br); err != nil {
+	// Hash the rest of a file whose content was refused: a tampered
+	// tarball is reported as such even when its content was refused first.
+	if _, err := io.Copy(io.Discard, r); err != nil {
 		return fmt.Errorf("extract version %s: read %s: %w", version, tarball, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sha256hex {
@@ -197,21 +171,118 @@ func (t *Tree) Extract(ctx context.Context, tarball, version, sha256hex string, 
 	if xerr != nil {
 		return fmt.Errorf("extract version %s from %s: %w", version, filepath.Base(tarball), xerr)
 	}
+	return t.Commit(st, version, sha256hex)
+}
 
+// prepareTarget checks that version may be installed from a tarball with
+// SHA-256 sha256hex: done when it already is, ErrWrongTarball when it is
+// from another tarball. An incomplete versions/<v> is removed, unless it
+// is linked (ErrInUse).
+func (t *Tree) prepareTarget(version, sha256hex string) (done bool, err error) {
+	if err := ValidateVersion(version); err != nil {
+		return false, fmt.Errorf("extract: %w", err)
+	}
+	if !isSHA256Hex(sha256hex) {
+		return false, fmt.Errorf("extract version %s: expected checksum %q is not 64 lowercase hex digits", version, sha256hex)
+	}
+	switch sum, ok, err := t.Installed(version); {
+	case err != nil:
+		return false, fmt.Errorf("extract: %w", err)
+	case ok && sum == sha256hex:
+		return true, nil
+	case ok:
+		return false, fmt.Errorf("extract version %s: %w: already installed from a tarball with SHA-256 %s, this one is expected to be %s",
+			version, ErrWrongTarball, sum, sha256hex)
+	}
+	if _, err := os.Lstat(t.VersionDir(version)); err != nil {
+		return false, nil
+	}
+	linked, err := t.LinkedVersions()
+	if err != nil {
+		return false, fmt.Errorf("extract: %w", err)
+	}
+	if slices.Contains(linked, version) {
+		return false, fmt.Errorf("extract version %s: incomplete version directory: %w", version, ErrInUse)
+	}
+	if err := t.removeVersionDir(version); err != nil {
+		return false, fmt.Errorf("extract: remove incomplete version directory: %w", err)
+	}
+	return false, nil
+}
+
+// Staged is a release unpacked into a private staging directory by
+// Unpack, not yet trusted: nothing outside the staging directory refers to
+// it until Commit.
+type Staged struct {
+	Dir  string   // the staging directory
+	dirs []string // directories created, relative, deepest first
+}
+
+// Unpack unpacks the gzip-compressed tar read from r into dir, an empty
+// private (0700) staging directory on the install filesystem, with every
+// check of Extract (os.Root, no escapes, no devices, the limits of lim, an
+// executable bin/teleport, both layouts) and every file fsynced. On
+// success it has read r to its end, also past the end of the tar stream,
+// so whoever hashes what r delivers has seen every byte. It stops reading at the first refused entry, so
+// a hostile stream is cut off there. Free space is checked before each
+// file: its size plus lim.ReserveBytes must fit.
+//
+// The bytes need not be verified yet: the caller removes dir unless their
+// hash turns out to be the signed one, and only then calls Commit. Once
+// the first file is written the tree reports StepUnpack.
+//
+// Outcomes: the staged release; ErrUnsafeArchive naming the refused entry;
+// ErrNoSpace; r's error (wrapped); the context's error.
+func (t *Tree) Unpack(ctx context.Context, dir string, r io.Reader, lim Limits) (*Staged, error) {
+	lim = lim.withDefaults()
+	br := bufio.NewReaderSize(r, copyBufferSize)
+	dirs, err := t.extractTar(ctx, dir, br, lim)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return nil, fmt.Errorf("read release: %w", err)
+	}
+	return &Staged{Dir: dir, dirs: dirs}, nil
+}
+
+// Commit installs the staged release s as version, once the caller proved
+// that the tarball it came from has the signed SHA-256 sha256hex: it
+// fsyncs the staged tree, renames it to versions/<v> and writes the
+// .verified marker (sha256hex) last. When versions/<v> already holds the
+// same tarball, s is left for the caller to remove.
+//
+// Outcomes: nil; those of Extract for the target (ErrWrongTarball,
+// ErrInUse, ErrInvalidVersion); a filesystem error. On an error versions/<v>
+// is as before (or removed when it was incomplete); s stays for the caller
+// to remove.
+func (t *Tree) Commit(s *Staged, version, sha256hex string) error {
+	switch done, err := t.prepareTarget(version, sha256hex); {
+	case err != nil:
+		return err
+	case done:
+		return nil
+	}
+	if err := makePublicDir(t.VersionsDir()); err != nil {
+		return fmt.Errorf("extract version %s: %w", version, err)
+	}
 	// Make the new tree durable before it gets its final name.
-	for _, d := range dirs {
-		if err := syncDir(filepath.Join(staging, filepath.FromSlash(d))); err != nil {
+	for _, d := range s.dirs {
+		if err := syncDir(filepath.Join(s.Dir, filepath.FromSlash(d))); err != nil {
 			return fmt.Errorf("extract version %s: %w", version, err)
 		}
 	}
-	if err := os.Chmod(staging, 0o755); err != nil {
+	if err := os.Chmod(s.Dir, 0o755); err != nil {
 		return fmt.Errorf("extract version %s: %w", version, err)
 	}
-	if err := syncDir(staging); err != nil {
+	if err := syncDir(s.Dir); err != nil {
 		return fmt.Errorf("extract version %s: %w", version, err)
 	}
 	dst := t.VersionDir(version)
-	if err := renameNoReplace(staging, dst); err != nil {
+	if err := renameNoReplace(s.Dir, dst); err != nil {
 		return fmt.Errorf("extract version %s: move into place: %w", version, err)
 	}
 	if err := syncDir(t.VersionsDir()); err != nil {
@@ -284,6 +355,9 @@ type extractor struct {
 	ctx      context.Context
 	root     *os.Root
 	lim      Limits
+	dir      string            // the staging directory root opens
+	step     func(step string) // reports StepUnpack after the first file
+	files    int
 	kinds    map[string]entryKind
 	layout   layout
 	dirs     []string
@@ -301,7 +375,7 @@ type extractor struct {
 
 // extractTar unpacks the gzip-compressed tar in r into dir and returns the
 // directories it created (relative, slash-separated), deepest first.
-func extractTar(ctx context.Context, dir string, r io.Reader, lim Limits) (dirs []string, err error) {
+func (t *Tree) extractTar(ctx context.Context, dir string, r io.Reader, lim Limits) (dirs []string, err error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
@@ -319,6 +393,8 @@ func extractTar(ctx context.Context, dir string, r io.Reader, lim Limits) (dirs 
 		ctx:   ctx,
 		root:  root,
 		lim:   lim,
+		dir:   dir,
+		step:  t.step,
 		kinds: make(map[string]entryKind),
 		buf:   make([]byte, copyBufferSize),
 		syncq: make(chan *os.File, syncQueueLen),
@@ -449,6 +525,9 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 			return unsafeEntry(hdr.Name, "total unpacked size exceeds the %d byte limit", x.lim.MaxTotalSize)
 		}
 		x.total += hdr.Size
+		if err := diskspace.Check(x.dir, hdr.Size, x.lim.ReserveBytes, "to unpack "+name); err != nil {
+			return err
+		}
 		// Normalise permissions: keep "executable or not", never setuid,
 		// setgid, sticky or group/world-writable.
 		perm := fs.FileMode(0o644)
@@ -476,6 +555,9 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		x.kinds[name] = kindFile
 		x.syncq <- f
+		if x.files++; x.files == 1 {
+			x.step(StepUnpack)
+		}
 		return nil
 
 	case tar.TypeSymlink:
@@ -646,20 +728,28 @@ type readError struct{ err error }
 
 func (e *readError) Error() string { return e.err.Error() }
 
-// copyData copies exactly size bytes of file data from r to w, stopping
-// when ctx is done. Read failures are returned as *readError.
-func (x *extractor) copyData(w io.Writer, r io.Reader, size int64) error {
-	var n int64
+// copyData copies exactly size bytes of file data from r to f, stopping
+// when ctx is done. Read failures are returned as *readError. Every
+// writebackChunk bytes it asks the kernel to start writing the file out
+// (sync_file_range, which does not wait), so the disk works while the rest
+// is decompressed and the fsync at the end has little left to do.
+func (x *extractor) copyData(f *os.File, r io.Reader, size int64) error {
+	var n, flushed int64
 	for {
 		if err := x.ctx.Err(); err != nil {
 			return err
 		}
 		nr, rerr := r.Read(x.buf)
 		if nr > 0 {
-			if _, err := w.Write(x.buf[:nr]); err != nil {
+			if _, err := f.Write(x.buf[:nr]); err != nil {
 				return err
 			}
 			n += int64(nr)
+		}
+		if n-flushed >= writebackChunk {
+			// Only a hint: fsync later makes the data durable either way.
+			_ = unix.SyncFileRange(int(f.Fd()), flushed, n-flushed, unix.SYNC_FILE_RANGE_WRITE)
+			flushed = n
 		}
 		if rerr == io.EOF {
 			break

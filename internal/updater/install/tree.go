@@ -109,7 +109,7 @@ type Tree struct {
 	// Legacy).
 	legacy bool
 	// AfterStep, when set, is called after each durable step inside
-	// Extract (StepRename) and Link (StepLinkBinary, once per binary).
+	// Unpack (StepUnpack), Extract and Commit (StepRename) and Link (StepLinkBinary, once per binary).
 	// Tests use it to kill the process between steps; production leaves it
 	// nil.
 	AfterStep func(step string)
@@ -118,6 +118,9 @@ type Tree struct {
 // Steps the tree reports to AfterStep. The updater lists them with its
 // own steps, so the crash tests kill the process at each of them.
 const (
+	// StepUnpack: the first file of a release was unpacked into its
+	// private staging directory; the tarball's hash is not known yet.
+	StepUnpack = "unpack"
 	// StepRename: a verified version directory was renamed into versions/.
 	StepRename = "rename"
 	// StepLinkBinary: one binary's link was swapped; the others may not
@@ -237,6 +240,11 @@ func ValidateVersion(v string) error {
 // StagingDir. The caller removes it; CleanLeftovers removes any left by a
 // killed run.
 func (t *Tree) NewStaging() (string, error) {
+	// The data directory is public (0755) when this creates it: versions/
+	// beside the staging area must be reachable by every user.
+	if err := makePublicDir(t.DataDir()); err != nil {
+		return "", fmt.Errorf("create data directory: %w", err)
+	}
 	if err := os.MkdirAll(t.StagingDir(), 0o700); err != nil {
 		return "", fmt.Errorf("create staging area: %w", err)
 	}
