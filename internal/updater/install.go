@@ -190,19 +190,8 @@ func installSpec(spec Spec, req InstallRequest) (Spec, error) {
 		spec.InstallMethods = slices.Clone(req.InstallMethods)
 	}
 	spec.CensusDisabled = spec.CensusDisabled || req.DisableCensus
-	if spec.CensusSalt == "" {
-		salt, err := census.NewSalt()
-		if err != nil {
-			return spec, err
-		}
-		spec.CensusSalt = hex.EncodeToString(salt)
-	}
-	if !api.ValidUpdaterID(spec.UpdaterID) {
-		id, err := newUpdaterID()
-		if err != nil {
-			return spec, err
-		}
-		spec.UpdaterID = id
+	if err := spec.ensureIDs(); err != nil {
+		return spec, err
 	}
 	if err := ValidateProxyAddr(spec.Proxy); err != nil {
 		return spec, err
@@ -213,6 +202,25 @@ func installSpec(spec Spec, req InstallRequest) (Spec, error) {
 		}
 	}
 	return spec, nil
+}
+
+// ensureIDs gives s a census salt and an updater id when it has none.
+func (s *Spec) ensureIDs() error {
+	if s.CensusSalt == "" {
+		salt, err := census.NewSalt()
+		if err != nil {
+			return err
+		}
+		s.CensusSalt = hex.EncodeToString(salt)
+	}
+	if !api.ValidUpdaterID(s.UpdaterID) {
+		id, err := newUpdaterID()
+		if err != nil {
+			return err
+		}
+		s.UpdaterID = id
+	}
+	return nil
 }
 
 // enableUnits enables the agent when it runs (one the install left
