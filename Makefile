@@ -5,7 +5,7 @@ export GOTOOLCHAIN := local
 export CGO_ENABLED := 0
 FUZZTIME ?= 10s
 
-.PHONY: demo demo-systemd test lint unit fuzz systemd bench build clean
+.PHONY: demo demo-systemd test lint unit fuzz systemd package bench build clean
 
 ## demo: the whole product end to end on loopback (no root, no systemd)
 demo:
@@ -31,6 +31,11 @@ fuzz:
 systemd:
 	bash scripts/test.sh systemd
 
+## package: .deb and .rpm of teleport-update for amd64 and arm64 in dist/, checked (lintian, rpm -qlp)
+VERSION ?= 0.0.0
+package:
+	bash scripts/package.sh $(VERSION) dist
+
 ## bench: every benchmark, as ratios against baselines measured in the same run
 bench:
 	bash bench/run.sh
@@ -39,4 +44,4 @@ build:
 	$(GO) build -o bin/teleport-update ./cmd/teleport-update
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

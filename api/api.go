@@ -34,6 +34,10 @@ const (
 	FindQueryGroup = "group"
 	// FindQueryHost identifies the agent (reserved for canary selection).
 	FindQueryHost = "host"
+	// FindQueryUpdaterID is the updater's random id (ValidUpdaterID), kept
+	// in its update.yaml: the proxy serves a group's target to the
+	// group's canaries before the rest, and recognises them by it.
+	FindQueryUpdaterID = "updater_id"
 )
 
 // FindResponse is the JSON answer of FindPath, compatible with Teleport's

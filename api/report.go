@@ -118,6 +118,18 @@ type Report struct {
 	// ReportedAt is the agent's clock when it built the report. The proxy
 	// keeps its own receive time for staleness.
 	ReportedAt time.Time `json:"reported_at"`
+	// UpdaterVersion is the version of the teleport-update in place (the
+	// one the timer runs), semver without a leading "v". Optional: older
+	// updaters do not send it.
+	UpdaterVersion string `json:"updater_version,omitempty"`
+	// SelfUpdateError is why the updater's last update of itself failed
+	// ("<code>: <message>", one line of at most MaxErrorLen bytes); empty
+	// when it worked or none was tried. Optional.
+	SelfUpdateError string `json:"self_update_error,omitempty"`
+	// UpdaterID is the updater's random id (ValidUpdaterID), the one it
+	// sends in find requests: the proxy picks canaries among reporting
+	// hosts and recognises them by it. Empty from older updaters.
+	UpdaterID string `json:"updater_id,omitempty"`
 }
 
 // UpdateResult is the outcome of one update attempt.
@@ -155,6 +167,7 @@ var (
 		"host_id", "version", "services", "os", "os_version", "host_architecture",
 		"glibc_version", "install_methods", "container_runtime", "container_orchestrator",
 		"cloud_environment", "update_group", "updater_status", "last_update_result", "reported_at",
+		"updater_version", "self_update_error", "updater_id",
 	}
 	resultFields = []string{"time", "target", "success", "error_code", "error", "steps"}
 	stepFields   = []string{"name", "duration_ms", "result"}
@@ -314,6 +327,9 @@ func (r *Report) Validate() error {
 	if r.HostID != "" && !hostIDPattern.MatchString(r.HostID) {
 		return bad("host_id", "want 64 lowercase hex digits")
 	}
+	if r.UpdaterID != "" && !ValidUpdaterID(r.UpdaterID) {
+		return bad("updater_id", "want a lowercase UUID")
+	}
 	if err := checkVersion(r.Version, true); err != nil {
 		return bad("version", "%v", err)
 	}
@@ -370,6 +386,23 @@ func (r *Report) Validate() error {
 	if r.ReportedAt.IsZero() {
 		return bad("reported_at", "missing")
 	}
+	return r.validateUpdater()
+}
+
+// validateUpdater checks what a report says about the updater itself.
+func (r *Report) validateUpdater() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalidReport, field, fmt.Sprintf(format, args...))
+	}
+	if err := checkVersion(r.UpdaterVersion, true); err != nil {
+		return bad("updater_version", "%v", err)
+	}
+	if len(r.SelfUpdateError) > MaxErrorLen {
+		return bad("self_update_error", "%d bytes, more than %d", len(r.SelfUpdateError), MaxErrorLen)
+	}
+	if err := checkLine(r.SelfUpdateError); err != nil {
+		return bad("self_update_error", "%v", err)
+	}
 	return nil
 }
 
@@ -379,6 +412,13 @@ func (r *Report) Validate() error {
 // ValidHostID reports whether s is a Report.HostID: 64 lowercase hex
 // digits.
 func ValidHostID(s string) bool { return hostIDPattern.MatchString(s) }
+
+// updaterIDPattern is a lowercase UUID.
+var updaterIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// ValidUpdaterID reports whether s is an updater id: a lowercase UUID, as
+// Teleport's updater_uuid.
+func ValidUpdaterID(s string) bool { return updaterIDPattern.MatchString(s) }
 
 // ValidWord reports whether s is a lowercase word as Report.OS and each of
 // Report.Services must be: a-z, 0-9 and _, at most 32 bytes.
@@ -398,6 +438,10 @@ func ValidErrorCode(s string) bool { return codePattern.MatchString(s) }
 // ValidVersion reports whether v is a Report.Version: semver without a
 // leading "v", as version.Parse accepts it, or empty.
 func ValidVersion(v string) bool { return checkVersion(v, true) == nil }
+
+// ValidErrorLine reports whether s is a Report.SelfUpdateError: one line
+// of at most MaxErrorLen bytes.
+func ValidErrorLine(s string) bool { return len(s) <= MaxErrorLen && checkLine(s) == nil }
 
 // checkVersion accepts what version.Parse accepts (and empty when emptyOK).
 func checkVersion(v string, emptyOK bool) error {

@@ -149,6 +149,10 @@ func TestDecodeReportRefuses(t *testing.T) {
 		{"result without target", edit(t, `"target":"16.4.6",`, ``)},
 		{"success with error code", edit(t, `"error_code":""`, `"error_code":"boom"`)},
 		{"bad error code", edit(t, `"success":true,"error_code":""`, `"success":false,"error_code":"Health Check!"`)},
+		{"updater version not semver", edit(t, `"updater_status":"enabled"`, `"updater_status":"enabled","updater_version":"latest"`)},
+		{"self-update error on two lines", edit(t, `"updater_status":"enabled"`, `"updater_status":"enabled","self_update_error":"a\nb"`)},
+		{"self-update error too long", edit(t, `"updater_status":"enabled"`, `"updater_status":"enabled","self_update_error":"`+strings.Repeat("x", MaxErrorLen+1)+`"`)},
+		{"updater version twice", edit(t, `"updater_status":"enabled"`, `"updater_status":"enabled","updater_version":"1.0.0","updater_version":"1.0.0"`)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,6 +162,22 @@ func TestDecodeReportRefuses(t *testing.T) {
 				t.Errorf("DecodeReport = %v, want ErrInvalidReport", err)
 			}
 		})
+	}
+}
+
+// TestDecodeReportUpdaterFields: what a report says about the updater
+// itself is optional and kept as sent.
+func TestDecodeReportUpdaterFields(t *testing.T) {
+	body := edit(t, `"updater_status":"enabled"`, `"updater_status":"enabled","updater_version":"1.5.0","self_update_error":"self_update: setup failed"`)
+	r, err := DecodeReport([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.UpdaterVersion != "1.5.0" || r.SelfUpdateError != "self_update: setup failed" {
+		t.Fatalf("decoded %q %q", r.UpdaterVersion, r.SelfUpdateError)
+	}
+	if r, err := DecodeReport([]byte(validBody)); err != nil || r.UpdaterVersion != "" {
+		t.Fatalf("a report without them: %v %q", err, r.UpdaterVersion)
 	}
 }
 

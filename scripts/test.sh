@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (`make test`). With no argument it runs every
-# stage; with one (lint|unit|systemd|fuzz) just that stage.
+# stage; with one (lint|unit|package|systemd|fuzz) just that stage.
 #
 # The real-systemd stage is mandatory when CI=true; elsewhere, when not root,
 # it says loudly that it skipped.
@@ -48,12 +48,31 @@ stage_lint() {
 
 stage_unit() {
 	log "go test ./..."
-	apt_install openssl curl
+	apt_install openssl curl rpm
+	# PostgreSQL, the census store's second backend: internal/pgtest runs a
+	# throwaway cluster of Debian's binaries. Without them its tests skip
+	# loudly, or fail under CI=true.
+	if [ "$(id -u)" -eq 0 ] || [ "${CI:-}" = "true" ]; then
+		apt_install postgresql
+	fi
 	# The real-systemd suite has its own stage.
 	local pkgs
 	mapfile -t pkgs < <(go list ./... | grep -v /integration/systemd)
 	# The race detector needs cgo; the shipped binaries do not.
 	CGO_ENABLED=1 go test -race -count=1 "${pkgs[@]}"
+}
+
+stage_package() {
+	log "packages (.deb, .rpm) and their checks"
+	if ! apt_install lintian rpm; then
+		[ "${CI:-}" = "true" ] && return 1
+		echo "## PACKAGE CHECKS SKIPPED: lintian or rpm missing and not root ##"
+		return 0
+	fi
+	local out
+	out="$(mktemp -d)"
+	bash scripts/package.sh 0.0.0 "$out"
+	rm -rf "$out"
 }
 
 stage_systemd() {
@@ -116,17 +135,19 @@ case "${1:-all}" in
 lint) stage_lint ;;
 unit) stage_unit ;;
 systemd) stage_systemd ;;
+package) stage_package ;;
 fuzz) stage_fuzz ;;
 all)
 	start=$(date +%s)
 	stage_lint
 	stage_unit
+	stage_package
 	stage_systemd
 	stage_fuzz
 	log "all stages passed in $(($(date +%s) - start)) s"
 	;;
 *)
-	echo "usage: $0 [lint|unit|systemd|fuzz]" >&2
+	echo "usage: $0 [lint|unit|package|systemd|fuzz]" >&2
 	exit 2
 	;;
 esac

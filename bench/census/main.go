@@ -95,11 +95,15 @@ func main() {
 	oneTx := flag.Bool("one-tx", false, "proxy role: one transaction per report")
 	allowUnsigned := flag.Bool("allow-unsigned", false, "proxy role: accept unsigned reports")
 	flag.StringVar(&cpuProfile, "proxy-cpuprofile", "", "write the batched proxy's CPU profile to this file")
+	shared := flag.Bool("shared", false, "benchmark the census several proxies share: two proxies on one PostgreSQL against one proxy on SQLite")
 	flag.Parse()
 	var err error
-	if *role == "proxy" {
+	switch {
+	case *role == "proxy":
 		err = serveProxy(*db, *oneTx, *allowUnsigned)
-	} else {
+	case *shared:
+		err = driveShared(*dir, *hosts, *concurrency)
+	default:
 		err = drive(*dir, *hosts, *baselineHosts, *concurrency)
 	}
 	if err != nil {
@@ -122,7 +126,16 @@ func (b oneTxBackend) Ingest(ctx context.Context, group string, r api.Report, id
 func serveProxy(dbPath string, oneTx, allowUnsigned bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	policyFile := filepath.Join(filepath.Dir(dbPath), "autoupdate_version.yaml")
+	policyDir := filepath.Dir(dbPath)
+	if store.IsPostgresURL(dbPath) {
+		d, err := os.MkdirTemp("", "census-bench-proxy-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		policyDir = d
+	}
+	policyFile := filepath.Join(policyDir, "autoupdate_version.yaml")
 	if err := os.WriteFile(policyFile, []byte(policy), 0o644); err != nil {
 		return err
 	}
@@ -371,8 +384,8 @@ func signedHeaders(addr string, i int, body []byte, signed bool) http.Header {
 }
 
 // intake posts the round's reports of hosts [0, n) with concurrency
-// workers, signed or not.
-func intake(p *proxy, n, round, concurrency int, signed bool) (phaseResult, error) {
+// workers, signed or not, host i to proxy i mod len(ps).
+func intake(ps []*proxy, n, round, concurrency int, signed bool) (phaseResult, error) {
 	var next, done atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
@@ -382,11 +395,11 @@ func intake(p *proxy, n, round, concurrency int, signed bool) (phaseResult, erro
 	bodies, tokens, headers := make([][]byte, n), make([]string, n), make([]http.Header, n)
 	for i := range n {
 		bodies[i], tokens[i] = hostReport(i, round, now)
-		headers[i] = signedHeaders(p.addr, i, bodies[i], signed)
+		headers[i] = signedHeaders(ps[i%len(ps)].addr, i, bodies[i], signed)
 	}
 	windows := 10
 	windowStart := make([]time.Time, windows+1)
-	proxyCPU0, driverCPU0 := p.cpuSeconds(), selfCPUSeconds()
+	proxyCPU0, driverCPU0 := proxiesCPU(ps), selfCPUSeconds()
 	start := time.Now()
 	windowStart[0] = start
 	var wmu sync.Mutex
@@ -398,7 +411,7 @@ func intake(p *proxy, n, round, concurrency int, signed bool) (phaseResult, erro
 				if i >= n {
 					return
 				}
-				body, token := bodies[i], tokens[i]
+				body, token, p := bodies[i], tokens[i], ps[i%len(ps)]
 				req, _ := http.NewRequest(http.MethodPost, "https://"+p.addr+api.CensusPath, bytes.NewReader(body))
 				for k, v := range headers[i] {
 					req.Header[k] = v
@@ -432,7 +445,7 @@ func intake(p *proxy, n, round, concurrency int, signed bool) (phaseResult, erro
 		return phaseResult{}, firstErr
 	}
 	res := phaseResult{hosts: n, elapsed: elapsed, rate: float64(n) / elapsed.Seconds(),
-		proxyCPU: p.cpuSeconds() - proxyCPU0, driverCPU: selfCPUSeconds() - driverCPU0}
+		proxyCPU: proxiesCPU(ps) - proxyCPU0, driverCPU: selfCPUSeconds() - driverCPU0}
 	for w := range windows {
 		if windowStart[w].IsZero() || windowStart[w+1].IsZero() {
 			continue
@@ -442,8 +455,20 @@ func intake(p *proxy, n, round, concurrency int, signed bool) (phaseResult, erro
 			res.minWindow = r
 		}
 	}
-	res.peakRSS, res.currentRSS = p.peakRSS()
+	for _, p := range ps {
+		peak, current := p.peakRSS()
+		res.peakRSS, res.currentRSS = max(res.peakRSS, peak), max(res.currentRSS, current)
+	}
 	return res, nil
+}
+
+// proxiesCPU returns the CPU time the proxies used so far.
+func proxiesCPU(ps []*proxy) float64 {
+	total := 0.0
+	for _, p := range ps {
+		total += p.cpuSeconds()
+	}
+	return total
 }
 
 // timeSummaryHTTP times GET /v1/webapi/census/summary (median of runs).
@@ -506,7 +531,7 @@ func drive(dir string, hosts, baselineHosts, concurrency int) error {
 		return startProxy(filepath.Join(sub, "census.db"), oneTx, allowUnsigned, concurrency)
 	}
 	phase := func(p *proxy, name string, n, round int, signed bool) (phaseResult, error) {
-		res, err := intake(p, n, round, concurrency, signed)
+		res, err := intake([]*proxy{p}, n, round, concurrency, signed)
 		if err != nil {
 			return res, err
 		}

@@ -55,6 +55,10 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 // afterStep is set by a build-tagged test hook to kill the process at a step.
 var afterStep func(updater.Step)
 
+// setupCheck is set by a build-tagged test hook to make setup fail, as a
+// broken new updater's would.
+var setupCheck func() error
+
 // newUpdater wires the updater for this host from the CLI settings. The
 // find requests, the downloads and the census report share one HTTP
 // client, so the report reuses the connection to the proxy.
@@ -69,11 +73,15 @@ func (c *cli) newUpdater(f *agentFlags, lockWait time.Duration) *updater.Updater
 		Systemd:      c.hostSystemd(),
 		Limits:       install.DefaultLimits,
 		Units: install.UnitOptions{
-			UpdaterPath: "/" + updater.UpdaterBinPath,
+			UpdaterPath:    "/" + updater.UpdaterBinPath,
+			UpdaterVersion: unitVersion(),
 		},
-		LockWait:  lockWait,
-		AfterStep: afterStep,
-		Reporter:  &censusReporter{root: c.root, client: hc, log: log},
+		LockWait:    lockWait,
+		AfterStep:   afterStep,
+		Reporter:    &censusReporter{root: c.root, client: hc, log: log},
+		SelfVersion: version,
+		InstallSelf: func() error { return installSelf(c.root) },
+		SetupCheck:  setupCheck,
 	}
 	if f != nil {
 		u.Health = install.HealthOptions{Window: f.healthWindow, Max: f.healthMax}
@@ -83,6 +91,15 @@ func (c *cli) newUpdater(f *agentFlags, lockWait time.Duration) *updater.Updater
 		u.Progress = newProgressBar(c.stderr)
 	}
 	return u
+}
+
+// unitVersion is this build's version as the units name it, "" when it is
+// not a version a unit may carry.
+func unitVersion() string {
+	if install.ValidateVersion(version) != nil {
+		return ""
+	}
+	return version
 }
 
 // newHTTPClient is the agent's HTTP client: the system certificate pool
@@ -210,9 +227,6 @@ func (c *cli) install(cmd *cobra.Command, s *settingFlags, f *agentFlags) error 
 	}
 	if err != nil {
 		return explain(err, activeOf(cfg))
-	}
-	if err := installSelf(c.root); err != nil {
-		return fmt.Errorf("the agent is installed, but copying teleport-update to /%s failed, so the timer cannot run it: %w; run install again", updater.UpdaterBinPath, err)
 	}
 	fmt.Fprintf(c.stdout, "Installed Teleport %s (proxy %s, group %q).\n", cfg.Status.Active, cfg.Spec.Proxy, cfg.Spec.Group)
 	if held != "" {
@@ -430,7 +444,41 @@ func printStatus(w io.Writer, st *updater.StatusReport) {
 		row("Last update", "never")
 	}
 	row("Census", map[bool]string{true: "on", false: "off"}[st.Census])
+	printUpdaterStatus(row, st)
 	tw.Flush()
+}
+
+// printUpdaterStatus prints what status says about the updater itself and
+// how Teleport is installed.
+func printUpdaterStatus(row func(k, v string), st *updater.StatusReport) {
+	self := orDefault(st.UpdaterVersion, "unknown")
+	if st.RunningUpdaterVersion != "" && st.RunningUpdaterVersion != st.UpdaterVersion {
+		self += " (this command: " + st.RunningUpdaterVersion + ")"
+	}
+	row("Updater", self)
+	if st.SelfUpdating {
+		row("Self-update", "interrupted; the next run finishes it")
+	} else if l := st.LastSelfUpdate; l != nil {
+		res := "succeeded"
+		if !l.Success {
+			res = "failed (" + l.ErrorCode + "): " + l.Error
+		}
+		row("Self-update", fmt.Sprintf("%s %s to %s %s", l.Time.UTC().Format(time.RFC3339), l.From, l.To, res))
+	}
+	row("Install", installName(st.Install))
+}
+
+// installName explains StatusReport.Install.
+func installName(kind string) string {
+	switch kind {
+	case updater.InstallManaged:
+		return "managed (teleport-update)"
+	case updater.InstallPackage:
+		return "package (.deb/.rpm; not managed by teleport-update)"
+	case updater.InstallBoth:
+		return "both: managed by teleport-update, and a package install"
+	}
+	return "none"
 }
 
 // buildName names a build for people: community, Enterprise or

@@ -50,7 +50,12 @@ func updaterState(st updater.CensusState) census.UpdaterState {
 		Disabled:          !cfg.Spec.Enabled,
 		InstallMethods:    cfg.Spec.InstallMethods,
 		Salt:              []byte(cfg.Spec.CensusSalt),
+		UpdaterID:         cfg.Spec.UpdaterID,
 		SystemdUnitActive: st.AgentActive,
+		UpdaterVersion:    cfg.Status.Updater.Version,
+	}
+	if l := cfg.Status.Updater.Last; l != nil && !l.Success {
+		us.SelfUpdateError = l.ErrorCode + ": " + l.Error
 	}
 	if lu := cfg.Status.LastUpdate; lu != nil {
 		us.LastUpdate = &api.UpdateResult{Time: lu.Time, Target: lu.Target, Success: lu.Success, ErrorCode: lu.ErrorCode, Error: lu.Error}

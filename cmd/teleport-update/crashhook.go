@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -16,7 +17,16 @@ import (
 // itself right after the n-th time (default: the first) it reaches that
 // updater.Step, to prove every step is crash-safe. Production builds do
 // not contain this file.
+//
+// A binary built with -ldflags "-X main.failSetup=1" stands for a broken
+// new updater: its setup fails after writing its units.
+//
+// The setup steps are reached in the child process a self-update runs; a
+// kill there kills its parent (the run) first, as a power loss would.
 func init() {
+	if failSetup == "1" {
+		setupCheck = func() error { return errors.New("this test build's setup fails") }
+	}
 	at, nth := parseCrashAt(os.Getenv("TELEPORT_UPDATE_CRASH_AT"))
 	if at == "" {
 		return
@@ -27,11 +37,17 @@ func init() {
 			return
 		}
 		if seen++; seen == nth {
+			if strings.HasPrefix(string(step), "setup-") {
+				_ = syscall.Kill(os.Getppid(), syscall.SIGKILL)
+			}
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
 		}
 	}
 }
+
+// failSetup is set with -ldflags "-X main.failSetup=1".
+var failSetup string
 
 // parseCrashAt splits "step#n"; n is 1 when absent or invalid.
 func parseCrashAt(v string) (updater.Step, int) {

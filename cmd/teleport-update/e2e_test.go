@@ -205,7 +205,13 @@ type runResult struct {
 // run executes the agent binary with --root and returns its outcome.
 func (e *e2e) run(env []string, args ...string) runResult {
 	e.t.Helper()
-	cmd := exec.Command(e.bin, append([]string{"--root", e.root}, args...)...)
+	return e.runBin(e.bin, env, args...)
+}
+
+// runBin executes bin with --root and returns its outcome.
+func (e *e2e) runBin(bin string, env []string, args ...string) runResult {
+	e.t.Helper()
+	cmd := exec.Command(bin, append([]string{"--root", e.root}, args...)...)
 	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+e.caFile)
 	cmd.Env = append(cmd.Env, env...)
 	var out, errb bytes.Buffer

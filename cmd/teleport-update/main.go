@@ -142,7 +142,8 @@ is printed on stderr), 2 for usage errors.`,
 	root.AddCommand(
 		newInstallCmd(c), newUpdateCmd(c), newStatusCmd(c), newEnableCmd(c), newDisableCmd(c),
 		newPinCmd(c), newUnpinCmd(c), newRollbackCmd(c), newUninstallCmd(c), newVersionCmd(c),
-		newCensusCmd(c), newProxyCmd(c), newReleaseCmd(c),
+		newCensusCmd(c), newProxyCmd(c), newReleaseCmd(c), newManCmd(c),
+		newSetupCmd(c), newLinkPackageCmd(c), newUnlinkPackageCmd(c),
 	)
 
 	err := root.ExecuteContext(ctx)

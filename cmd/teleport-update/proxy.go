@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gravitational/teleport-update/internal/census/store"
 	"github.com/gravitational/teleport-update/internal/keys"
 	"github.com/gravitational/teleport-update/internal/proxyapi"
 	"github.com/gravitational/teleport-update/scripts"
@@ -32,7 +34,7 @@ func newProxyCmd(c *cli) *cobra.Command {
 		Short: "Serve the proxy-side update API",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newProxyServeCmd(c), newProxyCensusCmd(c))
+	cmd.AddCommand(newProxyServeCmd(c), newProxyCensusCmd(c), newProxyRolloutCmd(c))
 	return cmd
 }
 
@@ -101,12 +103,33 @@ func checkServeFlags(sc *proxyapi.ServeConfig, trusted string) error {
 	if sc.CensusRequired && sc.CensusDB == "" {
 		return usageError("--census-required needs --census-db")
 	}
+	if err := checkCensusDB("--census-db", sc.CensusDB); err != nil {
+		return err
+	}
 	if sc.Conns.Total < 0 || sc.Conns.PerClient < 0 {
 		return usageError("--max-connections and --max-connections-per-ip must not be negative")
 	}
 	var err error
 	if sc.API.TrustedProxies, err = proxyapi.ParseTrustedProxies(trusted); err != nil {
 		return usageError("--trusted-proxies: %v", err)
+	}
+	return nil
+}
+
+// checkCensusDB refuses a PostgreSQL URL that carries a password on the
+// command line, where every user of the host can read it (ps): the
+// password belongs in a password file.
+func checkCensusDB(flag, db string) error {
+	if !store.IsPostgresURL(db) {
+		return nil
+	}
+	u, err := url.Parse(db)
+	if err != nil {
+		return usageError("%s: not a valid URL: %v", flag, store.Redact(db))
+	}
+	if _, ok := u.User.Password(); ok {
+		return usageError("%s: the URL carries a password, which other users see on the command line; "+
+			"put it in a file named by --census-db-password-file (or --db-password-file), or in PGPASSFILE", flag)
 	}
 	return nil
 }
@@ -121,7 +144,8 @@ func addServeFlags(cmd *cobra.Command, sc *proxyapi.ServeConfig, trusted *string
 	f.StringVar(&sc.TLSKeyFile, "tls-key", "", "TLS private key, PEM (required)")
 	f.StringVar(&sc.API.TokensFile, "tokens", "", "static enrollment tokens file (YAML, mode 0600) for census intake; reloaded when it changes and on SIGHUP")
 	f.StringVar(trusted, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For names the client")
-	f.StringVar(&sc.CensusDB, "census-db", "", "SQLite census database; without it census intake is disabled")
+	f.StringVar(&sc.CensusDB, "census-db", "", "census database: an SQLite file, or a postgres:// URL several proxies share; without it census intake is disabled")
+	f.StringVar(&sc.CensusPasswordFile, "census-db-password-file", "", "file holding the PostgreSQL password of --census-db (else PGPASSFILE or ~/.pgpass)")
 	f.BoolVar(&sc.API.CensusAllowUnsigned, "census-allow-unsigned", false,
 		"also accept unsigned census reports (from updaters older than signed reports) for hosts that have not bound a key yet")
 	f.DurationVar(&sc.CensusForgetAfter, "census-forget-after", defaultCensusForgetAfter,

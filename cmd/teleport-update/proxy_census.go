@@ -26,6 +26,7 @@ const staleListedInTable = 20
 func newProxyCensusCmd(c *cli) *cobra.Command {
 	var (
 		dbPath     string
+		pwFile     string
 		asJSON     bool
 		staleAfter time.Duration
 		format     string
@@ -53,6 +54,9 @@ Exit codes: 0 printed; 1 the database could not be read; 2 bad flags.`,
 			if dbPath == "" {
 				return usageError("--db FILE is required")
 			}
+			if err := checkCensusDB("--db", dbPath); err != nil {
+				return err
+			}
 			if staleAfter <= 0 {
 				return usageError("--stale-after must be positive, got %v", staleAfter)
 			}
@@ -63,7 +67,7 @@ Exit codes: 0 printed; 1 the database could not be read; 2 bad flags.`,
 				return usageError("--json and --format are exclusive: --json prints the summary, --format exports hosts")
 			}
 			ctx := cmd.Context()
-			st, err := store.OpenReadOnly(ctx, dbPath, store.Options{Logger: c.logger()})
+			st, err := store.OpenReadOnly(ctx, dbPath, store.Options{Logger: c.logger(), PasswordFile: pwFile})
 			if errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("census database %s does not exist", dbPath)
 			}
@@ -86,16 +90,62 @@ Exit codes: 0 printed; 1 the database could not be read; 2 bad flags.`,
 			return printCensusSummary(c.stdout, sum)
 		},
 	}
-	cmd.Flags().StringVar(&dbPath, "db", "", "census database file (the proxy's --census-db)")
+	cmd.Flags().StringVar(&dbPath, "db", "", "census database file or postgres:// URL (the proxy's --census-db)")
+	cmd.Flags().StringVar(&pwFile, "db-password-file", "", "file holding the PostgreSQL password of --db")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	cmd.Flags().DurationVar(&staleAfter, "stale-after", 24*time.Hour, "list hosts not seen for this long as stale")
 	cmd.Flags().StringVar(&format, "format", "", `export every host as JSON lines: "json" or "posthog"`)
-	cmd.AddCommand(newProxyCensusReenrollCmd(c))
+	cmd.AddCommand(newProxyCensusReenrollCmd(c), newProxyCensusMigrateCmd(c))
+	return cmd
+}
+
+func newProxyCensusMigrateCmd(c *cli) *cobra.Command {
+	var from, to, pwFile string
+	cmd := &cobra.Command{
+		Use:   "migrate --from FILE --to postgres://USER@HOST/DB [--to-password-file FILE]",
+		Short: "Copy an SQLite census into PostgreSQL, for proxies that share one database",
+		Long: `Migrate copies every host of an SQLite census database (the reports, their
+update history, and the key, group and sequence number each host bound) into
+a PostgreSQL database, creating its schema, in one transaction. Before it
+commits it checks that PostgreSQL holds as many hosts per group as the file;
+it refuses a PostgreSQL census that already holds hosts.
+
+Stop the proxy writing to the file first: reports stored after the copy
+started are not copied. Then start the proxies with --census-db set to the
+URL. The password comes from --to-password-file, PGPASSFILE or ~/.pgpass,
+never from the command line.
+
+Exit codes: 0 copied; 1 failed (nothing committed); 2 bad flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if from == "" || to == "" {
+				return usageError("--from FILE and --to postgres://… are required")
+			}
+			if store.IsPostgresURL(from) || !store.IsPostgresURL(to) {
+				return usageError("--from must be an SQLite file and --to a postgres:// URL")
+			}
+			if err := checkCensusDB("--to", to); err != nil {
+				return err
+			}
+			res, err := store.CopyToPostgres(cmd.Context(), from, to, store.Options{Logger: c.logger(), PasswordFile: pwFile})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "Copied %d census hosts to %s; counts per group verified:\n", res.Hosts, store.Redact(to))
+			for _, g := range slices.Sorted(maps.Keys(res.ByGroup)) {
+				fmt.Fprintf(c.stdout, "  %s\t%d\n", g, res.ByGroup[g])
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "SQLite census database file to copy")
+	cmd.Flags().StringVar(&to, "to", "", "PostgreSQL database URL, without a password")
+	cmd.Flags().StringVar(&pwFile, "to-password-file", "", "file holding the PostgreSQL password")
 	return cmd
 }
 
 func newProxyCensusReenrollCmd(c *cli) *cobra.Command {
-	var dbPath string
+	var dbPath, pwFile string
 	cmd := &cobra.Command{
 		Use:   "reenroll --db FILE HOST_ID",
 		Short: "Let a host bind a new key or group with its next census report",
@@ -116,10 +166,15 @@ Exit codes: 0 re-enrolled; 1 failed (unknown host id, database error); 2 bad fla
 			if !api.ValidHostID(args[0]) {
 				return usageError("HOST_ID must be 64 lowercase hex digits, as in the census export")
 			}
-			if _, err := os.Stat(dbPath); err != nil {
-				return fmt.Errorf("census database: %w", err)
+			if err := checkCensusDB("--db", dbPath); err != nil {
+				return err
 			}
-			st, err := store.Open(cmd.Context(), dbPath, store.Options{Logger: c.logger()})
+			if !store.IsPostgresURL(dbPath) {
+				if _, err := os.Stat(dbPath); err != nil {
+					return fmt.Errorf("census database: %w", err)
+				}
+			}
+			st, err := store.Open(cmd.Context(), dbPath, store.Options{Logger: c.logger(), PasswordFile: pwFile})
 			if err != nil {
 				return err
 			}
@@ -134,7 +189,8 @@ Exit codes: 0 re-enrolled; 1 failed (unknown host id, database error); 2 bad fla
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dbPath, "db", "", "census database file (the proxy's --census-db)")
+	cmd.Flags().StringVar(&dbPath, "db", "", "census database file or postgres:// URL (the proxy's --census-db)")
+	cmd.Flags().StringVar(&pwFile, "db-password-file", "", "file holding the PostgreSQL password of --db")
 	return cmd
 }
 

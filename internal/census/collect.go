@@ -57,6 +57,12 @@ type UpdaterState struct {
 	// Salt is the per-install random key of host_id (see NewSalt and
 	// HostID); with a salt shorter than MinSaltSize host_id stays empty.
 	Salt []byte
+	// UpdaterVersion is the teleport-update in place; SelfUpdateError why
+	// its last update of itself failed, "" when it did not.
+	UpdaterVersion, SelfUpdateError string
+	// UpdaterID is the updater's random id from update.yaml, sent as is
+	// when valid (the proxy recognises canaries by it).
+	UpdaterID string
 }
 
 // Options tune Collect.
@@ -120,7 +126,14 @@ func Collect(ctx context.Context, root string, st UpdaterState, opts Options) ap
 		LastUpdateResult: cleanResult(st.LastUpdate),
 		ReportedAt:       now().UTC().Truncate(time.Millisecond),
 	}
+	if api.ValidUpdaterID(st.UpdaterID) {
+		r.UpdaterID = st.UpdaterID
+	}
 	r.InstallMethods = installMethodsOf(fsys, st)
+	r.UpdaterVersion = cleanVersion(st.UpdaterVersion)
+	if api.ValidErrorLine(st.SelfUpdateError) {
+		r.SelfUpdateError = st.SelfUpdateError
+	}
 	if st.Services == nil {
 		r.Services = cleanList(probeServices(fsys), api.ValidWord)
 	}

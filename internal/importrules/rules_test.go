@@ -26,6 +26,7 @@ var (
 	serverOnly = []string{
 		"internal/proxyapi/...", "internal/census/store/...", "cmd/...",
 		"github.com/prometheus/...", "modernc.org/sqlite/...", "github.com/robfig/cron/...",
+		"github.com/jackc/pgx/...", "internal/pgtest",
 	}
 )
 
@@ -57,6 +58,11 @@ var rules = []rule{
 		name: "the proxy does not link the agent",
 		from: proxy,
 		deny: []string{"internal/updater/...", "internal/census"},
+	},
+	{
+		name: "only the package builder links the packaging library",
+		from: []string{"api", "internal/updater/...", "internal/census/...", "internal/proxyapi/...", "cmd/..."},
+		deny: []string{"internal/packaging", "github.com/goreleaser/..."},
 	},
 	{
 		name:   "nothing imports the CLI",

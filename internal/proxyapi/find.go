@@ -19,9 +19,12 @@ var ErrInvalidQuery = errors.New("invalid query")
 type FindQuery struct {
 	// Group is the requested update group; empty means the default.
 	Group string
-	// Host identifies the agent (reserved for canary selection); it is
-	// validated and otherwise unused.
+	// Host is an older name for the agent's identity; it is validated and
+	// otherwise unused.
 	Host string
+	// UpdaterID is the updater's random id: a group's canaries are
+	// recognised by it (empty: not a canary).
+	UpdaterID string
 }
 
 // ParseFindQuery validates a raw query string: at most one group and one
@@ -33,7 +36,7 @@ func ParseFindQuery(rawQuery string) (FindQuery, error) {
 	if len(rawQuery) > maxQueryLen {
 		return q, fmt.Errorf("%w: the query is longer than %d bytes", ErrInvalidQuery, maxQueryLen)
 	}
-	var sawGroup, sawHost bool
+	var sawGroup, sawHost, sawUpdater bool
 	for rest := rawQuery; rest != ""; {
 		var kv string
 		kv, rest, _ = strings.Cut(rest, "&")
@@ -48,6 +51,8 @@ func ParseFindQuery(rawQuery string) (FindQuery, error) {
 			dst, saw = &q.Group, &sawGroup
 		case api.FindQueryHost:
 			dst, saw = &q.Host, &sawHost
+		case api.FindQueryUpdaterID:
+			dst, saw = &q.UpdaterID, &sawUpdater
 		default:
 			continue
 		}
@@ -89,7 +94,8 @@ func (s *Server) serveFind(w http.ResponseWriter, r *http.Request) int {
 	if !ok {
 		g = st.def
 	}
-	body := g.body(s.now())
+	now := s.now()
+	body := g.bodyOf(s.answerKind(st.policy, g, q.UpdaterID), now)
 	h := w.Header()
 	h["Content-Type"] = contentTypeJSON
 	h["Cache-Control"] = cacheNoStore
@@ -106,18 +112,31 @@ var (
 	cacheNoStore    = []string{"no-store"}
 )
 
-// body returns the JSON answer at now, from the cache while it is valid.
-func (g *groupAnswer) body(now time.Time) []byte {
-	if a := g.cached.Load(); a != nil && !now.Before(a.from) && (a.until.IsZero() || now.Before(a.until)) {
+// body returns the JSON answer serving the target at now.
+func (g *groupAnswer) body(now time.Time) []byte { return g.bodyOf(answerTarget, now) }
+
+// bodyOf returns the JSON answer of kind k at now, from the cache while it
+// is valid.
+func (g *groupAnswer) bodyOf(k answerKind, now time.Time) []byte {
+	cached := &g.cached[k]
+	if a := cached.Load(); a != nil && !now.Before(a.from) && (a.until.IsZero() || now.Before(a.until)) {
 		return a.body
 	}
 	settings, until := g.policy.Settings(g.group, now)
+	if k != answerTarget {
+		// The start version: held where they are (hold), or moving back
+		// to it inside the window (rolled back).
+		settings.AgentVersion = g.policy.StartVersion.String()
+		if k == answerStartHold {
+			settings.AgentAutoUpdate = false
+		}
+	}
 	body, err := json.Marshal(api.FindResponse{AutoUpdate: settings, Edition: g.edition, FIPS: g.fips})
 	if err != nil {
 		// Only plain strings, ints, bools and times: cannot fail.
 		panic(fmt.Sprintf("encode find response: %v", err))
 	}
 	body = append(body, '\n')
-	g.cached.Store(&answer{body: body, from: now, until: until})
+	cached.Store(&answer{body: body, from: now, until: until})
 	return body
 }

@@ -26,6 +26,9 @@ func FuzzParsePolicy(f *testing.F) {
 	f.Add([]byte(strings.Replace(validPolicy, "16.4.6", "v16", 1)))
 	f.Add([]byte(strings.Replace(validPolicy, "mode: enabled", "mode: enabled\n    edition: ent\n    fips: true", 1)))
 	f.Add([]byte(validPolicy + "---\n" + validPolicy))
+	f.Add([]byte(teleportVersion + "---\n" + teleportConfig))
+	f.Add([]byte(teleportConfig + "---\n" + teleportVersion))
+	f.Add([]byte(strings.Replace(validPolicy, "mode: enabled", "mode: enabled\n    start_version: 16.0.0\n    strategy: time-based\n    halt_failure_percent: 5", 1)))
 	f.Add([]byte("kind: autoupdate_version\nversion: v1\nspec:\n  agents: &a\n    x: *a\n"))
 	f.Add([]byte(""))
 	now := time.Date(2026, 11, 22, 2, 30, 0, 0, time.UTC)
@@ -44,6 +47,14 @@ func FuzzParsePolicy(f *testing.F) {
 		for _, g := range p.Groups {
 			if checkName(g.Name) != nil || g.Duration <= 0 || g.Schedule == nil {
 				t.Fatalf("accepted an invalid group: %+v", g)
+			}
+		}
+		if p.Rollout() && (p.StartVersion.GreaterThan(p.TargetVersion) || p.Strategy == "" || p.HaltPercent <= 0 || p.HaltMinHosts < 1) {
+			t.Fatalf("accepted an invalid rollout: %+v", p)
+		}
+		for _, g := range p.Groups {
+			if g.CanaryCount < 0 || g.CanaryCount > MaxCanaryCount || g.Wait < 0 || (!p.Rollout() && (g.CanaryCount != 0 || g.Wait != 0)) {
+				t.Fatalf("accepted an invalid group rollout: %+v", g)
 			}
 		}
 		if p.FIPS && p.Edition != api.EditionEnterprise || p.FlavourSet && p.Edition == "" {

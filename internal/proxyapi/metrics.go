@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gravitational/teleport-update/internal/proxyapi/rollout"
 )
 
 // Route labels of the request metrics and access log.
@@ -29,6 +31,10 @@ type metrics struct {
 	// refused counts census reports refused after their token was
 	// accepted, by reason: signature, conflict, quota.
 	refused *prometheus.CounterVec
+	// rolloutTransitions counts rollout transitions by group, from, to and
+	// actor; rolloutState is 1 for each group's current state.
+	rolloutTransitions *prometheus.CounterVec
+	rolloutState       *prometheus.GaugeVec
 
 	// Children looked up once per (route, code): WithLabelValues hashes the
 	// labels on every call, which shows on the find hot path.
@@ -69,10 +75,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "teleport_update_census_refused_total",
 			Help: "Census reports refused after their token was accepted, by reason: signature (missing, forged or out of time), conflict (another key or group, a replay), quota (max_hosts, new_hosts_per_hour, too frequent).",
 		}, []string{"reason"}),
+		rolloutTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "teleport_update_rollout_transitions_total",
+			Help: "Rollout group transitions this proxy made, by group, from and to state, and actor (proxy or operator).",
+		}, []string{"group", "from", "to", "actor"}),
+		rolloutState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "teleport_update_rollout_group_state",
+			Help: "Each rollout group's state (value 1 for the current state).",
+		}, []string{"group", "state"}),
 		counters: make(map[routeCode]prometheus.Counter),
 		observe:  make(map[string]prometheus.Observer),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.reloads, m.rejects, m.target, m.refused} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.reloads, m.rejects, m.target, m.refused, m.rolloutTransitions, m.rolloutState} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -112,5 +126,16 @@ func (m *metrics) setPolicy(p *Policy) {
 	}
 	for _, g := range p.Groups {
 		m.target.WithLabelValues(g.Name, v).Set(1)
+	}
+}
+
+// setRolloutState publishes group's rollout state.
+func (m *metrics) setRolloutState(group string, s rollout.State) {
+	for _, st := range []rollout.State{rollout.Unstarted, rollout.Canary, rollout.Active, rollout.Done, rollout.Halted, rollout.RolledBack} {
+		v := 0.0
+		if st == s {
+			v = 1
+		}
+		m.rolloutState.WithLabelValues(group, string(st)).Set(v)
 	}
 }

@@ -1,10 +1,9 @@
 package proxyapi
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,8 +13,8 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/capread"
+	"github.com/gravitational/teleport-update/internal/proxyapi/rollout"
 	"github.com/gravitational/teleport-update/internal/proxyapi/schedule"
-	"github.com/gravitational/teleport-update/internal/version"
 )
 
 // ErrInvalidPolicy is wrapped by every error ParsePolicy and LoadPolicy
@@ -86,6 +85,20 @@ type Policy struct {
 	FlavourSet bool
 	// Groups in file order; the last one is the default.
 	Groups []Group
+
+	// StartVersion, when set, turns on staged rollouts: groups whose turn
+	// has not come, halted groups and the groups after them are served it
+	// instead of TargetVersion (see policy_rollout.go).
+	StartVersion *semver.Version
+	// Strategy orders the groups' rollouts (set with StartVersion).
+	Strategy rollout.Strategy
+	// HaltPercent and HaltMinHosts: an active group halts once HaltPercent
+	// of the hosts that tried the target failed, counted from
+	// HaltMinHosts hosts on.
+	HaltPercent  float64
+	HaltMinHosts int
+	// Revision is metadata.revision of a resource exported from Teleport.
+	Revision string
 }
 
 // Group is a named set of agents sharing a maintenance window.
@@ -97,6 +110,10 @@ type Group struct {
 	Duration time.Duration
 	// Schedule evaluates Window and Duration.
 	Schedule *schedule.Schedule
+	// CanaryCount hosts try the target first (staged rollouts); Wait is
+	// how long the next group waits after this one is done (halt-on-error).
+	CanaryCount int
+	Wait        time.Duration
 }
 
 // FieldError is a policy problem tied to a field of the resource.
@@ -125,13 +142,10 @@ func (e *FieldError) Is(target error) bool { return target == ErrInvalidPolicy }
 // Unwrap returns the underlying error.
 func (e *FieldError) Unwrap() error { return e.Err }
 
-// The raw YAML shape. Field names reserved for staged rollouts in the style
-// of Teleport's RFD 184 are decoded only to be refused with a clear message:
-//
-//	spec.agents.start_version   version served to groups whose turn has not come
-//	spec.agents.strategy        time-based | halt-on-error
-//	spec.agents.maintenance_window_duration
-//	spec.agents.groups[].canary_count, wait_hours, days
+// The raw YAML shape: the union of this project's autoupdate_version and
+// the two resources Teleport's `tctl get autoupdate_version` and `tctl get
+// autoupdate_config` write (see policy_teleport.go for which fields belong
+// to which document).
 type rawPolicy struct {
 	Kind     string       `yaml:"kind"`
 	Version  string       `yaml:"version"`
@@ -140,14 +154,21 @@ type rawPolicy struct {
 }
 
 // rawMetadata accepts the metadata block of a Teleport resource, so a
-// resource exported from Teleport parses; it is not used.
+// resource exported from Teleport parses; revision is reported in status.
 type rawMetadata struct {
-	Name        string `yaml:"name"`
-	Description string `yaml:"description"`
+	Name        string            `yaml:"name"`
+	Description string            `yaml:"description"`
+	Revision    string            `yaml:"revision"`
+	Labels      map[string]string `yaml:"labels"`
 }
 
 type rawSpec struct {
 	Agents *rawAgents `yaml:"agents"`
+	// Tools is Teleport's client tools section: accepted, not used.
+	Tools *struct {
+		TargetVersion string `yaml:"target_version"`
+		Mode          string `yaml:"mode"`
+	} `yaml:"tools"`
 }
 
 type rawAgents struct {
@@ -159,10 +180,20 @@ type rawAgents struct {
 	FIPS          *bool      `yaml:"fips"`
 	Groups        []rawGroup `yaml:"groups"`
 
-	// Reserved (RFD 184).
-	StartVersion              any `yaml:"start_version"`
-	Strategy                  any `yaml:"strategy"`
-	MaintenanceWindowDuration any `yaml:"maintenance_window_duration"`
+	// Staged rollouts (policy_rollout.go).
+	StartVersion       string   `yaml:"start_version"`
+	Strategy           string   `yaml:"strategy"`
+	HaltFailurePercent *float64 `yaml:"halt_failure_percent"`
+	HaltMinHosts       *int     `yaml:"halt_min_hosts"`
+
+	// Teleport's autoupdate_config (policy_teleport.go).
+	MaintenanceWindowDuration string        `yaml:"maintenance_window_duration"`
+	Schedules                 *rawSchedules `yaml:"schedules"`
+}
+
+// rawSchedules is Teleport's spec.agents.schedules.
+type rawSchedules struct {
+	Regular []rawGroup `yaml:"regular"`
 }
 
 type rawGroup struct {
@@ -170,10 +201,12 @@ type rawGroup struct {
 	Window   string `yaml:"window"`
 	Duration string `yaml:"duration"`
 
-	// Reserved (RFD 184).
-	CanaryCount any `yaml:"canary_count"`
-	WaitHours   any `yaml:"wait_hours"`
-	Days        any `yaml:"days"`
+	// Staged rollouts, with Teleport's names: canary_count, wait_hours,
+	// and days + start_hour instead of window + duration.
+	CanaryCount *int     `yaml:"canary_count"`
+	WaitHours   *int     `yaml:"wait_hours"`
+	Days        []string `yaml:"days"`
+	StartHour   *int     `yaml:"start_hour"`
 }
 
 // LoadPolicy reads and parses the policy file at path, which must be a
@@ -193,7 +226,10 @@ func LoadPolicy(path string) (*Policy, []byte, error) {
 	return p, data, nil
 }
 
-// ParsePolicy parses one autoupdate_version resource strictly. Outcomes:
+// ParsePolicy parses a policy strictly: one autoupdate_version resource
+// (this project's, or Teleport's as `tctl get autoupdate_version` writes
+// it), optionally followed, after ---, by Teleport's autoupdate_config.
+// Outcomes:
 //   - a Policy when the document is valid;
 //   - an error wrapping ErrInvalidPolicy otherwise, a *FieldError naming the
 //     field and line when the problem is in a value: unknown fields,
@@ -201,149 +237,156 @@ func LoadPolicy(path string) (*Policy, []byte, error) {
 //     strict semver, an unknown mode or schedule, jitter outside
 //     [0, MaxJitterSeconds] or longer than a group's window, no groups with
 //     schedule regular, duplicate or invalid group names, invalid cron
-//     expressions, durations that are not positive Go durations, fields
-//     reserved for staged rollouts, and more than one YAML document.
+//     expressions, durations that are not positive Go durations, invalid
+//     staged-rollout fields (policy_rollout.go), and documents that are
+//     not one autoupdate_version plus at most one autoupdate_config.
 func ParsePolicy(data []byte) (*Policy, error) {
 	if len(data) > MaxPolicySize {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalidPolicy, MaxPolicySize)
 	}
-	var raw rawPolicy
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&raw); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: the file is empty", ErrInvalidPolicy)
-		}
-		return nil, fmt.Errorf("%w: %s", ErrInvalidPolicy, yamlMessage(err))
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: the file holds more than one YAML document", ErrInvalidPolicy)
-	}
-	// The node tree gives line numbers; the strict decode above already
-	// proved it parses.
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidPolicy, yamlMessage(err))
-	}
-	lines := nodeLines{root: &root}
-	fail := func(msg string, err error, path ...any) error {
-		return &FieldError{Field: fieldName(path), Line: lines.line(path...), Msg: msg, Err: err}
-	}
-
-	if raw.Kind != PolicyKind {
-		return nil, fail(fmt.Sprintf("got %q, want %q", raw.Kind, PolicyKind), nil, "kind")
-	}
-	if raw.Version != PolicyVersion {
-		return nil, fail(fmt.Sprintf("got %q, want %q", raw.Version, PolicyVersion), nil, "version")
-	}
-	if raw.Spec == nil || raw.Spec.Agents == nil {
-		return nil, fail("is required", nil, "spec", "agents")
-	}
-	a := raw.Spec.Agents
-	for _, r := range []struct {
-		name string
-		node any
-	}{{"start_version", a.StartVersion}, {"strategy", a.Strategy}, {"maintenance_window_duration", a.MaintenanceWindowDuration}} {
-		if r.node != nil {
-			return nil, fail("is reserved for staged rollouts and not supported yet", nil, "spec", "agents", r.name)
-		}
-	}
-
-	p := &Policy{}
-	if a.TargetVersion == "" {
-		return nil, fail("is required", nil, "spec", "agents", "target_version")
-	}
-	v, err := version.Parse(a.TargetVersion)
+	docs, err := decodeDocs(data)
 	if err != nil {
-		return nil, fail(fmt.Sprintf("%q is not a semantic version such as 16.4.6 (no leading v)", a.TargetVersion), err, "spec", "agents", "target_version")
+		return nil, err
+	}
+	m, err := mergeDocs(docs)
+	if err != nil {
+		return nil, err
+	}
+	a := m.agents
+	p := &Policy{Revision: m.revision}
+	if a.TargetVersion == "" {
+		return nil, m.fail("is required", nil, "target_version")
+	}
+	v, err := parseVersion(a.TargetVersion)
+	if err != nil {
+		return nil, m.fail(fmt.Sprintf("%q is not a semantic version such as 16.4.6 or v16.4.6", a.TargetVersion), err, "target_version")
 	}
 	p.TargetVersion = v
 
-	switch m := Mode(a.Mode); m {
+	switch md := Mode(a.Mode); md {
 	case ModeEnabled, ModeDisabled, ModeSuspended:
-		p.Mode = m
+		p.Mode = md
 	case "":
-		return nil, fail("is required: enabled, disabled or suspended", nil, "spec", "agents", "mode")
+		return nil, m.fail("is required: enabled, disabled or suspended", nil, "mode")
 	default:
-		return nil, fail(fmt.Sprintf("%q is not one of enabled, disabled, suspended", a.Mode), nil, "spec", "agents", "mode")
+		return nil, m.fail(fmt.Sprintf("%q is not one of enabled, disabled, suspended", a.Mode), nil, "mode")
 	}
 	switch s := ScheduleKind(a.Schedule); s {
 	case ScheduleRegular, ScheduleImmediate:
 		p.Schedule = s
 	case "":
-		return nil, fail("is required: regular or immediate", nil, "spec", "agents", "schedule")
+		return nil, m.fail("is required: regular or immediate", nil, "schedule")
 	default:
-		return nil, fail(fmt.Sprintf("%q is not one of regular, immediate", a.Schedule), nil, "spec", "agents", "schedule")
+		return nil, m.fail(fmt.Sprintf("%q is not one of regular, immediate", a.Schedule), nil, "schedule")
 	}
 	if a.JitterSeconds != nil {
 		j := *a.JitterSeconds
 		if j < 0 || j > MaxJitterSeconds {
-			return nil, fail(fmt.Sprintf("%d is outside [0, %d]", j, MaxJitterSeconds), nil, "spec", "agents", "jitter_seconds")
+			return nil, m.fail(fmt.Sprintf("%d is outside [0, %d]", j, MaxJitterSeconds), nil, "jitter_seconds")
 		}
 		p.Jitter = time.Duration(j) * time.Second
 	} else {
 		p.Jitter = DefaultJitter
 	}
-	if err := parseFlavour(p, a, fail); err != nil {
+	if err := parseFlavour(p, a, m.versionDoc().fail); err != nil {
 		return nil, err
 	}
+	if err := parseRollout(p, a, m.fail); err != nil {
+		return nil, err
+	}
+	if err := parseGroups(p, m); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
 
-	if len(a.Groups) == 0 && p.Schedule == ScheduleRegular {
-		return nil, fail("schedule regular needs at least one group", nil, "spec", "agents", "groups")
+// parseGroups reads the groups (spec.agents.groups, or the schedules of an
+// autoupdate_config document) into p.
+func parseGroups(p *Policy, m *merged) error {
+	groups, gdoc, gpath := m.groups()
+	if len(groups) == 0 && p.Schedule == ScheduleRegular {
+		return m.versionDoc().fail("schedule regular needs at least one group (spec.agents.groups, or the schedules.regular of an autoupdate_config document)", nil, "spec", "agents", "groups")
 	}
-	if len(a.Groups) > MaxGroups {
-		return nil, fail(fmt.Sprintf("%d groups, at most %d are allowed", len(a.Groups), MaxGroups), nil, "spec", "agents", "groups")
+	if len(groups) == 0 && p.Rollout() {
+		return m.fail("a staged rollout needs groups (spec.agents.groups, or the schedules.regular of an autoupdate_config document)", nil, "start_version")
 	}
-	seen := make(map[string]int, len(a.Groups))
-	for i, g := range a.Groups {
-		at := func(field string) []any { return []any{"spec", "agents", "groups", i, field} }
-		for _, r := range []struct {
-			name string
-			node any
-		}{{"canary_count", g.CanaryCount}, {"wait_hours", g.WaitHours}, {"days", g.Days}} {
-			if r.node != nil {
-				return nil, fail("is reserved for staged rollouts and not supported yet", nil, at(r.name)...)
-			}
-		}
+	if len(groups) > MaxGroups {
+		return gdoc.fail(fmt.Sprintf("%d groups, at most %d are allowed", len(groups), MaxGroups), nil, gpath...)
+	}
+	seen := make(map[string]int, len(groups))
+	for i, g := range groups {
+		at := func(field string) []any { return append(slices.Clone(gpath), i, field) }
+		fail := func(msg string, err error, field string) error { return gdoc.fail(msg, err, at(field)...) }
 		if err := checkName(g.Name); err != nil {
-			return nil, fail(err.Error(), nil, at("name")...)
+			return fail(err.Error(), nil, "name")
 		}
 		if first, dup := seen[g.Name]; dup {
-			return nil, fail(fmt.Sprintf("group %q is already defined by groups[%d]", g.Name, first), nil, at("name")...)
+			return fail(fmt.Sprintf("group %q is already defined by groups[%d]", g.Name, first), nil, "name")
 		}
 		seen[g.Name] = i
-		if g.Window == "" {
-			return nil, fail("is required: a cron expression (UTC) for window starts, e.g. \"0 2 * * *\"", nil, at("window")...)
-		}
-		if g.Duration == "" {
-			return nil, fail("is required: a Go duration such as 1h or 90m", nil, at("duration")...)
-		}
-		d, err := time.ParseDuration(g.Duration)
+		window, d, err := groupWindow(g, m.agents, fail)
 		if err != nil {
-			return nil, fail(fmt.Sprintf("%q is not a Go duration such as 1h or 90m", g.Duration), err, at("duration")...)
+			return err
 		}
-		if d <= 0 {
-			return nil, fail(fmt.Sprintf("%s is not positive", g.Duration), nil, at("duration")...)
-		}
-		sched, err := schedule.ParseSchedule(g.Window, d)
+		sched, err := schedule.ParseSchedule(window, d)
 		if err != nil {
 			field := "window"
 			if d > schedule.MaxDuration {
 				field = "duration"
 			}
-			return nil, fail(err.Error(), err, at(field)...)
+			return fail(err.Error(), err, field)
 		}
-		if a.JitterSeconds == nil {
+		if m.agents.JitterSeconds == nil {
 			// The default never makes agents update after their window.
 			p.Jitter = min(p.Jitter, d)
 		}
 		if p.Schedule == ScheduleRegular && p.Jitter > d {
-			return nil, fail(fmt.Sprintf("jitter_seconds %d is longer than this group's window (%s): agents would update after the window closes", int(p.Jitter/time.Second), d), nil, at("duration")...)
+			return fail(fmt.Sprintf("jitter_seconds %d is longer than this group's window (%s): agents would update after the window closes", int(p.Jitter/time.Second), d), nil, "duration")
 		}
-		p.Groups = append(p.Groups, Group{Name: g.Name, Window: g.Window, Duration: d, Schedule: sched})
+		grp := Group{Name: g.Name, Window: window, Duration: d, Schedule: sched}
+		if err := groupRollout(p, &grp, g, fail); err != nil {
+			return err
+		}
+		p.Groups = append(p.Groups, grp)
 	}
-	return p, nil
+	return nil
+}
+
+// groupWindow returns a group's window as a cron expression and duration:
+// window and duration as written, or Teleport's days and start_hour, whose
+// window lasts the maintenance_window_duration (time-based) or one hour.
+func groupWindow(g rawGroup, a *rawAgents, fail func(string, error, string) error) (string, time.Duration, error) {
+	if g.Days != nil || g.StartHour != nil {
+		if g.Window != "" {
+			return "", 0, fail("window and days/start_hour are two ways to say the same thing: keep one", nil, "window")
+		}
+		window, err := daysWindow(g.Days, g.StartHour)
+		if err != nil {
+			return "", 0, fail(err.Error(), nil, "days")
+		}
+		d := teleportWindow
+		if a.MaintenanceWindowDuration != "" {
+			d, _ = time.ParseDuration(a.MaintenanceWindowDuration) // checked by parseRollout
+		}
+		if g.Duration == "" {
+			return window, d, nil
+		}
+		g.Window = window
+	}
+	if g.Window == "" {
+		return "", 0, fail("is required: a cron expression (UTC) for window starts, e.g. \"0 2 * * *\" (or Teleport's days and start_hour)", nil, "window")
+	}
+	if g.Duration == "" {
+		return "", 0, fail("is required: a Go duration such as 1h or 90m", nil, "duration")
+	}
+	d, err := time.ParseDuration(g.Duration)
+	if err != nil {
+		return "", 0, fail(fmt.Sprintf("%q is not a Go duration such as 1h or 90m", g.Duration), err, "duration")
+	}
+	if d <= 0 {
+		return "", 0, fail(fmt.Sprintf("%s is not positive", g.Duration), nil, "duration")
+	}
+	return g.Window, d, nil
 }
 
 // parseFlavour reads spec.agents.edition and spec.agents.fips into p.
@@ -458,11 +501,12 @@ func yamlMessage(err error) string {
 	msg = strings.ReplaceAll(msg, "\n  ", "; ")
 	msg = strings.ReplaceAll(msg, "unmarshal errors:; ", "")
 	for goType, path := range map[string]string{
-		"proxyapi.rawPolicy":   "the top level",
-		"proxyapi.rawMetadata": "metadata",
-		"proxyapi.rawSpec":     "spec",
-		"proxyapi.rawAgents":   "spec.agents",
-		"proxyapi.rawGroup":    "spec.agents.groups[]",
+		"proxyapi.rawPolicy":    "the top level",
+		"proxyapi.rawMetadata":  "metadata",
+		"proxyapi.rawSpec":      "spec",
+		"proxyapi.rawAgents":    "spec.agents",
+		"proxyapi.rawGroup":     "spec.agents.groups[]",
+		"proxyapi.rawSchedules": "spec.agents.schedules",
 	} {
 		msg = strings.ReplaceAll(msg, "in type "+goType, "in "+path)
 	}

@@ -59,6 +59,9 @@ type ServeConfig struct {
 	// CensusDB is the census database (census/store); empty disables
 	// census intake.
 	CensusDB string
+	// CensusPasswordFile holds the password of a PostgreSQL CensusDB
+	// (see store.Options.PasswordFile).
+	CensusPasswordFile string
 	// CensusRequired makes Serve fail when CensusDB cannot be opened.
 	// Otherwise it serves find and install.sh without census, census
 	// requests get 503 and ReadyPath reports the proxy not ready.
@@ -192,9 +195,14 @@ func (p *serveRun) serve(ctx context.Context, hup <-chan os.Signal) error {
 		defer close(watchDone)
 		_ = p.api.Watch(ctx) // returns nil when ctx is done
 	}()
+	rollDone := make(chan struct{})
+	go func() {
+		defer close(rollDone)
+		p.api.RunRollout(ctx)
+	}()
 	certs := startReloader(ctx, func() { p.cert.reload(log) })
 	policy := startReloader(ctx, p.reloadFiles)
-	stopped := func() { waitStopped(log, stopWait, watchDone, certs.done, policy.done) }
+	stopped := func() { waitStopped(log, stopWait, watchDone, rollDone, certs.done, policy.done) }
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- p.srv.ServeTLS(p.ln, "", "") }()

@@ -33,19 +33,20 @@ func openCensus(ctx context.Context, log *slog.Logger, cfg *ServeConfig) (*censu
 	if cfg.CensusDB == "" {
 		return nil, nil
 	}
-	st, err := store.Open(ctx, cfg.CensusDB, store.Options{Logger: log})
+	st, err := store.Open(ctx, cfg.CensusDB, store.Options{Logger: log, PasswordFile: cfg.CensusPasswordFile})
 	if err != nil {
 		if cfg.CensusRequired {
 			return nil, fmt.Errorf("open census database (--census-required): %w", err)
 		}
 		log.Error("Census database could not be opened; serving find and install.sh without census, and /readyz reports not ready. Fix or move the file and restart the proxy.",
-			"path", cfg.CensusDB, "error", err.Error())
+			"database", store.Redact(cfg.CensusDB), "error", err.Error())
 		cfg.API.CensusUnavailable = err
 		return nil, nil
 	}
 	cfg.API.Census = st
+	cfg.API.Rollout = st
 	cfg.API.CensusHealth = st.WriteFailure
-	c := &censusDB{store: st, stop: func() {}, path: cfg.CensusDB, log: log}
+	c := &censusDB{store: st, stop: func() {}, path: store.Redact(cfg.CensusDB), log: log}
 	if after := cfg.CensusForgetAfter; after > 0 {
 		forgetCtx, stopForget := context.WithCancel(ctx)
 		forgotten := make(chan struct{})

@@ -24,6 +24,7 @@ import (
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/capread"
 	"github.com/gravitational/teleport-update/internal/endpoint"
+	"github.com/gravitational/teleport-update/internal/proxyapi/rollout"
 )
 
 // CensusBackend stores census reports. census/store.Store implements it.
@@ -114,6 +115,15 @@ type Config struct {
 	// ReloadInterval is how often Watch polls the policy file (default
 	// DefaultReloadInterval).
 	ReloadInterval time.Duration
+	// Rollout keeps the staged rollout's state (the census store); nil
+	// with a policy that sets start_version serves every group the start
+	// version.
+	Rollout rollout.Store
+	// RolloutEvery is how often RunRollout evaluates the rollout (default
+	// DefaultRolloutEvery); RolloutPresentAfter how recently a host must
+	// have reported to count as present (default
+	// DefaultRolloutPresentAfter).
+	RolloutEvery, RolloutPresentAfter time.Duration
 }
 
 // Server is the proxy API. It is safe for concurrent use.
@@ -142,6 +152,12 @@ type Server struct {
 	reloadMu  sync.Mutex
 	seen      [sha256.Size]byte
 	candidate [sha256.Size]byte
+
+	// roll is the rollout view find serves from; rollMu serializes
+	// evaluations; rollKick asks RunRollout to evaluate now.
+	roll     atomic.Pointer[rolloutView]
+	rollMu   sync.Mutex
+	rollKick chan struct{}
 }
 
 // state is one accepted policy with its precomputed answers.
@@ -161,7 +177,8 @@ type groupAnswer struct {
 	// edition and fips are the build the agents run.
 	edition string
 	fips    bool
-	cached  atomic.Pointer[answer]
+	// cached holds one answer per answerKind.
+	cached [answerKinds]atomic.Pointer[answer]
 }
 
 // answer is valid from from (the instant it was computed; a clock that
@@ -175,7 +192,7 @@ type answer struct {
 // a token is invalid (see CheckTokens), the install script template does
 // not parse, the public key is not PEM, or BaseURL is not https.
 func New(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg, logger: cfg.Logger, now: cfg.Now, limiter: newFailLimiter()}
+	s := &Server{cfg: cfg, logger: cfg.Logger, now: cfg.Now, limiter: newFailLimiter(), rollKick: make(chan struct{}, 1)}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -184,6 +201,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.cfg.ReloadInterval <= 0 {
 		s.cfg.ReloadInterval = DefaultReloadInterval
+	}
+	if s.cfg.RolloutEvery <= 0 {
+		s.cfg.RolloutEvery = DefaultRolloutEvery
+	}
+	if s.cfg.RolloutPresentAfter <= 0 {
+		s.cfg.RolloutPresentAfter = DefaultRolloutPresentAfter
 	}
 	if s.cfg.CensusStaleAfter <= 0 {
 		s.cfg.CensusStaleAfter = DefaultStaleAfter
@@ -258,6 +281,9 @@ func (s *Server) install(p *Policy, hash [sha256.Size]byte) {
 	s.refused.Store(false)
 	s.state.Store(st)
 	s.metrics.setPolicy(p)
+	if p.Rollout() {
+		s.kickRollout()
+	}
 }
 
 // flavour is the edition and FIPS setting served with p: the resource's
@@ -381,6 +407,8 @@ func (s *Server) routes() http.Handler {
 	handle(InstallScriptPath, routeInstallScript, s.serveInstallScript)
 	handle(api.CensusPath, routeCensus, s.censusGuard(s.serveCensus))
 	handle(api.CensusSummaryPath, routeCensusSummary, s.censusGuard(s.serveCensusSummary))
+	handle(RolloutPath, routeRollout, s.serveRollout)
+	handle(RolloutPath+"/", routeRollout, s.serveRollout)
 	handle(HealthPath, routeHealth, s.serveHealth)
 	handle(ReadyPath, routeReady, s.serveReady)
 	prom := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})

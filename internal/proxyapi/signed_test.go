@@ -28,6 +28,7 @@ func signedEnv(t *testing.T) (*testEnv, *store.Store) {
 	e := newEnv(t, func(c *Config) {
 		c.Tokens = append(testTokens(), Token{Token: productionToken, Group: "production"})
 		c.Census = st
+		c.Rollout = st
 	})
 	return e, st
 }

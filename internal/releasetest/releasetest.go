@@ -57,6 +57,9 @@ type Agent struct {
 	// examples/systemd/teleport.service, the install script, README.md
 	// and VERSION; otherwise flat, as bin/teleport and bin/tctl.
 	TeleportLayout bool
+	// Updater, when set, is the release's teleport-update (an
+	// Updater.Build), packed next to teleport.
+	Updater []byte
 }
 
 // MustArtifact returns the release artifact of Teleport version for
@@ -134,13 +137,21 @@ func (a Agent) Build(ctx context.Context, dir string) (string, error) {
 // files are the tarball's entries around the agent binary exe.
 func (a Agent) files(exe []byte) map[string][]byte {
 	if !a.TeleportLayout {
-		return map[string][]byte{"bin/teleport": exe, "bin/tctl": exe}
+		files := map[string][]byte{"bin/teleport": exe, "bin/tctl": exe}
+		if a.Updater != nil {
+			files["bin/teleport-update"] = a.Updater
+		}
+		return files
 	}
 	top := "teleport"
 	if a.Flavour.Enterprise || a.Flavour.FIPS {
 		top = "teleport-ent"
 	}
-	return teleportLayout(top, a.Version, exe, exe)
+	files := teleportLayout(top, a.Version, exe, exe)
+	if a.Updater != nil {
+		files[top+"/teleport-update"] = a.Updater
+	}
+	return files
 }
 
 // teleportLayout is a release in Teleport's tarball layout under top:

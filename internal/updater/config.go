@@ -70,6 +70,10 @@ type Spec struct {
 	CensusEnabled bool `yaml:"census_enabled,omitempty"`
 	// CensusSalt keys the host_id hash; random per install, never sent.
 	CensusSalt string `yaml:"census_salt,omitempty"`
+	// UpdaterID is this updater's random id (a UUID), made at install and
+	// sent in find requests and census reports: the proxy picks a group's
+	// canaries by it.
+	UpdaterID string `yaml:"updater_id,omitempty"`
 }
 
 // Status is what the updater did. The active and the backup version are
@@ -91,6 +95,47 @@ type Status struct {
 	// rolled back, so a run that finds it set knows the previous run was
 	// interrupted and what systemd may still be running.
 	Switching string `yaml:"switching,omitempty"`
+	// Updater is what the updater records about itself (selfupdate.go).
+	Updater UpdaterState `yaml:"updater,omitempty"`
+}
+
+// UpdaterState is what update.yaml records about teleport-update itself:
+// the binary in place, the format of the file, a self-update under way
+// and how the last one ended.
+type UpdaterState struct {
+	// Version is the version of the teleport-update in place (the one the
+	// units run), as install or the setup step recorded it.
+	Version string `yaml:"version,omitempty"`
+	// Format is the format of update.yaml (StateFormat when this build
+	// wrote it; 0 for a file written before the updater updated itself).
+	Format int `yaml:"format,omitempty"`
+	// FormatBy is the version of the updater that first wrote the file in
+	// Format: the updater never replaces itself with an older one.
+	FormatBy string `yaml:"format_by,omitempty"`
+	// Switching is set while the updater replaces itself: from the
+	// backup's version to the release's. A run that finds it set knows the
+	// previous run was interrupted.
+	Switching *SelfSwitch `yaml:"switching,omitempty"`
+	// Last is the outcome of the last self-update.
+	Last *SelfUpdateResult `yaml:"last_self_update,omitempty"`
+}
+
+// SelfSwitch is a self-update under way.
+type SelfSwitch struct {
+	From string `yaml:"from" json:"from"`
+	To   string `yaml:"to" json:"to"`
+}
+
+// SelfUpdateResult is the outcome of one self-update.
+type SelfUpdateResult struct {
+	Time    time.Time `yaml:"time" json:"time"`
+	From    string    `yaml:"from" json:"from"`
+	To      string    `yaml:"to" json:"to"`
+	Success bool      `yaml:"success" json:"success"`
+	// ErrorCode is CodeSelfUpdate (the new updater's setup failed; it is
+	// not tried again) or CodeInterrupted (it is tried again).
+	ErrorCode string `yaml:"error_code,omitempty" json:"error_code,omitempty"`
+	Error     string `yaml:"error,omitempty" json:"error,omitempty"`
 }
 
 // LastUpdate records the outcome of the last install, update or rollback.
@@ -295,6 +340,14 @@ func (c *Config) Clone() *Config {
 		lu := *c.Status.LastUpdate
 		lu.Steps = slices.Clone(lu.Steps)
 		out.Status.LastUpdate = &lu
+	}
+	if sw := c.Status.Updater.Switching; sw != nil {
+		cp := *sw
+		out.Status.Updater.Switching = &cp
+	}
+	if last := c.Status.Updater.Last; last != nil {
+		cp := *last
+		out.Status.Updater.Last = &cp
 	}
 	return &out
 }

@@ -210,7 +210,9 @@ func fullConfig() *Config {
 	cfg.Spec = Spec{Proxy: "proxy.example.com:443", Group: "staging", Enabled: true, Pinned: true, PinnedVersion: "1.0.0",
 		Token: "t", InstallMethods: []string{"node_script", "systemd"}, CensusSalt: "s"}
 	cfg.Status = Status{Active: "1.0.0", Backup: "0.9.0", Skip: []string{"2.0.0", "3.0.0"}, KnownGood: []string{"0.9.0", "1.0.0"},
-		LastUpdate: &LastUpdate{Target: "2.0.0", Error: "x", Steps: []RunStep{{Name: "download", DurationMS: 5, Result: RunStepOK}}}, Switching: "2.0.0"}
+		LastUpdate: &LastUpdate{Target: "2.0.0", Error: "x", Steps: []RunStep{{Name: "download", DurationMS: 5, Result: RunStepOK}}}, Switching: "2.0.0",
+		Updater: UpdaterState{Version: "1.2.0", Format: StateFormat, FormatBy: "1.1.0", Switching: &SelfSwitch{From: "1.2.0", To: "1.3.0"},
+			Last: &SelfUpdateResult{From: "1.1.0", To: "1.2.0", Success: true}}}
 	return cfg
 }
 

@@ -41,6 +41,7 @@ type testEnv struct {
 	findRaw   []byte // when set, served verbatim
 	findCode  int
 	findCalls int
+	findQuery url.Values // the last find request's query
 
 	sleeps []time.Duration
 }
@@ -68,6 +69,7 @@ func newTestEnv(t *testing.T) *testEnv {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		e.findCalls++
+		e.findQuery = r.URL.Query()
 		if r.URL.Path != api.FindPath {
 			http.NotFound(w, r)
 			return

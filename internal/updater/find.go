@@ -55,8 +55,8 @@ func ValidateProxyAddr(addr string) error {
 	return nil
 }
 
-// findURL builds https://PROXY/v1/webapi/find?group=G&host=H.
-func findURL(proxy, group, host string) (string, error) {
+// findURL builds https://PROXY/v1/webapi/find?group=G&updater_id=U.
+func findURL(proxy, group, updaterID string) (string, error) {
 	if err := ValidateProxyAddr(proxy); err != nil {
 		return "", err
 	}
@@ -64,8 +64,8 @@ func findURL(proxy, group, host string) (string, error) {
 	if group != "" {
 		q.Set(api.FindQueryGroup, group)
 	}
-	if host != "" {
-		q.Set(api.FindQueryHost, host)
+	if updaterID != "" {
+		q.Set(api.FindQueryUpdaterID, updaterID)
 	}
 	u := url.URL{Scheme: "https", Host: proxy, Path: api.FindPath, RawQuery: q.Encode()}
 	return u.String(), nil
@@ -74,15 +74,16 @@ func findURL(proxy, group, host string) (string, error) {
 // Find asks the proxy for the group's policy and validates the answer: the
 // body is capped at MaxFindResponseSize, the version must be strict semver,
 // the jitter must not be negative (larger than MaxJitter is clamped).
-// Failures wrap ErrProxy.
-func Find(ctx context.Context, client *download.Client, proxy, group, host string) (*Policy, error) {
-	return find(ctx, client, proxy, group, host, true)
+// updaterID (may be empty) tells the proxy which host asks, so that it
+// serves a group's target to its canaries first. Failures wrap ErrProxy.
+func Find(ctx context.Context, client *download.Client, proxy, group, updaterID string) (*Policy, error) {
+	return find(ctx, client, proxy, group, updaterID, true)
 }
 
 // find is Find; without needVersion an answer without agent_version is
 // valid too (Policy.Version is nil then).
-func find(ctx context.Context, client *download.Client, proxy, group, host string, needVersion bool) (*Policy, error) {
-	u, err := findURL(proxy, group, host)
+func find(ctx context.Context, client *download.Client, proxy, group, updaterID string, needVersion bool) (*Policy, error) {
+	u, err := findURL(proxy, group, updaterID)
 	if err != nil {
 		return nil, err
 	}

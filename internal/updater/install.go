@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/census"
 	"github.com/gravitational/teleport-update/internal/updater/download"
 	"github.com/gravitational/teleport-update/internal/updater/install"
@@ -71,6 +72,9 @@ func (u *Updater) Install(ctx context.Context, req InstallRequest) (*Config, err
 	if err := u.install(ctx, st, s, spec, req); err != nil {
 		return st.Config(), err
 	}
+	if err := u.installSelf(st); err != nil {
+		return st.Config(), err
+	}
 	if err := u.enableUnits(ctx, s.sd, spec.Enabled); err != nil {
 		return st.Config(), err
 	}
@@ -109,8 +113,47 @@ func (u *Updater) install(ctx context.Context, st *store, s *session, spec Spec,
 		if err := st.SetSpec(spec); err != nil {
 			return err
 		}
+		return u.firstInstall(ctx, st, s, g)
 	}
 	return u.moveTo(ctx, st, s.sd, g)
+}
+
+// firstInstall moves a host the updater never managed to g. Links of a
+// package install of Teleport (link-package) make way for the managed
+// version's, and come back when the install fails.
+func (u *Updater) firstInstall(ctx context.Context, st *store, s *session, g goal) error {
+	removed, err := u.Tree.UnlinkPackage()
+	if err != nil {
+		return err
+	}
+	if len(removed) > 0 {
+		u.Log.Info("A package install of Teleport was linked; the managed version takes its place.", "links", len(removed))
+	}
+	err = u.moveTo(ctx, st, s.sd, g)
+	if err != nil && len(removed) > 0 {
+		_, lerr := u.Tree.LinkPackage()
+		u.logErr(lerr, "linking the package install again")
+	}
+	return err
+}
+
+// installSelf puts this binary in place as the updater the units run and
+// records its version, unless the one in place is newer (a self-update
+// put it there; the timer would only take it up again). A failed
+// self-update is forgotten, so the next run tries it again.
+func (u *Updater) installSelf(st *store) error {
+	if u.InstallSelf == nil || newer(st.cfg.Status.Updater.Version, u.SelfVersion) {
+		return nil
+	}
+	if err := u.InstallSelf(); err != nil {
+		return fmt.Errorf("the agent is installed, but copying teleport-update to /%s failed, so the timer cannot run it: %w; run install again", UpdaterBinPath, err)
+	}
+	return st.apply("recording the updater in place", func(c *Config) {
+		c.Status.Updater.Version = u.SelfVersion
+		if l := c.Status.Updater.Last; l != nil && !l.Success {
+			c.Status.Updater.Last = nil
+		}
+	})
 }
 
 // keep keeps the active version with the new settings spec; last_update
@@ -153,6 +196,13 @@ func installSpec(spec Spec, req InstallRequest) (Spec, error) {
 			return spec, err
 		}
 		spec.CensusSalt = hex.EncodeToString(salt)
+	}
+	if !api.ValidUpdaterID(spec.UpdaterID) {
+		id, err := newUpdaterID()
+		if err != nil {
+			return spec, err
+		}
+		spec.UpdaterID = id
 	}
 	if err := ValidateProxyAddr(spec.Proxy); err != nil {
 		return spec, err

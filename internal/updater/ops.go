@@ -55,7 +55,11 @@ func (u *Updater) Update(ctx context.Context, force bool) (res UpdateResult, err
 	if err := u.attach(ctx, st, s); err != nil {
 		return res, err
 	}
-	return u.follow(ctx, st, s, req, res)
+	res, err = u.follow(ctx, st, s, req, res)
+	if err == nil {
+		u.selfUpdate(ctx, st)
+	}
+	return res, err
 }
 
 // follow decides, and moves the host when the decision says so: after the
@@ -92,7 +96,7 @@ func (u *Updater) decideWithProxy(ctx context.Context, cfg *Config, req request)
 		// An admin's version needs only the build from the proxy, so an
 		// answer naming no version does (as for Teleport's install
 		// --force-version).
-		pol, err := find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "", req.version == "")
+		pol, err := find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, cfg.Spec.UpdaterID, req.version == "")
 		if err != nil {
 			return decision{act: actRefuse, err: err}
 		}

@@ -39,6 +39,8 @@ type store struct {
 	unlock func()
 	// run is the run log whose steps the recorded outcome carries.
 	run *runLog
+	// self is this updater's version, which stamps the file's format.
+	self string
 }
 
 // openStore takes update.lock and loads update.yaml. With installed, a
@@ -58,7 +60,9 @@ func (u *Updater) openStore(ctx context.Context, installed bool) (*store, error)
 		return nil, err
 	}
 	u.run = newRunLog(u.now)
-	return &store{path: u.Tree.StatePath(), cfg: cfg, now: u.now, unlock: unlock, run: u.run}, nil
+	st := &store{path: u.Tree.StatePath(), cfg: cfg, now: u.now, unlock: unlock, run: u.run, self: u.SelfVersion}
+	u.repairSelf(ctx, st)
+	return st, nil
 }
 
 // lock takes update.lock for the whole operation, and moves an install
@@ -88,6 +92,17 @@ func (u *Updater) lock(ctx context.Context) (func(), error) {
 
 func (s *store) close() { s.unlock() }
 
+// reload reads update.yaml again, after another process (an updater's
+// setup, run while this one holds the lock) wrote it.
+func (s *store) reload() error {
+	cfg, _, err := LoadConfig(s.path)
+	if err != nil {
+		return err
+	}
+	s.cfg = cfg
+	return nil
+}
+
 // Config returns a copy of the state.
 func (s *store) Config() *Config { return s.cfg.Clone() }
 
@@ -96,6 +111,7 @@ func (s *store) Config() *Config { return s.cfg.Clone() }
 func (s *store) apply(what string, change func(*Config)) error {
 	next := s.cfg.Clone()
 	change(next)
+	next.Status.Updater.stamp(s.self)
 	if err := SaveConfig(s.path, next); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}

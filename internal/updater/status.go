@@ -42,6 +42,17 @@ type StatusReport struct {
 	ProxyError    string            `json:"proxy_error,omitempty"`
 	LastUpdate    *LastUpdate       `json:"last_update"`
 	Census        bool              `json:"census"`
+	// UpdaterVersion is the teleport-update in place (the one the timer
+	// runs); RunningUpdaterVersion the one that printed this status.
+	UpdaterVersion        string `json:"updater_version"`
+	RunningUpdaterVersion string `json:"running_updater_version"`
+	// LastSelfUpdate is how the updater's last update of itself ended;
+	// SelfUpdating says one is under way (or was interrupted).
+	LastSelfUpdate *SelfUpdateResult `json:"last_self_update"`
+	SelfUpdating   bool              `json:"self_updating,omitempty"`
+	// Install is how Teleport is installed on the host: InstallManaged,
+	// InstallPackage, InstallBoth or InstallNone (packages.go).
+	Install string `json:"install"`
 }
 
 // proxyStatusBudget bounds how long status waits for the proxy.
@@ -57,6 +68,19 @@ func (u *Updater) Status(ctx context.Context, askProxy bool) (*StatusReport, err
 	if !exists {
 		return nil, ErrNotInstalled
 	}
+	r, err := u.statusOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if askProxy && cfg.Spec.Proxy != "" {
+		u.askProxyStatus(ctx, cfg, r)
+	}
+	return r, nil
+}
+
+// statusOf is the status of a host whose update.yaml is cfg, without the
+// proxy's answer.
+func (u *Updater) statusOf(cfg *Config) (*StatusReport, error) {
 	clean := termtext.Strip
 	r := &StatusReport{
 		Proxy: clean(cfg.Spec.Proxy), Group: clean(cfg.Spec.Group), BaseURL: clean(cfg.Spec.BaseURL),
@@ -69,20 +93,39 @@ func (u *Updater) Status(ctx context.Context, askProxy bool) (*StatusReport, err
 		r.Skip = append(r.Skip, clean(v))
 	}
 	r.LastUpdate = cleanLastUpdate(cfg.Status.LastUpdate)
-	if askProxy && cfg.Spec.Proxy != "" {
-		ctx, cancel := context.WithTimeout(ctx, proxyStatusBudget)
-		defer cancel()
-		pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, "")
-		if err != nil {
-			r.ProxyError = clean(err.Error())
-		} else {
-			r.Target = pol.Version.String()
-			r.TargetEdition, r.TargetFIPS = pol.Flavour.Edition(), pol.Flavour.FIPS
-			r.WindowOpen = pol.AutoUpdate
-			r.NextWindow = pol.Window
-		}
-	}
+	u.updaterStatus(cfg, r)
 	return r, nil
+}
+
+// askProxyStatus fills r with the proxy's answer for cfg's group.
+func (u *Updater) askProxyStatus(ctx context.Context, cfg *Config, r *StatusReport) {
+	ctx, cancel := context.WithTimeout(ctx, proxyStatusBudget)
+	defer cancel()
+	pol, err := Find(ctx, u.HTTP, cfg.Spec.Proxy, cfg.Spec.Group, cfg.Spec.UpdaterID)
+	if err != nil {
+		r.ProxyError = termtext.Strip(err.Error())
+		return
+	}
+	r.Target = pol.Version.String()
+	r.TargetEdition, r.TargetFIPS = pol.Flavour.Edition(), pol.Flavour.FIPS
+	r.WindowOpen = pol.AutoUpdate
+	r.NextWindow = pol.Window
+}
+
+// updaterStatus fills r with what cfg and the host say about the updater
+// itself and how Teleport is installed.
+func (u *Updater) updaterStatus(cfg *Config, r *StatusReport) {
+	us := cfg.Status.Updater
+	r.UpdaterVersion = termtext.Strip(u.installedUpdater(cfg))
+	r.RunningUpdaterVersion = u.SelfVersion
+	if us.Last != nil {
+		last := *us.Last
+		last.From, last.To = termtext.Strip(last.From), termtext.Strip(last.To)
+		last.Error, last.ErrorCode = termtext.Strip(last.Error), termtext.Strip(last.ErrorCode)
+		r.LastSelfUpdate = &last
+	}
+	r.SelfUpdating = us.Switching != nil
+	r.Install = u.installKind(cfg)
 }
 
 // cleanLastUpdate is lu with its text made safe to print (see termtext.Strip).

@@ -68,7 +68,7 @@ var AllSteps = []Step{
 func (s Step) NeedsSystemd() bool {
 	switch s {
 	case StepUnits, StepReload, StepRestart, StepPreviousReload, StepPreviousRestart,
-		StepMigrateUnits, StepMigrateReload:
+		StepMigrateUnits, StepMigrateReload, StepSetupReload, StepSetupBackReload:
 		return true
 	}
 	return false

@@ -81,6 +81,15 @@ type Updater struct {
 	// SELinux labels each installed version's binaries on hosts where
 	// SELinux is enforcing; the zero value probes the host.
 	SELinux install.SELinux
+	// SelfVersion is this teleport-update's version; a self-update
+	// replaces the updater in place only with a newer one.
+	SelfVersion string
+	// InstallSelf, when set, puts this binary in place as the updater the
+	// units run (UpdaterBinPath); install calls it once the agent is in.
+	InstallSelf func() error
+	// SetupCheck, when set, is a last check of Setup before it commits;
+	// tests make it fail to stand for a broken new updater.
+	SetupCheck func() error
 }
 
 func (u *Updater) now() time.Time {

@@ -66,19 +66,31 @@ func (s *Store) Export(ctx context.Context, w io.Writer, format string) error {
 	default:
 		return fmt.Errorf("export census: %w %q, want %q or %q", ErrUnknownFormat, format, FormatJSON, FormatPostHog)
 	}
+	if s.pg != nil {
+		return s.pg.export(ctx, w, encode)
+	}
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("export census: begin read: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT host_id, grp, version, services, os, os_version, arch, glibc,
-		install_methods, container_runtime, container_orchestrator, cloud, updater_status,
-		last_update_time, last_result, last_update_target, last_update_error, reported_at, first_seen, last_seen,
-		history FROM hosts ORDER BY host_id`)
+	rows, err := tx.QueryContext(ctx, exportSQL)
 	if err != nil {
 		return fmt.Errorf("export census: query hosts: %w", err)
 	}
 	defer rows.Close()
+	return writeHosts(w, rows, encode)
+}
+
+// exportSQL reads every host for Export, in either backend.
+const exportSQL = `SELECT host_id, grp, version, services, os, os_version, arch, glibc,
+	install_methods, container_runtime, container_orchestrator, cloud, updater_status,
+	last_update_time, last_result, last_update_target, last_update_error, reported_at, first_seen, last_seen,
+	history FROM hosts ORDER BY host_id`
+
+// writeHosts writes the hosts of rows (exportSQL) to w, each as encode
+// makes it.
+func writeHosts(w io.Writer, rows scanner, encode func(ExportedHost) any) error {
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
@@ -101,7 +113,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer, format string) error {
 }
 
 // scanHost reads one row of the Export query.
-func scanHost(rows *sql.Rows) (ExportedHost, error) {
+func scanHost(rows scanner) (ExportedHost, error) {
 	var h ExportedHost
 	var services, methods, lastResult string
 	var resultTime sql.NullInt64

@@ -36,6 +36,9 @@ func rowScoped(err error) bool {
 	if !errors.As(err, &re) {
 		return false
 	}
+	if pgRowScoped(err) {
+		return true
+	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff { // the primary result code

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -120,36 +121,37 @@ func TestDiskFull(t *testing.T) {
 // fails, the reports that shared its batch are stored.
 func TestRowErrorSparesTheBatch(t *testing.T) {
 	t.Parallel()
-	const batch = 3
-	s, _ := openStore(t, Options{BatchSize: batch, BatchDelay: time.Hour})
-	if n, _, errs := ingestRound(t, s, 0, batch, nil); n != batch {
-		t.Fatalf("first round: %v", errs)
-	}
-	if _, err := s.db.Exec(`UPDATE hosts SET history = 'not json' WHERE host_id = ?`, hostID(1)); err != nil {
-		t.Fatal(err)
-	}
-	withResult := func(r *api.Report) {
-		r.LastUpdateResult = &api.UpdateResult{Time: t0, Target: "16.4.7", Success: true}
-	}
-	stored, failed, errs := ingestRound(t, s, 0, batch, withResult)
-	if stored != batch-1 || failed != 1 || !errors.Is(errs[0], errStoredHistory) {
-		t.Fatalf("round with one damaged host: %d stored, %d failed (%v); want %d stored and a damaged-history error", stored, failed, errs, batch-1)
-	}
-	if st := s.Stats(); st.Reports != 2*batch-1 || st.WriteErrors != 1 {
-		t.Errorf("Stats = %+v; want %d reports, 1 write error", st, 2*batch-1)
-	}
-	for _, n := range []int{0, 2} {
-		if h := history(t, s, n); len(h) != 1 || h[0] != "16.4.7" {
-			t.Errorf("history of host %d = %v; want the new result stored", n, h)
+	forBackends(t, func(t *testing.T, db newDB) {
+		const batch = 3
+		s, _ := openStore(t, db, Options{BatchSize: batch, BatchDelay: time.Hour})
+		if n, _, errs := ingestRound(t, s, 0, batch, nil); n != batch {
+			t.Fatalf("first round: %v", errs)
 		}
-	}
+		execSQL(t, s, `UPDATE hosts SET history = 'not json' WHERE host_id = ?`, hostID(1))
+		withResult := func(r *api.Report) {
+			r.LastUpdateResult = &api.UpdateResult{Time: t0, Target: "16.4.7", Success: true}
+		}
+		stored, failed, errs := ingestRound(t, s, 0, batch, withResult)
+		if stored != batch-1 || failed != 1 || !errors.Is(errs[0], errStoredHistory) {
+			t.Fatalf("round with one damaged host: %d stored, %d failed (%v); want %d stored and a damaged-history error", stored, failed, errs, batch-1)
+		}
+		if st := s.Stats(); st.Reports != 2*batch-1 || st.WriteErrors != 1 {
+			t.Errorf("Stats = %+v; want %d reports, 1 write error", st, 2*batch-1)
+		}
+		execSQL(t, s, `UPDATE hosts SET history = '[]' WHERE host_id = ?`, hostID(1)) // for Export
+		for _, n := range []int{0, 2} {
+			if h := history(t, s, n); len(h) != 1 || h[0] != "16.4.7" {
+				t.Errorf("history of host %d = %v; want the new result stored", n, h)
+			}
+		}
+	})
 }
 
 // TestDatabaseFilesPrivate checks the database, its WAL and its
 // shared-memory file are created readable by their owner only.
 func TestDatabaseFilesPrivate(t *testing.T) {
 	t.Parallel()
-	s, path := openStore(t, Options{})
+	s, path := openStore(t, sqliteDB, Options{})
 	if err := s.Ingest(context.Background(), "staging", report(0, nil), ident(report(0, nil)), t0); err != nil {
 		t.Fatal(err)
 	}
@@ -161,5 +163,23 @@ func TestDatabaseFilesPrivate(t *testing.T) {
 		if perm := fi.Mode().Perm(); perm != 0o600 {
 			t.Errorf("%s has mode %#o; want 0600", filepath.Base(p), perm)
 		}
+	}
+}
+
+// execSQL runs a statement on s's database, its ? parameters written $1,
+// $2, … for PostgreSQL.
+func execSQL(t *testing.T, s *Store, query string, args ...any) {
+	t.Helper()
+	var err error
+	if s.pg != nil {
+		for i := range args {
+			query = strings.Replace(query, "?", fmt.Sprintf("$%d", i+1), 1)
+		}
+		_, err = s.pg.pool.Exec(context.Background(), query, args...)
+	} else {
+		_, err = s.db.Exec(query, args...)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
 	}
 }

@@ -30,7 +30,19 @@ func (h *writeHealth) record(err error, now time.Time) {
 // commits have failed without one succeeding, and the latest error. While
 // the last commit succeeded, or none has been tried, it returns a zero
 // time and nil. A proxy uses it for its readiness.
+//
+// On PostgreSQL it also reports a database that does not answer its
+// periodic ping, so that a proxy without reports to store still notices a
+// lost database.
 func (s *Store) WriteFailure() (since time.Time, err error) {
+	if s.pg != nil {
+		s.pg.reach.mu.Lock()
+		since, err := s.pg.reach.since, s.pg.reach.lastErr
+		s.pg.reach.mu.Unlock()
+		if err != nil {
+			return since, err
+		}
+	}
 	s.health.mu.Lock()
 	defer s.health.mu.Unlock()
 	return s.health.since, s.health.lastErr

@@ -10,7 +10,7 @@ import (
 // the next commit that succeeds.
 func TestWriteFailure(t *testing.T) {
 	t.Parallel()
-	s, _ := openStore(t, Options{})
+	s, _ := openStore(t, sqliteDB, Options{})
 	ctx := context.Background()
 	if since, err := s.WriteFailure(); !since.IsZero() || err != nil {
 		t.Fatalf("WriteFailure of a new store = %v, %v; want healthy", since, err)

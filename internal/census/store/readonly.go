@@ -40,7 +40,13 @@ var (
 // Outcomes: a Store; an error wrapping fs.ErrNotExist when there is no
 // file at path; one wrapping ErrNotCensus, ErrOlderSchema or
 // ErrNewerSchema; or the error that kept the file from being read.
+//
+// A postgres:// or postgresql:// URL opens a PostgreSQL database read-only
+// (see OpenPostgresReadOnly).
 func OpenReadOnly(ctx context.Context, path string, opts Options) (*Store, error) {
+	if IsPostgresURL(path) {
+		return OpenPostgresReadOnly(ctx, path, opts)
+	}
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("open census database %q: path must be non-empty and contain no '?' or '#'", path)
 	}
@@ -63,7 +69,7 @@ func OpenReadOnly(ctx context.Context, path string, opts Options) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("open census database %s read-only: %w", path, err)
 	}
-	if err := checkSchema(version); err != nil {
+	if err := checkSchema(version, schemaVersion); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open census database %s: %w", path, err)
 	}
@@ -113,8 +119,9 @@ func walHoldsData(path string) bool {
 	return err != nil || fi.Size() > 0
 }
 
-// checkSchema checks a read-only database has this binary's schema.
-func checkSchema(v int) error {
+// checkSchema checks a read-only database has this binary's schema
+// version, schemaVersion.
+func checkSchema(v, schemaVersion int) error {
 	switch {
 	case v == schemaVersion:
 		return nil

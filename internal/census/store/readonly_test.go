@@ -93,7 +93,7 @@ func TestOpenReadOnlyOnReadOnlyMount(t *testing.T) {
 func TestOpenReadOnlyWhileWriting(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	w, path := openStore(t, Options{})
+	w, path := openStore(t, sqliteDB, Options{})
 	if err := w.Ingest(ctx, "staging", report(0, nil), ident(report(0, nil)), t0); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 // schemaVersion is the PRAGMA user_version this binary writes. Each entry
 // of migrations moves the schema from version i to i+1.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // hostColumns are the columns a report fills, in the order of upsertSQL's
 // parameters; migration 1 → 2 copies them as they are.
@@ -135,6 +135,8 @@ var migrations = []string{
 	ALTER TABLE hosts ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE hosts ADD COLUMN rate_tokens REAL; -- the host's report bucket; NULL: full
 	CREATE INDEX hosts_group_first_seen ON hosts(grp, first_seen);`,
+	// 3 → 4: staged rollouts (rollout.go).
+	rolloutSchema,
 }
 
 // migrate brings the schema to schemaVersion in one transaction.
@@ -171,9 +173,9 @@ func migrate(ctx context.Context, conn *sql.Conn) error {
 // upsertSQL stores a report as its host's latest. ?21 is the host's new
 // update history (a JSON array), or NULL to keep the stored one; ?22 and
 // ?23 are the key and sequence number of the report's signature, ?24 what
-// is left of the host's report bucket.
-const upsertSQL = `INSERT INTO hosts (` + hostColumns + `, history, host_key, seq, rate_tokens)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, coalesce(?21, '[]'), ?22, ?23, ?24)
+// is left of the host's report bucket, ?25 the updater id it sent.
+const upsertSQL = `INSERT INTO hosts (` + hostColumns + `, history, host_key, seq, rate_tokens, updater_id)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, coalesce(?21, '[]'), ?22, ?23, ?24, ?25)
 ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.version,
 	services = excluded.services, os = excluded.os, os_version = excluded.os_version,
 	arch = excluded.arch, glibc = excluded.glibc, install_methods = excluded.install_methods,
@@ -182,7 +184,8 @@ ON CONFLICT (host_id) DO UPDATE SET grp = excluded.grp, version = excluded.versi
 	last_update_time = excluded.last_update_time, last_update_target = excluded.last_update_target,
 	last_update_error = excluded.last_update_error, reported_at = excluded.reported_at,
 	last_seen = excluded.last_seen, dims = excluded.dims, history = coalesce(?21, history),
-	host_key = excluded.host_key, seq = max(seq, excluded.seq), rate_tokens = excluded.rate_tokens`
+	host_key = excluded.host_key, seq = max(seq, excluded.seq), rate_tokens = excluded.rate_tokens,
+	updater_id = excluded.updater_id`
 
 // lookupSQL reads what the writer needs to check a report against its
 // host's binding and to merge its update result into the host's history.
@@ -229,7 +232,7 @@ func newHostRow(r api.Report, id api.Identity, now time.Time) hostRow {
 	return row
 }
 
-// args are the upsert statement's parameters ?1 … ?24; history is the
+// args are the upsert statement's parameters ?1 … ?25; history is the
 // host's new update history, or nil to keep the stored one.
 func (r *hostRow) args(history any) []any {
 	var resultTime any
@@ -239,7 +242,7 @@ func (r *hostRow) args(history any) []any {
 	return []any{r.HostID, r.UpdateGroup, r.Version, r.services, r.OS, r.OSVersion, r.HostArchitecture,
 		r.GlibcVersion, r.installMethods, r.ContainerRuntime, r.ContainerOrchestrator, r.CloudEnvironment,
 		r.UpdaterStatus, r.lastResult, resultTime, r.resultTarget, r.resultError,
-		r.ReportedAt.UnixMilli(), r.lastSeen, r.dims, history, []byte(r.id.Key), r.id.Seq, r.tokens}
+		r.ReportedAt.UnixMilli(), r.lastSeen, r.dims, history, []byte(r.id.Key), r.id.Seq, r.tokens, r.UpdaterID}
 }
 
 // historyEntry is one update result in a host's history column.

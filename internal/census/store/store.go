@@ -1,6 +1,8 @@
-// Package store keeps census reports on the proxy in an embedded SQLite
-// database (modernc.org/sqlite, pure Go, so the binary stays static): the
-// latest report of every host plus a bounded history of update results.
+// Package store keeps census reports on the proxy: the latest report of
+// every host plus a bounded history of update results. It has two
+// backends: an embedded SQLite database (modernc.org/sqlite, pure Go, so
+// the binary stays static), the default for one proxy, and PostgreSQL
+// (postgres:// URLs, see postgres.go), which several proxies share.
 //
 // Writes are durable (WAL with synchronous=FULL: a report is on disk before
 // Ingest returns) and group-committed: one writer goroutine commits whatever
@@ -78,6 +80,11 @@ type Options struct {
 	BatchDelay time.Duration
 	// Logger receives operational messages (default: discard).
 	Logger *slog.Logger
+	// PasswordFile, for a PostgreSQL database, is a file whose first line
+	// is the password, so that it need not be in the URL on the command
+	// line. Without it the password comes from the URL or libpq's
+	// password file (PGPASSFILE, ~/.pgpass).
+	PasswordFile string
 }
 
 // Store is a census database. It is safe for concurrent use.
@@ -104,6 +111,10 @@ type Store struct {
 	// full, I/O error) included; commit clears it at BEGIN.
 	rolledBack atomic.Bool
 
+	// pg is the PostgreSQL backend; nil for SQLite (db, wconn and the
+	// statements). The writer, the rules and the counters are shared.
+	pg *pgDB
+
 	readOnly  bool // opened by OpenReadOnly: no writer, no write connection
 	queue     chan *request
 	closeMu   sync.RWMutex // guards closed against sends on queue
@@ -122,10 +133,50 @@ type request struct {
 //
 // Outcomes: a Store; or an error when path cannot be opened, is not a
 // census database, or has a schema newer than this binary understands.
+//
+// A postgres:// or postgresql:// URL opens a PostgreSQL database instead
+// (see OpenPostgres).
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if IsPostgresURL(path) {
+		return OpenPostgres(ctx, path, opts)
+	}
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("open census database %q: path must be non-empty and contain no '?' or '#'", path)
 	}
+	opts = opts.withDefaults()
+	logger := opts.Logger
+	created, err := createPrivate(path)
+	if err != nil {
+		return nil, fmt.Errorf("open census database %s: %w", path, err)
+	}
+	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)",
+		path, busyTimeout.Milliseconds())
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open census database %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(maxReaders + 1)
+	db.SetMaxIdleConns(maxReaders + 1)
+	s := &Store{db: db, opts: opts, logger: logger, forgetBatch: forgetBatch,
+		failLog: newFailureLimiter()}
+	if err := s.init(ctx, path); err != nil {
+		if s.wconn != nil {
+			s.wconn.Close()
+		}
+		db.Close()
+		if created {
+			removeDatabase(path)
+		}
+		return nil, err
+	}
+	s.startWriter()
+	logger.DebugContext(ctx, "Census database opened.", "path", path,
+		"history_per_host", opts.HistoryPerHost, "batch_size", opts.BatchSize, "batch_delay", opts.BatchDelay)
+	return s, nil
+}
+
+// withDefaults fills the zero fields of opts with the defaults.
+func (opts Options) withDefaults() Options {
 	if opts.HistoryPerHost <= 0 {
 		opts.HistoryPerHost = DefaultHistoryPerHost
 	}
@@ -141,40 +192,22 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.ReportEvery <= 0 {
 		opts.ReportEvery = DefaultReportEvery
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	created, err := createPrivate(path)
-	if err != nil {
-		return nil, fmt.Errorf("open census database %s: %w", path, err)
-	}
-	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)",
-		path, busyTimeout.Milliseconds())
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open census database %s: %w", path, err)
-	}
-	db.SetMaxOpenConns(maxReaders + 1)
-	db.SetMaxIdleConns(maxReaders + 1)
-	s := &Store{db: db, opts: opts, logger: logger, forgetBatch: forgetBatch,
-		failLog: lograte.New(failureLogBurst, failureLogEvery, nil)}
-	if err := s.init(ctx, path); err != nil {
-		if s.wconn != nil {
-			s.wconn.Close()
-		}
-		db.Close()
-		if created {
-			removeDatabase(path)
-		}
-		return nil, err
-	}
-	s.queue = make(chan *request, opts.BatchSize)
+	return opts
+}
+
+// newFailureLimiter bounds the log lines of failed writes.
+func newFailureLimiter() *lograte.Limiter {
+	return lograte.New(failureLogBurst, failureLogEvery, nil)
+}
+
+// startWriter starts the group-commit writer.
+func (s *Store) startWriter() {
+	s.queue = make(chan *request, s.opts.BatchSize)
 	s.writerEnd = make(chan struct{})
 	go s.writer()
-	logger.DebugContext(ctx, "Census database opened.", "path", path,
-		"history_per_host", opts.HistoryPerHost, "batch_size", opts.BatchSize, "batch_delay", opts.BatchDelay)
-	return s, nil
 }
 
 // init checks the pragmas took effect, migrates the schema and prepares the
@@ -227,6 +260,9 @@ func (s *Store) Stats() Stats {
 // Close commits the reports already queued, stops the writer and closes the
 // database. Ingest calls after Close return ErrClosed.
 func (s *Store) Close() error {
+	if s.pg != nil {
+		return s.closePostgres()
+	}
 	if s.readOnly {
 		if err := s.db.Close(); err != nil {
 			return fmt.Errorf("close census database: %w", err)
@@ -343,7 +379,13 @@ func (s *Store) Forget(ctx context.Context, cutoff time.Time) (int, error) {
 	}
 	ms := cutoff.UnixMilli()
 	var newest sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, `SELECT max(last_seen) FROM hosts`).Scan(&newest); err != nil {
+	var err error
+	if s.pg != nil {
+		err = s.pg.pool.QueryRow(ctx, `SELECT max(last_seen) FROM hosts`).Scan(&newest)
+	} else {
+		err = s.db.QueryRowContext(ctx, `SELECT max(last_seen) FROM hosts`).Scan(&newest)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("forget census hosts: %w", err)
 	}
 	if !newest.Valid {
@@ -380,6 +422,9 @@ func (s *Store) Forget(ctx context.Context, cutoff time.Time) (int, error) {
 // next transaction of the shared connection).
 func (s *Store) forgetSome(cutoffMs int64, limit int) (int, error) {
 	ctx := context.Background()
+	if s.pg != nil {
+		return s.pg.forgetSome(ctx, cutoffMs, limit)
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
@@ -443,17 +488,33 @@ func (s *Store) Reenroll(ctx context.Context, hostID string) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	res, err := s.wconn.ExecContext(ctx, `UPDATE hosts SET host_key = NULL WHERE host_id = ?`, hostID)
+	var found bool
+	var err error
+	if s.pg != nil {
+		found, err = s.pg.reenroll(ctx, hostID)
+	} else {
+		found, err = s.reenrollSQLite(ctx, hostID)
+	}
 	if err != nil {
 		return fmt.Errorf("re-enroll census host %s: %w", hostID, err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
+	if !found {
 		return fmt.Errorf("re-enroll census host %s: %w", hostID, ErrUnknownHost)
 	}
 	s.logger.InfoContext(ctx, "Census host re-enrolled: its next signed report binds a key and group anew.", "host_id", hostID)
 	return nil
+}
+
+// reenrollSQLite clears the host's key and reports whether the host exists.
+func (s *Store) reenrollSQLite(ctx context.Context, hostID string) (bool, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	res, err := s.wconn.ExecContext(ctx, `UPDATE hosts SET host_key = NULL WHERE host_id = ?`, hostID)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 // prepare checks one report for storage.
@@ -550,6 +611,9 @@ func (s *Store) gather(batch *[]*request, timer **time.Timer) bool {
 // exceed its token's quota or comes too soon after its host's last one.
 func (s *Store) commit(ctx context.Context, rows []hostRow) (err error) {
 	defer func() { s.health.record(err, time.Now()) }()
+	if s.pg != nil {
+		return s.pg.commit(ctx, rows, s.opts)
+	}
 	s.rolledBack.Store(false)
 	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("store census reports: begin transaction: %w", err)

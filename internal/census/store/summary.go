@@ -23,6 +23,9 @@ func (s *Store) Summary(ctx context.Context, now time.Time, staleAfter time.Dura
 	if staleAfter <= 0 {
 		return nil, fmt.Errorf("census summary: stale-after must be positive, got %v", staleAfter)
 	}
+	if s.pg != nil {
+		return s.pg.summary(ctx, now, staleAfter)
+	}
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("census summary: begin read: %w", err)
@@ -41,29 +44,9 @@ func (s *Store) Summary(ctx context.Context, now time.Time, staleAfter time.Dura
 		if err := rows.Scan(&key, &n); err != nil {
 			return nil, fmt.Errorf("census summary: count hosts: %w", err)
 		}
-		d, err := parseDims(key)
-		if err != nil {
+		if err := addDims(sum, key, n); err != nil {
 			return nil, fmt.Errorf("census summary: %w", err)
 		}
-		sum.TotalHosts += n
-		sum.ByVersion[orDefault(d.Version, api.SummaryUnknown)] += n
-		sum.ByGroup[orDefault(d.Group, api.SummaryUnknown)] += n
-		sum.ByOS[orDefault(d.OS, api.SummaryUnknown)] += n
-		sum.ByArchitecture[orDefault(d.Arch, api.SummaryUnknown)] += n
-		if len(d.InstallMethods) == 0 {
-			sum.ByInstallMethod[api.SummaryNone] += n
-		}
-		for _, m := range d.InstallMethods {
-			sum.ByInstallMethod[m] += n
-		}
-		sum.ByContainerRuntime[orDefault(d.Runtime, api.SummaryNone)] += n
-		sum.ByCloud[orDefault(d.Cloud, api.SummaryNone)] += n
-		sum.ByUpdaterStatus[orDefault(d.Status, api.SummaryUnknown)] += n
-		sum.ByLastUpdateResult[orDefault(d.LastResult, api.ResultNone)] += n
-		g := sum.Group(orDefault(d.Group, api.SummaryUnknown))
-		g.Hosts += n
-		g.ByVersion[orDefault(d.Version, api.SummaryUnknown)] += n
-		g.ByLastUpdateResult[orDefault(d.LastResult, api.ResultNone)] += n
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("census summary: count hosts: %w", err)
@@ -81,19 +64,60 @@ func (s *Store) Summary(ctx context.Context, now time.Time, staleAfter time.Dura
 		return nil, fmt.Errorf("census summary: list stale hosts: %w", err)
 	}
 	defer stale.Close()
-	for stale.Next() {
+	if err := addStale(sum, stale); err != nil {
+		return nil, fmt.Errorf("census summary: list stale hosts: %w", err)
+	}
+	return sum, nil
+}
+
+// scanner is a query's result rows, of database/sql or of pgx.
+type scanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// addStale lists the stale hosts of rows (host_id, grp, version,
+// last_seen) in sum.
+func addStale(sum *api.Summary, rows scanner) error {
+	for rows.Next() {
 		var h api.StaleHost
 		var seen int64
-		if err := stale.Scan(&h.HostID, &h.Group, &h.Version, &seen); err != nil {
-			return nil, fmt.Errorf("census summary: list stale hosts: %w", err)
+		if err := rows.Scan(&h.HostID, &h.Group, &h.Version, &seen); err != nil {
+			return err
 		}
 		h.LastSeen = time.UnixMilli(seen).UTC()
 		sum.Stale = append(sum.Stale, h)
 	}
-	if err := stale.Err(); err != nil {
-		return nil, fmt.Errorf("census summary: list stale hosts: %w", err)
+	return rows.Err()
+}
+
+// addDims counts n hosts of the dimensions key in sum.
+func addDims(sum *api.Summary, key string, n int) error {
+	d, err := parseDims(key)
+	if err != nil {
+		return err
 	}
-	return sum, nil
+	sum.TotalHosts += n
+	sum.ByVersion[orDefault(d.Version, api.SummaryUnknown)] += n
+	sum.ByGroup[orDefault(d.Group, api.SummaryUnknown)] += n
+	sum.ByOS[orDefault(d.OS, api.SummaryUnknown)] += n
+	sum.ByArchitecture[orDefault(d.Arch, api.SummaryUnknown)] += n
+	if len(d.InstallMethods) == 0 {
+		sum.ByInstallMethod[api.SummaryNone] += n
+	}
+	for _, m := range d.InstallMethods {
+		sum.ByInstallMethod[m] += n
+	}
+	sum.ByContainerRuntime[orDefault(d.Runtime, api.SummaryNone)] += n
+	sum.ByCloud[orDefault(d.Cloud, api.SummaryNone)] += n
+	sum.ByUpdaterStatus[orDefault(d.Status, api.SummaryUnknown)] += n
+	sum.ByLastUpdateResult[orDefault(d.LastResult, api.ResultNone)] += n
+	g := sum.Group(orDefault(d.Group, api.SummaryUnknown))
+	g.Hosts += n
+	g.ByVersion[orDefault(d.Version, api.SummaryUnknown)] += n
+	g.ByLastUpdateResult[orDefault(d.LastResult, api.ResultNone)] += n
+	return nil
 }
 
 // capSummary bounds every count map of sum to api.MaxSummaryValues keys.

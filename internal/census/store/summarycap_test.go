@@ -13,35 +13,37 @@ import (
 // rarest fold into "other", and no host is lost from the count.
 func TestSummaryCapsDistinctValues(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	s, _ := openStore(t, Options{})
-	const distinct = api.MaxSummaryValues + 50
-	for i := range distinct + 10 {
-		r := report(i, func(r *api.Report) {
-			r.OSVersion = fmt.Sprintf("Made-up OS %d", i%distinct)
-			if i < 10 {
-				r.OSVersion = "Ubuntu 22.04" // the common value
+	forBackends(t, func(t *testing.T, db newDB) {
+		ctx := context.Background()
+		s, _ := openStore(t, db, Options{})
+		const distinct = api.MaxSummaryValues + 50
+		for i := range distinct + 10 {
+			r := report(i, func(r *api.Report) {
+				r.OSVersion = fmt.Sprintf("Made-up OS %d", i%distinct)
+				if i < 10 {
+					r.OSVersion = "Ubuntu 22.04" // the common value
+				}
+			})
+			if err := s.Ingest(ctx, "staging", r, ident(r), t0); err != nil {
+				t.Fatal(err)
 			}
-		})
-		if err := s.Ingest(ctx, "staging", r, ident(r), t0); err != nil {
+		}
+		sum, err := s.Summary(ctx, t0, 1e12)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	sum, err := s.Summary(ctx, t0, 1e12)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(sum.ByOS) != api.MaxSummaryValues {
-		t.Errorf("by_os has %d keys, want %d", len(sum.ByOS), api.MaxSummaryValues)
-	}
-	total := 0
-	for _, n := range sum.ByOS {
-		total += n
-	}
-	if total != distinct+10 || sum.ByOS["Ubuntu 22.04"] != 10 || sum.ByOS[api.SummaryOther] == 0 {
-		t.Errorf("by_os counts %d hosts (want %d), Ubuntu %d (want 10), other %d (want > 0)",
-			total, distinct+10, sum.ByOS["Ubuntu 22.04"], sum.ByOS[api.SummaryOther])
-	}
+		if len(sum.ByOS) != api.MaxSummaryValues {
+			t.Errorf("by_os has %d keys, want %d", len(sum.ByOS), api.MaxSummaryValues)
+		}
+		total := 0
+		for _, n := range sum.ByOS {
+			total += n
+		}
+		if total != distinct+10 || sum.ByOS["Ubuntu 22.04"] != 10 || sum.ByOS[api.SummaryOther] == 0 {
+			t.Errorf("by_os counts %d hosts (want %d), Ubuntu %d (want 10), other %d (want > 0)",
+				total, distinct+10, sum.ByOS["Ubuntu 22.04"], sum.ByOS[api.SummaryOther])
+		}
+	})
 }
 
 // TestPostHogServicesAllowlist: known Teleport service names are exported

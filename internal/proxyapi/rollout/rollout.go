@@ -82,6 +82,20 @@ type GroupState struct {
 	Since time.Time
 	// Reason says why (set for halted and rolledback).
 	Reason string
+	// Revision counts the writes of the group's row (0: no row for this
+	// target yet); a transition applies only at the revision it read.
+	Revision int64
+	// Initial is how many hosts reported when the group started.
+	Initial int
+	// Canaries are the hosts picked when the group started.
+	Canaries []Host
+}
+
+// Host is a census host as the rollout knows it: its host id (reports) and
+// its updater id (find requests).
+type Host struct {
+	HostID    string `json:"host_id"`
+	UpdaterID string `json:"updater_id"`
 }
 
 // Counts is what the census says about a group's hosts and the target.
@@ -110,6 +124,14 @@ type Transition struct {
 	Group    string
 	From, To State
 	Reason   string
+	// Revision is the revision of the group's row the caller read.
+	Revision int64
+	// Actor is who made it: "proxy" or "operator".
+	Actor string
+	// Initial and Canaries are stored with the new state (carried over
+	// from the read state, or set when the group starts).
+	Initial  int
+	Canaries []Host
 }
 
 func (t Transition) String() string {
@@ -149,6 +171,9 @@ func (p Plan) step(i int, s GroupState, c Counts, byName map[string]GroupState, 
 	}
 	switch s.State {
 	case Unstarted:
+		if heldBack(p, byName, i) {
+			break
+		}
 		if reason, ok := p.mayStart(i, byName, open, now); ok {
 			if g.CanaryCount > 0 {
 				return move(Canary, reason)
@@ -189,10 +214,12 @@ func canaryStep(g GroupPlan, c Counts, move func(State, string) (Transition, boo
 // mayStart says whether group i may leave unstarted at now, and why.
 func (p Plan) mayStart(i int, byName map[string]GroupState, open func(string) bool, now time.Time) (string, bool) {
 	g := p.Groups[i]
+	// Every group starts inside its own window; under halt-on-error, also
+	// only after the group before it is done and its wait has passed.
+	if open != nil && !open(g.Name) {
+		return "", false
+	}
 	if p.Strategy == TimeBased || i == 0 {
-		if open != nil && !open(g.Name) {
-			return "", false
-		}
 		return "its window is open", true
 	}
 	prev := p.Groups[i-1]
@@ -203,7 +230,7 @@ func (p Plan) mayStart(i int, byName map[string]GroupState, open func(string) bo
 	if now.Before(ps.Since.Add(prev.Wait)) {
 		return "", false
 	}
-	return fmt.Sprintf("group %s is done and its wait of %s has passed", prev.Name, prev.Wait), true
+	return fmt.Sprintf("group %s is done, its wait of %s has passed and the window is open", prev.Name, prev.Wait), true
 }
 
 // shouldHalt says whether an active group's failures cross the threshold.
@@ -248,11 +275,17 @@ func Serves(s State, canary, halted bool) bool {
 // earlier group that is halted or rolled back, whatever the strategy: a
 // release that failed one group is not pushed to the next.
 func HeldBack(p Plan, states []GroupState, i int) bool {
+	byName := make(map[string]GroupState, len(states))
+	for _, s := range states {
+		byName[s.Name] = s
+	}
+	return heldBack(p, byName, i)
+}
+
+func heldBack(p Plan, byName map[string]GroupState, i int) bool {
 	for _, g := range p.Groups[:i] {
-		for _, s := range states {
-			if s.Name == g.Name && (s.State == Halted || s.State == RolledBack) {
-				return true
-			}
+		if s := byName[g.Name].State; s == Halted || s == RolledBack {
+			return true
 		}
 	}
 	return false

@@ -79,6 +79,12 @@ func TestEvaluate(t *testing.T) {
 			counts: map[string]Counts{"dev": {Initial: 10, Present: 10, UpToDate: 10, Tried: 10}}, now: t0},
 		{name: "time-based: every group in its own window", plan: plan(TimeBased), states: states(Unstarted, Unstarted, Unstarted),
 			open: func(g string) bool { return g != "staging" }, now: t0, want: []string{"dev: unstarted → canary", "prod: unstarted → canary"}},
+		{name: "time-based: a halted group holds the later ones back", plan: plan(TimeBased), states: states(Halted, Unstarted, Unstarted),
+			open: always, now: t0},
+		{name: "time-based: a rolled-back group holds the later ones back", plan: plan(TimeBased), states: states(Done, RolledBack, Unstarted),
+			open: always, now: t0},
+		{name: "halt-on-error: the next group also waits for its window", plan: plan(HaltOnError), states: states(Done, Unstarted, Unstarted),
+			open: never, now: t0.Add(24 * time.Hour)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,6 +182,27 @@ func TestApply(t *testing.T) {
 		}
 		if err != nil || tr.From != tt.from || tr.To != tt.to || tr.Reason == "" {
 			t.Errorf("Apply(%s, %s) = %+v, %v; want → %s", tt.from, tt.a, tr, err, tt.to)
+		}
+	}
+}
+
+// TestCanaryOutcome reads a canary's result at the target from its
+// latest report.
+func TestCanaryOutcome(t *testing.T) {
+	tests := []struct {
+		name string
+		h    HostResult
+		want CanaryResult
+	}{
+		{"runs the target", HostResult{HostID: "a", Version: "2.0.0", Target: "2.0.0", Result: "success"}, CanaryResult{HostID: "a", Reported: true, Success: true}},
+		{"installed at the target", HostResult{HostID: "a", Version: "2.0.0", Result: "none"}, CanaryResult{HostID: "a", Reported: true, Success: true}},
+		{"failed the target", HostResult{HostID: "a", Version: "1.0.0", Target: "2.0.0", Result: "failure"}, CanaryResult{HostID: "a", Reported: true}},
+		{"not tried yet", HostResult{HostID: "a", Version: "1.0.0", Target: "1.0.0", Result: "success"}, CanaryResult{HostID: "a"}},
+		{"failed another version", HostResult{HostID: "a", Version: "1.0.0", Target: "1.5.0", Result: "failure"}, CanaryResult{HostID: "a"}},
+	}
+	for _, tt := range tests {
+		if got := CanaryOutcome(tt.h, "2.0.0"); got != tt.want {
+			t.Errorf("%s: CanaryOutcome = %+v; want %+v", tt.name, got, tt.want)
 		}
 	}
 }

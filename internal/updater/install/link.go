@@ -179,10 +179,18 @@ func (t *Tree) Binaries(v string) ([]string, error) {
 	if err := ValidateVersion(v); err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(t.VersionDir(v), "bin")
-	entries, err := os.ReadDir(dir)
+	out, err := linkable(filepath.Join(t.VersionDir(v), "bin"))
 	if err != nil {
 		return nil, fmt.Errorf("list binaries of version %s: %w", v, err)
+	}
+	return out, nil
+}
+
+// linkable lists the executables of dir that get linked (see Binaries).
+func linkable(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	var out []string
 	for _, e := range entries {

@@ -78,6 +78,9 @@ const (
 	lockName     = "update.lock"
 	// unitBackupName keeps an admin's unit files that install replaced.
 	unitBackupName = "unit-backup"
+	// updaterBackupName keeps the updater that a self-update replaces,
+	// until the new one has set itself up.
+	updaterBackupName = "updater-backup"
 	// legacyDataDirRel is where earlier builds kept the same tree
 	// (versions/, .staging/, update.yaml, update.lock): Teleport's own data
 	// directory. It is only read to move an old install over (see Legacy)
@@ -175,6 +178,22 @@ func (t *Tree) BinDir() string { return t.path(binDirRel) }
 
 // UpdaterPath is <root>/usr/local/bin/teleport-update (UpdaterRel).
 func (t *Tree) UpdaterPath() string { return t.path(UpdaterRel) }
+
+// UpdaterBackupDir is <root>/var/lib/teleport-update/updater-backup, where
+// a self-update keeps the updater it replaces until the new one has set
+// itself up.
+func (t *Tree) UpdaterBackupDir() string { return filepath.Join(t.DataDir(), updaterBackupName) }
+
+// UpdaterBackupPath is the kept updater in UpdaterBackupDir.
+func (t *Tree) UpdaterBackupPath() string {
+	return filepath.Join(t.UpdaterBackupDir(), updaterName)
+}
+
+// ReleaseUpdater is the teleport-update a release carries, in version v's
+// bin/ (it is extracted with the rest of bin/ but never linked).
+func (t *Tree) ReleaseUpdater(v string) string {
+	return filepath.Join(t.VersionDir(v), "bin", updaterName)
+}
 
 // UnitDir is <root>/etc/systemd/system.
 func (t *Tree) UnitDir() string { return t.path(unitDirRel) }

@@ -53,6 +53,9 @@ type UnitOptions struct {
 	Example []byte
 	// UpdaterPath is the updater binary; "" means DefaultUpdaterPath.
 	UpdaterPath string
+	// UpdaterVersion, when set, is named in a comment of the updater's
+	// units: which teleport-update wrote them (a self-update rewrites them).
+	UpdaterVersion string
 	// Interval between timer runs; zero means DefaultInterval.
 	Interval time.Duration
 	// RandomizedDelay spreads timer runs over a fleet; zero means
@@ -84,6 +87,12 @@ func (o UnitOptions) Validate() error {
 	if err := ValidateVersion(o.Version); err != nil {
 		return fmt.Errorf("unit options: %w", err)
 	}
+	return o.validateUpdater()
+}
+
+// validateUpdater checks the options the updater's own units use (all
+// but the agent's version).
+func (o UnitOptions) validateUpdater() error {
 	o = o.withDefaults()
 	if !strings.HasPrefix(o.UpdaterPath, "/") {
 		return fmt.Errorf("unit options: updater path %q is not absolute", o.UpdaterPath)
@@ -96,7 +105,27 @@ func (o UnitOptions) Validate() error {
 	if o.Interval < time.Second {
 		return fmt.Errorf("unit options: interval %s is shorter than a second", o.Interval)
 	}
+	return o.validateUpdaterVersion()
+}
+
+// validateUpdaterVersion checks UpdaterVersion, which goes into a comment.
+func (o UnitOptions) validateUpdaterVersion() error {
+	if o.UpdaterVersion == "" {
+		return nil
+	}
+	if err := ValidateVersion(o.UpdaterVersion); err != nil {
+		return fmt.Errorf("unit options: updater version: %w", err)
+	}
 	return nil
+}
+
+// writtenBy is the comment line naming the updater that wrote a unit, ""
+// when UpdaterVersion is not set.
+func (o UnitOptions) writtenBy() string {
+	if o.UpdaterVersion == "" {
+		return ""
+	}
+	return "# Written by teleport-update " + o.UpdaterVersion + ".\n"
 }
 
 // agentArgs are the agent's arguments: AgentArgs, with "--fips" after
@@ -185,7 +214,7 @@ func RenderUpdaterService(o UnitOptions) []byte {
 	o = o.withDefaults()
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `%s
-[Unit]
+%s[Unit]
 Description=Teleport auto-update run
 Documentation=https://goteleport.com/docs/upgrading/agent-managed-updates/
 After=network-online.target
@@ -221,7 +250,7 @@ SystemCallErrorNumber=EPERM
 PrivateMounts=yes
 CapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER
 UMask=0022
-`, unitMarker, execLine(o.UpdaterPath, "update"), systemdSpan(updaterTimeout), strings.TrimPrefix(dataDirRel, "var/lib/"), dataDirRel, legacyDataDirRel, binDirRel, unitDirRel)
+`, unitMarker, o.writtenBy(), execLine(o.UpdaterPath, "update"), systemdSpan(updaterTimeout), strings.TrimPrefix(dataDirRel, "var/lib/"), dataDirRel, legacyDataDirRel, binDirRel, unitDirRel)
 	return b.Bytes()
 }
 
@@ -232,14 +261,14 @@ func RenderUpdaterTimer(o UnitOptions) []byte {
 	o = o.withDefaults()
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `%s
-[Unit]
+%s[Unit]
 Description=Periodic Teleport auto-update
 
 [Timer]
 Unit=%s
 OnBootSec=1min
 OnUnitActiveSec=%s
-`, unitMarker, UpdaterUnit, systemdSpan(o.Interval))
+`, unitMarker, o.writtenBy(), UpdaterUnit, systemdSpan(o.Interval))
 	if o.RandomizedDelay > 0 {
 		fmt.Fprintf(&b, "RandomizedDelaySec=%s\n", systemdSpan(o.RandomizedDelay))
 	}
@@ -516,20 +545,49 @@ func (t *Tree) WriteUpdaterUnit(o UnitOptions) (changed bool, err error) {
 	if !strings.HasPrefix(o.withDefaults().UpdaterPath, "/") {
 		return false, fmt.Errorf("write unit %s: updater path %q is not absolute", UpdaterUnit, o.UpdaterPath)
 	}
-	p := filepath.Join(t.UnitDir(), UpdaterUnit)
-	want := RenderUpdaterService(o)
+	return t.writeOurUnit(UpdaterUnit, RenderUpdaterService(o))
+}
+
+// WriteUpdaterUnits writes the updater's own units, teleport-update.service
+// and teleport-update.timer, each when it is absent or ours, and reports
+// whether any changed. The setup step of a new updater writes them; the
+// agent's unit is left to the next switch.
+func (t *Tree) WriteUpdaterUnits(o UnitOptions) (changed bool, err error) {
+	if err := o.validateUpdater(); err != nil {
+		return false, fmt.Errorf("write units: %w", err)
+	}
+	if err := os.MkdirAll(t.UnitDir(), 0o755); err != nil {
+		return false, fmt.Errorf("write units: %w", err)
+	}
+	for _, u := range []struct {
+		name string
+		data []byte
+	}{{UpdaterUnit, RenderUpdaterService(o)}, {UpdaterTimerUnit, RenderUpdaterTimer(o)}} {
+		c, err := t.writeOurUnit(u.name, u.data)
+		if err != nil {
+			return changed, err
+		}
+		changed = changed || c
+	}
+	return changed, nil
+}
+
+// writeOurUnit writes unit name with want when it is absent or ours and
+// differs, and reports whether it changed.
+func (t *Tree) writeOurUnit(name string, want []byte) (changed bool, err error) {
+	p := filepath.Join(t.UnitDir(), name)
 	data, err := os.ReadFile(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return false, fmt.Errorf("write unit %s: %w", UpdaterUnit, err)
+		return false, fmt.Errorf("write unit %s: %w", name, err)
 	case bytes.Equal(data, want):
 		return false, nil
 	case !isOurUnit(data):
 		return false, fmt.Errorf("write unit %s: %w", p, ErrNotOurs)
 	}
 	if err := WriteFileAtomic(p, want, 0o644); err != nil {
-		return false, fmt.Errorf("write unit %s: %w", UpdaterUnit, err)
+		return false, fmt.Errorf("write unit %s: %w", name, err)
 	}
 	return true, nil
 }

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/internal/census/store"
+	"github.com/gravitational/teleport-update/internal/pgtest"
+)
+
+// driveShared measures the census several proxies share: signed intake
+// through two proxies on one PostgreSQL (Debian's, a throwaway cluster
+// with its default durability: fsync on, synchronous_commit on), against
+// the same reports through one proxy on SQLite in the same run, then the
+// summary over all hosts on PostgreSQL. The proxies, PostgreSQL and this
+// load generator share the machine's CPUs.
+func driveShared(dir string, hosts, concurrency int) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "census-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	ctx := context.Background()
+	srv, err := pgtest.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	defer srv.Stop()
+	name, err := srv.CreateDatabase(ctx)
+	if err != nil {
+		return err
+	}
+	// The children find the password in the environment, not in argv.
+	os.Setenv("PGPASSWORD", srv.Password())
+	dbURL := strings.Replace(srv.URL(name), ":"+srv.Password()+"@", "@", 1)
+	fmt.Printf("shared census benchmark: %d hosts, signed reports, %d connections, GOMAXPROCS=%d, %d CPUs;\n"+
+		"proxies, PostgreSQL and the load generator share the CPUs\n\n", hosts, concurrency, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	phase := func(name string, ps []*proxy, round int) (phaseResult, error) {
+		res, err := intake(ps, hosts, round, concurrency, true)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Printf("%-22s %7d reports in %7.2fs: %7.0f reports/s (slowest tenth %7.0f/s), proxies' CPU %.0f µs/report\n",
+			name, hosts, res.elapsed.Seconds(), res.rate, res.minWindow, res.proxyCPU/float64(hosts)*1e6)
+		return res, nil
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "sqlite"), 0o755); err != nil {
+		return err
+	}
+	sp, err := startProxy(filepath.Join(dir, "sqlite", "census.db"), false, false, concurrency)
+	if err != nil {
+		return err
+	}
+	lite, err := phase("sqlite, 1 proxy", []*proxy{sp}, 0)
+	sp.stop()
+	if err != nil {
+		return err
+	}
+	var ps []*proxy
+	for range 2 {
+		p, err := startProxy(dbURL, false, false, concurrency)
+		if err != nil {
+			return err
+		}
+		defer p.stop()
+		ps = append(ps, p)
+	}
+	pg, err := phase("postgres, 2 proxies", ps, 0)
+	if err != nil {
+		return err
+	}
+	again, err := phase("postgres, 2 proxies, again", ps, 1)
+	if err != nil {
+		return err
+	}
+	httpSummary, total, err := timeSummaryHTTP(ps[0], 5)
+	if err != nil {
+		return err
+	}
+	st, err := store.OpenReadOnly(ctx, dbURL, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var direct []time.Duration
+	for range 5 {
+		start := time.Now()
+		if _, err := st.Summary(ctx, time.Now(), 24*time.Hour); err != nil {
+			return err
+		}
+		direct = append(direct, time.Since(start))
+	}
+	fmt.Printf("\nsummary over %d hosts on PostgreSQL: %v via GET %s (median of 5), %v on the store directly (goal < 200ms)\n",
+		total, httpSummary.Round(time.Millisecond), api.CensusSummaryPath, median(direct).Round(time.Millisecond))
+	fmt.Printf("postgres (2 proxies) / sqlite (1 proxy) throughput: %.2fx; signed on PostgreSQL %.0f and %.0f reports/s (goal >= 5000)\n",
+		pg.rate/lite.rate, pg.rate, again.rate)
+	return nil
+}
