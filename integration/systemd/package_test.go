@@ -37,9 +37,10 @@ func debPackage(t *testing.T) string {
 
 // TestDebPackageInstall installs the built .deb with dpkg -i on a fresh
 // host: nothing starts or gets enabled; the admin's enable --proxy is a
-// first install from the test proxy and CDN; afterwards dpkg -V reports no
-// file of the package modified, because the updater writes its own copy
-// and its own units outside the package's paths.
+// first install from the test proxy and CDN; an update and then a release
+// carrying a newer updater follow. dpkg -V reports no file of the package
+// modified at any point, because the updater writes its own copy and its
+// own units outside the package's paths.
 func TestDebPackageInstall(t *testing.T) {
 	requireHarness(t)
 	t.Parallel()
@@ -86,13 +87,34 @@ func TestDebPackageInstall(t *testing.T) {
 	if out := h.mustRun(cliPath, "version"); !strings.Contains(out, "v"+packageVersion) {
 		t.Errorf("%s version: %q, want the package's %s", cliPath, out, packageVersion)
 	}
+	h.mustRun("systemctl", "stop", updaterTimer) // the runs below are the test's own
 
 	px.setTarget(v2)
 	h.mustRun(cliPath, "update", "--now", "--health-window", healthWindow)
 	if got := h.runningVersion(); got != v2 {
 		t.Errorf("agent runs %s after update, want %s", got, v2)
 	}
-	if out, stderr, err := h.run("dpkg", "-V", packaging.Name); err != nil || out != "" {
-		t.Errorf("dpkg -V %s after enable and update: %v\n%s%s", packaging.Name, err, out, stderr)
+	checkDpkgVerify(h, "enable and update")
+
+	// A release carrying a newer updater: the timer's run updates the
+	// updater the timer runs, and leaves the package's binary alone.
+	publishSelfUpdates(t)
+	px.setTarget(vSelf)
+	fireTimer(h)
+	if out := h.mustRun(cliPath, "version"); !strings.HasPrefix(out, "teleport-update v"+selfUpdaterVersion+" ") {
+		t.Errorf("%s after the self-update says %q, want %s", cliPath, out, selfUpdaterVersion)
+	}
+	if out := h.mustRun(packaging.BinPath, "version"); !strings.HasPrefix(out, "teleport-update v"+packageVersion+" ") {
+		t.Errorf("the package's %s says %q after the self-update, want %s", packaging.BinPath, out, packageVersion)
+	}
+	checkDpkgVerify(h, "the self-update")
+}
+
+// checkDpkgVerify fails the test when dpkg -V reports a file of the
+// package changed (size, mode, digest, owner …) or missing.
+func checkDpkgVerify(h *host, after string) {
+	h.t.Helper()
+	if out, stderr, err := h.run("dpkg", "-V", packaging.Name); err != nil || out != "" || stderr != "" {
+		h.t.Errorf("dpkg -V %s after %s: %v\n%s%s", packaging.Name, after, err, out, stderr)
 	}
 }
