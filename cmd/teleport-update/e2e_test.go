@@ -260,6 +260,7 @@ func (e *e2e) linked() string {
 }
 
 func TestE2ELifecycle(t *testing.T) {
+	t.Parallel()
 	e := newE2E(t)
 	e.publish("1.0.0", false)
 	e.publish("2.0.0", false)
@@ -356,6 +357,7 @@ func TestE2ELifecycle(t *testing.T) {
 }
 
 func TestE2EProxyDownChangesNothing(t *testing.T) {
+	t.Parallel()
 	e := newE2E(t)
 	e.publish("1.0.0", false)
 	e.mustRun("install", "--proxy", e.proxy, "--base-url", e.cdn.Server.URL)
@@ -401,6 +403,7 @@ var e2eCrashPaths = map[updater.Step][]bool{
 // every step of updater.AllSteps that a host without systemd reaches; the
 // others are integration/systemd's TestCrashAtEveryStep.
 func TestE2ECrashCasesCoverAllSteps(t *testing.T) {
+	t.Parallel()
 	for _, s := range updater.AllSteps {
 		if paths := e2eCrashPaths[s]; (len(paths) > 0) == s.NeedsSystemd() {
 			t.Errorf("step %q: crash cases %v, but NeedsSystemd is %v", s, paths, s.NeedsSystemd())
@@ -417,6 +420,7 @@ func TestE2ECrashCasesCoverAllSteps(t *testing.T) {
 // step of an update (and of a rollback) and checks that the host stays
 // consistent and the next run completes the job.
 func TestE2ECrashAtEveryStep(t *testing.T) {
+	t.Parallel()
 	type crashCase struct {
 		at     string // TELEPORT_UPDATE_CRASH_AT
 		broken bool   // the target fails its health check (rollback path)
@@ -435,6 +439,7 @@ func TestE2ECrashAtEveryStep(t *testing.T) {
 			name += "-rollback"
 		}
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			e := newE2E(t)
 			e.publish("1.0.0", false)
 			e.publish("2.0.0", tc.broken)
@@ -522,6 +527,7 @@ func tlsConfig(pool *x509.CertPool) *tls.Config {
 
 // A census report the proxy refuses never changes the outcome of a run.
 func TestE2ECensusFailureDoesNotFailUpdates(t *testing.T) {
+	t.Parallel()
 	e := newE2E(t)
 	e.publish("1.0.0", false)
 	e.publish("2.0.0", false)

@@ -71,6 +71,7 @@ func (e *e2e) setBuild(version, edition string, fips bool) {
 // reason and exit 1, changing nothing, until an admin re-runs install, which
 // switches.
 func TestE2EFlavour(t *testing.T) {
+	t.Parallel()
 	e := newE2E(t)
 	fipsTarball := e.publishBuild("1.0.0", "ent", true)
 	e.publishBuild("2.0.0", "ent", true)
@@ -122,6 +123,7 @@ func TestE2EFlavour(t *testing.T) {
 // (active and backup as plain versions) still works: status reads it as
 // community, and the next update writes the new form.
 func TestE2EOldStateFile(t *testing.T) {
+	t.Parallel()
 	e := newE2E(t)
 	e.publish("1.0.0", false)
 	e.publish("2.0.0", false)
@@ -150,6 +152,7 @@ func TestE2EOldStateFile(t *testing.T) {
 // the find answer names when the resource sets none (--fips alone is an
 // Enterprise FIPS build), and an unknown edition stops the proxy at start.
 func TestE2EProxyServeFlavourFlags(t *testing.T) {
+	t.Parallel()
 	bin := testBinary(t)
 	dir := t.TempDir()
 	tlsFiles, err := fixture.NewTLS(dir)

@@ -61,6 +61,7 @@ func checkMoved(t *testing.T, e *e2e) {
 // without systemd reaches: status still reads the pinned state, the linked
 // teleport runs, and the next run finishes the move.
 func TestE2EMigrateCrashAtEveryStep(t *testing.T) {
+	t.Parallel()
 	var cases []string
 	for _, s := range updater.MigrationSteps {
 		if !s.NeedsSystemd() {
@@ -91,6 +92,7 @@ func TestE2EMigrateCrashAtEveryStep(t *testing.T) {
 // TestE2EMigrateReinstallKeepsPin: install.sh run again on a host an
 // earlier build pinned keeps the pin instead of taking the proxy's target.
 func TestE2EMigrateReinstallKeepsPin(t *testing.T) {
+	t.Parallel()
 	e := legacyE2E(t)
 	e.setPolicy("1.0.0", "immediate")
 	e.mustRun("install", "--proxy", e.proxy, "--base-url", e.cdn.Server.URL)
@@ -101,6 +103,7 @@ func TestE2EMigrateReinstallKeepsPin(t *testing.T) {
 // 0700, as Teleport makes it, an unprivileged user runs the linked tsh
 // and tctl. On the layout of earlier builds the same user could not.
 func TestE2ENonRootRunsLinkedTsh(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run as another user")
 	}
@@ -161,6 +164,7 @@ func TestE2ENonRootRunsLinkedTsh(t *testing.T) {
 // TestE2EUninstallRefusesEnabledAgent: the real binary refuses to
 // uninstall an enabled agent without --force, and changes nothing then.
 func TestE2EUninstallRefusesEnabledAgent(t *testing.T) {
+	t.Parallel()
 	e := newE2E(t)
 	e.publish("1.0.0", false)
 	e.mustRun("install", "--proxy", e.proxy, "--base-url", e.cdn.Server.URL)

@@ -21,6 +21,7 @@ import (
 // and a host pinning that key installs and updates from it. A tampered
 // origin file is refused and never signed.
 func TestE2EMirror(t *testing.T) {
+	t.Parallel()
 	e := newE2E(t)
 	origin := fixture.NewCDN()
 	t.Cleanup(origin.Close)

@@ -37,6 +37,7 @@ spec:
 // back and reports it, the proxy halts the group, and the other host never
 // runs the release.
 func TestE2ERolloutCanaryCatchesBrokenRelease(t *testing.T) {
+	t.Parallel()
 	e := newE2E(t)
 	e.publish("1.0.0", false)
 	e.publish("2.0.0", true)

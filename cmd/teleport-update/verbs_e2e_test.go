@@ -50,6 +50,7 @@ func (e *e2e) config() *updater.Config {
 // token from a root-only file, group and CDN from the environment. On an
 // installed host enable turns the timer back on and saves settings given.
 func TestE2EEnableInstallsNewHost(t *testing.T) {
+	t.Parallel()
 	e := newE2E(t)
 	e.publish("1.0.0", false)
 	e.writeTeleportYAML("version: v3\nteleport:\n  nodename: n1\n  proxy_server: " + e.proxy + "\n  join_params:\n    method: token\n    token_name: x\nssh_service:\n  enabled: yes\n")
@@ -109,6 +110,7 @@ func TestE2EEnableInstallsNewHost(t *testing.T) {
 // variable; a proxy given that differs from /etc/teleport.yaml's is used,
 // with a warning; --log-format json makes every log line a JSON object.
 func TestE2EEnvironmentVariables(t *testing.T) {
+	t.Parallel()
 	e := newE2E(t)
 	e.publish("1.0.0", false)
 	e.publish("2.0.0", false)
@@ -151,6 +153,7 @@ func TestE2EEnvironmentVariables(t *testing.T) {
 // refused before anything is installed; --token still works with a
 // warning; -d logs at debug.
 func TestE2ETokenFile(t *testing.T) {
+	t.Parallel()
 	e := newE2E(t)
 	e.publish("1.0.0", false)
 	state := install.New(e.root).StatePath()
@@ -198,6 +201,7 @@ func TestE2ETokenFile(t *testing.T) {
 // A first install on a host with no /etc/teleport.yaml installs and links
 // the version, says what to do next, exits 0 and skip-lists nothing.
 func TestE2EUnconfiguredHostNextSteps(t *testing.T) {
+	t.Parallel()
 	e := newE2E(t)
 	e.publish("1.0.0", false)
 	r := e.mustRun("install", "--proxy", e.proxy, "--base-url", e.cdn.Server.URL)
