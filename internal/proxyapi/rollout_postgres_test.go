@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -128,5 +129,85 @@ func TestRolloutTwoProxiesPostgres(t *testing.T) {
 		if strings.Join(got, " ") != want {
 			t.Errorf("proxy %d: history (each transition once):\n got %s\nwant %s", i, strings.Join(got, " "), want)
 		}
+	}
+}
+
+// TestRolloutMigratedToPostgres starts a rollout at a proxy on SQLite (the
+// group in canary, its canaries picked), copies the SQLite database into
+// PostgreSQL with CopyToPostgres, and lets a proxy on PostgreSQL carry on:
+// it serves the same canaries the target, and moves the group to active
+// and done from the copied state, after the copied history.
+func TestRolloutMigratedToPostgres(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "census.db")
+	openProxy := func(db string, start time.Time) *testEnv {
+		st, err := store.Open(ctx, db, store.Options{ReportBurst: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		e := newEnv(t, func(c *Config) {
+			c.Tokens, c.Census, c.Rollout = testTokens(), st, st
+		})
+		e.clock.Add(start.Sub(e.clock.Now()))
+		writeFileAtomic(t, e.policy, rolloutPolicy)
+		if err := e.s.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	lite := openProxy(path, sundayInStaging)
+	var staging []rolloutHost
+	for n := range 10 {
+		staging = append(staging, newRolloutHost(n, stagingToken))
+		staging[n].report(t, lite, "1.0.0", "", false)
+	}
+	lite.evaluate(t)
+	before := lite.groupState(t, "staging")
+	if before.State != rollout.Canary || len(before.Canaries) != 2 {
+		t.Fatalf("staging at the SQLite proxy: %+v", before)
+	}
+	dbURL := pgtest.Database(t)
+	res, err := store.CopyToPostgres(ctx, path, dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Hosts != 10 || res.RolloutGroups != 1 || res.RolloutHistory != 1 {
+		t.Errorf("copied %+v; want 10 hosts, 1 rollout group, 1 transition", res)
+	}
+	pg := openProxy(dbURL, sundayInStaging.Add(time.Minute))
+	pg.evaluate(t) // a starting proxy evaluates first and serves from what it read
+	if g := pg.groupState(t, "staging"); g.State != rollout.Canary || fmt.Sprint(g.Canaries) != fmt.Sprint(before.Canaries) {
+		t.Fatalf("staging at the PostgreSQL proxy: %+v; want canary with %v", g, before.Canaries)
+	}
+	isCanary := map[string]bool{before.Canaries[0].UpdaterID: true, before.Canaries[1].UpdaterID: true}
+	for _, h := range staging {
+		want := map[bool]string{true: "2.0.0", false: "1.0.0"}[isCanary[h.updaterID]]
+		if s := h.find(t, pg, "staging"); s.AgentVersion != want {
+			t.Errorf("host %d at the PostgreSQL proxy: %+v; want %s", h.n, s, want)
+		}
+		if isCanary[h.updaterID] {
+			h.report(t, pg, "2.0.0", "2.0.0", true)
+		}
+	}
+	pg.evaluate(t)
+	if g := pg.groupState(t, "staging"); g.State != rollout.Active {
+		t.Fatalf("staging after its canaries succeeded: %+v", g)
+	}
+	pg.clock.Add(time.Minute)
+	for _, h := range staging {
+		h.report(t, pg, "2.0.0", "2.0.0", true)
+	}
+	pg.evaluate(t)
+	hist := pg.rolloutStatus(t).History
+	var got []string
+	for j := len(hist) - 1; j >= 0; j-- {
+		if hist[j].Group == "staging" {
+			got = append(got, fmt.Sprintf("%s>%s", hist[j].From, hist[j].To))
+		}
+	}
+	if want := "unstarted>canary canary>active active>done"; strings.Join(got, " ") != want {
+		t.Errorf("history at the PostgreSQL proxy:\n got %s\nwant %s", strings.Join(got, " "), want)
 	}
 }
