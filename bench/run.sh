@@ -6,13 +6,13 @@
 # Debian packages (wrk, nginx) install them when run as root.
 #
 #   make bench                        # all
-#   bash bench/run.sh fetch           # some: fetch extract install find census census-shared noop fleet
+#   bash bench/run.sh fetch           # some: fetch extract install find census census-shared noop fleet rollout
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local CGO_ENABLED=0
 
 out=bench/RESULTS.md
-all=(fetch extract install find census census-shared noop fleet)
+all=(fetch extract install find census census-shared noop fleet rollout)
 selected=("$@")
 [ "${#selected[@]}" -eq 0 ] && selected=("${all[@]}")
 for b in "${selected[@]}"; do
@@ -32,6 +32,7 @@ run_one() {
 	census-shared) go run ./bench/census -shared ;;
 	noop) go run ./bench/noop ;;
 	fleet) go run ./bench/fleet ;;
+	rollout) go run ./bench/rollout ;;
 	esac
 }
 

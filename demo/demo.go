@@ -51,6 +51,7 @@ var releases = []agentRelease{
 	{version: "1.0.0"},
 	{version: "2.0.0", teleportLayout: true},
 	{version: "3.0.0", broken: true},
+	{version: "4.0.0", broken: true},
 }
 
 // brokenStamp is the version a broken release's binary reports: it was
@@ -135,6 +136,9 @@ func (d *demo) play(ctx context.Context) error {
 	if err := d.showCensus(ctx); err != nil {
 		return err
 	}
+	if err := d.canaryCatchesBrokenRelease(ctx, pubKey); err != nil {
+		return err
+	}
 	d.stepf("Clean up.")
 	if err := d.proxy.stop(); err != nil {
 		return fmt.Errorf("stop the proxy: %w; its log:\n%s", err, d.proxy.logText())
@@ -149,7 +153,7 @@ func (d *demo) play(ctx context.Context) error {
 // build compiles teleport-update and the three agent releases (the test
 // agent of internal/releasetest) as CDN tarballs.
 func (d *demo) build(ctx context.Context) error {
-	d.stepf("Build teleport-update and the demo agent (releases 1.0.0, 2.0.0 and a broken 3.0.0).")
+	d.stepf("Build teleport-update and the demo agent (releases 1.0.0, 2.0.0, and the broken 3.0.0 and 4.0.0).")
 	d.updater = filepath.Join(d.work, "bin", "teleport-update")
 	if err := d.goBuild(ctx, d.updater, "./cmd/teleport-update"); err != nil {
 		return err
@@ -343,6 +347,7 @@ func (d *demo) startServers(ctx context.Context) error {
 		"--tls-key", keyPath,
 		"--tokens", tokensPath,
 		"--census-db", d.censusDB,
+		"--rollout-every", "300ms",
 		"--install-key", filepath.Join(d.work, "keys", release.PublicKeyFile),
 	)
 	if err != nil {
@@ -557,6 +562,19 @@ func (d *demo) expectHost(ctx context.Context, active, backup string, skipped ..
 
 func (d *demo) installV1(ctx context.Context) error {
 	d.stepf("Install the agent on a new host (a temporary root, with the demo key pinned in etc/teleport-update/keys.d).")
+	if err := d.installHost(ctx); err != nil {
+		return err
+	}
+	if err := d.expectHost(ctx, "1.0.0", ""); err != nil {
+		return err
+	}
+	d.sayf("The host runs 1.0.0, downloaded from the CDN and verified against the pinned key.")
+	return nil
+}
+
+// installHost installs the agent on the host at d.root with the demo
+// group's token.
+func (d *demo) installHost(ctx context.Context) error {
 	// The agent's configuration names the proxy, and the enrollment token
 	// comes in a file only its owner reads, not on the command line.
 	if err := os.WriteFile(filepath.Join(d.root, "etc", "teleport.yaml"), []byte("version: v3\nteleport:\n  proxy_server: "+d.proxy.addr+"\n"), 0o600); err != nil {
@@ -572,14 +590,7 @@ func (d *demo) installV1(ctx context.Context) error {
 		"--base-url", d.cdnURL,
 		"--health-window", healthWindow,
 	)
-	if err != nil {
-		return err
-	}
-	if err := d.expectHost(ctx, "1.0.0", ""); err != nil {
-		return err
-	}
-	d.sayf("The host runs 1.0.0, downloaded from the CDN and verified against the pinned key.")
-	return nil
+	return err
 }
 
 func (d *demo) updateToV2(ctx context.Context) error {

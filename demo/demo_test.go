@@ -34,6 +34,9 @@ func TestDemo(t *testing.T) {
 		"2.0.0 is active",
 		"The update failed as expected",
 		"rolled back to 2.0.0",
+		"The proxy picked one canary among the three reporting hosts",
+		"the proxy halted the group: canary",
+		"4.0.0 reached one host of three",
 		"The demo finished: every step behaved as expected.",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -123,7 +123,7 @@ func newE2E(t *testing.T) *e2e {
 func (e *e2e) startProxy(certFile, keyFile, tokens string) string {
 	e.t.Helper()
 	p, err := fixture.StartProxy(e.bin, "--resource", e.policy, "--listen", "127.0.0.1:0",
-		"--tls-cert", certFile, "--tls-key", keyFile, "--tokens", tokens, "--census-db", e.censusDB)
+		"--tls-cert", certFile, "--tls-key", keyFile, "--tokens", tokens, "--census-db", e.censusDB, "--rollout-every", "100ms")
 	if err != nil {
 		e.t.Fatal(err)
 	}

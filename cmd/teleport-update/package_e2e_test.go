@@ -47,4 +47,9 @@ func TestE2ELinkPackage(t *testing.T) {
 	if r := e.mustRun("unlink-package"); strings.Contains(r.stdout, "Removed") || e.linked() != "1.0.0" {
 		t.Fatalf("unlink-package removed managed links: %s", r.stdout)
 	}
+	// Uninstall hands the host back to the package: its links come back.
+	e.mustRun("uninstall", "--force")
+	if got, err := os.Readlink(filepath.Join(e.root, "usr/local/bin/teleport")); err != nil || !strings.Contains(got, "opt/teleport/system/bin/teleport") {
+		t.Fatalf("after uninstall /usr/local/bin/teleport is %q (%v), want the package's", got, err)
+	}
 }

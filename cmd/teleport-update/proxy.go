@@ -157,6 +157,8 @@ func addServeFlags(cmd *cobra.Command, sc *proxyapi.ServeConfig, trusted *string
 	f.StringVar(&sc.InstallKeyFile, "install-key", "", "PEM public key install.sh checks signatures with (default: the first embedded release key)")
 	f.BoolVar(&sc.CensusRequired, "census-required", false,
 		"refuse to start when --census-db cannot be opened (default: serve find and install.sh without census; /readyz reports it)")
+	f.DurationVar(&sc.API.RolloutEvery, "rollout-every", proxyapi.DefaultRolloutEvery,
+		"how often the staged rollout is evaluated from the census (when the resource sets start_version)")
 	f.IntVar(&sc.Conns.Total, "max-connections", defaultMaxConns, "most connections open at once (0: no cap)")
 	f.IntVar(&sc.Conns.PerClient, "max-connections-per-ip", defaultMaxConnsPerClient,
 		"most connections open at once from one client address, IPv6 by /64 (0: no cap)")

@@ -139,3 +139,50 @@ func TestSelfUpdateByTimer(t *testing.T) {
 		})
 	}
 }
+
+// TestSelfUpdateCrashAtReload kills a self-update right after systemd
+// reloaded the units of the updater that set itself up: the new one's on
+// the way to a working updater, the previous one's on the way back from a
+// broken one (the steps a host without systemd never reaches; the others
+// are TestE2ESelfUpdateCrashAtEveryStep). The updater in place runs, and
+// the next run ends with the right updater and its units loaded.
+func TestSelfUpdateCrashAtReload(t *testing.T) {
+	requireHarness(t)
+	t.Parallel()
+	publishSelfUpdates(t)
+	for _, tc := range []struct {
+		step             updater.Step
+		release, updater string
+	}{
+		{updater.StepSetupReload, vSelf, selfUpdaterVersion},
+		{updater.StepSetupBackReload, vSelfBroken, "0.0.0-dev"},
+	} {
+		t.Run(string(tc.step), func(t *testing.T) {
+			t.Parallel()
+			h, px := installedHost(t, crashtestBinary(t), "2s")
+			h.mustRun("systemctl", "stop", updaterTimer)
+			px.setTarget(tc.release)
+			o, e, err := h.run("env", crashEnv+"="+string(tc.step), cliPath, "update", "--now", "--health-window", "2s")
+			if !killed(err) {
+				t.Fatalf("update was not killed at %s (%v)\n%s%s", tc.step, err, o, e)
+			}
+			h.mustRun(cliPath, "version")
+			if st := readStatus(h); st.Active != tc.release {
+				t.Fatalf("after the kill the agent is not committed: %+v", st)
+			}
+			h.mustRun(cliPath, "update", "--now", "--health-window", "2s")
+			if out := h.mustRun(cliPath, "version"); !strings.HasPrefix(out, "teleport-update v"+tc.updater+" ") {
+				t.Errorf("after recovery the updater in place says %q, want %s", out, tc.updater)
+			}
+			if cat := h.mustRun("systemctl", "cat", updaterUnit); !strings.Contains(cat, "# Written by teleport-update "+tc.updater+".") {
+				t.Errorf("systemd has %s not written by %s:\n%s", updaterUnit, tc.updater, cat)
+			}
+			if p := h.show(updaterUnit, "NeedDaemonReload"); p["NeedDaemonReload"] != "no" {
+				t.Errorf("%s changed on disk without a daemon-reload: %v", updaterUnit, p)
+			}
+			if st := readStatus(h); st.SelfUpdating || st.LastSelfUpdate == nil || st.LastSelfUpdate.Success != (tc.release == vSelf) {
+				t.Errorf("status after recovery: %+v", st.LastSelfUpdate)
+			}
+		})
+	}
+}

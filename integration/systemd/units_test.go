@@ -23,7 +23,7 @@ func TestUnitsVerify(t *testing.T) {
 	releasetest.BuildAgent(t, agentDir, ver, releasetest.ModeOK)
 	agent := filepath.Join(agentDir, releasetest.BinaryName(ver, releasetest.ModeOK))
 
-	opts := install.UnitOptions{Version: ver}
+	opts := install.UnitOptions{Version: ver, UpdaterVersion: "1.5.0"}
 	units := map[string][]byte{
 		agentUnit:    install.RenderAgentService(opts),
 		updaterUnit:  install.RenderUpdaterService(opts),

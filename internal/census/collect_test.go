@@ -151,6 +151,12 @@ func TestCollectUpdaterState(t *testing.T) {
 		}},
 		{"unusable last update dropped", UpdaterState{LastUpdate: &api.UpdateResult{Target: "16.4.7"}}, func(r api.Report) bool { return r.LastUpdateResult == nil }},
 		{"group cleaned", UpdaterState{Group: "prod\x00\n"}, func(r api.Report) bool { return r.UpdateGroup == "prod" }},
+		{"updater kept", UpdaterState{UpdaterVersion: "1.5.0", SelfUpdateError: "self_update: setup failed"}, func(r api.Report) bool {
+			return r.UpdaterVersion == "1.5.0" && r.SelfUpdateError == "self_update: setup failed"
+		}},
+		{"bad updater fields dropped", UpdaterState{UpdaterVersion: "latest", SelfUpdateError: "a\nb"}, func(r api.Report) bool {
+			return r.UpdaterVersion == "" && r.SelfUpdateError == ""
+		}},
 		{"updater id sent", UpdaterState{UpdaterID: "0b9e0c1a-6f4d-4c8e-9a51-2f6b7c8d9e0f"}, func(r api.Report) bool { return r.UpdaterID == "0b9e0c1a-6f4d-4c8e-9a51-2f6b7c8d9e0f" }},
 		{"bad updater id dropped", UpdaterState{UpdaterID: "not-a-uuid"}, func(r api.Report) bool { return r.UpdaterID == "" }},
 	}

@@ -68,7 +68,7 @@ func FuzzParsePolicy(f *testing.F) {
 }
 
 func FuzzFindQuery(f *testing.F) {
-	for _, s := range []string{"", "group=staging", "group=staging&host=h1", "group=%zz", "group=a+b", "group=&group=", "host=" + strings.Repeat("h", 70), "x=1&&group=prod%2D1"} {
+	for _, s := range []string{"", "group=staging", "group=staging&host=h1", "group=%zz", "group=a+b", "group=&group=", "host=" + strings.Repeat("h", 70), "x=1&&group=prod%2D1", "group=dev&updater_id=0b9e0c1a-6f4d-4c8e-9a51-2f6b7c8d9e0f", "updater_id=a&updater_id=b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -80,7 +80,7 @@ func FuzzFindQuery(f *testing.F) {
 			}
 			return
 		}
-		for _, v := range []string{q.Group, q.Host} {
+		for _, v := range []string{q.Group, q.Host, q.UpdaterID} {
 			if v != "" && checkName(v) != nil {
 				t.Fatalf("accepted %q", v)
 			}

@@ -281,3 +281,67 @@ func TestRolloutWithoutStartVersion(t *testing.T) {
 		t.Errorf("rollout status without a rollout = %d; want 404", code)
 	}
 }
+
+// TestRolloutRefusedReportsChangeNothing: reports the proxy refuses (a
+// forged signature, a replay, a canary's host id under another group's
+// token, no token) cannot fail a canary and halt its group.
+func TestRolloutRefusedReportsChangeNothing(t *testing.T) {
+	t.Parallel()
+	e, _ := signedEnv(t)
+	writeFileAtomic(t, e.policy, rolloutPolicy)
+	if err := e.s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	var hosts []rolloutHost
+	for n := range 4 {
+		h := newRolloutHost(n, stagingToken)
+		h.report(t, e, "1.0.0", "", false)
+		hosts = append(hosts, h)
+	}
+	e.evaluate(t)
+	g := e.groupState(t, "staging")
+	if g.State != rollout.Canary {
+		t.Fatalf("staging: %+v", g)
+	}
+	var canary rolloutHost
+	for _, h := range hosts {
+		if h.updaterID == g.Canaries[0].UpdaterID {
+			canary = h
+		}
+	}
+	failure := func(at time.Time) string {
+		r := api.Report{HostID: canary.hostID, Version: "1.0.0", UpdaterStatus: api.StatusEnabled, ReportedAt: at.UTC(), UpdaterID: canary.updaterID,
+			LastUpdateResult: &api.UpdateResult{Time: at.UTC(), Target: "2.0.0", ErrorCode: "health_check"}}
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	e.clock.Add(time.Minute)
+	seed := sha256.Sum256([]byte("attacker"))
+	forger := ed25519.NewKeyFromSeed(seed[:])
+	if code, body := e.postSigned(t, stagingToken, forger, e.s.now(), failure(e.s.now()), nil); code != http.StatusConflict && code != http.StatusUnauthorized {
+		t.Errorf("forged signature: %d %s; want refused", code, body)
+	}
+	if code, body := e.postSigned(t, productionToken, canary.key, e.s.now(), failure(e.s.now()), nil); code != http.StatusConflict {
+		t.Errorf("the canary's host id under production's token: %d %s; want 409", code, body)
+	}
+	// A replay: the canary's own signature from before its last report.
+	if code, body := e.postSigned(t, stagingToken, canary.key, e.s.now().Add(-2*time.Minute), failure(e.s.now().Add(-2*time.Minute)), nil); code/100 == 2 {
+		t.Errorf("replayed report: %d %s; want refused", code, body)
+	}
+	if code, _, body := e.do(t, http.MethodPost, api.CensusPath, strings.NewReader(failure(e.s.now())), nil); code != http.StatusUnauthorized {
+		t.Errorf("no token: %d %s; want 401", code, body)
+	}
+	e.evaluate(t)
+	if g := e.groupState(t, "staging"); g.State != rollout.Canary || g.Canaries[0].Outcome != "pending" {
+		t.Errorf("after refused reports: %+v; want still in canary, the canary pending", g)
+	}
+	// The canary's own signed failure does halt it.
+	canary.report(t, e, "1.0.0", "2.0.0", false)
+	e.evaluate(t)
+	if g := e.groupState(t, "staging"); g.State != rollout.Halted {
+		t.Errorf("after the canary's own failure: %+v; want halted", g)
+	}
+}

@@ -205,6 +205,9 @@ func TestFind(t *testing.T) {
 		{"too long", api.FindPath + "?group=" + strings.Repeat("g", MaxNameLen+1), 400, "", false, "", "longer than"},
 		{"bad host", api.FindPath + "?host=%3Cscript%3E", 400, "", false, "", "parameter host"},
 		{"duplicate group", api.FindPath + "?group=staging&group=production", 400, "", false, "", "more than once"},
+		{"updater id", api.FindPath + "?group=staging&updater_id=0b9e0c1a-6f4d-4c8e-9a51-2f6b7c8d9e0f", 200, "staging", true, "2026-11-22T02:00:00Z", ""},
+		{"bad updater id", api.FindPath + "?updater_id=%3Cscript%3E", 400, "", false, "", "parameter updater_id"},
+		{"duplicate updater id", api.FindPath + "?updater_id=a&updater_id=b", 400, "", false, "", "more than once"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

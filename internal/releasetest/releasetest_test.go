@@ -246,3 +246,11 @@ func waitUntil(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+func TestUpdaterBuildRefusesBadInput(t *testing.T) {
+	for _, u := range []Updater{{Version: "latest"}, {Version: "1.0.0 -X main.failSetup=1"}, {Version: "1.0.0", GOARCH: "amd64 -race"}} {
+		if _, err := u.Build(t.Context(), t.TempDir()); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Build(%+v) = %v, want ErrInvalid", u, err)
+		}
+	}
+}

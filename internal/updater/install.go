@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/census"
 	"github.com/gravitational/teleport-update/internal/updater/download"
 	"github.com/gravitational/teleport-update/internal/updater/install"
@@ -190,19 +189,8 @@ func installSpec(spec Spec, req InstallRequest) (Spec, error) {
 		spec.InstallMethods = slices.Clone(req.InstallMethods)
 	}
 	spec.CensusDisabled = spec.CensusDisabled || req.DisableCensus
-	if spec.CensusSalt == "" {
-		salt, err := census.NewSalt()
-		if err != nil {
-			return spec, err
-		}
-		spec.CensusSalt = hex.EncodeToString(salt)
-	}
-	if !api.ValidUpdaterID(spec.UpdaterID) {
-		id, err := newUpdaterID()
-		if err != nil {
-			return spec, err
-		}
-		spec.UpdaterID = id
+	if err := spec.ensureIDs(); err != nil {
+		return spec, err
 	}
 	if err := ValidateProxyAddr(spec.Proxy); err != nil {
 		return spec, err
@@ -213,6 +201,18 @@ func installSpec(spec Spec, req InstallRequest) (Spec, error) {
 		}
 	}
 	return spec, nil
+}
+
+// ensureIDs gives s a census salt and an updater id when it has none.
+func (s *Spec) ensureIDs() error {
+	if s.CensusSalt == "" {
+		salt, err := census.NewSalt()
+		if err != nil {
+			return err
+		}
+		s.CensusSalt = hex.EncodeToString(salt)
+	}
+	return ensureUpdaterID(s)
 }
 
 // enableUnits enables the agent when it runs (one the install left

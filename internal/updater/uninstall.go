@@ -130,6 +130,7 @@ func (u *Updater) removeUnits(ctx context.Context, sd install.Systemd) ([]string
 // is enabled and started when ours was. Failures are logged: our part is
 // gone either way.
 func (u *Updater) handBack(ctx context.Context, sd install.Systemd, was agentUse) {
+	u.relinkPackage()
 	unit, ok := u.Tree.PackagedAgent()
 	if !ok || sd == nil {
 		return
@@ -140,6 +141,19 @@ func (u *Updater) handBack(ctx context.Context, sd install.Systemd, was agentUse
 	}
 	if was.active {
 		u.logErr(sd.Start(ctx, AgentUnit), "starting the packaged "+AgentUnit)
+	}
+}
+
+// relinkPackage links the binaries of a package install of Teleport in
+// /opt/teleport/system/bin again (link-package), now that ours are gone.
+func (u *Updater) relinkPackage() {
+	if _, err := os.Stat(u.Tree.PackageBinDir()); err != nil {
+		return
+	}
+	linked, err := u.Tree.LinkPackage()
+	u.logErr(err, "linking the package install of Teleport")
+	if len(linked) > 0 {
+		u.Log.Info("Linked the package install of Teleport again.", "links", len(linked))
 	}
 }
 
@@ -181,6 +195,7 @@ func (u *Updater) removeFiles() []string {
 	if err := os.Remove(u.Tree.LockPath()); err == nil {
 		removed = append(removed, u.Tree.LockPath())
 	}
+	_ = os.RemoveAll(u.Tree.UpdaterBackupDir())
 	_ = os.Remove(u.Tree.VersionsDir())
 	_ = os.Remove(u.Tree.StagingDir())
 	if err := os.Remove(u.Tree.DataDir()); err == nil {

@@ -3,7 +3,22 @@ package updater
 import (
 	"crypto/rand"
 	"fmt"
+
+	"github.com/gravitational/teleport-update/api"
 )
+
+// ensureUpdaterID gives spec an updater id unless it has a valid one.
+func ensureUpdaterID(spec *Spec) error {
+	if api.ValidUpdaterID(spec.UpdaterID) {
+		return nil
+	}
+	id, err := newUpdaterID()
+	if err != nil {
+		return err
+	}
+	spec.UpdaterID = id
+	return nil
+}
 
 // newUpdaterID returns a random (version 4) UUID in lowercase, the form
 // api.ValidUpdaterID accepts and Teleport's updater_uuid has.

@@ -67,3 +67,30 @@ func (p *pgDB) rolloutTransition(ctx context.Context, target string, t rollout.T
 	}
 	return true, nil
 }
+
+// rolloutCounts is RolloutCounts on PostgreSQL: one pass over the hosts
+// seen since since.
+func (p *pgDB) rolloutCounts(ctx context.Context, target string, since time.Time) (map[string]rollout.Counts, error) {
+	rows, err := p.pool.Query(ctx, `SELECT grp, count(*),
+			count(*) FILTER (WHERE version = $1),
+			count(*) FILTER (WHERE version = $1 OR last_update_target = $1),
+			count(*) FILTER (WHERE last_update_target = $1 AND last_result = 'failure' AND version != $1)
+		FROM hosts WHERE last_seen >= $2 GROUP BY grp`, target, since.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("count rollout hosts: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]rollout.Counts{}
+	for rows.Next() {
+		var grp string
+		var c rollout.Counts
+		if err := rows.Scan(&grp, &c.Present, &c.UpToDate, &c.Tried, &c.Failed); err != nil {
+			return nil, fmt.Errorf("count rollout hosts: %w", err)
+		}
+		out[grp] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count rollout hosts: %w", err)
+	}
+	return out, nil
+}

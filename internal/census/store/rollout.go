@@ -38,7 +38,43 @@ const rolloutSchema = `ALTER TABLE hosts ADD COLUMN updater_id TEXT NOT NULL DEF
 		to_state   TEXT NOT NULL,
 		reason     TEXT NOT NULL,
 		actor      TEXT NOT NULL
-	);`
+	);
+	CREATE TABLE rollout_counts (
+		grp     TEXT NOT NULL,
+		version TEXT NOT NULL,
+		target  TEXT NOT NULL, -- last_update_target
+		result  TEXT NOT NULL, -- last_result
+		hosts   INTEGER NOT NULL,
+		PRIMARY KEY (grp, version, target, result)
+	) WITHOUT ROWID;
+	INSERT INTO rollout_counts (grp, version, target, result, hosts)
+		SELECT grp, version, last_update_target, last_result, count(*) FROM hosts GROUP BY 1, 2, 3, 4;` + rolloutCountTriggers
+
+// rolloutCountTriggers keep rollout_counts (hosts per group, version and
+// last update) in the transaction that changes the hosts, so evaluating a
+// rollout reads a few rows instead of every host. They fire only when one
+// of those columns changes, not on every report.
+const rolloutCountTriggers = `
+	CREATE TRIGGER hosts_rollout_insert AFTER INSERT ON hosts BEGIN
+		INSERT INTO rollout_counts VALUES (NEW.grp, NEW.version, NEW.last_update_target, NEW.last_result, 1)
+			ON CONFLICT DO UPDATE SET hosts = hosts + 1;
+	END;
+	CREATE TRIGGER hosts_rollout_update AFTER UPDATE OF grp, version, last_update_target, last_result ON hosts
+	WHEN OLD.grp IS NOT NEW.grp OR OLD.version IS NOT NEW.version OR OLD.last_update_target IS NOT NEW.last_update_target
+		OR OLD.last_result IS NOT NEW.last_result BEGIN
+		UPDATE rollout_counts SET hosts = hosts - 1
+			WHERE grp = OLD.grp AND version = OLD.version AND target = OLD.last_update_target AND result = OLD.last_result;
+		DELETE FROM rollout_counts WHERE hosts <= 0
+			AND grp = OLD.grp AND version = OLD.version AND target = OLD.last_update_target AND result = OLD.last_result;
+		INSERT INTO rollout_counts VALUES (NEW.grp, NEW.version, NEW.last_update_target, NEW.last_result, 1)
+			ON CONFLICT DO UPDATE SET hosts = hosts + 1;
+	END;
+	CREATE TRIGGER hosts_rollout_delete AFTER DELETE ON hosts BEGIN
+		UPDATE rollout_counts SET hosts = hosts - 1
+			WHERE grp = OLD.grp AND version = OLD.version AND target = OLD.last_update_target AND result = OLD.last_result;
+		DELETE FROM rollout_counts WHERE hosts <= 0
+			AND grp = OLD.grp AND version = OLD.version AND target = OLD.last_update_target AND result = OLD.last_result;
+	END;`
 
 // The Store is a rollout.Store.
 var _ rollout.Store = (*Store)(nil)
@@ -168,46 +204,64 @@ func (s *Store) RolloutHistory(ctx context.Context, limit int) ([]rollout.Histor
 	return out, nil
 }
 
-// RolloutCounts implements rollout.Store with one pass over the hosts seen
-// since since (the hosts_last_seen index).
+// RolloutCounts implements rollout.Store: the counts of every host, kept
+// by triggers in rollout_counts, less those of the hosts not seen since
+// since (found through the last_seen index; few, normally). Both cost a
+// few rows, not a pass over the hosts.
 func (s *Store) RolloutCounts(ctx context.Context, target string, since time.Time) (map[string]rollout.Counts, error) {
-	var rows scanner
 	if s.pg != nil {
-		r, err := s.pg.pool.Query(ctx, `SELECT grp, count(*),
-				count(*) FILTER (WHERE version = $1),
-				count(*) FILTER (WHERE version = $1 OR last_update_target = $1),
-				count(*) FILTER (WHERE last_update_target = $1 AND last_result = 'failure' AND version != $1)
-			FROM hosts WHERE last_seen >= $2 GROUP BY grp`, target, since.UnixMilli())
-		if err != nil {
-			return nil, fmt.Errorf("count rollout hosts: %w", err)
-		}
-		defer r.Close()
-		rows = r
-	} else {
-		r, err := s.db.QueryContext(ctx, `SELECT grp, count(*),
-				coalesce(sum(version = ?1), 0),
-				coalesce(sum(version = ?1 OR last_update_target = ?1), 0),
-				coalesce(sum(last_update_target = ?1 AND last_result = 'failure' AND version != ?1), 0)
-			FROM hosts WHERE last_seen >= ?2 GROUP BY grp`, target, since.UnixMilli())
-		if err != nil {
-			return nil, fmt.Errorf("count rollout hosts: %w", err)
-		}
-		defer r.Close()
-		rows = r
+		return s.pg.rolloutCounts(ctx, target, since)
 	}
 	out := map[string]rollout.Counts{}
+	for _, q := range []struct {
+		sign  int
+		query string
+		args  []any
+	}{
+		{1, `SELECT grp, sum(hosts), sum(CASE WHEN version = ?1 THEN hosts ELSE 0 END),
+			sum(CASE WHEN version = ?1 OR target = ?1 THEN hosts ELSE 0 END),
+			sum(CASE WHEN target = ?1 AND result = 'failure' AND version != ?1 THEN hosts ELSE 0 END)
+			FROM rollout_counts GROUP BY grp`, []any{target}},
+		{-1, `SELECT grp, count(*), coalesce(sum(version = ?1), 0), coalesce(sum(version = ?1 OR last_update_target = ?1), 0),
+			coalesce(sum(last_update_target = ?1 AND last_result = 'failure' AND version != ?1), 0)
+			FROM hosts INDEXED BY hosts_last_seen WHERE last_seen < ?2 GROUP BY grp`, []any{target, since.UnixMilli()}},
+	} {
+		if err := s.addCounts(ctx, out, q.sign, q.query, q.args...); err != nil {
+			return nil, err
+		}
+	}
+	for g, c := range out {
+		if c.Present <= 0 {
+			delete(out, g)
+		}
+	}
+	return out, nil
+}
+
+// addCounts adds sign times the per-group counts query returns to out.
+func (s *Store) addCounts(ctx context.Context, out map[string]rollout.Counts, sign int, query string, args ...any) error {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("count rollout hosts: %w", err)
+	}
+	defer rows.Close()
 	for rows.Next() {
 		var grp string
-		var c rollout.Counts
-		if err := rows.Scan(&grp, &c.Present, &c.UpToDate, &c.Tried, &c.Failed); err != nil {
-			return nil, fmt.Errorf("count rollout hosts: %w", err)
+		var n rollout.Counts
+		if err := rows.Scan(&grp, &n.Present, &n.UpToDate, &n.Tried, &n.Failed); err != nil {
+			return fmt.Errorf("count rollout hosts: %w", err)
 		}
+		c := out[grp]
+		c.Present += sign * n.Present
+		c.UpToDate += sign * n.UpToDate
+		c.Tried += sign * n.Tried
+		c.Failed += sign * n.Failed
 		out[grp] = c
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("count rollout hosts: %w", err)
+		return fmt.Errorf("count rollout hosts: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // RolloutHosts implements rollout.Store.

@@ -30,6 +30,7 @@ var unitCases = []struct {
 		Interval:        90 * time.Second,
 		RandomizedDelay: -1,
 	}},
+	{"written-by", UnitOptions{Version: "16.4.6", UpdaterVersion: "1.5.0"}},
 	{"hourly", UnitOptions{Version: "16.4.6", Interval: time.Hour, RandomizedDelay: 10 * time.Minute}},
 }
 
@@ -74,6 +75,7 @@ func TestUnitOptionsValidate(t *testing.T) {
 		{Version: "1.2.3", AgentArgs: []string{"start", "x\nExecStartPre=/bin/evil"}},
 		{Version: "1.2.3", UpdaterPath: "teleport-update"},
 		{Version: "1.2.3", Interval: time.Millisecond},
+		{Version: "1.2.3", UpdaterVersion: "1.5.0\nExecStartPre=/bin/evil"},
 	}
 	for _, o := range bad {
 		if err := o.Validate(); err == nil {
@@ -82,6 +84,35 @@ func TestUnitOptionsValidate(t *testing.T) {
 	}
 	if err := (UnitOptions{Version: "1.2.3"}).Validate(); err != nil {
 		t.Errorf("Validate(defaults) = %v", err)
+	}
+}
+
+// TestWriteUpdaterUnits: setup's writer touches only the updater's units,
+// names their writer, and leaves a unit that is not ours alone.
+func TestWriteUpdaterUnits(t *testing.T) {
+	t.Parallel()
+	tr := New(t.TempDir())
+	agent := filepath.Join(tr.UnitDir(), AgentUnit)
+	mustWrite(t, agent, "[Service]\nExecStart=/usr/bin/teleport start\n")
+	changed, err := tr.WriteUpdaterUnits(UnitOptions{UpdaterVersion: "1.5.0"})
+	if err != nil || !changed {
+		t.Fatalf("WriteUpdaterUnits = %v, %v", changed, err)
+	}
+	for _, u := range []string{UpdaterUnit, UpdaterTimerUnit} {
+		b, err := os.ReadFile(filepath.Join(tr.UnitDir(), u))
+		if err != nil || !strings.Contains(string(b), "# Written by teleport-update 1.5.0.\n") {
+			t.Errorf("%s: %v\n%s", u, err, b)
+		}
+	}
+	if b, _ := os.ReadFile(agent); string(b) != "[Service]\nExecStart=/usr/bin/teleport start\n" {
+		t.Errorf("the agent's unit changed: %s", b)
+	}
+	if changed, err := tr.WriteUpdaterUnits(UnitOptions{UpdaterVersion: "1.5.0"}); err != nil || changed {
+		t.Errorf("writing the same units again: %v, %v", changed, err)
+	}
+	mustWrite(t, filepath.Join(tr.UnitDir(), UpdaterTimerUnit), "[Timer]\nOnCalendar=daily\n")
+	if _, err := tr.WriteUpdaterUnits(UnitOptions{UpdaterVersion: "1.6.0"}); !errors.Is(err, ErrNotOurs) {
+		t.Errorf("over an admin's timer: %v, want ErrNotOurs", err)
 	}
 }
 

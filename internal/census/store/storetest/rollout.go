@@ -266,12 +266,16 @@ func testCounts(t *testing.T, s RolloutBackend) {
 	add(1, "prod", "2.0.0", now, nil)                        // installed at the target
 	add(2, "prod", "1.0.0", now, Tried("1.5.0", false, now)) // failed another version
 	add(1, "prod", "1.0.0", now, Tried("2.0.0", true, now))  // odd: success, not running it
+	// A host that moves is counted where it is now, once.
+	ingest(t, s, Report(n, "dev", "1.0.0", nil), now.Add(-time.Minute))
+	ingest(t, s, Report(n, "dev", "2.0.0", Tried("2.0.0", true, now)), now)
+	n++
 	counts, err := s.RolloutCounts(ctx, "2.0.0", t0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]rollout.Counts{
-		"dev":  {Present: 10, UpToDate: 5, Tried: 7, Failed: 2},
+		"dev":  {Present: 11, UpToDate: 6, Tried: 8, Failed: 2},
 		"prod": {Present: 4, UpToDate: 1, Tried: 2, Failed: 0},
 	}
 	if len(counts) != len(want) {
