@@ -135,6 +135,7 @@ Exit codes: 0 copied; 1 failed (nothing committed); 2 bad flags.`,
 			for _, g := range slices.Sorted(maps.Keys(res.ByGroup)) {
 				fmt.Fprintf(c.stdout, "  %s\t%d\n", g, res.ByGroup[g])
 			}
+			fmt.Fprintf(c.stdout, "Copied the rollout state: %d groups, %d transitions; counts verified.\n", res.RolloutGroups, res.RolloutHistory)
 			return nil
 		},
 	}

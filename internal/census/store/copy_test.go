@@ -9,6 +9,7 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/pgtest"
+	"github.com/gravitational/teleport-update/internal/proxyapi/rollout"
 )
 
 // TestCopyToPostgres copies an SQLite census into PostgreSQL: both export
@@ -65,5 +66,15 @@ func TestCopyToPostgres(t *testing.T) {
 	}
 	if _, err := CopyToPostgres(ctx, path, dbURL, Options{}); !errors.Is(err, ErrTargetNotEmpty) {
 		t.Errorf("second copy = %v, want ErrTargetNotEmpty", err)
+	}
+
+	// A database holding rollout state but no hosts is not empty either.
+	other := pgtest.Database(t)
+	pgStore, _ := openStore(t, func(testing.TB) string { return other }, Options{})
+	if ok, err := pgStore.RolloutTransition(ctx, "2.0.0", rollout.Transition{Group: "dev", From: rollout.Unstarted, To: rollout.Active, Actor: "operator"}, t0); !ok || err != nil {
+		t.Fatalf("rollout transition = %v, %v", ok, err)
+	}
+	if _, err := CopyToPostgres(ctx, path, other, Options{}); !errors.Is(err, ErrTargetNotEmpty) {
+		t.Errorf("copy into a database with rollout state = %v, want ErrTargetNotEmpty", err)
 	}
 }

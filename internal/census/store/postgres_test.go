@@ -332,3 +332,20 @@ func count(m *sync.Map) int {
 	m.Range(func(any, any) bool { n++; return true })
 	return n
 }
+
+// TestPostgresNoParallelScans: the proxy's sessions plan its scans over
+// every host without parallel workers, unless the URL says otherwise.
+func TestPostgresNoParallelScans(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.Database(t)
+	for url, want := range map[string]string{dbURL: "0", dbURL + "&max_parallel_workers_per_gather=3": "3"} {
+		st, _ := openStore(t, func(testing.TB) string { return url }, Options{})
+		var got string
+		if err := st.pg.pool.QueryRow(context.Background(), `SHOW max_parallel_workers_per_gather`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s: max_parallel_workers_per_gather = %s, want %s", Redact(url), got, want)
+		}
+	}
+}
