@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/bench/internal/benchkit"
 	"github.com/gravitational/teleport-update/internal/census/store"
 	"github.com/gravitational/teleport-update/internal/pgtest"
 )
@@ -21,14 +22,11 @@ import (
 // summary over all hosts on PostgreSQL. The proxies, PostgreSQL and this
 // load generator share the machine's CPUs.
 func driveShared(dir string, hosts, concurrency int) error {
-	if dir == "" {
-		d, err := os.MkdirTemp("", "census-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, cleanup, err := benchkit.WorkDir(dir, "census-bench-")
+	if err != nil {
+		return err
 	}
+	defer cleanup()
 	ctx := context.Background()
 	srv, err := pgtest.Start(ctx)
 	if err != nil {
@@ -111,9 +109,9 @@ func driveShared(dir string, hosts, concurrency int) error {
 		counts = append(counts, time.Since(start))
 	}
 	fmt.Printf("\nsummary over %d hosts on PostgreSQL: %v via GET %s (median of 5), %v on the store directly (goal < 200ms)\n",
-		total, httpSummary.Round(time.Millisecond), api.CensusSummaryPath, median(direct).Round(time.Millisecond))
+		total, httpSummary.Round(time.Millisecond), api.CensusSummaryPath, benchkit.Median(direct).Round(time.Millisecond))
 	fmt.Printf("rollout evaluation's counts over %d hosts on PostgreSQL: %v (median of 5; goal < 100ms)\n",
-		total, median(counts).Round(time.Millisecond))
+		total, benchkit.Median(counts).Round(time.Millisecond))
 	fmt.Printf("postgres (2 proxies) / sqlite (1 proxy) throughput: %.2fx; signed on PostgreSQL %.0f and %.0f reports/s (goal >= 5000)\n",
 		pg.rate/lite.rate, pg.rate, again.rate)
 	return nil

@@ -200,3 +200,16 @@ func LoadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// WorkDir returns dir, or a new temporary directory named after prefix
+// where dir is empty, and a func that removes what WorkDir created.
+func WorkDir(dir, prefix string) (string, func(), error) {
+	if dir != "" {
+		return dir, func() {}, nil
+	}
+	d, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	return d, func() { os.RemoveAll(d) }, nil
+}
