@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -258,16 +257,7 @@ var selfCrashPaths = map[updater.Step][]bool{
 // TestE2ESelfUpdateCrashCasesCoverAllSteps: the crash test below covers
 // every step of updater.SelfUpdateSteps a host without systemd reaches.
 func TestE2ESelfUpdateCrashCasesCoverAllSteps(t *testing.T) {
-	for _, s := range updater.SelfUpdateSteps {
-		if paths := selfCrashPaths[s]; (len(paths) > 0) == s.NeedsSystemd() {
-			t.Errorf("step %q: crash cases %v, but NeedsSystemd is %v", s, paths, s.NeedsSystemd())
-		}
-	}
-	for s := range selfCrashPaths {
-		if !slices.Contains(updater.SelfUpdateSteps, s) {
-			t.Errorf("crash case for %q, which is not in updater.SelfUpdateSteps", s)
-		}
-	}
+	checkCrashCoverage(t, "updater.SelfUpdateSteps", updater.SelfUpdateSteps, selfCrashPaths)
 }
 
 // TestE2ESelfUpdateCrashAtEveryStep kills the timer's run (and the setup
@@ -276,17 +266,7 @@ func TestE2ESelfUpdateCrashCasesCoverAllSteps(t *testing.T) {
 // ends with the new updater in place (or, when its setup fails, the
 // previous one and the failure recorded).
 func TestE2ESelfUpdateCrashAtEveryStep(t *testing.T) {
-	type crashCase struct {
-		at     string
-		broken bool
-	}
-	var cases []crashCase
-	for _, s := range updater.SelfUpdateSteps {
-		for _, broken := range selfCrashPaths[s] {
-			cases = append(cases, crashCase{string(s), broken})
-		}
-	}
-	for _, tc := range cases {
+	for _, tc := range crashCases(updater.SelfUpdateSteps, selfCrashPaths) {
 		name := tc.at
 		if tc.broken {
 			name += "-broken"
