@@ -187,10 +187,18 @@ func (e *e2e) publish(version string, broken bool) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.serveRelease(version, "", data)
+}
+
+// serveRelease signs data and serves it as the tarball of version in
+// edition ("" for the community one).
+func (e *e2e) serveRelease(version, edition string, data []byte) {
+	e.t.Helper()
 	a, err := download.NewArtifact(download.ProductTeleport, version, runtime.GOOS, runtime.GOARCH)
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	a.Edition = edition
 	if err := e.cdn.Publish(e.key, e.dir, a.TarballName(), data); err != nil {
 		e.t.Fatal(err)
 	}

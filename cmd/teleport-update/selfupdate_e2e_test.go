@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/internal/updater"
-	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 // The updater the test releases carry: the real program at another
@@ -58,13 +56,7 @@ func (e *e2e) publishWithUpdater(version string, updaterBin []byte) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	a, err := download.NewArtifact(download.ProductTeleport, version, runtime.GOOS, runtime.GOARCH)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.cdn.Publish(e.key, e.dir, a.TarballName(), data); err != nil {
-		e.t.Fatal(err)
-	}
+	e.serveRelease(version, "", data)
 }
 
 // inPlace is the updater the units (and so the timer) run.
