@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport-update/internal/census/store"
 	"github.com/gravitational/teleport-update/internal/pgtest"
 	"github.com/gravitational/teleport-update/internal/proxyapi/rollout"
 )
@@ -27,16 +26,7 @@ func TestRolloutTwoProxiesPostgres(t *testing.T) {
 	dbURL := pgtest.Database(t)
 	var envs []*testEnv
 	for range 2 {
-		st, err := store.Open(context.Background(), dbURL, store.Options{ReportBurst: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		e := newEnv(t, func(c *Config) {
-			c.Tokens = append(testTokens(), Token{Token: productionToken, Group: "production"})
-			c.Census = st
-			c.Rollout = st
-		})
+		e, _ := storeEnv(t, dbURL)
 		writeFileAtomic(t, e.policy, rolloutPolicy)
 		if err := e.s.Reload(); err != nil {
 			t.Fatal(err)
