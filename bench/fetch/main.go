@@ -33,7 +33,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/gravitational/teleport-update/bench/internal/benchkit"
@@ -224,21 +223,8 @@ func (b *bench) publish(sizeMiB int) (string, func(), error) {
 
 func (b *bench) outDir() string { return filepath.Join(b.work, "out") }
 
-// clearOut removes previous outputs so every run writes fresh files.
-func (b *bench) clearOut() error {
-	entries, err := os.ReadDir(b.outDir())
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if err := os.Remove(filepath.Join(b.outDir(), e.Name())); err != nil {
-			return err
-		}
-	}
-	// Let the previous run's dirty pages reach the disk outside the clock.
-	syscall.Sync()
-	return nil
-}
+// clearOut removes previous outputs outside the clock.
+func (b *bench) clearOut() error { return benchkit.ClearDir(b.outDir()) }
 
 func (b *bench) ours() (benchkit.Measurement, error) {
 	exe, err := os.Executable()

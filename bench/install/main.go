@@ -37,7 +37,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -238,18 +237,8 @@ func (b *bench) publish(sizeMiB int) (int64, func(), error) {
 	return fi.Size(), cleanup, nil
 }
 
-// clearOut removes the previous outputs and flushes their dirty pages
-// outside the clock, so every run writes to a quiet disk.
-func (b *bench) clearOut() error {
-	if err := os.RemoveAll(b.out()); err != nil {
-		return err
-	}
-	if err := os.Mkdir(b.out(), 0o700); err != nil {
-		return err
-	}
-	syscall.Sync()
-	return nil
-}
+// clearOut removes the previous outputs outside the clock.
+func (b *bench) clearOut() error { return benchkit.ClearDir(b.out()) }
 
 // ours installs the release on a fresh host root with the real binary.
 func (b *bench) ours() (benchkit.Measurement, error) { return b.install(b.bin) }

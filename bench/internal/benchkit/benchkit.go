@@ -213,3 +213,16 @@ func WorkDir(dir, prefix string) (string, func(), error) {
 	}
 	return d, func() { os.RemoveAll(d) }, nil
 }
+
+// ClearDir empties dir, the previous run's outputs, and flushes their dirty
+// pages outside the clock, so every run writes fresh files to a quiet disk.
+func ClearDir(dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	syscall.Sync()
+	return nil
+}
