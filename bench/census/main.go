@@ -47,7 +47,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +55,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/bench/internal/benchkit"
 	"github.com/gravitational/teleport-update/internal/census/store"
 	"github.com/gravitational/teleport-update/internal/httpsig"
 	"github.com/gravitational/teleport-update/internal/proxyapi"
@@ -492,12 +492,7 @@ func timeSummaryHTTP(p *proxy, runs int) (time.Duration, int, error) {
 		}
 		total = sum.TotalHosts
 	}
-	return median(times), total, nil
-}
-
-func median(d []time.Duration) time.Duration {
-	slices.Sort(d)
-	return d[len(d)/2]
+	return benchkit.Median(times), total, nil
 }
 
 // loadAvg returns the 1-minute load average, a hint of how contended the
@@ -511,14 +506,11 @@ func loadAvg() string {
 }
 
 func drive(dir string, hosts, baselineHosts, concurrency int) error {
-	if dir == "" {
-		d, err := os.MkdirTemp("", "census-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, cleanup, err := benchkit.WorkDir(dir, "census-bench-")
+	if err != nil {
+		return err
 	}
+	defer cleanup()
 	fmt.Printf("census intake benchmark: %d hosts batched, %d hosts one-tx baseline, %d connections, GOMAXPROCS=%d, %d CPUs\n",
 		hosts, baselineHosts, concurrency, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	fmt.Printf("databases in %s (WAL, synchronous=FULL)\n\n", dir)
@@ -594,7 +586,7 @@ func drive(dir string, hosts, baselineHosts, concurrency int) error {
 	}
 	st.Close()
 	fmt.Printf("\nsummary over %d hosts: %v via GET %s (median of 5), %v on the store directly\n",
-		total, httpSummary.Round(time.Millisecond), api.CensusSummaryPath, median(direct).Round(time.Millisecond))
+		total, httpSummary.Round(time.Millisecond), api.CensusSummaryPath, benchkit.Median(direct).Round(time.Millisecond))
 	fmt.Printf("proxy peak RSS over the batched run and summaries: %.1f MiB\n", peak)
 	fmt.Printf("batched / one-tx-per-report throughput: %.1fx\n", batched.rate/base.rate)
 	fmt.Printf("signed / unsigned batched throughput: %.2fx (first reports), signed %.0f and %.0f reports/s (goal >= 5000)\n",

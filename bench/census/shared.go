@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/bench/internal/benchkit"
 	"github.com/gravitational/teleport-update/internal/census/store"
 	"github.com/gravitational/teleport-update/internal/pgtest"
 	"github.com/gravitational/teleport-update/internal/proxyapi"
@@ -24,14 +25,11 @@ import (
 // summary over all hosts on PostgreSQL. The proxies, PostgreSQL and this
 // load generator share the machine's CPUs.
 func driveShared(dir string, hosts, concurrency int) error {
-	if dir == "" {
-		d, err := os.MkdirTemp("", "census-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, cleanup, err := benchkit.WorkDir(dir, "census-bench-")
+	if err != nil {
+		return err
 	}
+	defer cleanup()
 	ctx := context.Background()
 	srv, err := pgtest.Start(ctx)
 	if err != nil {
@@ -122,9 +120,9 @@ func driveShared(dir string, hosts, concurrency int) error {
 		return fmt.Errorf("rollout evaluation on SQLite: %w", err)
 	}
 	fmt.Printf("\nsummary over %d hosts on PostgreSQL: %v via GET %s (median of 5), %v on the store directly (goal < 200ms)\n",
-		total, httpSummary.Round(time.Millisecond), api.CensusSummaryPath, median(direct).Round(time.Millisecond))
+		total, httpSummary.Round(time.Millisecond), api.CensusSummaryPath, benchkit.Median(direct).Round(time.Millisecond))
 	fmt.Printf("rollout evaluation's counts over %d hosts on PostgreSQL: %v (median of 5; goal < 100ms)\n",
-		total, median(counts).Round(time.Millisecond))
+		total, benchkit.Median(counts).Round(time.Millisecond))
 	fmt.Printf("full rollout evaluation (EvaluateRollout, group active) over %d hosts: PostgreSQL %v, SQLite %v (medians of 5; "+
 		"PostgreSQL / SQLite %.2fx; goal < 100ms on PostgreSQL)\n", total, pgEval.Round(time.Millisecond),
 		liteEval.Round(time.Millisecond), float64(pgEval)/float64(liteEval))
@@ -192,5 +190,5 @@ func timeEvaluation(ctx context.Context, db, dir string) (time.Duration, error) 
 		}
 		took = append(took, time.Since(start))
 	}
-	return median(took), nil
+	return benchkit.Median(took), nil
 }

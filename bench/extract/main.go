@@ -16,10 +16,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
+	"github.com/gravitational/teleport-update/bench/internal/benchkit"
 	"github.com/gravitational/teleport-update/internal/updater/install"
 )
 
@@ -35,14 +35,11 @@ func main() {
 }
 
 func run(unpacked int64, reps int, work, tarball string) error {
-	if work == "" {
-		d, err := os.MkdirTemp("", "bench-extract-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		work = d
+	work, cleanup, err := benchkit.WorkDir(work, "bench-extract-")
+	if err != nil {
+		return err
 	}
+	defer cleanup()
 	if tarball == "" {
 		tarball = filepath.Join(work, "teleport-v1.0.0-linux-amd64-bin.tar.gz")
 		start := time.Now()
@@ -90,8 +87,8 @@ func run(unpacked int64, reps int, work, tarball string) error {
 			ms(gnu[i]), ms(ours[i]), ours[i].Seconds()/gnu[i].Seconds(),
 			ms(gnuCPU[i]), ms(oursCPU[i]), oursCPU[i].Seconds()/gnuCPU[i].Seconds())
 	}
-	mt, mo := median(gnu), median(ours)
-	ct, co := median(gnuCPU), median(oursCPU)
+	mt, mo := benchkit.Median(gnu), benchkit.Median(ours)
+	ct, co := benchkit.Median(gnuCPU), benchkit.Median(oursCPU)
 	fmt.Printf("median wall: tar -xzf %s, install.Extract %s, ratio %.2f (goal <= 1.2)\n", ms(mt), ms(mo), mo.Seconds()/mt.Seconds())
 	fmt.Printf("median cpu:  tar -xzf %s, install.Extract %s, ratio %.2f\n", ms(ct), ms(co), co.Seconds()/ct.Seconds())
 	return nil
@@ -121,10 +118,4 @@ func hashFile(p string) (string, int64, error) {
 		return "", 0, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
 }

@@ -22,23 +22,20 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/gravitational/teleport-update/bench/internal/benchkit"
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/release"
 	"github.com/gravitational/teleport-update/internal/updater/download"
@@ -109,16 +106,11 @@ func run() error {
 	flag.StringVar(&cfg.dir, "dir", "", "parent of the temporary work dir (default: $TMPDIR); put it on the filesystem you care about")
 	flag.BoolVar(&cfg.http2, "http2", false, "let the server negotiate HTTP/2 (default HTTP/1.1 for all clients)")
 	flag.Parse()
-	for s := range strings.SplitSeq(rss, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			return fmt.Errorf("bad -rss-sizes entry %q", s)
-		}
-		cfg.rssSizes = append(cfg.rssSizes, n)
+	sizes, err := benchkit.ParseSizes("rss-sizes", rss)
+	if err != nil {
+		return err
 	}
+	cfg.rssSizes = sizes
 	for _, tool := range []string{"curl", "sha256sum"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is needed for the baselines: %w", tool, err)
@@ -192,21 +184,8 @@ func newBench(work string, http2 bool) (*bench, error) {
 	if err := os.WriteFile(b.caPath, ca.PEM, 0o644); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	b.base = "https://" + ln.Addr().String()
-	b.srv = &http.Server{
-		Handler:           http.FileServer(http.Dir(filepath.Join(work, "www"))),
-		TLSConfig:         serverTLS,
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	if !http2 {
-		b.srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
-	}
-	go b.srv.ServeTLS(ln, "", "")
-	return b, nil
+	b.srv, b.base, err = benchkit.ServeFiles(filepath.Join(work, "www"), serverTLS, http2)
+	return b, err
 }
 
 // publish writes a signed artifact of size MiB to the server's directory
@@ -242,64 +221,28 @@ func (b *bench) publish(sizeMiB int) (string, func(), error) {
 	return u, cleanup, err
 }
 
-type measurement struct {
-	wall   time.Duration
-	maxRSS int64 // bytes
-}
-
-// runCmd runs cmd and returns its wall time and peak RSS.
-func runCmd(cmd *exec.Cmd) (measurement, error) {
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	cmd.Stdout = io.Discard
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
-	if err != nil {
-		return measurement{}, fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, stderr.String())
-	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss << 10 // KiB on Linux
-	}
-	return measurement{wall: wall, maxRSS: rss}, nil
-}
-
 func (b *bench) outDir() string { return filepath.Join(b.work, "out") }
 
-// clearOut removes previous outputs so every run writes fresh files.
-func (b *bench) clearOut() error {
-	entries, err := os.ReadDir(b.outDir())
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if err := os.Remove(filepath.Join(b.outDir(), e.Name())); err != nil {
-			return err
-		}
-	}
-	// Let the previous run's dirty pages reach the disk outside the clock.
-	syscall.Sync()
-	return nil
-}
+// clearOut removes previous outputs outside the clock.
+func (b *bench) clearOut() error { return benchkit.ClearDir(b.outDir()) }
 
-func (b *bench) ours() (measurement, error) {
+func (b *bench) ours() (benchkit.Measurement, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return measurement{}, err
+		return benchkit.Measurement{}, err
 	}
 	cmd := exec.Command(exe, "child", "-base", b.base, "-pub", b.pubPath, "-staging", b.outDir())
 	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+b.caPath)
-	return runCmd(cmd)
+	return benchkit.RunCmd(cmd)
 }
 
-func (b *bench) curl(url string) (measurement, error) {
-	return runCmd(exec.Command("curl", "-sS", "--fail", "--cacert", b.caPath, "-o", filepath.Join(b.outDir(), "curl.out"), url))
+func (b *bench) curl(url string) (benchkit.Measurement, error) {
+	return benchkit.RunCmd(exec.Command("curl", "-sS", "--fail", "--cacert", b.caPath, "-o", filepath.Join(b.outDir(), "curl.out"), url))
 }
 
-func (b *bench) script(url string) (measurement, error) {
+func (b *bench) script(url string) (benchkit.Measurement, error) {
 	out := filepath.Join(b.outDir(), "script.out")
-	return runCmd(exec.Command("sh", "-c", `curl -sS --fail --cacert "$1" -o "$2" "$3" && sha256sum "$2"`, "sh", b.caPath, out, url))
+	return benchkit.RunCmd(exec.Command("sh", "-c", `curl -sS --fail --cacert "$1" -o "$2" "$3" && sha256sum "$2"`, "sh", b.caPath, out, url))
 }
 
 func (b *bench) timing(sizeMiB, reps int) error {
@@ -309,93 +252,34 @@ func (b *bench) timing(sizeMiB, reps int) error {
 	}
 	defer cleanup()
 	names := []string{"curl -o (floor)", "curl -o + sha256sum", "teleport-update FetchVerified"}
-	runs := []func() (measurement, error){
-		func() (measurement, error) { return b.curl(url) },
-		func() (measurement, error) { return b.script(url) },
+	runs := []benchkit.Run{
+		func() (benchkit.Measurement, error) { return b.curl(url) },
+		func() (benchkit.Measurement, error) { return b.script(url) },
 		b.ours,
 	}
-	walls := make([][]time.Duration, len(runs))
-	rss := make([]int64, len(runs))
 	// One warm-up round (page cache, TLS session setup), then interleaved
 	// repetitions so background load hits every contender alike.
-	for rep := -1; rep < reps; rep++ {
-		for i, f := range runs {
-			if err := b.clearOut(); err != nil {
-				return err
-			}
-			m, err := f()
-			if err != nil {
-				return err
-			}
-			if rep >= 0 {
-				walls[i] = append(walls[i], m.wall)
-				rss[i] = max(rss[i], m.maxRSS)
-			}
-		}
+	res, err := benchkit.Interleave(reps, b.clearOut, runs)
+	if err != nil {
+		return err
 	}
-	floor := median(walls[0])
+	floor := res.Median(0)
 	fmt.Printf("\nFetch of a %d MiB artifact, %d interleaved runs each (after one warm-up round)\n", sizeMiB, reps)
-	fmt.Printf("%-32s %10s %10s %12s %10s\n", "command", "median", "best", "vs floor", "peak RSS")
-	for i, name := range names {
-		med := median(walls[i])
-		fmt.Printf("%-32s %10s %10s %11.2fx %8.1f MiB\n", name, ms(med), ms(slices.Min(walls[i])), float64(med)/float64(floor), float64(rss[i])/(1<<20))
-	}
-	ours, script := median(walls[2]), median(walls[1])
+	benchkit.PrintTable(names, res)
+	ours, script := res.Median(2), res.Median(1)
 	fmt.Printf("goal: ours <= 1.15x floor: %s (%.2fx); faster than curl+sha256sum: %s (%.2fx of it)\n",
-		verdict(float64(ours) <= 1.15*float64(floor)), float64(ours)/float64(floor),
-		verdict(ours < script), float64(ours)/float64(script))
+		benchkit.Verdict(float64(ours) <= 1.15*float64(floor)), float64(ours)/float64(floor),
+		benchkit.Verdict(ours < script), float64(ours)/float64(script))
 	return nil
 }
 
 func (b *bench) rss(sizes []int) error {
 	fmt.Printf("\nPeak RSS of the FetchVerified process by artifact size\n")
-	fmt.Printf("%-10s %12s %10s\n", "size", "peak RSS", "wall")
-	var peaks []int64
-	for _, size := range sizes {
+	prepare := func(size int) (func(), error) {
 		_, cleanup, err := b.publish(size)
-		if err != nil {
-			return err
-		}
-		if err := b.clearOut(); err != nil {
-			cleanup()
-			return err
-		}
-		m, err := b.ours()
-		cleanup()
-		if err != nil {
-			return err
-		}
-		peaks = append(peaks, m.maxRSS)
-		fmt.Printf("%-10s %8.1f MiB %10s\n", strconv.Itoa(size)+" MiB", float64(m.maxRSS)/(1<<20), ms(m.wall))
+		return cleanup, err
 	}
-	if err := b.clearOut(); err != nil {
-		return err
-	}
-	lo, hi := slices.Min(peaks), slices.Max(peaks)
-	fmt.Printf("goal: peak RSS < 40 MiB: %s (max %.1f MiB); flat: spread %.1f MiB (%.0f%%)\n",
-		verdict(hi < 40<<20), float64(hi)/(1<<20), float64(hi-lo)/(1<<20), 100*float64(hi-lo)/float64(lo))
-	return nil
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
-
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
+	return benchkit.PeakRSS(sizes, prepare, b.clearOut, b.ours)
 }
 
 func numCPU() int {

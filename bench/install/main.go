@@ -29,24 +29,19 @@ package main
 
 import (
 	"bufio"
-	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/gravitational/teleport-update/bench/internal/benchkit"
 	"github.com/gravitational/teleport-update/bench/internal/relgen"
 	"github.com/gravitational/teleport-update/internal/fixture"
 	"github.com/gravitational/teleport-update/internal/release"
@@ -69,17 +64,12 @@ func main() {
 	flag.StringVar(&cfg.dir, "dir", "", "parent of the temporary work dir (default: $TMPDIR); put it on the filesystem you care about")
 	flag.StringVar(&cfg.compare, "compare", "", "another teleport-update binary (say, an earlier build) to time alongside")
 	flag.Parse()
-	for s := range strings.SplitSeq(rss, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			fmt.Fprintf(os.Stderr, "bench/install: bad -rss-sizes entry %q\n", s)
-			os.Exit(2)
-		}
-		cfg.rssSizes = append(cfg.rssSizes, n)
+	sizes, err := benchkit.ParseSizes("rss-sizes", rss)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/install:", err)
+		os.Exit(2)
 	}
+	cfg.rssSizes = sizes
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/install:", err)
 		os.Exit(1)
@@ -112,7 +102,7 @@ func run(cfg config) error {
 	b.compare = cfg.compare
 	defer b.close()
 	fmt.Printf("bench/install: real binary, loopback HTTPS (HTTP/1.1), %d CPUs, load average %s, work dir %s\n",
-		runtime.NumCPU(), loadavg(), work)
+		runtime.NumCPU(), benchkit.LoadAvg(), work)
 	if err := b.timing(cfg.size, cfg.reps); err != nil {
 		return err
 	}
@@ -120,14 +110,6 @@ func run(cfg config) error {
 		return b.rss(cfg.rssSizes)
 	}
 	return nil
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 type bench struct {
@@ -193,25 +175,14 @@ func newBench(work string) (*bench, error) {
 }
 
 // serve starts a plain file server over HTTPS (HTTP/1.1, as curl uses by
-// default against it), so the server costs every client the same.
+// default against it).
 func (b *bench) serve(ca *fixture.CA) error {
 	serverTLS, err := ca.ServerConfig("bench-install")
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	b.base = "https://" + ln.Addr().String()
-	b.srv = &http.Server{
-		Handler:           http.FileServer(http.Dir(b.www())),
-		TLSConfig:         serverTLS,
-		ReadHeaderTimeout: 10 * time.Second,
-		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
-	}
-	go b.srv.ServeTLS(ln, "", "")
-	return nil
+	b.srv, b.base, err = benchkit.ServeFiles(b.www(), serverTLS, false)
+	return err
 }
 
 func (b *bench) close() {
@@ -266,93 +237,59 @@ func (b *bench) publish(sizeMiB int) (int64, func(), error) {
 	return fi.Size(), cleanup, nil
 }
 
-type measurement struct {
-	wall   time.Duration
-	maxRSS int64 // bytes
-}
-
-// runCmd runs cmd and returns its wall time and peak RSS (the largest of
-// the process and the children it waited for, as wait4 reports it).
-func runCmd(cmd *exec.Cmd) (measurement, error) {
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	cmd.Stdout = io.Discard
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
-	if err != nil {
-		return measurement{}, fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, stderr.String())
-	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss << 10 // KiB on Linux
-	}
-	return measurement{wall: wall, maxRSS: rss}, nil
-}
-
-// clearOut removes the previous outputs and flushes their dirty pages
-// outside the clock, so every run writes to a quiet disk.
-func (b *bench) clearOut() error {
-	if err := os.RemoveAll(b.out()); err != nil {
-		return err
-	}
-	if err := os.Mkdir(b.out(), 0o700); err != nil {
-		return err
-	}
-	syscall.Sync()
-	return nil
-}
+// clearOut removes the previous outputs outside the clock.
+func (b *bench) clearOut() error { return benchkit.ClearDir(b.out()) }
 
 // ours installs the release on a fresh host root with the real binary.
-func (b *bench) ours() (measurement, error) { return b.install(b.bin) }
+func (b *bench) ours() (benchkit.Measurement, error) { return b.install(b.bin) }
 
 // install installs the release on a fresh host root with binary bin.
-func (b *bench) install(bin string) (measurement, error) {
+func (b *bench) install(bin string) (benchkit.Measurement, error) {
 	root := filepath.Join(b.out(), "root")
 	if err := fixture.TrustKey(root, "bench", b.pubPEM); err != nil {
-		return measurement{}, err
+		return benchkit.Measurement{}, err
 	}
 	cmd := exec.Command(bin, "--root", root, "install", "--proxy", b.proxy.Addr, "--group", "staging",
 		"--base-url", b.base, "--no-census")
 	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+b.caPath)
-	return runCmd(cmd)
+	return benchkit.RunCmd(cmd)
 }
 
 func (b *bench) url(name string) string { return b.base + "/" + name }
 
-func (b *bench) curl() (measurement, error) {
-	return runCmd(exec.Command("curl", "-sS", "--fail", "--cacert", b.caPath, "-o", filepath.Join(b.out(), "curl.out"), b.url(b.art.TarballName())))
+func (b *bench) curl() (benchkit.Measurement, error) {
+	return benchkit.RunCmd(exec.Command("curl", "-sS", "--fail", "--cacert", b.caPath, "-o", filepath.Join(b.out(), "curl.out"), b.url(b.art.TarballName())))
 }
 
-func (b *bench) pipe() (measurement, error) {
-	return runCmd(exec.Command("sh", "-c", `curl -sS --fail --cacert "$1" "$2" | tar -xzf - -C "$3"`,
+func (b *bench) pipe() (benchkit.Measurement, error) {
+	return benchkit.RunCmd(exec.Command("sh", "-c", `curl -sS --fail --cacert "$1" "$2" | tar -xzf - -C "$3"`,
 		"sh", b.caPath, b.url(b.art.TarballName()), b.out()))
 }
 
-func (b *bench) script() (measurement, error) {
+func (b *bench) script() (benchkit.Measurement, error) {
 	name := b.art.TarballName()
-	return runCmd(exec.Command("sh", "-c", `cd "$3" && curl -sS --fail --cacert "$1" -o "$2" "$4/$2" &&
+	return benchkit.RunCmd(exec.Command("sh", "-c", `cd "$3" && curl -sS --fail --cacert "$1" -o "$2" "$4/$2" &&
 		curl -sS --fail --cacert "$1" -o "$2.sha256" "$4/$2.sha256" && sha256sum --quiet -c "$2.sha256" &&
 		mkdir x && tar -xzf "$2" -C x`, "sh", b.caPath, name, b.out(), b.base))
 }
 
 // inflate decompresses the tarball with the updater's gzip package and
 // discards the output: the decompression alone, on one core.
-func (b *bench) inflate() (measurement, error) {
+func (b *bench) inflate() (benchkit.Measurement, error) {
 	start := time.Now()
 	f, err := os.Open(filepath.Join(b.www(), b.art.TarballName()))
 	if err != nil {
-		return measurement{}, err
+		return benchkit.Measurement{}, err
 	}
 	defer f.Close()
 	zr, err := gzip.NewReader(bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
-		return measurement{}, err
+		return benchkit.Measurement{}, err
 	}
 	if _, err := io.Copy(io.Discard, zr); err != nil {
-		return measurement{}, err
+		return benchkit.Measurement{}, err
 	}
-	return measurement{wall: time.Since(start)}, nil
+	return benchkit.Measurement{Wall: time.Since(start)}, nil
 }
 
 func (b *bench) timing(sizeMiB, reps int) error {
@@ -362,90 +299,34 @@ func (b *bench) timing(sizeMiB, reps int) error {
 	}
 	defer cleanup()
 	names := []string{"curl -o (floor)", "curl | tar -xzf", "curl + sha256sum -c + tar -xzf", "teleport-update install", "inflate only (in process)"}
-	runs := []func() (measurement, error){b.curl, b.pipe, b.script, b.ours, b.inflate}
+	runs := []benchkit.Run{b.curl, b.pipe, b.script, b.ours, b.inflate}
 	if b.compare != "" {
 		names = append(names, "install by "+filepath.Base(b.compare))
-		runs = append(runs, func() (measurement, error) { return b.install(b.compare) })
+		runs = append(runs, func() (benchkit.Measurement, error) { return b.install(b.compare) })
 	}
-	walls := make([][]time.Duration, len(runs))
-	rss := make([]int64, len(runs))
 	// One warm-up round, then interleaved repetitions so background load
 	// hits every contender alike.
-	for rep := -1; rep < reps; rep++ {
-		for i, f := range runs {
-			if err := b.clearOut(); err != nil {
-				return err
-			}
-			m, err := f()
-			if err != nil {
-				return err
-			}
-			if rep >= 0 {
-				walls[i] = append(walls[i], m.wall)
-				rss[i] = max(rss[i], m.maxRSS)
-			}
-		}
+	res, err := benchkit.Interleave(reps, b.clearOut, runs)
+	if err != nil {
+		return err
 	}
-	floor := median(walls[0])
+	floor := res.Median(0)
 	fmt.Printf("\nInstall of a %.0f MiB release in Teleport's layout (%.0f MiB unpacked), %d interleaved runs each (after one warm-up round)\n",
 		float64(size)/(1<<20), float64(sizeMiB)*compression, reps)
-	fmt.Printf("%-32s %10s %10s %12s %10s\n", "command", "median", "best", "vs floor", "peak RSS")
-	for i, name := range names {
-		med := median(walls[i])
-		fmt.Printf("%-32s %10s %10s %11.2fx %8.1f MiB\n", name, ms(med), ms(slices.Min(walls[i])), float64(med)/float64(floor), float64(rss[i])/(1<<20))
-	}
-	ours := median(walls[3])
+	benchkit.PrintTable(names, res)
+	ours := res.Median(3)
 	fmt.Printf("ours vs curl | tar -xzf: %.2fx; vs curl + sha256sum + tar: %.2fx; vs max(curl -o, inflate only): %.2fx\n",
-		float64(ours)/float64(median(walls[1])), float64(ours)/float64(median(walls[2])),
-		float64(ours)/float64(max(floor, median(walls[4]))))
-	fmt.Printf("goal: ours <= 1.5x floor: %s (%.2fx)\n", verdict(float64(ours) <= 1.5*float64(floor)), float64(ours)/float64(floor))
+		float64(ours)/float64(res.Median(1)), float64(ours)/float64(res.Median(2)),
+		float64(ours)/float64(max(floor, res.Median(4))))
+	fmt.Printf("goal: ours <= 1.5x floor: %s (%.2fx)\n", benchkit.Verdict(float64(ours) <= 1.5*float64(floor)), float64(ours)/float64(floor))
 	return b.clearOut()
 }
 
 func (b *bench) rss(sizes []int) error {
 	fmt.Printf("\nPeak RSS of the teleport-update install process by release size\n")
-	fmt.Printf("%-10s %12s %10s\n", "size", "peak RSS", "wall")
-	var peaks []int64
-	for _, size := range sizes {
+	prepare := func(size int) (func(), error) {
 		_, cleanup, err := b.publish(size)
-		if err != nil {
-			return err
-		}
-		if err := b.clearOut(); err != nil {
-			cleanup()
-			return err
-		}
-		m, err := b.ours()
-		cleanup()
-		if err != nil {
-			return err
-		}
-		peaks = append(peaks, m.maxRSS)
-		fmt.Printf("%-10s %8.1f MiB %10s\n", strconv.Itoa(size)+" MiB", float64(m.maxRSS)/(1<<20), ms(m.wall))
+		return cleanup, err
 	}
-	if err := b.clearOut(); err != nil {
-		return err
-	}
-	lo, hi := slices.Min(peaks), slices.Max(peaks)
-	fmt.Printf("goal: peak RSS < 40 MiB: %s (max %.1f MiB); flat: spread %.1f MiB (%.0f%%)\n",
-		verdict(hi < 40<<20), float64(hi)/(1<<20), float64(hi-lo)/(1<<20), 100*float64(hi-lo)/float64(lo))
-	return nil
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
-
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
+	return benchkit.PeakRSS(sizes, prepare, b.clearOut, b.ours)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -385,9 +384,7 @@ Exit codes: 0 shown; 1 not installed or update.yaml unreadable.`,
 				return explain(err, "")
 			}
 			if asJSON {
-				enc := json.NewEncoder(c.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return writeJSON(c.stdout, st)
 			}
 			printStatus(c.stdout, st)
 			return nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -124,9 +123,7 @@ Exit codes: 0 printed or changed; 1 failed.`,
 			if !asJSON {
 				fmt.Fprintf(c.stdout, "Census reporting is %s. This is the report sent to %s:\n", state, orDefault(cfg.Spec.Proxy, "(no proxy configured)"))
 			}
-			enc := json.NewEncoder(c.stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(r)
+			return writeJSON(c.stdout, r)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print only the JSON report")

@@ -187,10 +187,18 @@ func (e *e2e) publish(version string, broken bool) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.serveRelease(version, "", data)
+}
+
+// serveRelease signs data and serves it as the tarball of version in
+// edition ("" for the community one).
+func (e *e2e) serveRelease(version, edition string, data []byte) {
+	e.t.Helper()
 	a, err := download.NewArtifact(download.ProductTeleport, version, runtime.GOOS, runtime.GOARCH)
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	a.Edition = edition
 	if err := e.cdn.Publish(e.key, e.dir, a.TarballName(), data); err != nil {
 		e.t.Fatal(err)
 	}
@@ -404,16 +412,42 @@ var e2eCrashPaths = map[updater.Step][]bool{
 // others are integration/systemd's TestCrashAtEveryStep.
 func TestE2ECrashCasesCoverAllSteps(t *testing.T) {
 	t.Parallel()
-	for _, s := range updater.AllSteps {
-		if paths := e2eCrashPaths[s]; (len(paths) > 0) == s.NeedsSystemd() {
-			t.Errorf("step %q: crash cases %v, but NeedsSystemd is %v", s, paths, s.NeedsSystemd())
+	checkCrashCoverage(t, "updater.AllSteps", updater.AllSteps, e2eCrashPaths)
+}
+
+// checkCrashCoverage checks that paths, the crash cases of a crash test,
+// name every step of steps (called listName) that a host without systemd
+// reaches, and no other.
+func checkCrashCoverage(t *testing.T, listName string, steps []updater.Step, paths map[updater.Step][]bool) {
+	t.Helper()
+	for _, s := range steps {
+		if p := paths[s]; (len(p) > 0) == s.NeedsSystemd() {
+			t.Errorf("step %q: crash cases %v, but NeedsSystemd is %v", s, p, s.NeedsSystemd())
 		}
 	}
-	for s := range e2eCrashPaths {
-		if !slices.Contains(updater.AllSteps, s) {
-			t.Errorf("crash case for %q, which is not in updater.AllSteps", s)
+	for s := range paths {
+		if !slices.Contains(steps, s) {
+			t.Errorf("crash case for %q, which is not in %s", s, listName)
 		}
 	}
+}
+
+// crashCase is one run of a crash test: killed right after step at, on the
+// way to a healthy target (broken false) or back from a broken one.
+type crashCase struct {
+	at     string // TELEPORT_UPDATE_CRASH_AT
+	broken bool   // the target fails its health check (rollback path)
+}
+
+// crashCases lists the crash cases of paths in the order of steps.
+func crashCases(steps []updater.Step, paths map[updater.Step][]bool) []crashCase {
+	var cases []crashCase
+	for _, step := range steps {
+		for _, broken := range paths[step] {
+			cases = append(cases, crashCase{string(step), broken})
+		}
+	}
+	return cases
 }
 
 // TestE2ECrashAtEveryStep kills the updater with SIGKILL right after each
@@ -421,16 +455,7 @@ func TestE2ECrashCasesCoverAllSteps(t *testing.T) {
 // consistent and the next run completes the job.
 func TestE2ECrashAtEveryStep(t *testing.T) {
 	t.Parallel()
-	type crashCase struct {
-		at     string // TELEPORT_UPDATE_CRASH_AT
-		broken bool   // the target fails its health check (rollback path)
-	}
-	var cases []crashCase
-	for _, step := range updater.AllSteps {
-		for _, broken := range e2eCrashPaths[step] {
-			cases = append(cases, crashCase{string(step), broken})
-		}
-	}
+	cases := crashCases(updater.AllSteps, e2eCrashPaths)
 	// The release has two binaries: also kill after the second link.
 	cases = append(cases, crashCase{string(updater.StepLinkBinary) + "#2", false}, crashCase{string(updater.StepLinkBinary) + "#2", true})
 	for _, tc := range cases {

@@ -3,13 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/gravitational/teleport-update/internal/releasetest"
-	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 // publishLayout builds, signs and serves a release in Teleport's own
@@ -25,14 +23,7 @@ func (e *e2e) publishLayout(version, edition string, broken bool) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	a, err := download.NewArtifact(download.ProductTeleport, version, runtime.GOOS, runtime.GOARCH)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	a.Edition = edition
-	if err := e.cdn.Publish(e.key, e.dir, a.TarballName(), data); err != nil {
-		e.t.Fatal(err)
-	}
+	e.serveRelease(version, edition, data)
 }
 
 // TestE2ETeleportLayoutLifecycle, through the real binary, a real proxy and

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -172,4 +173,11 @@ func isCobraUsageError(err error) bool {
 		}
 	}
 	return false
+}
+
+// writeJSON writes v to w as indented JSON, as the --json flags print.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -83,9 +82,7 @@ Exit codes: 0 printed; 1 the database could not be read; 2 bad flags.`,
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(c.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(sum)
+				return writeJSON(c.stdout, sum)
 			}
 			return printCensusSummary(c.stdout, sum)
 		},

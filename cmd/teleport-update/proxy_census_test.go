@@ -229,14 +229,23 @@ func TestProxyCensusReadOnly(t *testing.T) {
 // postReport posts a valid census report with token and returns the code.
 func postReport(t *testing.T, client *http.Client, url, token string) int {
 	t.Helper()
-	report, _ := json.Marshal(api.Report{HostID: strings.Repeat("b", 64), Version: "16.4.6", OS: "linux",
+	return postHostReport(t, client, url, token, strings.Repeat("b", 64), func(req *http.Request, body []byte) {
+		signCensus(t, req, body)
+	})
+}
+
+// postHostReport posts a valid census report of hostID with token, signed
+// by sign, and returns the status code.
+func postHostReport(t *testing.T, client *http.Client, url, token, hostID string, sign func(*http.Request, []byte)) int {
+	t.Helper()
+	report, _ := json.Marshal(api.Report{HostID: hostID, Version: "16.4.6", OS: "linux",
 		HostArchitecture: "amd64", UpdaterStatus: api.StatusEnabled, ReportedAt: time.Now()})
 	req, err := http.NewRequest(http.MethodPost, url+api.CensusPath, bytes.NewReader(report))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	signCensus(t, req, report)
+	sign(req, report)
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)

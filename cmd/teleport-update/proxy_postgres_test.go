@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
@@ -81,24 +80,13 @@ func TestCensusPasswordNotInArgv(t *testing.T) {
 // token and returns the status code.
 func postSigned(t *testing.T, client *http.Client, url, token string, n int) int {
 	t.Helper()
-	report, _ := json.Marshal(api.Report{HostID: fmt.Sprintf("%064x", n+1), Version: "16.4.6", OS: "linux",
-		HostArchitecture: "amd64", UpdaterStatus: api.StatusEnabled, ReportedAt: time.Now()})
-	req, err := http.NewRequest(http.MethodPost, url+api.CensusPath, bytes.NewReader(report))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
 	seed := make([]byte, ed25519.SeedSize)
 	binary.BigEndian.PutUint64(seed, uint64(n)+1)
-	if err := httpsig.Sign(req, report, ed25519.NewKeyFromSeed(seed), time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return postHostReport(t, client, url, token, fmt.Sprintf("%064x", n+1), func(req *http.Request, body []byte) {
+		if err := httpsig.Sign(req, body, ed25519.NewKeyFromSeed(seed), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // getCode GETs url and returns the status code.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -145,9 +144,7 @@ Exit codes: 0 printed; 1 failed; 2 bad flags.`,
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(c.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(status)
+				return writeJSON(c.stdout, status)
 			}
 			return printRolloutStatus(c.stdout, status)
 		},

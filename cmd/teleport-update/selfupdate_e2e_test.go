@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/internal/updater"
-	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
 // The updater the test releases carry: the real program at another
@@ -59,13 +56,7 @@ func (e *e2e) publishWithUpdater(version string, updaterBin []byte) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	a, err := download.NewArtifact(download.ProductTeleport, version, runtime.GOOS, runtime.GOARCH)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.cdn.Publish(e.key, e.dir, a.TarballName(), data); err != nil {
-		e.t.Fatal(err)
-	}
+	e.serveRelease(version, "", data)
 }
 
 // inPlace is the updater the units (and so the timer) run.
@@ -258,16 +249,7 @@ var selfCrashPaths = map[updater.Step][]bool{
 // TestE2ESelfUpdateCrashCasesCoverAllSteps: the crash test below covers
 // every step of updater.SelfUpdateSteps a host without systemd reaches.
 func TestE2ESelfUpdateCrashCasesCoverAllSteps(t *testing.T) {
-	for _, s := range updater.SelfUpdateSteps {
-		if paths := selfCrashPaths[s]; (len(paths) > 0) == s.NeedsSystemd() {
-			t.Errorf("step %q: crash cases %v, but NeedsSystemd is %v", s, paths, s.NeedsSystemd())
-		}
-	}
-	for s := range selfCrashPaths {
-		if !slices.Contains(updater.SelfUpdateSteps, s) {
-			t.Errorf("crash case for %q, which is not in updater.SelfUpdateSteps", s)
-		}
-	}
+	checkCrashCoverage(t, "updater.SelfUpdateSteps", updater.SelfUpdateSteps, selfCrashPaths)
 }
 
 // TestE2ESelfUpdateCrashAtEveryStep kills the timer's run (and the setup
@@ -276,17 +258,7 @@ func TestE2ESelfUpdateCrashCasesCoverAllSteps(t *testing.T) {
 // ends with the new updater in place (or, when its setup fails, the
 // previous one and the failure recorded).
 func TestE2ESelfUpdateCrashAtEveryStep(t *testing.T) {
-	type crashCase struct {
-		at     string
-		broken bool
-	}
-	var cases []crashCase
-	for _, s := range updater.SelfUpdateSteps {
-		for _, broken := range selfCrashPaths[s] {
-			cases = append(cases, crashCase{string(s), broken})
-		}
-	}
-	for _, tc := range cases {
+	for _, tc := range crashCases(updater.SelfUpdateSteps, selfCrashPaths) {
 		name := tc.at
 		if tc.broken {
 			name += "-broken"

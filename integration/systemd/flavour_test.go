@@ -7,12 +7,10 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gravitational/teleport-update/internal/fixture"
-	"github.com/gravitational/teleport-update/internal/release"
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/internal/updater"
 	"github.com/gravitational/teleport-update/internal/updater/download"
@@ -22,43 +20,26 @@ import (
 // that runs it fetched teleport-ent-v…-fips-bin.tar.gz.
 const vFIPS = "5.0.0"
 
-var (
-	fipsOnce sync.Once
-	fipsErr  error
-)
+var fipsRelease extraReleases
 
 // publishFIPS builds vFIPS as an Enterprise FIPS release, signs it with the
 // suite's key and serves it from the shared CDN, once per run.
 func publishFIPS(t *testing.T) {
 	t.Helper()
-	sharedCDN(t)
-	fipsOnce.Do(func() {
+	fipsRelease.publish(t, "the FIPS test release", func(ctx context.Context) error {
 		dir := filepath.Join(buildDir, "fips")
-		if fipsErr = os.MkdirAll(dir, 0o755); fipsErr != nil {
-			return
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
 		}
 		// Packed as Teleport's CDN packs it: teleport-ent/ with the
 		// example unit the agent unit is then rendered from.
 		a := releasetest.Agent{Version: vFIPS, Mode: releasetest.ModeOK, Flavour: download.Flavour{Enterprise: true, FIPS: true}, TeleportLayout: true}
-		p, err := a.Build(context.Background(), dir)
+		p, err := a.Build(ctx, dir)
 		if err != nil {
-			fipsErr = err
-			return
+			return err
 		}
-		onCDN := filepath.Join(buildDir, "cdn", filepath.Base(p))
-		if fipsErr = os.Rename(p, onCDN); fipsErr != nil {
-			return
-		}
-		key, err := release.LoadPrivateKey(filepath.Join(buildDir, "key", "release.key"))
-		if err != nil {
-			fipsErr = err
-			return
-		}
-		fipsErr = release.Sign(key, onCDN)
+		return putOnCDN(p)
 	})
-	if fipsErr != nil {
-		t.Fatalf("Publishing the FIPS test release: %v", fipsErr)
-	}
 }
 
 // setBuild points every group at version as the build edition/fips,

@@ -205,6 +205,38 @@ func sharedCDN(t *testing.T) *cdn {
 	return cdnVal
 }
 
+// extraReleases are test releases beyond v1..v4, built, signed and put on
+// the shared CDN once per run by the tests that need them.
+type extraReleases struct {
+	once sync.Once
+	err  error
+}
+
+// publish runs build once per run, after the shared CDN is up, and fails t
+// if it failed; what names the releases in the failure.
+func (r *extraReleases) publish(t *testing.T, what string, build func(context.Context) error) {
+	t.Helper()
+	sharedCDN(t)
+	r.once.Do(func() { r.err = build(context.Background()) })
+	if r.err != nil {
+		t.Fatalf("Publishing %s: %v", what, r.err)
+	}
+}
+
+// putOnCDN moves the built tarball onto the shared CDN and signs it with
+// the suite's key.
+func putOnCDN(tarball string) error {
+	key, err := release.LoadPrivateKey(filepath.Join(buildDir, "key", "release.key"))
+	if err != nil {
+		return err
+	}
+	onCDN := filepath.Join(buildDir, "cdn", filepath.Base(tarball))
+	if err := os.Rename(tarball, onCDN); err != nil {
+		return err
+	}
+	return release.Sign(key, onCDN)
+}
+
 func newCDN(ctx context.Context) (*cdn, error) {
 	dir := filepath.Join(buildDir, "cdn")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -5,10 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/gravitational/teleport-update/internal/release"
 	"github.com/gravitational/teleport-update/internal/releasetest"
 	"github.com/gravitational/teleport-update/internal/updater"
 )
@@ -22,30 +20,19 @@ const (
 	selfUpdaterVersion = "1.5.0"
 )
 
-var (
-	selfOnce sync.Once
-	selfErr  error
-)
+var selfReleases extraReleases
 
 // publishSelfUpdates builds vSelf and vSelfBroken with their updaters,
 // signs them with the suite's key and serves them from the shared CDN,
 // once per run.
 func publishSelfUpdates(t *testing.T) {
 	t.Helper()
-	sharedCDN(t)
-	selfOnce.Do(func() { selfErr = buildSelfUpdates(context.Background()) })
-	if selfErr != nil {
-		t.Fatalf("Publishing the self-update test releases: %v", selfErr)
-	}
+	selfReleases.publish(t, "the self-update test releases", buildSelfUpdates)
 }
 
 func buildSelfUpdates(ctx context.Context) error {
 	dir := filepath.Join(buildDir, "self")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	key, err := release.LoadPrivateKey(filepath.Join(buildDir, "key", "release.key"))
-	if err != nil {
 		return err
 	}
 	for v, broken := range map[string]bool{vSelf: false, vSelfBroken: true} {
@@ -61,11 +48,7 @@ func buildSelfUpdates(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		onCDN := filepath.Join(buildDir, "cdn", filepath.Base(p))
-		if err := os.Rename(p, onCDN); err != nil {
-			return err
-		}
-		if err := release.Sign(key, onCDN); err != nil {
+		if err := putOnCDN(p); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,6 @@
 package proxyapi
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -190,20 +189,7 @@ func TestParseTeleportErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			p, err := ParsePolicy([]byte(tt.doc))
-			if !errors.Is(err, ErrInvalidPolicy) {
-				t.Fatalf("ParsePolicy = %+v, %v; want ErrInvalidPolicy", p, err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %q does not contain %q", err, tt.want)
-			}
-			var fe *FieldError
-			if tt.field == "" {
-				return
-			}
-			if !errors.As(err, &fe) || fe.Field != tt.field || fe.Line == 0 {
-				t.Errorf("error %v; want a FieldError at %s with a line", err, tt.field)
-			}
+			checkPolicyError(t, tt.doc, tt.field, 0, tt.want)
 		})
 	}
 }

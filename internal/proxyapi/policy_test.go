@@ -140,27 +140,35 @@ func TestParsePolicyErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			p, err := ParsePolicy([]byte(tt.doc))
-			if !errors.Is(err, ErrInvalidPolicy) {
-				t.Fatalf("ParsePolicy = %+v, %v; want ErrInvalidPolicy", p, err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %q does not contain %q", err, tt.want)
-			}
-			var fe *FieldError
-			if tt.field == "" {
-				if errors.As(err, &fe) {
-					t.Errorf("got FieldError %v; want a YAML-level error", fe)
-				}
-				return
-			}
-			if !errors.As(err, &fe) {
-				t.Fatalf("error %v is not a *FieldError", err)
-			}
-			if fe.Field != tt.field || (tt.line != 0 && fe.Line != tt.line) {
-				t.Errorf("FieldError at %s line %d; want %s line %d (%v)", fe.Field, fe.Line, tt.field, tt.line, err)
-			}
+			checkPolicyError(t, tt.doc, tt.field, tt.line, tt.want)
 		})
+	}
+}
+
+// checkPolicyError checks that ParsePolicy refuses doc with an error that
+// contains want and is a FieldError at field (and at line, unless 0, but at
+// some line), or, when field is empty, is not a FieldError.
+func checkPolicyError(t *testing.T, doc, field string, line int, want string) {
+	t.Helper()
+	p, err := ParsePolicy([]byte(doc))
+	if !errors.Is(err, ErrInvalidPolicy) {
+		t.Fatalf("ParsePolicy = %+v, %v; want ErrInvalidPolicy", p, err)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
+	}
+	var fe *FieldError
+	if field == "" {
+		if errors.As(err, &fe) {
+			t.Errorf("got FieldError %v; want a YAML-level error", fe)
+		}
+		return
+	}
+	if !errors.As(err, &fe) {
+		t.Fatalf("error %v is not a *FieldError", err)
+	}
+	if fe.Field != field || fe.Line == 0 || (line != 0 && fe.Line != line) {
+		t.Errorf("FieldError at %s line %d; want %s line %d (%v)", fe.Field, fe.Line, field, line, err)
 	}
 }
 

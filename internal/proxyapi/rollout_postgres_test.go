@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gravitational/teleport-update/internal/census/store"
 	"github.com/gravitational/teleport-update/internal/pgtest"
 	"github.com/gravitational/teleport-update/internal/proxyapi/rollout"
 )
@@ -29,16 +28,7 @@ func TestRolloutTwoProxiesPostgres(t *testing.T) {
 	dbURL := pgtest.Database(t)
 	var envs []*testEnv
 	for range 2 {
-		st, err := store.Open(context.Background(), dbURL, store.Options{ReportBurst: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		e := newEnv(t, func(c *Config) {
-			c.Tokens = append(testTokens(), Token{Token: productionToken, Group: "production"})
-			c.Census = st
-			c.Rollout = st
-		})
+		e, _ := storeEnv(t, dbURL)
 		writeFileAtomic(t, e.policy, rolloutPolicy)
 		if err := e.s.Reload(); err != nil {
 			t.Fatal(err)
@@ -70,19 +60,7 @@ func TestRolloutTwoProxiesPostgres(t *testing.T) {
 		h.report(t, envs[h.n%2], "1.0.0", "", false)
 	}
 	evaluateBoth()
-	g := envs[1].groupState(t, "staging")
-	if g.State != rollout.Canary || len(g.Canaries) != 2 || g.Initial != 10 {
-		t.Fatalf("staging after the first evaluation: %+v", g)
-	}
-	isCanary := map[string]bool{g.Canaries[0].UpdaterID: true, g.Canaries[1].UpdaterID: true}
-	var canaries, others []rolloutHost
-	for _, h := range staging {
-		if isCanary[h.updaterID] {
-			canaries = append(canaries, h)
-		} else {
-			others = append(others, h)
-		}
-	}
+	canaries, others := splitCanaries(t, envs[1].groupState(t, "staging"), staging)
 	for i, e := range envs {
 		if s := canaries[i].find(t, e, "staging"); s.AgentVersion != "2.0.0" || !s.AgentAutoUpdate {
 			t.Errorf("proxy %d: canary answer %+v; want 2.0.0", i, s)
@@ -95,7 +73,7 @@ func TestRolloutTwoProxiesPostgres(t *testing.T) {
 	canaries[0].report(t, envs[0], "2.0.0", "2.0.0", true)
 	canaries[1].report(t, envs[1], "1.0.0", "2.0.0", false)
 	evaluateBoth()
-	if g = envs[0].groupState(t, "staging"); g.State != rollout.Halted {
+	if g := envs[0].groupState(t, "staging"); g.State != rollout.Halted {
 		t.Fatalf("staging after a failed canary: %+v", g)
 	}
 	if code, _, body := envs[1].do(t, "POST", RolloutPath+"/staging/resume", strings.NewReader(`{"reason":"fixed"}`), bearer(adminToken)); code != 200 {

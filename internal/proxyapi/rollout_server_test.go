@@ -95,6 +95,25 @@ func (e *testEnv) rolloutStatus(t *testing.T) RolloutStatus {
 	return st
 }
 
+// splitCanaries checks that g, the staging group after its first
+// evaluation, is in canary with two canaries among its hosts, and splits
+// hosts into those canaries and the others.
+func splitCanaries(t *testing.T, g RolloutGroupStatus, hosts []rolloutHost) (canaries, others []rolloutHost) {
+	t.Helper()
+	if g.State != rollout.Canary || len(g.Canaries) != 2 || g.Initial != len(hosts) {
+		t.Fatalf("%s after the first evaluation: %+v", g.Name, g)
+	}
+	isCanary := map[string]bool{g.Canaries[0].UpdaterID: true, g.Canaries[1].UpdaterID: true}
+	for _, h := range hosts {
+		if isCanary[h.updaterID] {
+			canaries = append(canaries, h)
+		} else {
+			others = append(others, h)
+		}
+	}
+	return canaries, others
+}
+
 func (e *testEnv) groupState(t *testing.T, group string) RolloutGroupStatus {
 	t.Helper()
 	for _, g := range e.rolloutStatus(t).Groups {
@@ -132,19 +151,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 		h.report(t, e, "1.0.0", "", false)
 	}
 	e.evaluate(t)
-	g := e.groupState(t, "staging")
-	if g.State != rollout.Canary || len(g.Canaries) != 2 || g.Initial != 10 {
-		t.Fatalf("staging after the first evaluation: %+v", g)
-	}
-	isCanary := map[string]bool{g.Canaries[0].UpdaterID: true, g.Canaries[1].UpdaterID: true}
-	var canaries, others []rolloutHost
-	for _, h := range staging {
-		if isCanary[h.updaterID] {
-			canaries = append(canaries, h)
-		} else {
-			others = append(others, h)
-		}
-	}
+	canaries, others := splitCanaries(t, e.groupState(t, "staging"), staging)
 	// Only canaries get the target; production waits.
 	if s := canaries[0].find(t, e, "staging"); s.AgentVersion != "2.0.0" || !s.AgentAutoUpdate {
 		t.Errorf("canary answer %+v; want 2.0.0 now", s)
@@ -160,7 +167,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 	canaries[0].report(t, e, "2.0.0", "2.0.0", true)
 	canaries[1].report(t, e, "1.0.0", "2.0.0", false)
 	e.evaluate(t)
-	g = e.groupState(t, "staging")
+	g := e.groupState(t, "staging")
 	if g.State != rollout.Halted || !strings.Contains(g.Reason, canaries[1].hostID) {
 		t.Fatalf("staging after a failed canary: %+v", g)
 	}

@@ -20,7 +20,14 @@ const productionToken = "production-token-0123456789abcdefghij"
 // signedEnv is a server with a real census store.
 func signedEnv(t *testing.T) (*testEnv, *store.Store) {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "census.db"), store.Options{ReportBurst: -1})
+	return storeEnv(t, filepath.Join(t.TempDir(), "census.db"))
+}
+
+// storeEnv is a server whose census and rollout state are the store at
+// dsn (a SQLite file or a postgres:// URL), with a production token.
+func storeEnv(t *testing.T, dsn string) (*testEnv, *store.Store) {
+	t.Helper()
+	st, err := store.Open(context.Background(), dsn, store.Options{ReportBurst: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,6 +108,15 @@ func watchUpdater(u *Updater) *watch {
 	return w
 }
 
+// checkStoppedEarly checks that the download of a tarball of size bytes
+// stopped before its second half: the refusal came while it streamed.
+func (w *watch) checkStoppedEarly(t *testing.T, size int) {
+	t.Helper()
+	if got := w.bytes.Load(); got > int64(size)/2 {
+		t.Errorf("the download went on to byte %d of %d after the refusal", got, size)
+	}
+}
+
 // checkUntouched: 1.0.0 is still the active, linked version; 2.0.0 has no
 // directory (so no .verified) and is not skip-listed; staging is empty.
 func checkUntouched(t *testing.T, e *testEnv) {
@@ -184,9 +193,7 @@ func TestPipelinedHostileTarballStopsMidStream(t *testing.T) {
 			if !errors.Is(err, install.ErrUnsafeArchive) || !strings.Contains(err.Error(), "evil") {
 				t.Fatalf("update with a hostile tarball = %v, want ErrUnsafeArchive naming the entry", err)
 			}
-			if got := w.bytes.Load(); got > int64(len(served))/2 {
-				t.Errorf("the download went on to byte %d of %d after the refusal", got, len(served))
-			}
+			w.checkStoppedEarly(t, len(served))
 			checkUntouched(t, e)
 			checkNoEvil(t, filepath.Dir(e.root))
 		})
@@ -266,8 +273,6 @@ func TestPipelinedNoSpaceMidStream(t *testing.T) {
 	if !errors.Is(err, install.ErrNoSpace) || !strings.Contains(err.Error(), "to unpack bin/tsh") {
 		t.Fatalf("update onto a full staging filesystem = %v, want ErrNoSpace before bin/tsh", err)
 	}
-	if got := w.bytes.Load(); got > int64(len(data))/2 {
-		t.Errorf("the download went on to byte %d of %d after the refusal", got, len(data))
-	}
+	w.checkStoppedEarly(t, len(data))
 	checkUntouched(t, e)
 }
