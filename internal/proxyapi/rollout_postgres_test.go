@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gravitational/teleport-update/internal/census/store"
 	"github.com/gravitational/teleport-update/internal/pgtest"
 	"github.com/gravitational/teleport-update/internal/proxyapi/rollout"
 )
