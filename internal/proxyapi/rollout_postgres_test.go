@@ -138,11 +138,7 @@ func TestRolloutMigratedToPostgres(t *testing.T) {
 		return e
 	}
 	lite := openProxy(path, sundayInStaging)
-	var staging []rolloutHost
-	for n := range 10 {
-		staging = append(staging, newRolloutHost(n, stagingToken))
-		staging[n].report(t, lite, "1.0.0", "", false)
-	}
+	staging := reportStaging(t, lite, 10)
 	lite.evaluate(t)
 	before := lite.groupState(t, "staging")
 	if before.State != rollout.Canary || len(before.Canaries) != 2 {
@@ -221,11 +217,7 @@ func TestRolloutPostgresOutage(t *testing.T) {
 	if err := e.s.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	var staging []rolloutHost
-	for n := range 10 {
-		staging = append(staging, newRolloutHost(n, stagingToken))
-		staging[n].report(t, e, "1.0.0", "", false)
-	}
+	staging := reportStaging(t, e, 10)
 	e.evaluate(t)
 	g := e.groupState(t, "staging")
 	if g.State != rollout.Canary || len(g.Canaries) != 2 {
@@ -309,4 +301,15 @@ func TestRolloutPostgresOutage(t *testing.T) {
 	if strings.Join(got, " ") != "staging:unstarted>canary staging:canary>active" {
 		t.Errorf("history (each transition once): %s", strings.Join(got, " "))
 	}
+}
+
+// reportStaging makes n hosts of the staging group report 1.0.0 to e.
+func reportStaging(t *testing.T, e *testEnv, n int) []rolloutHost {
+	t.Helper()
+	hosts := make([]rolloutHost, n)
+	for i := range hosts {
+		hosts[i] = newRolloutHost(i, stagingToken)
+		hosts[i].report(t, e, "1.0.0", "", false)
+	}
+	return hosts
 }

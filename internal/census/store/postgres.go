@@ -215,15 +215,9 @@ func (p *pgDB) warnAsyncCommit(ctx context.Context, s *Store) {
 // and closes the connections.
 func (s *Store) closePostgres() error {
 	if !s.readOnly {
-		s.closeMu.Lock()
-		if s.closed {
-			s.closeMu.Unlock()
+		if !s.stopWriter() {
 			return nil
 		}
-		s.closed = true
-		close(s.queue)
-		s.closeMu.Unlock()
-		<-s.writerEnd
 		s.pg.stopWatch()
 	}
 	s.pg.pool.Close()

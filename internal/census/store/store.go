@@ -269,15 +269,9 @@ func (s *Store) Close() error {
 		}
 		return nil
 	}
-	s.closeMu.Lock()
-	if s.closed {
-		s.closeMu.Unlock()
+	if !s.stopWriter() {
 		return nil
 	}
-	s.closed = true
-	close(s.queue)
-	s.closeMu.Unlock()
-	<-s.writerEnd
 	var errs []error
 	for _, st := range []*sql.Stmt{s.upsert, s.lookup} {
 		errs = append(errs, st.Close())
@@ -287,6 +281,21 @@ func (s *Store) Close() error {
 		return fmt.Errorf("close census database: %w", err)
 	}
 	return nil
+}
+
+// stopWriter closes the queue and waits for the writer to commit what was
+// queued. It reports false when an earlier Close already did.
+func (s *Store) stopWriter() bool {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return false
+	}
+	s.closed = true
+	close(s.queue)
+	s.closeMu.Unlock()
+	<-s.writerEnd
+	return true
 }
 
 // Ingest sets r's update group to group (the group of the enrollment token
