@@ -165,6 +165,16 @@ func newPool(ctx context.Context, dbURL string, opts Options) (*pgDB, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["max_parallel_workers_per_gather"]; !ok {
 		cfg.ConnConfig.RuntimeParams["max_parallel_workers_per_gather"] = "0"
 	}
+	// The writer reads a batch's hosts by primary key through a prepared
+	// statement. PostgreSQL may switch such a statement to a generic plan
+	// made while the table was small or not analyzed yet, a sequential
+	// scan, and keep it as the table grows: while a fleet enrolls, every
+	// batch then read the whole table. A plan made for each execution
+	// sees the table's size and the batch's keys. A URL that sets the
+	// parameter keeps its value.
+	if _, ok := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err

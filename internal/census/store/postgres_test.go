@@ -16,6 +16,7 @@ import (
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/pgtest"
+	"github.com/jackc/pgx/v5"
 )
 
 // TestPostgresSchema migrates from every earlier schema version, refuses a
@@ -347,5 +348,48 @@ func TestPostgresNoParallelScans(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: max_parallel_workers_per_gather = %s, want %s", Redact(url), got, want)
 		}
+	}
+}
+
+// TestPostgresHostReadKeepsIndex: the writer's read of a batch's hosts is
+// a prepared statement. Executed often while the table is small, it must
+// still look hosts up by their key once the table has grown, without an
+// ANALYZE in between: PostgreSQL's cached generic plan, made for the small
+// table, scanned every row for every batch while a fleet enrolled.
+func TestPostgresHostReadKeepsIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := openStore(t, pgtest.Database, Options{})
+	conn, err := st.pg.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	exec := func(q string) string {
+		t.Helper()
+		rows, err := conn.Query(ctx, q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return strings.Join(lines, "\n")
+	}
+	// pgx.QueryExecModeSimpleProtocol would not keep a plan: prepare by
+	// name, as the pool's statement cache does.
+	exec(`PREPARE host_read(text[]) AS ` + pgHostSQL)
+	for range 10 {
+		exec(`EXECUTE host_read('{a,b,c}')`)
+	}
+	exec(`INSERT INTO hosts (host_id, grp, version, services, os, os_version, arch, glibc, install_methods,
+		container_runtime, container_orchestrator, cloud, updater_status, last_result, last_update_target,
+		last_update_error, reported_at, first_seen, last_seen, dims, history)
+		SELECT 'host-' || i, 'g', '1.0.0', '[]', '', '', '', '', '[]', '', '', '', '', 'none', '', '', 0, 0, 0, '', '[]'
+		FROM generate_series(1, 20000) AS i`)
+	plan := exec(`EXPLAIN EXECUTE host_read('{host-1,host-2,host-3}')`)
+	if strings.Contains(plan, "Seq Scan") || !strings.Contains(plan, "hosts_pkey") {
+		t.Errorf("the batch's host read on 20,000 hosts does not use the primary key:\n%s", plan)
 	}
 }
