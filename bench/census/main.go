@@ -24,7 +24,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -192,7 +191,8 @@ type proxy struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	addr   string
-	client *http.Client
+	client    *http.Client
+	tlsConfig *tls.Config
 }
 
 func startProxy(dbPath string, oneTx, allowUnsigned bool, concurrency int) (*proxy, error) {
@@ -241,8 +241,9 @@ func startProxy(dbPath string, oneTx, allowUnsigned bool, concurrency int) (*pro
 		p.stop()
 		return nil, errors.New("proxy certificate is not PEM")
 	}
+	p.tlsConfig = &tls.Config{RootCAs: pool}
 	p.client = &http.Client{Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: pool},
+		TLSClientConfig:     p.tlsConfig,
 		MaxIdleConnsPerHost: concurrency,
 		MaxConnsPerHost:     concurrency,
 	}}
@@ -392,10 +393,11 @@ func intake(ps []*proxy, n, round, concurrency int, signed bool) (phaseResult, e
 	// Build every report first: the load generator shares the CPUs with the
 	// proxy, and marshaling is not what is measured.
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	bodies, tokens, headers := make([][]byte, n), make([]string, n), make([]http.Header, n)
+	reqs := make([][]byte, n)
 	for i := range n {
-		bodies[i], tokens[i] = hostReport(i, round, now)
-		headers[i] = signedHeaders(ps[i%len(ps)].addr, i, bodies[i], signed)
+		body, token := hostReport(i, round, now)
+		addr := ps[i%len(ps)].addr
+		reqs[i] = wireRequest(addr, token, body, signedHeaders(addr, i, body, signed))
 	}
 	windows := 10
 	windowStart := make([]time.Time, windows+1)
@@ -406,25 +408,20 @@ func intake(ps []*proxy, n, round, concurrency int, signed bool) (phaseResult, e
 	var wg sync.WaitGroup
 	for range concurrency {
 		wg.Go(func() {
+			conns := make([]wireConn, len(ps))
+			defer func() {
+				for i := range conns {
+					conns[i].close()
+				}
+			}()
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n {
 					return
 				}
-				body, token, p := bodies[i], tokens[i], ps[i%len(ps)]
-				req, _ := http.NewRequest(http.MethodPost, "https://"+p.addr+api.CensusPath, bytes.NewReader(body))
-				for k, v := range headers[i] {
-					req.Header[k] = v
-				}
-				req.Header.Set("Authorization", "Bearer "+token)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := p.client.Do(req)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusAccepted {
-						err = fmt.Errorf("host %d: proxy answered %s", i, resp.Status)
-					}
+				status, err := conns[i%len(ps)].send(ps[i%len(ps)], reqs[i])
+				if err == nil && status != http.StatusAccepted {
+					err = fmt.Errorf("host %d: proxy answered %d %s", i, status, http.StatusText(status))
 				}
 				if err != nil {
 					errOnce.Do(func() { firstErr = err })
