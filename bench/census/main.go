@@ -188,9 +188,9 @@ func serveProxy(dbPath string, oneTx, allowUnsigned bool) error {
 
 // proxy is a running child proxy.
 type proxy struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	addr   string
+	cmd       *exec.Cmd
+	stdin     io.WriteCloser
+	addr      string
 	client    *http.Client
 	tlsConfig *tls.Config
 }
