@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,12 +47,16 @@ func driveShared(dir string, hosts, concurrency int) error {
 	fmt.Printf("shared census benchmark: %d hosts, signed reports, %d connections, GOMAXPROCS=%d, %d CPUs;\n"+
 		"proxies, PostgreSQL and the load generator share the CPUs\n\n", hosts, concurrency, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	phase := func(name string, ps []*proxy, round int) (phaseResult, error) {
+		db0 := postgresCPUSeconds()
 		res, err := intake(ps, hosts, round, concurrency, true)
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", name, err)
 		}
-		fmt.Printf("%-22s %7d reports in %7.2fs: %7.0f reports/s (slowest tenth %7.0f/s), proxies' CPU %.0f µs/report\n",
-			name, hosts, res.elapsed.Seconds(), res.rate, res.minWindow, res.proxyCPU/float64(hosts)*1e6)
+		perReport := func(seconds float64) float64 { return seconds / float64(hosts) * 1e6 }
+		fmt.Printf("%-22s %7d reports in %7.2fs: %7.0f reports/s (slowest tenth %7.0f/s)\n"+
+			"          CPU per report: proxies %.0f µs, PostgreSQL %.0f µs, load generator %.0f µs; machine load %s\n",
+			name, hosts, res.elapsed.Seconds(), res.rate, res.minWindow, perReport(res.proxyCPU),
+			perReport(postgresCPUSeconds()-db0), perReport(res.driverCPU), loadAvg())
 		return res, nil
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "sqlite"), 0o755); err != nil {
@@ -191,4 +196,34 @@ func timeEvaluation(ctx context.Context, db, dir string) (time.Duration, error) 
 		took = append(took, time.Since(start))
 	}
 	return benchkit.Median(took), nil
+}
+
+// postgresCPUSeconds is the CPU time the PostgreSQL server's processes
+// used so far: the live ones, and those that ended (counted in their
+// parent's children times).
+func postgresCPUSeconds() float64 {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	total := 0.0
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open || s[open+1:end] != "postgres" {
+			continue
+		}
+		// After the command: utime, stime, cutime and cstime are fields
+		// 12 to 15, in clock ticks (100 per second on Linux).
+		f := strings.Fields(s[end+2:])
+		if len(f) < 15 {
+			continue
+		}
+		for _, v := range f[11:15] {
+			t, _ := strconv.ParseFloat(v, 64)
+			total += t / 100
+		}
+	}
+	return total
 }
