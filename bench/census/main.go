@@ -46,6 +46,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,13 +96,14 @@ func main() {
 	allowUnsigned := flag.Bool("allow-unsigned", false, "proxy role: accept unsigned reports")
 	flag.StringVar(&cpuProfile, "proxy-cpuprofile", "", "write the batched proxy's CPU profile to this file")
 	shared := flag.Bool("shared", false, "benchmark the census several proxies share: two proxies on one PostgreSQL against one proxy on SQLite")
+	pace := flag.Float64("pace", 5000, "with -shared: reports/s of the paced (open-loop) phase")
 	flag.Parse()
 	var err error
 	switch {
 	case *role == "proxy":
 		err = serveProxy(*db, *oneTx, *allowUnsigned)
 	case *shared:
-		err = driveShared(*dir, *hosts, *concurrency)
+		err = driveShared(*dir, *hosts, *concurrency, *pace)
 	default:
 		err = drive(*dir, *hosts, *baselineHosts, *concurrency)
 	}
@@ -363,6 +365,8 @@ type phaseResult struct {
 	currentRSS float64
 	proxyCPU   float64 // CPU seconds the proxy used during the phase
 	driverCPU  float64 // CPU seconds the load generator used
+	// Latencies of the reports (from when each was due, when paced).
+	p50, p99, maxLatency time.Duration
 }
 
 // hostKey is simulated host i's signing key.
@@ -385,9 +389,14 @@ func signedHeaders(addr string, i int, body []byte, signed bool) http.Header {
 }
 
 // intake posts the round's reports of hosts [0, n) with concurrency
-// workers, signed or not, host i to proxy i mod len(ps).
-func intake(ps []*proxy, n, round, concurrency int, signed bool) (phaseResult, error) {
-	var next, done atomic.Int64
+// workers, signed or not, host i to proxy i mod len(ps). With pace 0 the
+// workers send back to back (a closed loop: each worker's next report
+// waits for the answer to its last). With pace > 0 report i is due at
+// i/pace seconds after the start, as agents on other machines would send
+// it whether or not the proxy is keeping up (an open loop), and its
+// latency counts from when it was due.
+func intake(ps []*proxy, n, round, concurrency int, signed bool, pace float64) (phaseResult, error) {
+	var done atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
 	// Build every report first: the load generator shares the CPUs with the
@@ -401,25 +410,35 @@ func intake(ps []*proxy, n, round, concurrency int, signed bool) (phaseResult, e
 	}
 	windows := 10
 	windowStart := make([]time.Time, windows+1)
+	latency := make([]time.Duration, n)
+	work := make(chan int, n)
+	conns := make([][]wireConn, concurrency)
+	if err := dialAll(ps, conns); err != nil {
+		return phaseResult{}, err
+	}
 	proxyCPU0, driverCPU0 := proxiesCPU(ps), selfCPUSeconds()
 	start := time.Now()
 	windowStart[0] = start
+	due := func(i int) time.Time { return start.Add(time.Duration(float64(i) / pace * float64(time.Second))) }
+	if pace > 0 {
+		go dispatch(work, n, due)
+	} else {
+		for i := range n {
+			work <- i
+		}
+		close(work)
+	}
 	var wmu sync.Mutex
 	var wg sync.WaitGroup
-	for range concurrency {
+	for w := range concurrency {
 		wg.Go(func() {
-			conns := make([]wireConn, len(ps))
-			defer func() {
-				for i := range conns {
-					conns[i].close()
+			defer closeAll(conns[w])
+			for i := range work {
+				from := time.Now()
+				if pace > 0 {
+					from = due(i)
 				}
-			}()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				status, err := conns[i%len(ps)].send(ps[i%len(ps)], reqs[i])
+				status, err := conns[w][i%len(ps)].send(ps[i%len(ps)], reqs[i])
 				if err == nil && status != http.StatusAccepted {
 					err = fmt.Errorf("host %d: proxy answered %d %s", i, status, http.StatusText(status))
 				}
@@ -427,6 +446,7 @@ func intake(ps []*proxy, n, round, concurrency int, signed bool) (phaseResult, e
 					errOnce.Do(func() { firstErr = err })
 					return
 				}
+				latency[i] = time.Since(from)
 				d := int(done.Add(1))
 				if w := d * windows / n; d*windows%n == 0 && w <= windows {
 					wmu.Lock()
@@ -443,6 +463,8 @@ func intake(ps []*proxy, n, round, concurrency int, signed bool) (phaseResult, e
 	}
 	res := phaseResult{hosts: n, elapsed: elapsed, rate: float64(n) / elapsed.Seconds(),
 		proxyCPU: proxiesCPU(ps) - proxyCPU0, driverCPU: selfCPUSeconds() - driverCPU0}
+	slices.Sort(latency)
+	res.p50, res.p99, res.maxLatency = latency[n/2], latency[n*99/100], latency[n-1]
 	for w := range windows {
 		if windowStart[w].IsZero() || windowStart[w+1].IsZero() {
 			continue
@@ -457,6 +479,34 @@ func intake(ps []*proxy, n, round, concurrency int, signed bool) (phaseResult, e
 		res.peakRSS, res.currentRSS = max(res.peakRSS, peak), max(res.currentRSS, current)
 	}
 	return res, nil
+}
+
+// dispatch hands report i to the workers when it is due, then closes work.
+func dispatch(work chan<- int, n int, due func(int) time.Time) {
+	for i := range n {
+		if d := time.Until(due(i)); d > 0 {
+			time.Sleep(d)
+		}
+		work <- i
+	}
+	close(work)
+}
+
+// dialAll opens each worker's connection to each proxy before the clock
+// starts, so that no TLS handshake is timed.
+func dialAll(ps []*proxy, conns [][]wireConn) error {
+	for w := range conns {
+		conns[w] = make([]wireConn, len(ps))
+		for j, p := range ps {
+			if err := conns[w][j].dial(p); err != nil {
+				for _, c := range conns[:w+1] {
+					closeAll(c)
+				}
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // proxiesCPU returns the CPU time the proxies used so far.
@@ -520,7 +570,7 @@ func drive(dir string, hosts, baselineHosts, concurrency int) error {
 		return startProxy(filepath.Join(sub, "census.db"), oneTx, allowUnsigned, concurrency)
 	}
 	phase := func(p *proxy, name string, n, round int, signed bool) (phaseResult, error) {
-		res, err := intake([]*proxy{p}, n, round, concurrency, signed)
+		res, err := intake([]*proxy{p}, n, round, concurrency, signed, 0)
 		if err != nil {
 			return res, err
 		}

@@ -49,15 +49,27 @@ type wireConn struct {
 	r    *bufio.Reader
 }
 
-// send writes req on the worker's connection to p, dialing it first if
-// needed, and returns the status code of the answer.
+// dial opens the connection to p.
+func (c *wireConn) dial(p *proxy) error {
+	conn, err := tls.Dial("tcp", p.addr, p.tlsConfig)
+	if err != nil {
+		return err
+	}
+	if err := conn.Handshake(); err != nil {
+		conn.Close()
+		return err
+	}
+	c.conn, c.r = conn, bufio.NewReaderSize(conn, 4096)
+	return nil
+}
+
+// send writes req on the worker's connection to p, dialing it again if
+// the proxy closed it, and returns the status code of the answer.
 func (c *wireConn) send(p *proxy, req []byte) (int, error) {
 	if c.conn == nil {
-		conn, err := tls.Dial("tcp", p.addr, p.tlsConfig)
-		if err != nil {
+		if err := c.dial(p); err != nil {
 			return 0, err
 		}
-		c.conn, c.r = conn, bufio.NewReaderSize(conn, 4096)
 	}
 	if _, err := c.conn.Write(req); err != nil {
 		return 0, err
@@ -78,5 +90,12 @@ func (c *wireConn) close() {
 	if c.conn != nil {
 		c.conn.Close()
 		c.conn = nil
+	}
+}
+
+// closeAll closes a worker's connections.
+func closeAll(cs []wireConn) {
+	for i := range cs {
+		cs[i].close()
 	}
 }
