@@ -25,8 +25,13 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // the password, and a file holding the password.
 func pgURL(t *testing.T) (string, string) {
 	t.Helper()
-	full := pgtest.Database(t)
-	srv := pgtest.Shared(t)
+	return withoutPassword(t, pgtest.Shared(t), pgtest.Database(t))
+}
+
+// withoutPassword returns full, a URL of a database on srv, without the
+// password, and a file holding the password.
+func withoutPassword(t *testing.T, srv *pgtest.Server, full string) (string, string) {
+	t.Helper()
 	pw := filepath.Join(t.TempDir(), "pgpassword")
 	if err := os.WriteFile(pw, []byte(srv.Password()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -106,18 +111,10 @@ func getCode(t *testing.T, client *http.Client, url string) int {
 // themselves once it is back.
 func TestTwoProxiesOnePostgres(t *testing.T) {
 	t.Parallel()
-	srv := pgtest.Fresh(t)
+	srv, full := pgtest.FreshDatabase(t)
 	ctx := context.Background()
-	name, err := srv.CreateDatabase(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	pw := filepath.Join(dir, "pgpassword")
-	if err := os.WriteFile(pw, []byte(srv.Password()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dbURL := strings.Replace(srv.URL(name), ":"+srv.Password()+"@", "@", 1)
+	dbURL, pw := withoutPassword(t, srv, full)
 	token := strings.Repeat("t", 40)
 	tokens := filepath.Join(dir, "tokens.yaml")
 	if err := os.WriteFile(tokens, []byte("tokens:\n  - token: "+token+"\n    group: staging\n"), 0o600); err != nil {

@@ -367,3 +367,15 @@ func Fresh(t testing.TB) *Server {
 	t.Cleanup(srv.Stop)
 	return srv
 }
+
+// FreshDatabase starts a cluster for one test, as Fresh does, and returns
+// it with the URL of a new, empty database on it.
+func FreshDatabase(t testing.TB) (*Server, string) {
+	t.Helper()
+	srv := Fresh(t)
+	name, err := srv.CreateDatabase(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, srv.URL(name)
+}

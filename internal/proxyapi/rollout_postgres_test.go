@@ -198,12 +198,8 @@ func TestRolloutMigratedToPostgres(t *testing.T) {
 func TestRolloutPostgresOutage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := pgtest.Fresh(t)
-	name, err := srv.CreateDatabase(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, srv.URL(name), store.Options{ReportBurst: -1})
+	srv, dbURL := pgtest.FreshDatabase(t)
+	st, err := store.Open(ctx, dbURL, store.Options{ReportBurst: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

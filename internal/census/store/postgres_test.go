@@ -249,12 +249,8 @@ func TestPostgresCredentials(t *testing.T) {
 func TestPostgresRestartDuringIntake(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := pgtest.Fresh(t)
-	name, err := srv.CreateDatabase(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := openStore(t, func(testing.TB) string { return srv.URL(name) }, Options{})
+	srv, dbURL := pgtest.FreshDatabase(t)
+	s, _ := openStore(t, func(testing.TB) string { return dbURL }, Options{})
 	var acked sync.Map
 	var next atomic.Int64
 	stop := make(chan struct{})

@@ -14,16 +14,7 @@ import (
 func TestRolloutConformance(t *testing.T) {
 	t.Parallel()
 	storetest.RunRollout(t, func(t *testing.T) storetest.RolloutBackend {
-		s, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "census.db"), store.Options{ReportBurst: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := s.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		})
-		return s
+		return openRollout(t, filepath.Join(t.TempDir(), "census.db"))
 	})
 }
 
@@ -32,15 +23,22 @@ func TestRolloutConformance(t *testing.T) {
 func TestRolloutConformancePostgres(t *testing.T) {
 	t.Parallel()
 	storetest.RunRollout(t, func(t *testing.T) storetest.RolloutBackend {
-		s, err := store.Open(context.Background(), pgtest.Database(t), store.Options{ReportBurst: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := s.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		})
-		return s
+		return openRollout(t, pgtest.Database(t))
 	})
+}
+
+// openRollout opens the census at dsn (a file or a PostgreSQL URL) with no
+// limit on how often a host reports, closed when the test ends.
+func openRollout(t *testing.T, dsn string) storetest.RolloutBackend {
+	t.Helper()
+	s, err := store.Open(context.Background(), dsn, store.Options{ReportBurst: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
 }
