@@ -14,6 +14,9 @@ import (
 const (
 	// DefaultRolloutEvery is how often the proxy evaluates the rollout.
 	DefaultRolloutEvery = 30 * time.Second
+	// DefaultRolloutRefreshEvery is how often the proxy re-reads the
+	// groups' states between evaluations.
+	DefaultRolloutRefreshEvery = time.Second
 	// DefaultRolloutPresentAfter: a host that reported within it counts as
 	// present (agents report on every run of their update timer).
 	DefaultRolloutPresentAfter = 2 * time.Hour
@@ -80,21 +83,51 @@ func (s *Server) answerKind(p *Policy, g *groupAnswer, updaterID string) answerK
 
 // RunRollout evaluates the rollout every RolloutEvery, and at once when
 // the policy changes, until ctx is done. Failures are logged and tried
-// again on the next tick.
+// again on the next tick. Between evaluations it re-reads the groups'
+// states every RolloutRefreshEvery: a transition another proxy made, or
+// an operator's halt through the CLI, which writes the database directly,
+// then changes this proxy's find answers within that time, not at its
+// next evaluation.
 func (s *Server) RunRollout(ctx context.Context) {
-	t := time.NewTicker(s.cfg.RolloutEvery)
-	defer t.Stop()
+	evaluate := time.NewTicker(s.cfg.RolloutEvery)
+	defer evaluate.Stop()
+	refresh := time.NewTicker(s.cfg.RolloutRefreshEvery)
+	defer refresh.Stop()
 	for {
 		if err := s.EvaluateRollout(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Error("Rollout evaluation failed; trying again later.", "error", err.Error())
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-s.rollKick:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-evaluate.C:
+				break wait
+			case <-s.rollKick:
+				break wait
+			case <-refresh.C:
+				// A failure here is the database's, which the evaluation
+				// and /readyz report; find keeps the last view.
+				if err := s.RefreshRollout(ctx); err != nil && ctx.Err() == nil {
+					s.logger.Debug("Rollout refresh failed; find keeps the last states read.", "error", err.Error())
+				}
+			}
 		}
 	}
+}
+
+// RefreshRollout re-reads the groups' states and rebuilds the view find
+// serves from, without evaluating (no counts over the hosts, no
+// transitions).
+func (s *Server) RefreshRollout(ctx context.Context) error {
+	s.rollMu.Lock()
+	defer s.rollMu.Unlock()
+	p := s.Policy()
+	if !p.Rollout() || s.cfg.Rollout == nil {
+		return nil
+	}
+	return s.refreshView(ctx, p)
 }
 
 // kickRollout asks RunRollout to evaluate now.

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gravitational/teleport-update/api"
+	"github.com/gravitational/teleport-update/internal/census/store"
 	"github.com/gravitational/teleport-update/internal/proxyapi/rollout"
 )
 
@@ -351,4 +353,67 @@ func TestRolloutRefusedReportsChangeNothing(t *testing.T) {
 	if g := e.groupState(t, "staging"); g.State != rollout.Halted {
 		t.Errorf("after the canary's own failure: %+v; want halted", g)
 	}
+}
+
+// TestRolloutRefreshFollowsTheDatabase: an operator halts a group through
+// the database (as `proxy rollout halt` does, from another process) while
+// the proxy runs its loop with evaluations an hour apart. The proxy's
+// find answers follow within its refresh interval: the canaries stop
+// getting the target.
+func TestRolloutRefreshFollowsTheDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "census.db")
+	e, _ := storeEnv(t, db, func(c *Config) {
+		c.RolloutEvery = time.Hour
+		c.RolloutRefreshEvery = 20 * time.Millisecond
+	})
+	writeFileAtomic(t, e.policy, strings.Replace(rolloutPolicy, "schedule: regular", "schedule: immediate", 1))
+	if err := e.s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	staging := reportStaging(t, e, 6)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); e.s.RunRollout(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	canary := waitForCanary(t, e, staging)
+	// The CLI's store: a second connection pool on the same file.
+	cli, err := store.Open(ctx, db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := ApplyRolloutAction(ctx, cli, e.s.Policy(), "staging", rollout.ActionHalt, "bad release", e.s.now()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s := canary.find(t, e, "staging")
+		if s.AgentVersion == "1.0.0" && !s.AgentAutoUpdate {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("canary still answered %+v after the halt; want 1.0.0 held", s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitForCanary waits for the rollout loop's first evaluation to put
+// staging in canary and returns one of its canaries among hosts, once
+// find serves it the target.
+func waitForCanary(t *testing.T, e *testEnv, hosts []rolloutHost) rolloutHost {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, h := range hosts {
+			if s := h.find(t, e, "staging"); s.AgentVersion == "2.0.0" && s.AgentAutoUpdate {
+				return h
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no canary got the target from the rollout loop's first evaluation")
+	return rolloutHost{}
 }

@@ -124,6 +124,9 @@ type Config struct {
 	// have reported to count as present (default
 	// DefaultRolloutPresentAfter).
 	RolloutEvery, RolloutPresentAfter time.Duration
+	// RolloutRefreshEvery is how often RunRollout re-reads the groups'
+	// states between evaluations (default DefaultRolloutRefreshEvery).
+	RolloutRefreshEvery time.Duration
 }
 
 // Server is the proxy API. It is safe for concurrent use.
@@ -204,6 +207,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.cfg.RolloutEvery <= 0 {
 		s.cfg.RolloutEvery = DefaultRolloutEvery
+	}
+	if s.cfg.RolloutRefreshEvery <= 0 {
+		s.cfg.RolloutRefreshEvery = DefaultRolloutRefreshEvery
 	}
 	if s.cfg.RolloutPresentAfter <= 0 {
 		s.cfg.RolloutPresentAfter = DefaultRolloutPresentAfter

@@ -25,7 +25,7 @@ func signedEnv(t *testing.T) (*testEnv, *store.Store) {
 
 // storeEnv is a server whose census and rollout state are the store at
 // dsn (a SQLite file or a postgres:// URL), with a production token.
-func storeEnv(t *testing.T, dsn string) (*testEnv, *store.Store) {
+func storeEnv(t *testing.T, dsn string, changes ...func(*Config)) (*testEnv, *store.Store) {
 	t.Helper()
 	st, err := store.Open(context.Background(), dsn, store.Options{ReportBurst: -1})
 	if err != nil {
@@ -36,6 +36,9 @@ func storeEnv(t *testing.T, dsn string) (*testEnv, *store.Store) {
 		c.Tokens = append(testTokens(), Token{Token: productionToken, Group: "production"})
 		c.Census = st
 		c.Rollout = st
+		for _, change := range changes {
+			change(c)
+		}
 	})
 	return e, st
 }
