@@ -102,7 +102,17 @@ type AutoUpdateSettings struct {
 	// AgentUpdateGroup is the group the answer was computed for (the
 	// requested group, or the last group when that was unknown or empty).
 	AgentUpdateGroup string `json:"agent_update_group,omitempty"`
+	// AgentUpdateHold says, in a staged rollout, why the agent is served
+	// the rollout's start version instead of its target: the group's turn
+	// has not come, it tries the target on its canaries first, the
+	// rollout is halted or was rolled back. Empty otherwise. Teleport's
+	// proxies do not send it; agents show it (at most MaxHoldLength bytes)
+	// and act only on the version and agent_auto_update.
+	AgentUpdateHold string `json:"agent_update_hold,omitempty"`
 }
+
+// MaxHoldLength bounds the hold reason an agent shows.
+const MaxHoldLength = 256
 
 // UpdateWindow is a maintenance window: Start is inside it, End is not.
 type UpdateWindow struct {

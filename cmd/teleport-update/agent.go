@@ -336,10 +336,12 @@ including a rollback; 2 usage error.`,
 			if err != nil {
 				return explain(err, res.From)
 			}
-			switch res.Outcome {
-			case updater.OutcomeUpdated:
+			switch {
+			case res.Outcome == updater.OutcomeUpdated:
 				fmt.Fprintf(c.stdout, "Updated Teleport from %s to %s.\n", orNone(res.From), res.Target)
-			case updater.OutcomeWindowClosed:
+			case res.Hold != "":
+				fmt.Fprintf(c.stdout, "The proxy's rollout holds this host at %s (%s); running %s.\n", res.Target, res.Hold, orNone(res.From))
+			case res.Outcome == updater.OutcomeWindowClosed:
 				fmt.Fprintf(c.stdout, "Maintenance window is closed; staying on %s (target %s).\n", orNone(res.From), res.Target)
 			default:
 				fmt.Fprintf(c.stdout, "Nothing to do (%s); running %s.\n", res.Outcome, orNone(res.From))
@@ -430,6 +432,9 @@ func printStatus(w io.Writer, st *updater.StatusReport) {
 			window += fmt.Sprintf(" (window %s – %s)", st.NextWindow.Start.UTC().Format(time.RFC3339), st.NextWindow.End.UTC().Format(time.RFC3339))
 		}
 		row("Window", window)
+		if st.TargetHold != "" {
+			row("Rollout", "holds this host: "+st.TargetHold)
+		}
 	}
 	if lu := st.LastUpdate; lu != nil {
 		res := "succeeded"

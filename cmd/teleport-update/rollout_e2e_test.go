@@ -82,7 +82,9 @@ func TestE2ERolloutCanaryCatchesBrokenRelease(t *testing.T) {
 	// The other host is held at the start version; the canary tries the
 	// release, fails its health check and rolls back.
 	e.root = other
-	e.mustRun("update")
+	if r := e.mustRun("update"); !strings.Contains(r.stdout, "holds this host at 1.0.0 (group staging tries 2.0.0 on its canaries first)") {
+		t.Errorf("the non-canary host's update does not say why it is held:\n%s", r.stdout)
+	}
 	if e.linked() != "1.0.0" {
 		t.Fatalf("the non-canary host moved to %s while the group was in canary", e.linked())
 	}
@@ -98,6 +100,9 @@ func TestE2ERolloutCanaryCatchesBrokenRelease(t *testing.T) {
 	e.mustRun("update")
 	if e.linked() != "1.0.0" {
 		t.Fatalf("the non-canary host moved to %s after the group halted", e.linked())
+	}
+	if r := e.mustRun("status"); !strings.Contains(r.stdout, "holds this host: the rollout to 2.0.0 is halted in group staging") {
+		t.Errorf("status of a host in a halted group does not say so:\n%s", r.stdout)
 	}
 }
 

@@ -127,9 +127,10 @@ func (g *groupAnswer) bodyOf(k answerKind, now time.Time) []byte {
 		// The start version: held where they are (hold), or moving back
 		// to it inside the window (rolled back).
 		settings.AgentVersion = g.policy.StartVersion.String()
-		if k == answerStartHold {
+		if k != answerStartBack {
 			settings.AgentAutoUpdate = false
 		}
+		settings.AgentUpdateHold = holdReason(k, g.group.Name, g.policy.TargetVersion.String())
 	}
 	body, err := json.Marshal(api.FindResponse{AutoUpdate: settings, Edition: g.edition, FIPS: g.fips})
 	if err != nil {

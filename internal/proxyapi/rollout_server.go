@@ -30,15 +30,39 @@ type answerKind int
 const (
 	// answerTarget: the target version, inside the group's windows.
 	answerTarget answerKind = iota
-	// answerStartHold: the start version, updating nowhere (groups whose
-	// turn has not come, halted ones and the groups after them).
-	answerStartHold
+	// The start version, updating nowhere, for a reason: the group's turn
+	// has not come (or no evaluation has placed it yet); the group is in
+	// canary and the host is not one of its canaries; the group is
+	// halted; an earlier group is halted or rolled back.
+	answerHoldWaiting
+	answerHoldCanary
+	answerHoldHalted
+	answerHoldEarlier
 	// answerStartBack: the start version inside the windows, so that the
 	// hosts of a rolled-back group move back (a host moves down only to a
 	// version it ran before: one installed at the target stays there).
 	answerStartBack
 	answerKinds
 )
+
+// holdReason is what the find answer of kind k tells the hosts of group
+// about the rollout to target: why they are held at (or moved back to)
+// the start version. Empty for the target.
+func holdReason(k answerKind, group, target string) string {
+	switch k {
+	case answerHoldWaiting:
+		return fmt.Sprintf("the rollout to %s has not reached group %s yet", target, group)
+	case answerHoldCanary:
+		return fmt.Sprintf("group %s tries %s on its canaries first", group, target)
+	case answerHoldHalted:
+		return fmt.Sprintf("the rollout to %s is halted in group %s", target, group)
+	case answerHoldEarlier:
+		return fmt.Sprintf("the rollout to %s is halted or rolled back in a group before %s", target, group)
+	case answerStartBack:
+		return fmt.Sprintf("the rollout to %s was rolled back in group %s", target, group)
+	}
+	return ""
+}
 
 // rolloutView is what find needs of the rollout, rebuilt by each
 // evaluation from the store.
@@ -66,19 +90,26 @@ func (s *Server) answerKind(p *Policy, g *groupAnswer, updaterID string) answerK
 	}
 	v := s.roll.Load()
 	if v == nil || v.policy != p {
-		return answerStartHold
+		return answerHoldWaiting
 	}
 	gv, ok := v.groups[g.group.Name]
 	if !ok {
-		return answerStartHold
+		return answerHoldWaiting
 	}
 	if rollout.Serves(gv.state, gv.canaries[updaterID], gv.heldBack) {
 		return answerTarget
 	}
-	if gv.state == rollout.RolledBack {
+	switch {
+	case gv.state == rollout.RolledBack:
 		return answerStartBack
+	case gv.state == rollout.Halted:
+		return answerHoldHalted
+	case gv.heldBack:
+		return answerHoldEarlier
+	case gv.state == rollout.Canary:
+		return answerHoldCanary
 	}
-	return answerStartHold
+	return answerHoldWaiting
 }
 
 // RunRollout evaluates the rollout every RolloutEvery, and at once when

@@ -417,3 +417,45 @@ func waitForCanary(t *testing.T, e *testEnv, hosts []rolloutHost) rolloutHost {
 	t.Fatal("no canary got the target from the rollout loop's first evaluation")
 	return rolloutHost{}
 }
+
+// TestRolloutFindHoldReasons: a host served the start version instead of
+// the target is told why, for each reason; a host served the target is
+// told nothing.
+func TestRolloutFindHoldReasons(t *testing.T) {
+	t.Parallel()
+	e, _ := storeEnv(t, filepath.Join(t.TempDir(), "census.db"))
+	writeFileAtomic(t, e.policy, strings.Replace(rolloutPolicy, "schedule: regular", "schedule: immediate", 1))
+	if err := e.s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	staging := reportStaging(t, e, 6)
+	prod := newRolloutHost(100, productionToken)
+	prod.report(t, e, "1.0.0", "", false)
+	check := func(step string, h rolloutHost, group, version, hold string) {
+		t.Helper()
+		s := h.find(t, e, group)
+		if s.AgentVersion != version || s.AgentUpdateHold != hold {
+			t.Errorf("%s: host %d in %s got %s, hold %q; want %s, hold %q", step, h.n, group, s.AgentVersion, s.AgentUpdateHold, version, hold)
+		}
+	}
+	check("before any evaluation", staging[0], "staging", "1.0.0", "the rollout to 2.0.0 has not reached group staging yet")
+	e.evaluate(t)
+	canaries, others := splitCanaries(t, e.groupState(t, "staging"), staging)
+	check("canary", canaries[0], "staging", "2.0.0", "")
+	check("canary", others[0], "staging", "1.0.0", "group staging tries 2.0.0 on its canaries first")
+	check("canary", prod, "production", "1.0.0", "the rollout to 2.0.0 has not reached group production yet")
+	for _, a := range []struct {
+		action            rollout.Action
+		staging, previous string
+	}{
+		{rollout.ActionHalt, "the rollout to 2.0.0 is halted in group staging", "halted"},
+		{rollout.ActionRollback, "the rollout to 2.0.0 was rolled back in group staging", "rolledback"},
+	} {
+		if code, _, body := e.do(t, http.MethodPost, RolloutPath+"/staging/"+string(a.action), nil, bearer(adminToken)); code != http.StatusOK {
+			t.Fatalf("%s: %d %s", a.action, code, body)
+		}
+		check(a.previous, canaries[0], "staging", "1.0.0", a.staging)
+		check(a.previous, others[0], "staging", "1.0.0", a.staging)
+		check(a.previous, prod, "production", "1.0.0", "the rollout to 2.0.0 is halted or rolled back in a group before production")
+	}
+}

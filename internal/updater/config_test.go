@@ -1,6 +1,7 @@
 package updater
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/fuzzwatch"
+	"github.com/gravitational/teleport-update/internal/termtext"
 	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
@@ -165,11 +168,38 @@ func TestParseFindResponse(t *testing.T) {
 	}
 }
 
+// TestParseFindHold: the rollout's hold reason is kept for people to read:
+// without escape sequences or control characters, cut between characters
+// at api.MaxHoldLength bytes.
+func TestParseFindHold(t *testing.T) {
+	long := strings.Repeat("é", api.MaxHoldLength) // 2 bytes each
+	for hold, want := range map[string]string{
+		"": "",
+		"group staging tries 2.0.0 on its canaries first": "group staging tries 2.0.0 on its canaries first",
+		"halted\u001b[2J\u001b]0;owned\u0007 here\r\n":    "halted here",
+		long:       long[:api.MaxHoldLength],
+		"a" + long: "a" + long[:api.MaxHoldLength-2],
+	} {
+		body, err := json.Marshal(api.FindResponse{AutoUpdate: api.AutoUpdateSettings{AgentVersion: "1.0.0", AgentUpdateHold: hold}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := ParseFindResponse(body)
+		if err != nil {
+			t.Fatalf("%q: %v", hold, err)
+		}
+		if p.Hold != want {
+			t.Errorf("hold %q: got %q, want %q", hold, p.Hold, want)
+		}
+	}
+}
+
 func FuzzParseFindResponse(f *testing.F) {
 	f.Add([]byte(`{"auto_update":{"agent_version":"16.4.6","agent_auto_update":true,"agent_update_jitter_seconds":60}}`))
 	f.Add([]byte(`{"auto_update":{"agent_version":"1.2.3-rc.1+b5","agent_update_jitter_seconds":-1}}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"auto_update":{"agent_version":"16.4.6"},"edition":"ent","fips":true}`))
+	f.Add([]byte(`{"auto_update":{"agent_version":"1.0.0","agent_update_hold":"held\u001b[31m\u0085 by \u202erollout"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		defer fuzzwatch.Start()()
 		p, err := ParseFindResponse(data)
@@ -184,6 +214,9 @@ func FuzzParseFindResponse(f *testing.F) {
 		}
 		if strings.ContainsAny(p.Version.String(), "/?#% \\") {
 			t.Fatalf("version carries URL characters: %q", p.Version)
+		}
+		if len(p.Hold) > api.MaxHoldLength || termtext.Strip(p.Hold) != p.Hold {
+			t.Fatalf("hold reason not cleaned: %q", p.Hold)
 		}
 	})
 }

@@ -81,6 +81,9 @@ type decision struct {
 	jitter time.Duration
 	// note, when set, tells an admin why the host stays where it is.
 	note *note
+	// hold is why the proxy's rollout serves this host its start version
+	// (Policy.Hold), "" when it does not.
+	hold string
 }
 
 // note is a log line a decision asks for.

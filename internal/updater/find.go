@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/Masterminds/semver/v3"
 
 	"github.com/gravitational/teleport-update/api"
 	"github.com/gravitational/teleport-update/internal/endpoint"
+	"github.com/gravitational/teleport-update/internal/termtext"
 	"github.com/gravitational/teleport-update/internal/updater/download"
 )
 
@@ -40,6 +43,11 @@ type Policy struct {
 	Window *api.UpdateWindow
 	// Flavour is the build the cluster's agents run (edition and fips).
 	Flavour download.Flavour
+	// Hold is why the proxy's staged rollout serves this host the
+	// rollout's start version instead of its target; "" when it does
+	// not. Shown to people only: stripped of control characters and cut
+	// to api.MaxHoldLength bytes.
+	Hold string
 }
 
 // ValidateProxyAddr checks HOST[:PORT] with endpoint.ValidateHostPort: a
@@ -130,9 +138,26 @@ func parseFind(body []byte, needVersion bool) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: the proxy's edition: %w", ErrProxy, err)
 	}
-	p := &Policy{Version: v, AutoUpdate: au.AgentAutoUpdate, Jitter: jitter, Flavour: flavour}
+	p := &Policy{Version: v, AutoUpdate: au.AgentAutoUpdate, Jitter: jitter, Flavour: flavour,
+		Hold: holdText(au.AgentUpdateHold)}
 	if w := au.AgentUpdateWindow; w != nil && !w.Start.IsZero() && w.End.After(w.Start) {
 		p.Window = w
 	}
 	return p, nil
+}
+
+// holdText is the proxy's hold reason as shown to people: no control
+// characters or escape sequences, no space around it, at most
+// api.MaxHoldLength bytes, cut between characters.
+func holdText(s string) string {
+	s = strings.TrimSpace(termtext.Strip(s))
+	end := 0
+	for end < len(s) {
+		_, n := utf8.DecodeRuneInString(s[end:])
+		if end+n > api.MaxHoldLength {
+			break
+		}
+		end += n
+	}
+	return s[:end]
 }

@@ -20,6 +20,9 @@ type UpdateResult struct {
 	Outcome Outcome
 	From    string
 	Target  string
+	// Hold is why the proxy's staged rollout holds the host at Target,
+	// its start version ("" when it does not).
+	Hold string
 }
 
 // Update is the timer's entry point: it asks the proxy and moves the host
@@ -76,7 +79,7 @@ func (u *Updater) follow(ctx context.Context, st *store, s *session, req request
 		}
 		d = u.decideWithProxy(ctx, st.cfg, req)
 	}
-	res.Target, res.Outcome = d.target, d.outcome
+	res.Target, res.Outcome, res.Hold = d.target, d.outcome, d.hold
 	if d.act != actMove {
 		return res, errors.Join(d.err, s.broken)
 	}
@@ -101,6 +104,9 @@ func (u *Updater) decideWithProxy(ctx context.Context, cfg *Config, req request)
 			return decision{act: actRefuse, err: err}
 		}
 		d = decide(cfg, pol, req)
+		if d.hold = pol.Hold; d.hold != "" {
+			u.Log.Info("The proxy's staged rollout holds this host at its start version.", "reason", d.hold, "version", d.target)
+		}
 	}
 	if n := d.note; n != nil {
 		u.Log.Log(ctx, n.level, n.msg, n.args...)

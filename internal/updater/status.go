@@ -35,13 +35,16 @@ type StatusReport struct {
 	// TargetEdition and TargetFIPS are the build the proxy serves; when
 	// they differ from the active build, update refuses until an admin
 	// runs install.
-	TargetEdition string            `json:"target_edition,omitempty"`
-	TargetFIPS    bool              `json:"target_fips,omitempty"`
-	WindowOpen    bool              `json:"window_open"`
-	NextWindow    *api.UpdateWindow `json:"next_window"`
-	ProxyError    string            `json:"proxy_error,omitempty"`
-	LastUpdate    *LastUpdate       `json:"last_update"`
-	Census        bool              `json:"census"`
+	TargetEdition string `json:"target_edition,omitempty"`
+	TargetFIPS    bool   `json:"target_fips,omitempty"`
+	// TargetHold is why the proxy's staged rollout serves this host its
+	// start version instead of the rollout's target ("" when it does not).
+	TargetHold string            `json:"target_hold,omitempty"`
+	WindowOpen bool              `json:"window_open"`
+	NextWindow *api.UpdateWindow `json:"next_window"`
+	ProxyError string            `json:"proxy_error,omitempty"`
+	LastUpdate *LastUpdate       `json:"last_update"`
+	Census     bool              `json:"census"`
 	// UpdaterVersion is the teleport-update in place (the one the timer
 	// runs); RunningUpdaterVersion the one that printed this status.
 	UpdaterVersion        string `json:"updater_version"`
@@ -110,6 +113,7 @@ func (u *Updater) askProxyStatus(ctx context.Context, cfg *Config, r *StatusRepo
 	r.TargetEdition, r.TargetFIPS = pol.Flavour.Edition(), pol.Flavour.FIPS
 	r.WindowOpen = pol.AutoUpdate
 	r.NextWindow = pol.Window
+	r.TargetHold = pol.Hold
 }
 
 // updaterStatus fills r with what cfg and the host say about the updater
