@@ -55,7 +55,12 @@ func TestCensusClientGone(t *testing.T) {
 	<-backend.entered
 	cancel()
 	if err := <-done; err == nil {
-		t.Fatal("the cancelled request succeeded")
+		// The client's cancellation closes the connection, which ends the
+		// request's context on the server: the backend returns and the
+		// handler answers. Once in a few thousand runs (under load, in CI)
+		// that answer reached the client before its own cancellation did.
+		// What this test is about is the server's side: the log below.
+		t.Log("the cancelled request got the server's answer before its cancellation took effect")
 	}
 	<-served
 	logs := e.logs.String()
