@@ -19,12 +19,6 @@ import (
 	"github.com/gravitational/teleport-update/internal/proxyapi/rollout"
 )
 
-// driveShared measures the census several proxies share: signed intake
-// through two proxies on one PostgreSQL (Debian's, a throwaway cluster
-// with its default durability: fsync on, synchronous_commit on), against
-// the same reports through one proxy on SQLite in the same run, then the
-// summary over all hosts on PostgreSQL. The proxies, PostgreSQL and this
-// load generator share the machine's CPUs.
 // The paced phases: pacedRate reports/s (the intake goal), sent on
 // pacedWorkers connections to each proxy, enough for that rate at 50 ms
 // per report.
@@ -33,6 +27,12 @@ const (
 	pacedWorkers = 256
 )
 
+// driveShared measures the census several proxies share: signed intake
+// through two proxies on one PostgreSQL (Debian's, a throwaway cluster
+// with its default durability: fsync on, synchronous_commit on), against
+// the same reports through one proxy on SQLite in the same run, then the
+// summary over all hosts on PostgreSQL. The proxies, PostgreSQL and this
+// load generator share the machine's CPUs.
 func driveShared(dir string, hosts, concurrency int, pace float64) error {
 	dir, cleanup, err := benchkit.WorkDir(dir, "census-bench-")
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"sort"
-	"strconv"
 
 	"github.com/gravitational/teleport-update/api"
 )
@@ -37,8 +36,8 @@ func wireRequest(addr, token string, body []byte, sig http.Header) []byte {
 			fmt.Fprintf(&b, "%s: %s\r\n", k, v)
 		}
 	}
-	fmt.Fprintf(&b, "Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n",
-		token, strconv.Itoa(len(body)))
+	fmt.Fprintf(&b, "Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
+		token, len(body))
 	b.Write(body)
 	return b.Bytes()
 }

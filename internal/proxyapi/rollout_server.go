@@ -148,14 +148,23 @@ func (s *Server) RunRollout(ctx context.Context) {
 	}
 }
 
+// rolloutPolicy returns the policy in force when it runs a staged rollout
+// and the proxy has a store for its state; nil otherwise.
+func (s *Server) rolloutPolicy() *Policy {
+	if p := s.Policy(); p.Rollout() && s.cfg.Rollout != nil {
+		return p
+	}
+	return nil
+}
+
 // RefreshRollout re-reads the groups' states and rebuilds the view find
 // serves from, without evaluating (no counts over the hosts, no
 // transitions).
 func (s *Server) RefreshRollout(ctx context.Context) error {
 	s.rollMu.Lock()
 	defer s.rollMu.Unlock()
-	p := s.Policy()
-	if !p.Rollout() || s.cfg.Rollout == nil {
+	p := s.rolloutPolicy()
+	if p == nil {
 		return nil
 	}
 	return s.refreshView(ctx, p)
@@ -176,8 +185,8 @@ func (s *Server) kickRollout() {
 func (s *Server) EvaluateRollout(ctx context.Context) error {
 	s.rollMu.Lock()
 	defer s.rollMu.Unlock()
-	p := s.Policy()
-	if !p.Rollout() || s.cfg.Rollout == nil {
+	p := s.rolloutPolicy()
+	if p == nil {
 		return nil
 	}
 	now := s.now()
@@ -368,8 +377,8 @@ var ErrUnknownGroup = errors.New("no such group in the policy")
 // ErrNoRollout, ErrUnknownGroup, rollout.ErrNotAllowed (the action does
 // not apply to the group's state), or a store error.
 func (s *Server) RolloutAction(ctx context.Context, group string, a rollout.Action, reason string) (rollout.Transition, error) {
-	p := s.Policy()
-	if !p.Rollout() || s.cfg.Rollout == nil {
+	p := s.rolloutPolicy()
+	if p == nil {
 		return rollout.Transition{}, ErrNoRollout
 	}
 	tr, err := ApplyRolloutAction(ctx, s.cfg.Rollout, p, group, a, reason, s.now())

@@ -148,8 +148,8 @@ func (s *Server) serveRollout(w http.ResponseWriter, r *http.Request) int {
 	if !tok.admin {
 		return writeError(w, http.StatusForbidden, "the rollout endpoint needs an admin token")
 	}
-	p := s.Policy()
-	if !p.Rollout() || s.cfg.Rollout == nil {
+	p := s.rolloutPolicy()
+	if p == nil {
 		return writeError(w, http.StatusNotFound, ErrNoRollout.Error())
 	}
 	if r.Method == http.MethodGet {
